@@ -1,0 +1,115 @@
+"""Train-stage benchmark: python bench/bench_train.py [--epochs 3] [--repeats 3]
+
+Prints, measured side by side in this one process:
+1. the default ``python -m pipeline.train`` end to end (imports included, a subprocess) and its
+   test accuracy;
+2. Lightning + our module vs a hand-written PyTorch loop on the same model, data and batch
+   size: training steps per second (ratio);
+3. tracking overhead: logger=mlflow vs logger=none, same config (ratio).
+Repeats are interleaved so drift on a shared machine hits both sides alike; the median counts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from pipeline.stage import build_job, open_run  # noqa: E402
+from pipeline.train import train  # noqa: E402
+from tests.conftest import compose_config  # noqa: E402
+
+COMMON = ["trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
+          "test=false", "callbacks.early_stopping=null"]
+
+
+def end_to_end(tmp: Path) -> tuple[float, str]:
+    env = {**os.environ, "GLASSWORKS_ROOT": str(tmp), "PYTHONPATH": str(ROOT)}
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=tmp, env=env,
+                         capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    return wall, f"{runs[0].data.metrics['test/acc']:.4f}"
+
+
+def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str) -> tuple[float, int]:
+    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", f"logger={logger}"], tiny=False)
+    job = build_job(cfg)
+    open_run(job)
+    with job.tracker.lifecycle("train"):
+        result = train(job)
+    return result.train_steps / result.fit_seconds, result.train_steps
+
+
+def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
+    """The same work written by hand: AdamW + warmup-cosine, train and validate each epoch."""
+    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", "logger=none"], tiny=False)
+    job = build_job(cfg)
+    dm = job.datamodule
+    model = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)
+    opt = job.optimizer(model.parameters())
+    train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
+    steps = len(train_loader) * epochs
+    sched = job.scheduler(opt, total_steps=steps)
+    start = time.perf_counter()
+    for _ in range(epochs):
+        model.train()
+        for batch in train_loader:
+            loss = F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]).logits, batch["labels"])
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            sched.step()
+        model.eval()
+        with torch.no_grad():
+            correct = sum((model(b["input_ids"], b["attention_mask"]).logits.argmax(-1) == b["labels"]).sum()
+                          for b in val_loader)
+        del correct
+    return steps / (time.perf_counter() - start)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        wall, acc = end_to_end(tmp / "e2e")
+        print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
+        ours, plain, tracked, untracked = [], [], [], []
+        for i in range(args.repeats):
+            plain.append(plain_loop_steps_per_sec(tmp / f"p{i}", args.epochs))
+            ours.append(lightning_steps_per_sec(tmp / f"o{i}", args.epochs, "mlflow")[0])
+            untracked.append(lightning_steps_per_sec(tmp / f"u{i}", args.epochs, "none")[0])
+        tracked = ours
+    med = statistics.median
+    print(f"{'variant':<38}{'steps/s (median)':>18}")
+    print(f"{'hand-written PyTorch loop':<38}{med(plain):>18.1f}")
+    print(f"{'pipeline.train, logger=none':<38}{med(untracked):>18.1f}")
+    print(f"{'pipeline.train, logger=mlflow':<38}{med(tracked):>18.1f}")
+    print(f"ratio ours(mlflow)/plain loop: {med(tracked) / med(plain):.3f}  (aim >= 0.95)")
+    print(f"ratio logger=mlflow/logger=none: {med(tracked) / med(untracked):.3f}  (aim >= 0.97)")
+
+
+if __name__ == "__main__":
+    main()

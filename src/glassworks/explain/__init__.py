@@ -1,0 +1,1 @@
+"""Token attributions for Transformer text classifiers (SHAP, attention, gradients) and their scoring."""

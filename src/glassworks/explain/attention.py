@@ -1,0 +1,285 @@
+"""Attention-based token attributions: raw attention, rollout, flow and gradient-weighted relevance.
+
+Attention probabilities are materialised only here (eval mode, `output_attentions=True`); training
+never pays for them. Every explainer runs one example at a time without padding, so the (T, T)
+matrices below cover exactly the example's tokens. The [CLS] position's own score is set to 0 in
+`scores` ([CLS] is not an input token and is never masked) and kept in extras["cls_score"].
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+import networkx as nx
+import numpy as np
+import torch
+from torch import nn
+
+from glassworks.explain.predict import predicted_target, resolve_pad_id
+from glassworks.explain.types import ExampleInput, Explanation
+
+log = logging.getLogger(__name__)
+
+ArrayLike = torch.Tensor | np.ndarray
+
+
+def _stack(attentions: Sequence[ArrayLike], what: str) -> torch.Tensor:
+    """list of L (H, T, T) matrices -> (L, H, T, T) float64 tensor on the CPU."""
+    if len(attentions) == 0:
+        raise ValueError(f"{what}: need at least one layer of attentions")
+    mats = [torch.as_tensor(a).detach().to("cpu", torch.float64) for a in attentions]
+    shapes = {tuple(m.shape) for m in mats}
+    if len(shapes) != 1 or len(mats[0].shape) != 3 or mats[0].shape[1] != mats[0].shape[2]:
+        raise ValueError(f"{what}: every layer must be (H, T, T) with the same shape, got {sorted(shapes)}")
+    return torch.stack(mats)  # (L, H, T, T)
+
+
+def _residual_mean(att: torch.Tensor, add_residual: bool) -> torch.Tensor:
+    """(L, H, T, T) -> (L, T, T): head mean, plus the residual stream as 0.5 A + 0.5 I, rows re-normalised."""
+    a = att.mean(dim=1)  # (L, T, T)
+    if add_residual:
+        eye = torch.eye(a.shape[-1], dtype=a.dtype)
+        a = 0.5 * a + 0.5 * eye
+        a = a / a.sum(dim=-1, keepdim=True)
+    return a
+
+
+def attention_rollout(attentions: Sequence[ArrayLike], add_residual: bool = True) -> np.ndarray:
+    """Attention rollout (Abnar & Zuidema 2020): R = A'_L ... A'_1, shape (T, T).
+
+    Row i of R is how much output token i (after the last layer) draws on each input token.
+    """
+    a = _residual_mean(_stack(attentions, "attention_rollout"), add_residual)  # (L, T, T)
+    rollout = a[0]
+    for layer in a[1:]:
+        rollout = layer @ rollout  # (T, T)
+    return rollout.numpy()
+
+
+def attention_flow(attentions: Sequence[ArrayLike], max_tokens: int) -> np.ndarray:
+    """Attention flow (Abnar & Zuidema 2020): max-flow from each input token to the top [CLS] node, (T,).
+
+    The graph has a node per (layer, token) for layers 0..L; the edge from token j at layer l-1
+    to token i at layer l has capacity A'_l[i, j] (head-mean attention with the residual added).
+    One max-flow problem per input token makes this O(T) max-flows over L*T^2 edges, hence the cap.
+    """
+    a = _residual_mean(_stack(attentions, "attention_flow"), add_residual=True).numpy()  # (L, T, T)
+    n_layers, n_tokens, _ = a.shape
+    if n_tokens > max_tokens:
+        raise ValueError(
+            f"explain.flow.max_tokens={max_tokens} but the input has {n_tokens} tokens: attention flow solves "
+            f"{n_tokens} max-flow problems over {n_layers * n_tokens**2} edges; raise the limit or use rollout"
+        )
+    graph = nx.DiGraph()
+    for layer in range(1, n_layers + 1):
+        for i in range(n_tokens):
+            for j in range(n_tokens):
+                cap = float(a[layer - 1, i, j])
+                if cap > 0.0:
+                    graph.add_edge((layer - 1, j), (layer, i), capacity=cap)
+    sink = (n_layers, 0)
+    flows = np.zeros(n_tokens, dtype=np.float64)  # (T,)
+    for j in range(n_tokens):
+        source = (0, j)
+        if source in graph and sink in graph:
+            flows[j] = nx.maximum_flow_value(graph, source, sink, capacity="capacity")
+    return flows
+
+
+def grad_weighted_relevance(attentions: Sequence[ArrayLike], grads: Sequence[ArrayLike]) -> np.ndarray:
+    """Gradient-weighted attention relevance (Chefer et al. 2021, "Generic attention-model explainability").
+
+    R = I; for each layer in forward order: Ā = mean_h (grad ⊙ A)^+ ; R = R + Ā R. Returns (T, T).
+    """
+    att = _stack(attentions, "grad_weighted_relevance attentions")  # (L, H, T, T)
+    grad = _stack(grads, "grad_weighted_relevance grads")  # (L, H, T, T)
+    if att.shape != grad.shape:
+        raise ValueError(
+            f"grad_weighted_relevance: attentions {tuple(att.shape)} and grads {tuple(grad.shape)} differ in shape"
+        )
+    n_tokens = att.shape[-1]
+    relevance = torch.eye(n_tokens, dtype=torch.float64)  # (T, T)
+    for a, g in zip(att, grad):
+        a_bar = (g * a).clamp(min=0).mean(dim=0)  # (T, T)
+        relevance = relevance + a_bar @ relevance
+    return relevance.numpy()
+
+
+def _attentions(model: nn.Module, ids: list[int]) -> tuple[torch.Tensor, ...]:
+    """One unpadded forward in eval mode without gradients -> L tensors (H, T, T)."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.no_grad():
+            input_ids = torch.as_tensor([ids], dtype=torch.long, device=device)  # (1, T)
+            out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True)
+    finally:
+        model.train(was_training)
+    if out.attentions is None:
+        raise ValueError(f"{type(model).__name__} returned no attentions for output_attentions=True")
+    return tuple(a[0].detach().cpu() for a in out.attentions)  # L x (H, T, T)
+
+
+def _cls_row_explanation(
+    method: str,
+    example: ExampleInput,
+    target: int,
+    prob: float,
+    row: np.ndarray,
+    start: float,
+    extras: dict,
+) -> Explanation:
+    scores = np.asarray(row, dtype=np.float64).copy()  # (T,)
+    extras["cls_score"] = float(scores[0])
+    scores[0] = 0.0
+    return Explanation(
+        method=method,
+        example_id=example.example_id,
+        target=target,
+        scores=scores,
+        base_value=None,
+        model_output=prob,
+        class_scores=None,
+        seconds=time.perf_counter() - start,
+        extras=extras,
+    )
+
+
+def _stacked_numpy(attentions: Sequence[torch.Tensor]) -> np.ndarray:
+    return torch.stack([a.detach().cpu() for a in attentions]).float().numpy()  # (L, H, T, T)
+
+
+class RawAttentionExplainer:
+    """Head-mean attention paid by [CLS] to each token in one layer; extras["per_head"] is (H, T)."""
+
+    name = "raw_attention"
+
+    def __init__(self, layer: int = -1, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        self.layer = int(layer)
+        self.keep_attentions = keep_attentions
+        self.pad_id = pad_id
+
+    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
+        results = []
+        for example in examples:
+            start = time.perf_counter()
+            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
+            attentions = _attentions(model, example.ids)  # L x (H, T, T)
+            if not -len(attentions) <= self.layer < len(attentions):
+                raise ValueError(
+                    f"explain.raw_attention.layer={self.layer} is out of range for a model with {len(attentions)} layers"
+                )
+            per_head = attentions[self.layer][:, 0, :].double().numpy()  # (H, T)
+            extras: dict = {"per_head": per_head, "layer": self.layer}
+            if self.keep_attentions:
+                extras["attentions"] = _stacked_numpy(attentions)
+            results.append(
+                _cls_row_explanation(self.name, example, target, prob, per_head.mean(axis=0), start, extras)
+            )
+        return results
+
+
+class RolloutExplainer:
+    """Row [CLS] of attention rollout over all layers."""
+
+    name = "rollout"
+
+    def __init__(self, add_residual: bool = True, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        self.add_residual = add_residual
+        self.keep_attentions = keep_attentions
+        self.pad_id = pad_id
+
+    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
+        results = []
+        for example in examples:
+            start = time.perf_counter()
+            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
+            attentions = _attentions(model, example.ids)
+            row = attention_rollout(attentions, add_residual=self.add_residual)[0]  # (T,)
+            extras: dict = {}
+            if self.keep_attentions:
+                extras["attentions"] = _stacked_numpy(attentions)
+            results.append(_cls_row_explanation(self.name, example, target, prob, row, start, extras))
+        return results
+
+
+class FlowExplainer:
+    """Attention flow into the top-layer [CLS] node; refuses inputs longer than max_tokens."""
+
+    name = "flow"
+
+    def __init__(self, max_tokens: int = 32, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        if max_tokens < 1:
+            raise ValueError(f"explain.flow.max_tokens must be >= 1, got {max_tokens}")
+        self.max_tokens = int(max_tokens)
+        self.keep_attentions = keep_attentions
+        self.pad_id = pad_id
+
+    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
+        for example in examples:  # fail before spending time on any example
+            if len(example.ids) > self.max_tokens:
+                raise ValueError(
+                    f"explain.flow.max_tokens={self.max_tokens} but example {example.example_id} has "
+                    f"{len(example.ids)} tokens; raise the limit or use rollout"
+                )
+        results = []
+        for example in examples:
+            start = time.perf_counter()
+            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
+            attentions = _attentions(model, example.ids)
+            row = attention_flow(attentions, self.max_tokens)  # (T,)
+            extras: dict = {}
+            if self.keep_attentions:
+                extras["attentions"] = _stacked_numpy(attentions)
+            results.append(_cls_row_explanation(self.name, example, target, prob, row, start, extras))
+        return results
+
+
+class GradAttentionExplainer:
+    """Chefer et al. 2021 relevance of the predicted-class logit, row [CLS]."""
+
+    name = "grad_attention"
+
+    def __init__(self, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        self.keep_attentions = keep_attentions
+        self.pad_id = pad_id
+
+    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
+        results = []
+        for example in examples:
+            start = time.perf_counter()
+            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
+            attentions, grads = _attention_grads(model, example.ids, target)
+            row = grad_weighted_relevance(attentions, grads)[0]  # (T,)
+            extras: dict = {}
+            if self.keep_attentions:
+                extras["attentions"] = _stacked_numpy(attentions)
+            results.append(_cls_row_explanation(self.name, example, target, prob, row, start, extras))
+        return results
+
+
+def _attention_grads(
+    model: nn.Module, ids: list[int], target: int
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Attentions and d logit[target] / d attention, each L x (H, T, T), from one eval-mode forward."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    try:
+        with torch.enable_grad():
+            input_ids = torch.as_tensor([ids], dtype=torch.long, device=device)  # (1, T)
+            # A leaf that requires grad keeps the attentions in the graph even when the weights are frozen.
+            embeds = model.embed(input_ids).detach().requires_grad_(True)  # (1, T, C)
+            out = model(
+                inputs_embeds=embeds, attention_mask=torch.ones_like(input_ids), output_attentions=True
+            )
+            if out.attentions is None:
+                raise ValueError(f"{type(model).__name__} returned no attentions for output_attentions=True")
+            grads = torch.autograd.grad(out.logits[0, target], out.attentions)  # L x (1, H, T, T)
+    finally:
+        model.train(was_training)
+    attentions = tuple(a[0].detach().cpu() for a in out.attentions)
+    return attentions, tuple(g[0].detach().cpu() for g in grads)

@@ -1,0 +1,223 @@
+"""Scores for token attributions: faithfulness (ERASER, AOPC), plausibility, cross-method agreement.
+
+Faithfulness follows DeYoung et al. 2020 (ERASER): *comprehensiveness* is how much the target
+probability drops when the top-k tokens are masked, *sufficiency* how much it drops when only the
+top-k tokens are kept. Both are averaged over k-bins (the "AOPC" form ERASER reports). ``aopc`` is
+Samek et al.'s most-relevant-first deletion curve over the first K tokens.
+
+Every perturbed input of a call is built first and then scored with ONE batched
+:func:`~glassworks.explain.predict.predict_proba` call, because per-example forwards dominate the
+cost on small models. Masking = replacing the id with [MASK]; [CLS] (position 0) is never masked
+and never ranked.
+
+Examples whose scores contain NaN/inf are skipped (and counted in a warning): a method that fails
+on some inputs should not poison the mean of the ones it explained.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from scipy.stats import ConstantInputWarning, spearmanr
+from sklearn.metrics import average_precision_score
+from torch import nn
+
+from glassworks.explain.predict import predict_proba
+from glassworks.explain.types import ExampleInput, Explanation
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FRACTIONS: tuple[float, ...] = (0.01, 0.05, 0.1, 0.2, 0.5)
+AOPC_MAX_K = 10
+
+
+def bin_key(fraction: float) -> str:
+    """Suffix of a per-bin metric: 0.01 -> "1", 0.025 -> "2.5" (percent of the tokens)."""
+    return f"{fraction * 100:g}"
+
+
+def ranking(scores: np.ndarray) -> np.ndarray:
+    """Token positions 1..T-1 ordered most important first (signed score, descending).
+
+    A stable sort keeps ties in position order so that the result is deterministic.
+    """
+    body = np.asarray(scores, dtype=np.float64)[1:]  # (T-1,) [CLS] is never ranked
+    return np.argsort(-body, kind="stable") + 1
+
+
+def _pair(
+    examples: Sequence[ExampleInput], explanations: Sequence[Explanation], where: str
+) -> list[tuple[ExampleInput, Explanation]]:
+    by_id = {e.example_id: e for e in examples}
+    pairs = []
+    for expl in explanations:
+        ex = by_id.get(expl.example_id)
+        if ex is None:
+            raise ValueError(
+                f"{where}: explanation of method {expl.method!r} names example_id {expl.example_id}, "
+                "which is not among the examples"
+            )
+        if len(expl.scores) != len(ex.ids):
+            raise ValueError(
+                f"{where}: method {expl.method!r}, example_id {ex.example_id}: scores have length "
+                f"{len(expl.scores)} but the example has {len(ex.ids)} tokens"
+            )
+        pairs.append((ex, expl))
+    return pairs
+
+
+def _finite(pairs: list[tuple[ExampleInput, Explanation]], where: str) -> list[tuple[ExampleInput, Explanation]]:
+    kept = [(ex, expl) for ex, expl in pairs if np.all(np.isfinite(np.asarray(expl.scores, dtype=np.float64)))]
+    if len(kept) < len(pairs):
+        method = pairs[0][1].method
+        log.warning(
+            "%s: method %r has non-finite scores on %d of %d examples; they are skipped",
+            where, method, len(pairs) - len(kept), len(pairs),
+        )  # fmt: skip
+    return kept
+
+
+def _mask(ids: list[int], positions: np.ndarray | Sequence[int], mask_id: int) -> tuple[int, ...]:
+    row = list(ids)
+    for p in positions:
+        row[int(p)] = mask_id
+    return tuple(row)
+
+
+def faithfulness(
+    model: nn.Module,
+    examples: Sequence[ExampleInput],
+    explanations: Sequence[Explanation],
+    mask_id: int,
+    pad_id: int,
+    fractions: Sequence[float] = DEFAULT_FRACTIONS,
+    batch_size: int = 512,
+) -> dict[str, float]:
+    """ERASER comprehensiveness / sufficiency (mean over bins, and per bin) and MoRF AOPC.
+
+    Keys: ``comprehensiveness``, ``sufficiency``, ``comprehensiveness@<pct>``,
+    ``sufficiency@<pct>`` (pct = fraction * 100, e.g. ``@1``, ``@5``) and ``aopc``.
+    Values are NaN when no explanation has finite scores.
+    """
+    fractions = [float(f) for f in fractions]
+    if not fractions or any(not 0.0 < f <= 1.0 for f in fractions):
+        raise ValueError(f"faithfulness: fractions must be in (0, 1], got {fractions}")
+    keys = ["comprehensiveness", "sufficiency", "aopc"]
+    keys += [f"comprehensiveness@{bin_key(f)}" for f in fractions] + [f"sufficiency@{bin_key(f)}" for f in fractions]
+    pairs = _finite(_pair(examples, explanations, "faithfulness"), "faithfulness")
+    pairs = [(ex, expl) for ex, expl in pairs if len(ex.ids) > 1]  # nothing to mask without tokens
+    if not pairs:
+        return {k: math.nan for k in keys}
+
+    # Rows are deduplicated: the comprehensiveness row for k equals the AOPC row for the same k.
+    row_index: dict[tuple[int, ...], int] = {}
+
+    def add(row: tuple[int, ...]) -> int:
+        return row_index.setdefault(row, len(row_index))
+
+    plans = []  # per example: (target, full-row index, [(comp, suff) per fraction], [aopc rows])
+    for ex, expl in pairs:
+        n_tokens = len(ex.ids) - 1
+        order = ranking(expl.scores)  # (n_tokens,)
+        full = add(tuple(ex.ids))
+        bins = []
+        for f in fractions:
+            k = min(n_tokens, max(1, round(f * n_tokens)))
+            comp = add(_mask(ex.ids, order[:k], mask_id))
+            suff = add(_mask(ex.ids, order[k:], mask_id))
+            bins.append((comp, suff))
+        aopc_rows = [add(_mask(ex.ids, order[:k], mask_id)) for k in range(1, min(AOPC_MAX_K, n_tokens) + 1)]
+        plans.append((expl.target, full, bins, aopc_rows))
+
+    probs = predict_proba(model, [list(r) for r in row_index], pad_id=pad_id, batch_size=batch_size)  # (R, C)
+
+    comp = np.zeros((len(plans), len(fractions)))
+    suff = np.zeros((len(plans), len(fractions)))
+    aopc = np.zeros(len(plans))
+    for i, (target, full, bins, aopc_rows) in enumerate(plans):
+        p_full = probs[full, target]
+        for j, (c, s) in enumerate(bins):
+            comp[i, j] = p_full - probs[c, target]
+            suff[i, j] = p_full - probs[s, target]
+        aopc[i] = float(np.mean([p_full - probs[r, target] for r in aopc_rows]))
+
+    out = {
+        "comprehensiveness": float(comp.mean()),
+        "sufficiency": float(suff.mean()),
+        "aopc": float(aopc.mean()),
+    }
+    for j, f in enumerate(fractions):
+        out[f"comprehensiveness@{bin_key(f)}"] = float(comp[:, j].mean())
+        out[f"sufficiency@{bin_key(f)}"] = float(suff[:, j].mean())
+    return out
+
+
+def plausibility(explanations: Sequence[Explanation], examples: Sequence[ExampleInput]) -> dict[str, float]:
+    """Agreement of the scores with human/ground-truth token rationales.
+
+    ``rationale_auprc``: mean per-example average precision of the scores against the rationale.
+    ``rationale_f1``: F1 of the top-k tokens with k = number of rationale tokens (precision and
+    recall coincide at that k). Examples without a rationale, or with an all-zero one, are skipped;
+    returns ``{}`` when no example has a usable rationale, NaN values when none of those has
+    finite scores.
+    """
+    pairs = _pair(examples, explanations, "plausibility")
+    usable = [(ex, expl) for ex, expl in pairs if ex.rationale is not None and sum(ex.rationale[1:]) > 0]
+    if not usable:
+        return {}
+    for ex, _ in usable:
+        if len(ex.rationale) != len(ex.ids):
+            raise ValueError(
+                f"plausibility: example_id {ex.example_id}: rationale has length {len(ex.rationale)} "
+                f"but the example has {len(ex.ids)} tokens"
+            )
+    usable = _finite(usable, "plausibility")
+    if not usable:
+        return {"rationale_auprc": math.nan, "rationale_f1": math.nan}
+    auprc, f1 = [], []
+    for ex, expl in usable:
+        truth = np.asarray(ex.rationale[1:], dtype=np.int64)  # (T-1,) [CLS] carries no rationale
+        scores = np.asarray(expl.scores, dtype=np.float64)[1:]
+        auprc.append(float(average_precision_score(truth, scores)))
+        k = int(truth.sum())
+        top = ranking(expl.scores)[:k] - 1
+        f1.append(float(truth[top].sum()) / k)
+    return {"rationale_auprc": float(np.mean(auprc)), "rationale_f1": float(np.mean(f1))}
+
+
+def rank_agreement(explanations_by_method: Mapping[str, Sequence[Explanation]]) -> dict[str, float]:
+    """Mean per-example Spearman correlation between every pair of methods.
+
+    Keys ``"<a>_vs_<b>"`` with a < b. Only examples explained by both methods count; an example
+    where either ranking is constant or non-finite has no correlation and is left out. NaN when no
+    example is left.
+    """
+    out: dict[str, float] = {}
+    methods = sorted(explanations_by_method)
+    by_id = {m: {e.example_id: e for e in explanations_by_method[m]} for m in methods}
+    for a, b in itertools.combinations(methods, 2):
+        rhos = []
+        for example_id in sorted(by_id[a].keys() & by_id[b].keys()):
+            sa = np.asarray(by_id[a][example_id].scores, dtype=np.float64)[1:]
+            sb = np.asarray(by_id[b][example_id].scores, dtype=np.float64)[1:]
+            if len(sa) != len(sb):
+                raise ValueError(
+                    f"rank_agreement: example_id {example_id}: methods {a!r} and {b!r} have scores "
+                    f"of different lengths ({len(sa)} vs {len(sb)})"
+                )
+            if len(sa) < 2 or not (np.all(np.isfinite(sa)) and np.all(np.isfinite(sb))):
+                continue
+            if np.ptp(sa) == 0 or np.ptp(sb) == 0:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", ConstantInputWarning)
+                rho = spearmanr(sa, sb).statistic
+            if np.isfinite(rho):
+                rhos.append(float(rho))
+        out[f"{a}_vs_{b}"] = float(np.mean(rhos)) if rhos else math.nan
+    return out

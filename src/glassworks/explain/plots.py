@@ -1,0 +1,167 @@
+"""PNG figures of the explain stage: attention heatmaps, global token importance, metric comparison.
+
+Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas instead of pyplot:
+no global backend switch, no display needed, and nothing leaks between calls in a long process.
+Token strings are drawn with mathtext off, so a ``$`` in the data is shown literally.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+MAX_TICK_LABELS = 40  # beyond this many tokens only every n-th one is labelled
+MAX_LABEL_CHARS = 14
+MAX_FIGURE_PIXELS = 12_000  # per side: large L x H grids get a lower dpi instead of a huge file
+
+# Preference order when the table has no SHAP scores (additive, signed methods first).
+_GLOBAL_PREFERENCE = ("shap", "input_x_gradient", "grad_attention", "rollout", "flow", "raw_attention")
+
+
+def _label(token: str, max_chars: int = MAX_LABEL_CHARS) -> str:
+    token = str(token).replace("\n", "\u21b5")
+    return token if len(token) <= max_chars else token[: max_chars - 1] + "\u2026"
+
+
+def _ticks(tokens: Sequence[str]) -> tuple[list[int], list[str]]:
+    step = max(1, math.ceil(len(tokens) / MAX_TICK_LABELS))
+    positions = list(range(0, len(tokens), step))
+    return positions, [_label(tokens[p]) for p in positions]
+
+
+def _save(fig: Figure, path: Path, dpi: float) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path
+
+
+def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: Path) -> Path:
+    """Grid of every layer's (rows) and head's (columns) attention matrix for one example.
+
+    `attentions`: (L, H, T, T), row = query, column = key. Token labels go on the first column's
+    y axis and the last row's x axis; panel size grows with T, and long inputs label every n-th
+    token only.
+    """
+    att = np.asarray(attentions, dtype=np.float32)
+    if att.ndim != 4 or att.shape[2] != att.shape[3]:
+        raise ValueError(f"attention_heatmaps_png: expected (L, H, T, T) attentions, got shape {att.shape}")
+    n_layers, n_heads, t, _ = att.shape
+    if len(tokens) != t:
+        raise ValueError(f"attention_heatmaps_png: {len(tokens)} tokens for attentions over {t} positions")
+    panel = float(np.clip(1.2 + 0.09 * t, 2.2, 6.0))  # inches; room for tick labels included
+    width, height = panel * n_heads + 1.2, panel * n_layers + 0.8
+    dpi = min(100.0, MAX_FIGURE_PIXELS / max(width, height))
+    tick_pos, tick_labels = _ticks(tokens)
+    fontsize = float(np.clip(9 - min(t, MAX_TICK_LABELS) / 12, 5.5, 8))
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(n_layers, n_heads, squeeze=False)
+    image = None
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            ax = axes[layer, head]
+            # Shared 0..1 colour range: heads are comparable with each other.
+            image = ax.imshow(att[layer, head], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+            ax.set_title(f"layer {layer} · head {head}", fontsize=9)
+            if head == 0:
+                ax.set_yticks(tick_pos, tick_labels, fontsize=fontsize, parse_math=False)
+                ax.set_ylabel("query", fontsize=8)
+            else:
+                ax.set_yticks([])
+            if layer == n_layers - 1:
+                ax.set_xticks(tick_pos, tick_labels, fontsize=fontsize, rotation=90, parse_math=False)
+                ax.set_xlabel("key", fontsize=8)
+            else:
+                ax.set_xticks([])
+    if image is not None:
+        fig.colorbar(image, ax=axes, shrink=0.6, label="attention probability")
+    return _save(fig, path, dpi)
+
+
+def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method: str | None = None) -> Path:
+    """Bar chart of the mean |score| per token string over the explained set.
+
+    Uses SHAP when the table has it (or `method` when given), otherwise the first available
+    method of a fixed preference list, the random baseline last. [CLS] (position 0) is left out.
+    """
+    required = {"method", "token", "position", "score"}
+    if missing := required - set(table.columns):
+        raise ValueError(f"global_importance_png: table lacks columns {sorted(missing)}")
+    methods = list(dict.fromkeys(table["method"]))
+    if method is None:
+        preferred = [m for m in _GLOBAL_PREFERENCE if m in methods]
+        others = [m for m in methods if m not in _GLOBAL_PREFERENCE and m != "random"]
+        fallback = preferred + others + [m for m in methods if m == "random"]
+        method = fallback[0] if fallback else None
+    fig = Figure(figsize=(7.5, 0.32 * top + 1.4), layout="constrained")
+    ax = fig.subplots()
+    rows = table[(table["method"] == method) & (table["position"] > 0)] if method is not None else table.iloc[:0]
+    rows = rows[np.isfinite(rows["score"].to_numpy(dtype=np.float64))]
+    if rows.empty:
+        ax.text(0.5, 0.5, "no finite attributions", ha="center", va="center")
+        ax.set_axis_off()
+        return _save(fig, path, 100)
+    stats = rows.assign(abs_score=rows["score"].abs()).groupby("token")["abs_score"].agg(["mean", "count"])
+    stats = stats.sort_values(["mean", "count"], ascending=[False, False]).head(top).iloc[::-1]
+    labels = [f"{_label(tok)} (n={n})" for tok, n in zip(stats.index, stats["count"], strict=True)]
+    ax.barh(range(len(stats)), stats["mean"].to_numpy(), color="#d62728")
+    ax.set_yticks(range(len(stats)), labels, fontsize=8, parse_math=False)
+    ax.set_xlabel(f"mean |{method} score| per occurrence")
+    n_examples = rows["example_id"].nunique()
+    ax.set_title(f"Top {len(stats)} tokens by mean |{method}| over {n_examples} examples", fontsize=10)
+    return _save(fig, path, 100)
+
+
+_COMPARED = (
+    ("comprehensiveness", "comprehensiveness ↑"),
+    ("sufficiency", "sufficiency ↓"),
+    ("aopc", "AOPC (MoRF) ↑"),
+    ("rationale_auprc", "rationale AUPRC ↑"),
+    ("rationale_f1", "rationale F1 ↑"),
+)
+
+
+def metric_comparison_png(
+    metrics_by_method: Mapping[str, Mapping[str, float]], path: Path, baseline: str = "random"
+) -> Path:
+    """One panel per metric (faithfulness, plausibility), one bar per method, dashed line = random.
+
+    Metrics no method has are left out; NaN values are drawn as missing bars.
+    """
+    methods = list(metrics_by_method)
+    panels = [(k, title) for k, title in _COMPARED if any(k in metrics_by_method[m] for m in methods)]
+    n = max(1, len(panels))
+    longest = max((len(m) for m in methods), default=0)  # rotated method names need height
+    fig = Figure(figsize=(max(3.2 * n, 6.0), 3.2 + 0.08 * min(longest, 24)), layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False)[0]
+    if not panels:
+        axes[0].text(0.5, 0.5, "no metrics", ha="center", va="center")
+        axes[0].set_axis_off()
+        return _save(fig, path, 100)
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        values = np.array([float(metrics_by_method[m].get(key, math.nan)) for m in methods])
+        colours = ["#8c959f" if m == baseline else "#1f77b4" for m in methods]
+        ax.bar(range(len(methods)), np.nan_to_num(values, nan=0.0), color=colours)
+        for i, v in enumerate(values):
+            if not np.isfinite(v):
+                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
+        base = metrics_by_method.get(baseline, {}).get(key)
+        if base is not None and np.isfinite(base):
+            ax.axhline(base, color="#57606a", linestyle="--", linewidth=1, label=baseline)
+            ax.legend(fontsize=7, loc="best")
+        ax.set_xticks(
+            range(len(methods)), [_label(m, 24) for m in methods], rotation=45, ha="right", fontsize=8, parse_math=False
+        )
+        ax.set_title(title, fontsize=10)
+        ax.axhline(0, color="black", linewidth=0.5)
+    return _save(fig, path, 100)

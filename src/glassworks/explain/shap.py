@@ -1,0 +1,255 @@
+"""SHAP token attributions computed on token ids with the real `shap` library.
+
+The explained features of one example are its non-[CLS] token positions. Hiding a feature
+replaces its id with [MASK]; [CLS] is always kept. shap sees only 2-D integer arrays of masked id
+rows, which go through the model in large batches via `predict_proba` (nothing is re-tokenised).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Literal
+
+import numpy as np
+import shap
+from torch import nn
+
+from glassworks.explain.predict import predict_logits, predict_proba, resolve_pad_id
+from glassworks.explain.types import ExampleInput, Explanation
+
+log = logging.getLogger(__name__)
+
+ShapAlgorithm = Literal["partition", "exact", "permutation"]
+ShapOutput = Literal["probability", "logit"]
+_ALGORITHMS = ("partition", "exact", "permutation")
+_OUTPUTS = ("probability", "logit")
+
+
+def contiguous_partition_tree(n: int) -> np.ndarray:
+    """Balanced binary hierarchy over n adjacent positions, as a scipy linkage matrix (n-1, 4).
+
+    Each range is split at its midpoint, so only neighbouring tokens are ever grouped (the same
+    idea as shap's Text masker, whose coalitions are contiguous spans). Row i creates cluster
+    n + i from [left, right, height, n_leaves]; rows are ordered by height so the matrix is a
+    valid, monotonic scipy linkage.
+    """
+    if n < 1:
+        raise ValueError(f"contiguous_partition_tree: need at least one position, got {n}")
+    # (left_ref, right_ref, height, count); refs < 0 point at earlier internal nodes as ~index.
+    nodes: list[tuple[int, int, int, int]] = []
+
+    def build(lo: int, hi: int) -> tuple[int, int, int]:
+        """Return (ref, height, count) for positions [lo, hi)."""
+        if hi - lo == 1:
+            return lo, 0, 1
+        mid = (lo + hi + 1) // 2  # left half takes the extra leaf on odd spans
+        lref, lh, lc = build(lo, mid)
+        rref, rh, rc = build(mid, hi)
+        nodes.append((lref, rref, max(lh, rh) + 1, lc + rc))
+        return ~(len(nodes) - 1), max(lh, rh) + 1, lc + rc
+
+    build(0, n)
+    # Children always have smaller height than parents, so a stable sort by height keeps
+    # every child row before its parent, as scipy requires.
+    order = sorted(range(len(nodes)), key=lambda i: nodes[i][2])
+    new_index = {old: n + pos for pos, old in enumerate(order)}
+
+    def resolve(ref: int) -> int:
+        return ref if ref >= 0 else new_index[~ref]
+
+    tree = np.zeros((len(nodes), 4), dtype=np.float64)  # (n-1, 4)
+    for pos, old in enumerate(order):
+        lref, rref, height, count = nodes[old]
+        tree[pos] = (resolve(lref), resolve(rref), float(height), float(count))
+    return tree
+
+
+class TokenIdMasker(shap.maskers.Masker):
+    """shap masker over the token ids of ONE example's non-[CLS] positions.
+
+    Only the documented masker protocol is used (callable `shape` and `clustering`, `__call__(mask,
+    *row)`, `mask_shapes`), no delta masking or `invariants`, so shap's MaskedModel takes its
+    generic full-mask path, which every shap version since 0.36 supports.
+
+    The row shap passes in is `x` (M,) = ids[1:]; `masker(mask, x)` returns a (1, M) array
+    with hidden positions set to `mask_id`. `shape` and `clustering` are callables of the row
+    because every example has its own length. `clustering` is None for exact/permutation so
+    shap computes plain Shapley values there (with a tree, shap's Exact computes Owen values).
+    """
+
+    def __init__(self, mask_id: int, hierarchical: bool) -> None:
+        self.mask_id = int(mask_id)
+        self.shape = self._row_shape
+        self.clustering = self._row_clustering if hierarchical else None
+
+    def __call__(self, mask, x):
+        # shap passes either a (M,) bool mask (True = keep the token) or a bare True/False for all.
+        if mask is True or mask is False:
+            mask = np.full(len(x), mask, dtype=bool)
+        return np.where(np.asarray(mask, dtype=bool), x, self.mask_id)[None, :]  # (1, M)
+
+    def _row_shape(self, x) -> tuple[int, int]:
+        return 1, len(x)
+
+    def _row_clustering(self, x) -> np.ndarray:
+        return contiguous_partition_tree(len(x))  # (M-1, 4)
+
+    def mask_shapes(self, x) -> list[tuple[int]]:
+        return [(len(x),)]
+
+
+class _BatchedIdModel:
+    """The function shap calls: masked id rows (N, M) -> outputs (N, C), counting evaluations."""
+
+    def __init__(self, model: nn.Module, cls_id: int, pad_id: int, batch_size: int, output: ShapOutput) -> None:
+        self.model = model
+        self.cls_id = cls_id
+        self.pad_id = pad_id
+        self.batch_size = batch_size
+        self.output = output
+        self.n_evals = 0
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)  # (N, M)
+        cls = np.full((rows.shape[0], 1), self.cls_id, dtype=np.int64)
+        ids = np.concatenate([cls, rows], axis=1)  # (N, T)
+        self.n_evals += ids.shape[0]
+        if self.output == "logit":
+            return predict_logits(self.model, ids, self.pad_id, self.batch_size)  # (N, C)
+        return predict_proba(self.model, ids, self.pad_id, self.batch_size)  # (N, C)
+
+
+class ShapExplainer:
+    """SHAP values of every token for the model's predicted class.
+
+    `output="probability"` explains softmax probabilities (local accuracy: sum(scores) +
+    base_value == model_output); `output="logit"` explains raw logits, in which case the sum
+    matches extras["explained_output"] (the target logit) and model_output stays the probability.
+    """
+
+    name = "shap"
+
+    def __init__(
+        self,
+        algorithm: ShapAlgorithm = "partition",
+        max_evals: int = 500,
+        batch_size: int = 512,
+        seed: int = 0,
+        output: ShapOutput = "probability",
+        exact_max_tokens: int = 12,
+        mask_id: int = 3,
+        pad_id: int | None = None,
+    ) -> None:
+        if algorithm not in _ALGORITHMS:
+            raise ValueError(f"explain.shap.algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
+        if output not in _OUTPUTS:
+            raise ValueError(f"explain.shap.output must be one of {_OUTPUTS}, got {output!r}")
+        if max_evals < 3:
+            raise ValueError(f"explain.shap.max_evals must be >= 3, got {max_evals}")
+        if batch_size < 1:
+            raise ValueError(f"explain.shap.batch_size must be >= 1, got {batch_size}")
+        if not 1 <= exact_max_tokens <= 20:
+            # 2**20 masked rows per example is already ~a million forwards.
+            raise ValueError(f"explain.shap.exact_max_tokens must be in [1, 20], got {exact_max_tokens}")
+        self.algorithm = algorithm
+        self.max_evals = int(max_evals)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.output = output
+        self.exact_max_tokens = int(exact_max_tokens)
+        self.mask_id = int(mask_id)
+        self.pad_id = pad_id
+        self.last_n_evals = 0  # model rows evaluated for the most recent example
+
+    def _shap_explainer(self, fn: _BatchedIdModel):
+        masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
+        if self.algorithm == "partition":
+            return shap.explainers.Partition(fn, masker)
+        if self.algorithm == "exact":
+            return shap.explainers.Exact(fn, masker)
+        return shap.explainers.Permutation(fn, masker, seed=self.seed)
+
+    def _check_length(self, example: ExampleInput, n_features: int) -> None:
+        if self.algorithm == "exact" and n_features > self.exact_max_tokens:
+            raise ValueError(
+                f"explain.shap.exact_max_tokens={self.exact_max_tokens} but example {example.example_id} has "
+                f"{n_features} tokens besides [CLS] (exact SHAP needs 2**{n_features} evaluations); "
+                "use algorithm=partition or raise explain.shap.exact_max_tokens"
+            )
+        if self.algorithm == "permutation" and self.max_evals < 2 * n_features + 1:
+            raise ValueError(
+                f"explain.shap.max_evals={self.max_evals} is too low for permutation SHAP on example "
+                f"{example.example_id} with {n_features} tokens: needs >= {2 * n_features + 1}"
+            )
+
+    def _max_evals_for(self, n_features: int) -> int:
+        if self.algorithm == "exact":
+            return 2**n_features
+        return self.max_evals
+
+    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
+        for example in examples:  # fail before spending time on any example
+            self._check_length(example, len(example.ids) - 1)
+        results = []
+        for example in examples:
+            results.append(self._explain_one(model, example))
+        return results
+
+    def _explain_one(self, model: nn.Module, example: ExampleInput) -> Explanation:
+        start = time.perf_counter()
+        ids = np.asarray(example.ids, dtype=np.int64)  # (T,)
+        cls_id = int(ids[0])
+        pad_id = resolve_pad_id(model, self.pad_id)
+        fn = _BatchedIdModel(model, cls_id, pad_id, self.batch_size, self.output)
+        full = fn(ids[None, 1:])[0]  # (C,) explained output on the full input
+        probs = full if self.output == "probability" else predict_proba(model, ids[None, :], pad_id)[0]
+        target = int(np.argmax(probs))
+        n_classes = full.shape[0]
+        n_features = len(ids) - 1
+
+        if n_features == 0:
+            # Only [CLS]: nothing to attribute, every output is the base value.
+            class_scores = np.zeros((1, n_classes))  # (T, C)
+            base_values = full.copy()  # (C,)
+        else:
+            # Partition breaks priority ties with numpy's global RNG and Permutation shuffles with it
+            # (and reseeds it in its constructor): seed it per example, so results don't depend on
+            # batch order, and give the caller back the state it had.
+            rng_state = np.random.get_state()
+            try:
+                explainer = self._shap_explainer(fn)
+                np.random.seed(self.seed)
+                result = explainer(
+                    ids[None, 1:],
+                    max_evals=self._max_evals_for(n_features),
+                    batch_size=self.batch_size,
+                    silent=True,
+                )
+            finally:
+                np.random.set_state(rng_state)
+            values = np.asarray(result.values[0], dtype=np.float64)  # (M, C)
+            base_values = np.asarray(result.base_values[0], dtype=np.float64).reshape(-1)  # (C,)
+            class_scores = np.concatenate([np.zeros((1, n_classes)), values], axis=0)  # (T, C)
+
+        self.last_n_evals = fn.n_evals
+        scores = class_scores[:, target].copy()  # (T,)
+        seconds = time.perf_counter() - start
+        log.debug("shap(%s) example %d: %d evals, %.3fs", self.algorithm, example.example_id, fn.n_evals, seconds)
+        return Explanation(
+            method=self.name,
+            example_id=example.example_id,
+            target=target,
+            scores=scores,
+            base_value=float(base_values[target]),
+            model_output=float(probs[target]),
+            class_scores=class_scores,
+            seconds=seconds,
+            extras={
+                "n_evals": fn.n_evals,
+                "algorithm": self.algorithm,
+                "output": self.output,
+                "explained_output": float(full[target]),
+                "base_values": base_values,
+            },
+        )

@@ -1,0 +1,172 @@
+"""The LightningModule that trains any model from :mod:`glassworks.models.registry`.
+
+The network is described by a plain-dict ``model_spec`` (see ``TransformerClassifier.spec``) so
+the checkpoint's hyperparameters hold only plain containers and load with
+``torch.load(path, weights_only=True)``. Optimizer and scheduler arrive as factories (Hydra
+``_partial_: true`` targets) and are completed in :meth:`configure_optimizers`; they are not
+hyperparameters, so re-loading a checkpoint takes them as keyword arguments again.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.nn import Parameter
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
+
+from glassworks.models.outputs import ClassifierOutput
+from glassworks.models.registry import build_from_spec
+
+log = logging.getLogger(__name__)
+
+Batch = dict[str, Tensor]  # input_ids (B, T), attention_mask (B, T), labels (B,)
+
+
+def _plain(value: Any) -> Any:
+    """Deep-convert mappings/sequences (e.g. OmegaConf containers from Hydra) to dict/list, so
+    the saved hyperparameters unpickle under ``weights_only=True``."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class TextClassifier(pl.LightningModule):
+    """Cross-entropy training of a sequence classifier; metrics named ``split/metric``."""
+
+    def __init__(
+        self,
+        model_spec: dict,
+        optimizer: Callable[[Iterable[Parameter]], Optimizer],
+        scheduler: Callable[..., LRScheduler] | None = None,
+        label_names: list[str] | None = None,
+    ):
+        super().__init__()
+        # Rebind the locals before save_hyperparameters reads them from this frame.
+        model_spec = _plain(model_spec)
+        label_names = None if label_names is None else [str(n) for n in label_names]
+        self.save_hyperparameters("model_spec", "label_names")
+        self.model = build_from_spec(model_spec)
+        self.optimizer_factory = optimizer
+        self.scheduler_factory = scheduler
+        self.label_names = label_names
+
+        n_classes = int(model_spec["n_classes"])
+        if label_names is not None and len(label_names) != n_classes:
+            raise ValueError(
+                f"label_names: {len(label_names)} names for n_classes={n_classes} in model_spec"
+            )
+        self.n_classes = n_classes
+        # One metric object per split: sharing one would mix train and val state.
+        self.train_acc = MulticlassAccuracy(num_classes=n_classes)
+        self.val_acc = MulticlassAccuracy(num_classes=n_classes)
+        self.val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
+        self.test_acc = MulticlassAccuracy(num_classes=n_classes)
+        self.test_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
+
+        # Throughput bookkeeping (not state: reset every epoch).
+        self._epoch_tokens: Tensor | None = None
+        self._epoch_step_seconds = 0.0
+        self._batch_started = 0.0
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        attention_mask: Tensor | None = None,
+        *,
+        output_attentions: bool = False,
+    ) -> ClassifierOutput:
+        return self.model(input_ids, attention_mask, output_attentions=output_attentions)
+
+    def _shared_step(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        logits = self(batch["input_ids"], batch["attention_mask"]).logits  # (B, K)
+        loss = F.cross_entropy(logits, batch["labels"])
+        return loss, logits
+
+    # ---- training -------------------------------------------------------------------------
+    def on_train_epoch_start(self) -> None:
+        self._epoch_tokens = torch.zeros((), dtype=torch.long, device=self.device)
+        self._epoch_step_seconds = 0.0
+
+    def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
+        self._batch_started = time.perf_counter()
+
+    def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        loss, logits = self._shared_step(batch)
+        batch_size = batch["labels"].shape[0]
+        # Summed on device: calling .item() every step would force a GPU sync.
+        if self._epoch_tokens is not None:
+            self._epoch_tokens += batch["attention_mask"].sum()
+        self.train_acc(logits, batch["labels"])
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
+                 batch_size=batch_size)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=batch_size)
+        return loss
+
+    def on_train_batch_end(self, outputs: Any, batch: Batch, batch_idx: int) -> None:
+        # Runs after backward and the optimizer step, so the interval covers the whole training
+        # step but neither data loading nor validation. On CUDA the host may run ahead of the
+        # device per step; over an epoch the queue back-pressure makes the sum a fair estimate.
+        self._epoch_step_seconds += time.perf_counter() - self._batch_started
+
+    def on_train_epoch_end(self) -> None:
+        if self._epoch_tokens is None or self._epoch_step_seconds <= 0.0:
+            return
+        tokens_per_sec = self._epoch_tokens.item() / self._epoch_step_seconds
+        # Summed over DDP ranks: the figure of interest is the whole job's throughput.
+        self.log("train/tokens_per_sec", float(tokens_per_sec), on_epoch=True,
+                 sync_dist=True, reduce_fx="sum")
+
+    # ---- evaluation -----------------------------------------------------------------------
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, logits = self._shared_step(batch)
+        batch_size = batch["labels"].shape[0]
+        self.val_acc(logits, batch["labels"])
+        self.val_f1(logits, batch["labels"])
+        # sync_dist only matters for the plain loss tensor; torchmetrics objects sync their own
+        # state across ranks in compute().
+        self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
+                 sync_dist=True, batch_size=batch_size)
+        self.log("val/acc", self.val_acc, on_step=False, on_epoch=True, prog_bar=True,
+                 batch_size=batch_size)
+        self.log("val/f1", self.val_f1, on_step=False, on_epoch=True, batch_size=batch_size)
+
+    def test_step(self, batch: Batch, batch_idx: int) -> None:
+        loss, logits = self._shared_step(batch)
+        batch_size = batch["labels"].shape[0]
+        self.test_acc(logits, batch["labels"])
+        self.test_f1(logits, batch["labels"])
+        self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=batch_size)
+        self.log("test/acc", self.test_acc, on_step=False, on_epoch=True, batch_size=batch_size)
+        self.log("test/f1", self.test_f1, on_step=False, on_epoch=True, batch_size=batch_size)
+
+    def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
+        """Class probabilities (B, K); ``labels`` may be absent."""
+        logits = self(batch["input_ids"], batch.get("attention_mask")).logits  # (B, K)
+        return logits.softmax(dim=-1)
+
+    # ---- optimisation ---------------------------------------------------------------------
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            raise ValueError(
+                "scheduler: needs a finite number of steps; set trainer max_epochs or max_steps"
+            )
+        sched = self.scheduler_factory(opt, total_steps=int(total))
+        # Per-step updates: warmup lengths are counted in optimizer steps, not epochs.
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}

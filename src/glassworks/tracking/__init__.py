@@ -1,0 +1,1 @@
+"""MLflow tracking: store set-up, run lifecycle, batched metric logging, the pyfunc model."""

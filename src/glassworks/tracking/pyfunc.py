@@ -1,0 +1,137 @@
+"""The run's model as an MLflow pyfunc: raw text in, class probabilities out.
+
+Artifacts are plain files (weights as a tensor state dict, the model spec and tokenizer as
+JSON) so that loading needs only the installed ``glassworks`` package and ``torch.load``
+with ``weights_only=True``. The explain stage loads a run's model through the same class.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.models.signature import ModelSignature
+from mlflow.pyfunc import PythonModel
+from mlflow.types.schema import ColSpec, Schema
+
+from glassworks.data.tokenizer import TextTokenizer
+from glassworks.models.registry import build_from_spec
+
+TEXT_COLUMN = "text"
+
+
+@dataclass
+class LoadedModel:
+    model: torch.nn.Module
+    tokenizer: TextTokenizer
+    label_names: list[str]
+    max_length: int
+
+    @torch.no_grad()
+    def predict_proba(self, texts: list[str], batch_size: int = 256) -> np.ndarray:
+        """(N, C) probabilities; batches padded to their longest text."""
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        out = []
+        for start in range(0, len(texts), batch_size):
+            encoded = self.tokenizer.encode_batch(texts[start : start + batch_size], self.max_length)
+            width = max(len(e.ids) for e in encoded)
+            ids = torch.full((len(encoded), width), self.tokenizer.pad_id, dtype=torch.long)
+            for row, e in enumerate(encoded):
+                ids[row, : len(e.ids)] = torch.tensor(e.ids)
+            mask = (ids != self.tokenizer.pad_id).long()
+            logits = self.model(ids.to(device), mask.to(device)).logits  # (B, C)
+            out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
+        return np.concatenate(out) if out else np.zeros((0, len(self.label_names)))
+
+
+def load_model_dir(path: str | Path) -> LoadedModel:
+    """Rebuild a model from the files :func:`save_model_files` wrote."""
+    path = Path(path)
+    meta = json.loads((path / "model.json").read_text())
+    model = build_from_spec(meta["spec"])
+    state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    model.eval()
+    tokenizer = TextTokenizer.load(path / "tokenizer")
+    return LoadedModel(model, tokenizer, list(meta["label_names"]), int(meta["max_length"]))
+
+
+def save_model_files(model: torch.nn.Module, tokenizer: TextTokenizer, label_names: list[str],
+                     max_length: int, path: str | Path) -> Path:
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save(state, path / "weights.pt")
+    meta = {"spec": model.spec, "label_names": list(label_names), "max_length": int(max_length)}
+    (path / "model.json").write_text(json.dumps(meta, indent=2))
+    tokenizer.save(path / "tokenizer")
+    return path
+
+
+class TextClassifierPyfunc(PythonModel):
+    """``predict(DataFrame{"text"}) -> DataFrame`` of probabilities, one column per label."""
+
+    def load_context(self, context: Any) -> None:
+        self.loaded = load_model_dir(context.artifacts["model_files"])
+
+    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        texts = _texts(model_input)
+        probs = self.loaded.predict_proba(texts)
+        return pd.DataFrame(probs, columns=self.loaded.label_names)
+
+
+def _texts(model_input: Any) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        if TEXT_COLUMN not in model_input.columns:
+            raise ValueError(f"model input needs a {TEXT_COLUMN!r} column, got {list(model_input.columns)}")
+        return [str(t) for t in model_input[TEXT_COLUMN].tolist()]
+    if isinstance(model_input, str):
+        return [model_input]
+    return [str(t) for t in model_input]
+
+
+def pip_requirements() -> list[str]:
+    from importlib.metadata import version
+
+    names = ["torch", "tokenizers", "pandas", "numpy", "mlflow"]
+    return [f"{n}=={version(n)}" for n in names]
+
+
+def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokenizer,
+                     label_names: list[str], max_length: int, examples: list[str]) -> None:
+    """Save the pyfunc model locally and log it as the run's ``model/`` artifact."""
+    tmp = Path(tempfile.mkdtemp(prefix="glassworks-model-"))
+    try:
+        files = save_model_files(model, tokenizer, label_names, max_length, tmp / "files")
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
+            outputs=Schema([ColSpec("double", name) for name in label_names]),
+        )
+        mlflow.pyfunc.save_model(
+            path=str(tmp / "model"),
+            python_model=TextClassifierPyfunc(),
+            artifacts={"model_files": str(files)},
+            signature=signature,
+            input_example=pd.DataFrame({TEXT_COLUMN: examples[:3]}),
+            pip_requirements=pip_requirements(),
+            metadata={"label_names": list(label_names), "glassworks_run_id": tracker.run_id},
+        )
+        tracker.log_artifacts(tmp / "model", "model")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
+    """The model of a finished run, through the same pyfunc artifact users load."""
+    mlflow.set_tracking_uri(tracking_uri)
+    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    return pyfunc.unwrap_python_model().loaded

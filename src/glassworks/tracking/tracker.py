@@ -1,0 +1,247 @@
+"""Run lifecycle in one place: create or reattach a run, log batched, end it honestly.
+
+We own the run instead of using MLflow's fluent API because its exit handler marks a crashed
+run FINISHED, and Lightning's ``MLFlowLogger`` is not the fluent active run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import tempfile
+import time
+import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mlflow import MlflowClient
+from mlflow.entities import Metric, Param, RunStatus, RunTag
+
+from glassworks.tracking.params import flatten
+from glassworks.tracking.store import ensure_experiment, resolve_tracking_uri, with_retry
+from glassworks.validation import Validated
+
+log = logging.getLogger(__name__)
+
+# MLflow's per-request limits for log_batch.
+_MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+
+
+@dataclass
+class MLflowTracker(Validated):
+    """Tracking into MLflow (the default ``logger=mlflow``)."""
+
+    store_dir: str = "mlruns"
+    tracking_uri: str | None = None
+    experiment_name: str = "glassworks"
+    flush_every_n_steps: int = 50
+    system_metrics: bool = True
+    system_metrics_interval_s: float = 5.0
+    log_model: bool = True
+    log_checkpoints: bool = True
+
+    enabled = True
+
+    def validate(self) -> None:
+        self.require(bool(self.experiment_name.strip()), "experiment_name", "must not be empty")
+        self.require(self.flush_every_n_steps > 0, "flush_every_n_steps", "must be > 0")
+        self.require(self.system_metrics_interval_s > 0, "system_metrics_interval_s", "must be > 0")
+        self.uri = resolve_tracking_uri(self.tracking_uri, self.store_dir)
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self._client: MlflowClient | None = None
+        self._monitor: Any = None
+
+    # The client holds a sqlalchemy engine: rebuild it lazily after pickling (DDP spawn).
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_client"] = None
+        state["_monitor"] = None
+        return state
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self, run_name: str | None, tags: Mapping[str, str]) -> str:
+        self.experiment_id = ensure_experiment(self.client, self.experiment_name, self.store_dir)
+        run = with_retry(
+            lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags)),
+            "creating run",
+        )
+        self.run_id = run.info.run_id
+        self._start_system_metrics()
+        return self.run_id
+
+    def attach(self, run_id: str) -> str:
+        """Log into an existing run (a later stage, or a resumed job)."""
+        run = self.client.get_run(run_id)
+        self.run_id = run.info.run_id
+        self.experiment_id = run.info.experiment_id
+        if run.info.status != "RUNNING":
+            with_retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
+        self._start_system_metrics(resume=True)
+        return self.run_id
+
+    def end(self, status: str, error: BaseException | None = None, stage: str | None = None) -> None:
+        if self.run_id is None:
+            return
+        self._stop_system_metrics()
+        if error is not None:
+            message = f"{type(error).__name__}: {error}"[:5000]
+            tags = {"glassworks.error": message}
+            if stage:
+                tags["glassworks.failed_stage"] = stage
+            self.set_tags(tags)
+            self.log_text("".join(traceback.format_exception(error))[-100_000:], "error.txt")
+        with_retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending run")
+
+    @contextmanager
+    def lifecycle(self, stage: str = "run") -> Iterator[MLflowTracker]:
+        """FINISHED only on success; an exception -> FAILED (error and stage as tags);
+        Ctrl-C, SIGTERM or a non-zero exit -> KILLED."""
+        previous = signal.getsignal(signal.SIGTERM)
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        self.stage = stage
+        try:
+            yield self
+        except (KeyboardInterrupt, SystemExit) as interrupt:
+            code = getattr(interrupt, "code", 1)
+            status = "FINISHED" if isinstance(interrupt, SystemExit) and code in (0, None) else "KILLED"
+            self.end(status, None if status == "FINISHED" else interrupt, getattr(self, "stage", stage))
+            raise
+        except BaseException as error:
+            self.end("FAILED", error, getattr(self, "stage", stage))
+            raise
+        else:
+            self.end("FINISHED")
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+
+    def _start_system_metrics(self, resume: bool = False) -> None:
+        if not self.system_metrics:
+            return
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        self._monitor = SystemMetricsMonitor(
+            self.run_id,
+            sampling_interval=self.system_metrics_interval_s,
+            resume_logging=resume,
+            tracking_uri=self.uri,
+        )
+        self._monitor.start()
+
+    def _stop_system_metrics(self) -> None:
+        if self._monitor is not None:
+            self._monitor.finish()
+            self._monitor = None
+
+    # -- logging ---------------------------------------------------------------------------
+
+    def log_params(self, config: Mapping[str, Any]) -> None:
+        params = [Param(k, v) for k, v in flatten(config).items()]
+        for i in range(0, len(params), _MAX_PARAMS):
+            chunk = params[i : i + _MAX_PARAMS]
+            with_retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
+
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
+        for i in range(0, len(items), _MAX_TAGS):
+            chunk = items[i : i + _MAX_TAGS]
+            with_retry(lambda: self.client.log_batch(self.run_id, tags=chunk), "logging tags")
+
+    def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
+        now = int(time.time() * 1000)
+        self.log_metric_batch([Metric(k, float(v), now, step) for k, v in metrics.items()])
+
+    def log_metric_batch(self, metrics: list[Metric]) -> None:
+        for i in range(0, len(metrics), _MAX_METRICS):
+            chunk = metrics[i : i + _MAX_METRICS]
+            with_retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
+
+    def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+
+    def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
+        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+
+    def log_text(self, text: str, artifact_file: str) -> None:
+        self.client.log_text(self.run_id, text, artifact_file)
+
+    def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
+        self.client.log_text(self.run_id, json.dumps(data, indent=2, default=str), artifact_file)
+
+    def log_table(self, frame: Any, artifact_file: str) -> None:
+        self.client.log_table(self.run_id, frame, artifact_file)
+
+    def log_inputs(self, datasets: list[Any]) -> None:
+        self.client.log_inputs(self.run_id, datasets=datasets)
+
+    def download(self, artifact_path: str) -> Path:
+        target = Path(tempfile.mkdtemp(prefix="glassworks-"))
+        return Path(self.client.download_artifacts(self.run_id, artifact_path, str(target)))
+
+    def lightning_logger(self) -> Any:
+        from glassworks.tracking.lightning_logger import MLflowRunLogger
+
+        return MLflowRunLogger(self.uri, self.run_id, self.flush_every_n_steps)
+
+    @property
+    def ui_command(self) -> str:
+        if self.uri.startswith("sqlite:"):
+            return f"mlflow ui --backend-store-uri {self.uri} --host 127.0.0.1 --port 5000"
+        return f"open {self.uri}"
+
+    def run_url(self, base: str = "http://127.0.0.1:5000") -> str:
+        if not self.uri.startswith("sqlite:"):
+            base = self.uri.rstrip("/")
+        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+
+
+@dataclass
+class NoTracker(Validated):
+    """``logger=none``: train without tracking (the baseline of the tracking benchmark)."""
+
+    enabled = False
+
+    def validate(self) -> None:
+        self.run_id = None
+        self.experiment_id = None
+        self.uri = None
+        self.log_model = False
+        self.log_checkpoints = False
+
+    def start(self, run_name: str | None, tags: Mapping[str, str]) -> None:
+        return None
+
+    @contextmanager
+    def lifecycle(self, stage: str = "run") -> Iterator[NoTracker]:
+        yield self
+
+    def lightning_logger(self) -> bool:
+        return False
+
+    def __getattr__(self, name: str) -> Any:
+        # Every logging call is a no-op without a store.
+        if name.startswith("log_") or name in ("set_tags", "end", "attach"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+
+def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+def run_status(client: MlflowClient, run_id: str) -> str:
+    return client.get_run(run_id).info.status
+
+
+TERMINAL = {RunStatus.to_string(s) for s in (RunStatus.FINISHED, RunStatus.FAILED, RunStatus.KILLED)}

@@ -1,0 +1,72 @@
+"""Shared fixtures: real Hydra composition at tiny size, a temp sqlite MLflow store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+import pipeline  # noqa: F401  (registers the config resolvers)
+
+ROOT = Path(__file__).resolve().parents[1]
+CONF = ROOT / "conf"
+
+# Tiny and fast: a few hundred synthetic examples, two epochs, no progress bar or system metrics.
+TINY = [
+    "data.source.n_train=400",
+    "data.source.n_validation=100",
+    "data.source.n_test=100",
+    "data.batch_size=32",
+    "trainer.max_epochs=2",
+    "trainer=cpu",
+    "callbacks.rich_progress_bar=null",
+    "logger.system_metrics=false",
+]
+
+# Tiny models: one thread is as fast as two and immune to oversubscription on busy CI cores.
+torch.set_num_threads(1)
+
+
+def compose_config(tmp_path: Path, overrides: Sequence[str] = (), config_name: str = "train",
+                   tiny: bool = True) -> DictConfig:
+    """Compose the real config tree as Hydra's main would, rooted in ``tmp_path``."""
+    GlobalHydra.instance().clear()
+    base = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}"]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose(config_name, overrides=[*base, *(TINY if tiny else []), *overrides],
+                      return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg["hydra"]
+    return cfg
+
+
+@pytest.fixture
+def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
+    def make(*overrides: str, config_name: str = "train", tiny: bool = True) -> DictConfig:
+        return compose_config(tmp_path, overrides, config_name, tiny)
+
+    return make
+
+
+@pytest.fixture
+def tracking_uri(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+
+
+def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run a pipeline entry point as a user would, from ``cwd`` (its outputs land there)."""
+    full_env = {**os.environ, "GLASSWORKS_ROOT": str(cwd), "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+                          capture_output=True, text=True, timeout=timeout)

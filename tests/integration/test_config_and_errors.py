@@ -1,0 +1,92 @@
+"""Every config group composes; bad config and bad data fail before any run, naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+from mlflow import MlflowClient
+
+from pipeline.stage import UserError, build_job
+from tests.conftest import CONF, compose_config, run_cli
+
+GROUP_OPTIONS = [
+    (group, path.stem)
+    for group in ("data", "model", "trainer", "logger", "callbacks", "debug", "experiment")
+    for path in sorted((CONF / group).glob("*.yaml"))
+]
+
+
+@pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
+def test_every_config_group_option_composes(tmp_path, group, option):
+    cfg = compose_config(tmp_path, [f"{group}={option}"], tiny=False)
+    assert cfg.task_name == "train"
+    if group == "model":
+        assert instantiate(cfg.model).d_model > 0
+    if group == "logger":
+        assert instantiate(cfg.logger) is not None
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("model.d_model=30", "model"),  # not divisible by n_heads
+        ("model.n_layers=0", "model.n_layers"),
+        ("model.d_model=abc", "model.d_model"),
+        ("model.dropout=1.5", "model.dropout"),
+        ("optimizer.lr=-1", "optimizer"),
+        ("data.max_length=0", "data.max_length"),
+        ("data.max_length=100000", "data.max_length"),
+        ("data.source.n_train=-5", "data.source.n_train"),
+        ("data.tokenizer.kind=sentencepiece", "data.tokenizer.kind"),
+        ("+model.colour=blue", "model.colour"),
+    ],
+)
+def test_bad_config_value_names_the_key(tmp_path, override, expected):
+    cfg = compose_config(tmp_path, [override])
+    with pytest.raises(UserError) as info:
+        build_job(cfg)
+    assert expected in str(info.value)
+    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or not MlflowClient(
+        f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").search_runs(["0"])
+
+
+def test_bad_data_file_fails_before_a_run(tmp_path):
+    bad = tmp_path / "train.csv"
+    bad.write_text("text,label\nhello world,pos\n   ,neg\n")
+    cfg = compose_config(tmp_path, ["data=files", f"data.source.train={bad}"])
+    with pytest.raises(UserError) as info:
+        build_job(cfg)
+    assert "train.csv" in str(info.value)
+    assert "row" in str(info.value)
+
+
+@pytest.mark.slow
+def test_cli_bad_value_one_message_exit_2_no_run(tmp_path):
+    out = run_cli("pipeline.train", "model.n_heads=3", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "model" in out.stderr and "n_heads" in out.stderr
+    assert "Traceback" not in out.stderr
+    db = tmp_path / "mlruns" / "mlflow.db"
+    if db.exists():
+        client = MlflowClient(f"sqlite:///{db}")
+        exps = [e.experiment_id for e in client.search_experiments()]
+        assert not client.search_runs(exps)
+
+
+@pytest.mark.slow
+def test_cli_missing_file_names_it(tmp_path):
+    out = run_cli("pipeline.train", "data=files", "data.source.train=nope/missing.csv", cwd=tmp_path)
+    assert out.returncode == 2
+    assert "missing.csv" in out.stderr and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_cli_help_and_cfg_job(tmp_path):
+    helped = run_cli("pipeline.train", "--help", cwd=tmp_path)
+    assert helped.returncode == 0 and "trainer: cpu, ddp, ddp_cpu, default, gpu" in helped.stdout
+    shown = run_cli("pipeline.train", "model=small", "seed=7", "--cfg", "job", cwd=tmp_path)
+    assert shown.returncode == 0 and "d_model: 128" in shown.stdout and "seed: 7" in shown.stdout
+    completion = run_cli("pipeline.train", "-sc", "install=bash", cwd=tmp_path)
+    assert completion.returncode == 0 and "complete" in completion.stdout

@@ -1,0 +1,151 @@
+"""The train stage with real components: Hydra compose, Lightning training, a sqlite MLflow store."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import torch
+from mlflow import MlflowClient
+
+from pipeline.stage import build_job, open_run
+from pipeline.train import train
+from tests.conftest import compose_config, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One real tiny run shared by the contract checks below."""
+    tmp = tmp_path_factory.mktemp("train")
+    cfg = compose_config(tmp, ["trainer.max_epochs=3", "data.source.n_train=800", "seed=3"])
+    job = build_job(cfg)
+    run_id = open_run(job)
+    with job.tracker.lifecycle("train"):
+        result = train(job)
+    return {"cfg": cfg, "job": job, "run_id": run_id, "result": result, "uri": job.tracker.uri}
+
+
+def test_run_reaches_high_accuracy_and_finishes(trained):
+    client = MlflowClient(trained["uri"])
+    run = client.get_run(trained["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.metrics["val/acc"] >= 0.9
+    assert run.data.metrics["test/acc"] >= 0.9
+    assert "test/f1" in run.data.metrics
+
+
+def test_run_contract_params_tags_metrics(trained):
+    client = MlflowClient(trained["uri"])
+    run = client.get_run(trained["run_id"])
+    params, tags = run.data.params, run.data.tags
+    assert params["model.d_model"] == "64"
+    assert params["optimizer.lr"] == "0.003"
+    assert params["seed"] == "3"
+    assert params["data.label_names"] == "negative,positive"
+    assert tags["glassworks.seed"] == "3"
+    assert len(tags["glassworks.data.digest"]) >= 16
+    assert "glassworks.overrides" in tags
+    assert "glassworks.env.torch" in tags
+    history = client.get_metric_history(run.info.run_id, "train/loss")
+    assert len(history) >= 5, "learning curve is logged step by step"
+    assert history[-1].value < history[0].value
+    assert len(client.get_metric_history(run.info.run_id, "val/acc")) == 3
+    assert run.data.metrics["train/tokens_per_sec"] > 0
+    assert any(k.startswith("lr") for k in run.data.metrics), run.data.metrics.keys()
+
+
+def test_run_contract_artifacts_and_inputs(trained):
+    client = MlflowClient(trained["uri"])
+    run_id = trained["run_id"]
+    top = {a.path for a in client.list_artifacts(run_id)}
+    assert {"config", "model", "tokenizer", "checkpoints", "data"} <= top
+    config_files = {a.path for a in client.list_artifacts(run_id, "config")}
+    assert "config/config.yaml" in config_files and "config/overrides.txt" in config_files
+    checkpoints = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints")}
+    assert "last.ckpt" in checkpoints and len(checkpoints) >= 2
+    run = client.get_run(run_id)
+    contexts = {t.value for d in run.inputs.dataset_inputs for t in d.tags}
+    assert contexts == {"train", "validation", "test"}
+    assert all(d.dataset.digest for d in run.inputs.dataset_inputs)
+
+
+def test_checkpoint_loads_weights_only(trained, tmp_path):
+    client = MlflowClient(trained["uri"])
+    path = client.download_artifacts(trained["run_id"], "checkpoints/last.ckpt", str(tmp_path))
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    assert "state_dict" in checkpoint and checkpoint["hyper_parameters"]["model_spec"]
+
+
+def test_pyfunc_predicts_probabilities_from_raw_text(trained):
+    mlflow.set_tracking_uri(trained["uri"])
+    model = mlflow.pyfunc.load_model(f"runs:/{trained['run_id']}/model")
+    out = model.predict(pd.DataFrame({"text": ["a truly great and wonderful film",
+                                               "a dull and awful plot", ""]}))
+    assert list(out.columns) == ["negative", "positive"]
+    assert out.shape == (3, 2)
+    assert all(math.isclose(s, 1.0, rel_tol=1e-5) for s in out.sum(axis=1))
+
+
+def test_failing_run_ends_failed(make_cfg, monkeypatch):
+    cfg = make_cfg("trainer.max_epochs=1")
+    job = build_job(cfg)
+    run_id = open_run(job)
+
+    def explode(*args, **kwargs):
+        raise RuntimeError("boom in training")
+
+    monkeypatch.setattr("pytorch_lightning.Trainer.fit", explode)
+    with pytest.raises(RuntimeError), job.tracker.lifecycle("train"):
+        train(job)
+    run = MlflowClient(job.tracker.uri).get_run(run_id)
+    assert run.info.status == "FAILED"
+    assert "boom in training" in run.data.tags["glassworks.error"]
+    assert run.data.tags["glassworks.failed_stage"] == "train"
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    def once(sub: str) -> dict[str, float]:
+        cfg = compose_config(tmp_path / sub, ["logger=none", "seed=11", "callbacks=none"])
+        job = build_job(cfg)
+        return train(job).metrics
+
+    first, second = once("a"), once("b")
+    for key in ("test/acc", "test/f1", "val/loss"):
+        assert first[key] == second[key], key
+
+
+def test_fast_dev_run(make_cfg):
+    cfg = make_cfg("debug=fast_dev_run", "logger=none")
+    result = train(build_job(cfg))
+    assert "test/acc" in result.metrics
+
+
+def test_ddp_cpu_trains_in_two_processes(make_cfg):
+    cfg = make_cfg("trainer=ddp_cpu", "trainer.max_epochs=2", "data.source.n_train=600")
+    job = build_job(cfg)
+    run_id = open_run(job)
+    with job.tracker.lifecycle("train"):
+        result = train(job)
+    assert result.metrics["test/acc"] > 0.8
+    run = MlflowClient(job.tracker.uri).get_run(run_id)
+    assert run.info.status == "FINISHED"
+    assert run.data.params["trainer.devices"] == "2"
+    assert "val/acc" in run.data.metrics
+
+
+def test_cli_prints_run_location_and_ui_command(tmp_path):
+    out = run_cli("pipeline.train", "data.source.n_train=300", "data.source.n_validation=60",
+                  "data.source.n_test=60", "trainer.max_epochs=1", "logger.system_metrics=false",
+                  "callbacks.rich_progress_bar=null", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mlflow ui --backend-store-uri sqlite:///" in out.stdout
+    assert (tmp_path / "mlruns" / "mlflow.db").is_file()
+    runs = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").search_runs(
+        [e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").search_experiments()])
+    assert len(runs) == 1 and runs[0].info.status == "FINISHED"
+    assert runs[0].info.run_id in out.stdout

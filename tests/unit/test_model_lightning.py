@@ -1,0 +1,131 @@
+"""TextClassifier: real (tiny) Lightning fit, logged metrics, weights_only checkpoints."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from glassworks.models import TransformerConfig
+from glassworks.models.lightning import TextClassifier
+from glassworks.models.schedules import warmup_cosine
+
+PAD, CLS, NEEDLE, VOCAB = 0, 2, 5, 24
+
+
+def _examples(n: int, seed: int) -> list[tuple[list[int], int]]:
+    """Label = whether token NEEDLE occurs: learnable by one attention lookup from [CLS]."""
+    g = torch.Generator().manual_seed(seed)
+    rows = []
+    for i in range(n):
+        length = int(torch.randint(3, 12, (1,), generator=g))
+        ids = torch.randint(6, VOCAB, (length,), generator=g)
+        label = i % 2
+        if label:
+            ids[int(torch.randint(0, length, (1,), generator=g))] = NEEDLE
+        rows.append(([CLS, *ids.tolist()], label))
+    return rows
+
+
+def _collate(rows: list[tuple[list[int], int]]) -> dict[str, torch.Tensor]:
+    width = max(len(ids) for ids, _ in rows)
+    input_ids = torch.full((len(rows), width), PAD)  # (B, T)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)  # (B, T)
+    for i, (ids, _) in enumerate(rows):
+        input_ids[i, : len(ids)] = torch.tensor(ids)
+        mask[i, : len(ids)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask,
+            "labels": torch.tensor([label for _, label in rows])}
+
+
+def _loader(n: int, seed: int, shuffle: bool) -> DataLoader:
+    return DataLoader(_examples(n, seed), batch_size=32, shuffle=shuffle, collate_fn=_collate,
+                      generator=torch.Generator().manual_seed(seed) if shuffle else None)
+
+
+SPEC = TransformerConfig(d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.0,
+                         max_positions=16).build(VOCAB, 2, PAD).spec
+OPTIMIZER = functools.partial(torch.optim.AdamW, lr=3e-3, weight_decay=0.01)
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory: pytest.TempPathFactory) -> tuple[pl.Trainer, TextClassifier, Path]:
+    pl.seed_everything(0, workers=True)
+    module = TextClassifier(
+        model_spec=SPEC,
+        optimizer=OPTIMIZER,
+        scheduler=functools.partial(warmup_cosine, warmup_ratio=0.1),
+        label_names=["absent", "present"],
+    )
+    trainer = pl.Trainer(
+        max_epochs=12, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, deterministic=True,
+    )
+    trainer.fit(module, _loader(512, seed=1, shuffle=True), _loader(128, seed=2, shuffle=False))
+    path = tmp_path_factory.mktemp("ckpt") / "last.ckpt"
+    trainer.save_checkpoint(path)
+    return trainer, module, path
+
+
+def test_fit_learns_the_task_and_logs_metrics(fitted) -> None:
+    trainer, module, _ = fitted
+    metrics = trainer.callback_metrics
+    for key in ("train/loss", "train/acc", "train/tokens_per_sec", "val/loss", "val/acc", "val/f1"):
+        assert key in metrics, f"{key} missing from {sorted(metrics)}"
+    assert metrics["val/acc"] > 0.9
+    assert metrics["val/f1"] > 0.9
+    assert metrics["train/tokens_per_sec"] > 0
+
+
+def test_test_and_predict(fitted) -> None:
+    trainer, module, _ = fitted
+    (results,) = trainer.test(module, _loader(64, seed=3, shuffle=False), verbose=False)
+    assert {"test/loss", "test/acc", "test/f1"} <= set(results)
+    assert results["test/acc"] > 0.9
+    batches = trainer.predict(module, _loader(40, seed=4, shuffle=False))
+    probs = torch.cat(batches)  # (N, K)
+    assert probs.shape == (40, 2)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(40))
+
+
+def test_scheduler_runs_per_step(fitted) -> None:
+    trainer, _, _ = fitted
+    (config,) = trainer.lr_scheduler_configs
+    assert config.interval == "step"
+    # Cosine to min_lr_ratio=0 over exactly estimated_stepping_batches steps.
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_checkpoint_is_weights_only_and_restores_outputs(fitted) -> None:
+    _, module, path = fitted
+    raw = torch.load(path, weights_only=True)
+    assert raw["hyper_parameters"] == {"model_spec": SPEC, "label_names": ["absent", "present"]}
+
+    restored = TextClassifier.load_from_checkpoint(path, optimizer=OPTIMIZER, weights_only=True)
+    assert restored.label_names == ["absent", "present"]
+    batch = _collate(_examples(16, seed=5))
+    module.eval()
+    restored.eval()
+    with torch.no_grad():
+        expected = module(batch["input_ids"], batch["attention_mask"]).logits
+        actual = restored(batch["input_ids"], batch["attention_mask"]).logits
+    torch.testing.assert_close(actual, expected, atol=0, rtol=0)
+
+
+def test_hparams_exclude_factories_and_accept_mapping_spec() -> None:
+    from types import MappingProxyType
+
+    spec = MappingProxyType(SPEC)  # stands in for Hydra's DictConfig
+    module = TextClassifier(model_spec=spec, optimizer=OPTIMIZER)  # type: ignore[arg-type]
+    assert set(module.hparams) == {"model_spec", "label_names"}
+    assert type(module.hparams["model_spec"]) is dict
+    assert type(module.hparams["model_spec"]["config"]) is dict
+
+
+def test_label_names_must_match_n_classes() -> None:
+    with pytest.raises(ValueError, match="label_names"):
+        TextClassifier(model_spec=SPEC, optimizer=OPTIMIZER, label_names=["a", "b", "c"])
