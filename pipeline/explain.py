@@ -16,7 +16,6 @@ from typing import Any
 
 import hydra
 import numpy as np
-from mlflow.exceptions import MlflowException
 from omegaconf import DictConfig, OmegaConf
 
 from glassworks.data.rationale import token_rationale
@@ -24,7 +23,7 @@ from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.explain.selection import select_examples
 from glassworks.explain.types import ExampleInput
 from glassworks.tracking.pyfunc import LoadedModel, load_run_model
-from pipeline.stage import UserError, build, build_job, clean_errors, print_run_location
+from pipeline.stage import UserError, build, build_job, clean_errors, finished_run, print_run_location
 
 log = logging.getLogger("glassworks.explain")
 
@@ -92,14 +91,7 @@ def main(cfg: DictConfig) -> None:
     with clean_errors(cfg):
         job = build_job(cfg, with_data=False)
         tracker = job.tracker
-        if not tracker.enabled:
-            raise UserError("pipeline.explain needs a tracking store: logger=none has no runs")
-        try:
-            run = tracker.client.get_run(cfg.run_id)
-        except MlflowException as error:
-            raise UserError(f"run_id={cfg.run_id}: no such run in {tracker.uri}") from error
-        if run.info.status != "FINISHED":
-            raise UserError(f"run_id={cfg.run_id}: run is {run.info.status}, not FINISHED")
+        finished_run(tracker, cfg.run_id)
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("explain"):
             result = explain(cfg, tracker)

@@ -1,6 +1,6 @@
 """The whole pipeline: python -m pipeline.run [overrides]
 
-train -> explain, all inside ONE MLflow run (FINISHED only if every stage succeeded). The
+train -> explain -> robustness -> report, all inside ONE MLflow run (FINISHED only if every stage succeeded). The
 explain stage reads the model back from the run's artifacts, the same path as
 ``python -m pipeline.explain run_id=<id>``.
 """
@@ -13,7 +13,10 @@ import time
 import hydra
 from omegaconf import DictConfig
 
+from pipeline.callbacks import objective
 from pipeline.explain import explain
+from pipeline.report import report
+from pipeline.robustness import robustness
 from pipeline.stage import UserError, build_job, clean_errors, open_run, print_run_location
 from pipeline.train import train
 
@@ -33,17 +36,29 @@ def main(cfg: DictConfig) -> float | None:
         with tracker.lifecycle("train"):
             start = time.perf_counter()
             result = train(job)
+            metrics = dict(result.metrics)
             timings["time/train_s"] = time.perf_counter() - start
             if cfg.explain.methods:
                 tracker.stage = "explain"
                 start = time.perf_counter()
-                explain(cfg, tracker, job.datamodule)
+                explained = explain(cfg, tracker, job.datamodule)
+                metrics.update({f"explain/{k}": v for k, v in explained.metrics.items()})
                 timings["time/explain_s"] = time.perf_counter() - start
+                if cfg.robustness.enabled:
+                    tracker.stage = "robustness"
+                    start = time.perf_counter()
+                    robust = robustness(cfg, tracker)
+                    metrics.update({f"robustness/{k}": v for k, v in robust.metrics.items()})
+                    timings["time/robustness_s"] = time.perf_counter() - start
             tracker.log_metrics(timings)
+            if cfg.get("report") is not None and cfg.report.enabled:
+                # Last, so the report shows every stage's metrics and timings.
+                tracker.stage = "report"
+                report(cfg, tracker, datamodule=job.datamodule)
         print_run_location(tracker)
         log.info("test/acc=%.4f  stage seconds: %s", result.metrics.get("test/acc", float("nan")),
                  {k: round(v, 1) for k, v in timings.items()})
-    return result.metrics.get("val/acc")
+    return objective(cfg, metrics)
 
 
 if __name__ == "__main__":

@@ -72,3 +72,22 @@ def ensure_experiment(client: MlflowClient, name: str, store_dir: str | Path) ->
             return found.experiment_id
 
     return with_retry(get_or_create, f"creating experiment {name!r}")
+
+
+class StoreUnreachable(RuntimeError):
+    """The tracking server does not answer (MLflow itself would retry for minutes)."""
+
+
+def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
+    """Fail in seconds, with the URI in the message, when an http(s) tracking server is down."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    url = tracking_uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - user's own URI
+            response.read()
+    except (urllib.error.URLError, OSError) as error:
+        raise StoreUnreachable(f"tracking server {tracking_uri} is not reachable: {error}") from error

@@ -7,7 +7,9 @@ run FINISHED, and Lightning's ``MLFlowLogger`` is not the fluent active run.
 from __future__ import annotations
 
 import json
+import re
 import logging
+import posixpath
 import signal
 import tempfile
 import time
@@ -22,13 +24,15 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from glassworks.tracking.params import flatten
-from glassworks.tracking.store import ensure_experiment, resolve_tracking_uri, with_retry
+from glassworks.tracking.store import check_reachable, ensure_experiment, resolve_tracking_uri, with_retry
 from glassworks.validation import Validated
 
 log = logging.getLogger(__name__)
 
 # MLflow's per-request limits for log_batch.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
+# The tag through which the MLflow UI knows which artifacts are tables.
+_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 
 
 @dataclass
@@ -71,10 +75,16 @@ class MLflowTracker(Validated):
 
     # -- lifecycle -------------------------------------------------------------------------
 
+    def check(self) -> None:
+        """Fail fast (before training) when the tracking server is down."""
+        check_reachable(self.uri)
+
     def start(self, run_name: str | None, tags: Mapping[str, str]) -> str:
         self.experiment_id = ensure_experiment(self.client, self.experiment_name, self.store_dir)
         run = with_retry(
-            lambda: self.client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags)),
+            # str(): the REST store (an `mlflow server`) rejects non-string tag values.
+            lambda: self.client.create_run(self.experiment_id, run_name=run_name,
+                                           tags={str(k): str(v) for k, v in tags.items()}),
             "creating run",
         )
         self.run_id = run.info.run_id
@@ -83,7 +93,7 @@ class MLflowTracker(Validated):
 
     def attach(self, run_id: str) -> str:
         """Log into an existing run (a later stage, or a resumed job)."""
-        run = self.client.get_run(run_id)
+        run = with_retry(lambda: self.client.get_run(run_id), "reading run")
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
         if run.info.status != "RUNNING":
@@ -160,34 +170,55 @@ class MLflowTracker(Validated):
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
-        self.log_metric_batch([Metric(k, float(v), now, step) for k, v in metrics.items()])
+        self.log_metric_batch([Metric(metric_name(k), float(v), now, step) for k, v in metrics.items()])
 
     def log_metric_batch(self, metrics: list[Metric]) -> None:
         for i in range(0, len(metrics), _MAX_METRICS):
             chunk = metrics[i : i + _MAX_METRICS]
             with_retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
 
+    # Artifact calls read the run from the store (and log_table/log_inputs write to it), so
+    # they retry on a store locked by parallel sweep jobs like every other write.
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifacts(self.run_id, str(local_dir), artifact_path)
+        with_retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path),
+                   "logging artifacts")
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(local_path), artifact_path)
+        with_retry(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path),
+                   "logging artifact")
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self.client.log_text(self.run_id, text, artifact_file)
+        with_retry(lambda: self.client.log_text(self.run_id, text, artifact_file), "logging text")
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
-        self.client.log_text(self.run_id, json.dumps(data, indent=2, default=str), artifact_file)
+        self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
 
     def log_table(self, frame: Any, artifact_file: str) -> None:
-        self.client.log_table(self.run_id, frame, artifact_file)
+        """``MlflowClient.log_table`` (same file layout and tag, so the UI shows a table), made
+        safe to retry: the client appends to an existing file, a retry would duplicate rows."""
+        with tempfile.TemporaryDirectory(prefix="glassworks-table-") as tmp:
+            local = Path(tmp) / Path(artifact_file).name
+            if artifact_file.endswith(".parquet"):
+                frame.to_parquet(local, index=False)
+            else:
+                frame.to_json(local, orient="split", index=False, date_format="iso")
+            self.log_artifact(local, posixpath.dirname(artifact_file) or None)
+
+        def tag() -> None:
+            logged = json.loads(self.client.get_run(self.run_id).data.tags.get(_LOGGED_ARTIFACTS, "[]"))
+            entry = {"path": artifact_file, "type": "table"}
+            if entry not in logged:
+                self.client.set_tag(self.run_id, _LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
+
+        with_retry(tag, "tagging table")
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        self.client.log_inputs(self.run_id, datasets=datasets)
+        with_retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
 
     def download(self, artifact_path: str) -> Path:
         target = Path(tempfile.mkdtemp(prefix="glassworks-"))
-        return Path(self.client.download_artifacts(self.run_id, artifact_path, str(target)))
+        return Path(with_retry(lambda: self.client.download_artifacts(self.run_id, artifact_path, str(target)),
+                               "downloading artifact"))
 
     def lightning_logger(self) -> Any:
         from glassworks.tracking.lightning_logger import MLflowRunLogger
@@ -222,6 +253,9 @@ class NoTracker(Validated):
     def start(self, run_name: str | None, tags: Mapping[str, str]) -> None:
         return None
 
+    def check(self) -> None:
+        return None
+
     @contextmanager
     def lifecycle(self, stage: str = "run") -> Iterator[NoTracker]:
         yield self
@@ -234,6 +268,11 @@ class NoTracker(Validated):
         if name.startswith("log_") or name in ("set_tags", "end", "attach"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
+
+
+def metric_name(key: str) -> str:
+    """MLflow names allow only [A-Za-z0-9_-. :/]: ``flip_rate@5`` is logged as ``flip_rate_at_5``."""
+    return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", key.replace("@", "_at_"))
 
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:

@@ -1,0 +1,122 @@
+"""The explain (and robustness) stages on real trained runs, read back from MLflow."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from pipeline.explain import explain
+from pipeline.robustness import robustness
+from pipeline.stage import UserError, build_job, finished_run, open_run
+from pipeline.train import train
+from tests.conftest import compose_config, run_cli
+
+pytestmark = pytest.mark.slow
+
+METHODS = ["shap", "raw_attention", "rollout", "flow", "grad_attention", "input_x_gradient"]
+
+
+@pytest.fixture(scope="module")
+def explained(tmp_path_factory):
+    """A real trained run on the synthetic data, then explain + robustness in the same run."""
+    tmp = tmp_path_factory.mktemp("explain")
+    cfg = compose_config(tmp, ["trainer.max_epochs=4", "data.source.n_train=1500", "explain.n_examples=16",
+                               "robustness.stability_examples=3", "robustness.n_stability=2"],
+                         config_name="run")
+    job = build_job(cfg)
+    run_id = open_run(job)
+    with job.tracker.lifecycle("train"):
+        trained = train(job)
+        result = explain(cfg, job.tracker, job.datamodule)
+        robust = robustness(cfg, job.tracker)
+    return {"cfg": cfg, "tmp": tmp, "run_id": run_id, "uri": job.tracker.uri, "result": result,
+            "robust": robust, "trained": trained}
+
+
+def test_every_metric_logged_per_method(explained):
+    run = MlflowClient(explained["uri"]).get_run(explained["run_id"])
+    metrics = run.data.metrics
+    assert run.info.status == "FINISHED"
+    for method in [*METHODS, "random"]:
+        for metric in ("comprehensiveness", "sufficiency", "aopc", "rationale_auprc", "rationale_f1",
+                       "seconds_per_example"):
+            assert f"explain/{method}/{metric}" in metrics, (method, metric)
+    assert "explain/shap/comprehensiveness_at_10" in metrics
+    assert any(k.startswith("explain/agreement/") for k in metrics)
+
+
+def test_every_artifact_logged(explained):
+    client = MlflowClient(explained["uri"])
+    files = {a.path for a in client.list_artifacts(explained["run_id"], "explanations")}
+    for name in ("attributions.parquet", "attributions.json", "index.html", "global_importance.png",
+                 "metrics.png", "attention_tensors.npz", "examples", "attention"):
+        assert f"explanations/{name}" in files, name
+    pages = client.list_artifacts(explained["run_id"], "explanations/examples")
+    assert len(pages) == 16
+    heatmaps = client.list_artifacts(explained["run_id"], "explanations/attention")
+    assert len(heatmaps) == 3
+    robust = {a.path for a in client.list_artifacts(explained["run_id"], "robustness")}
+    for name in ("attacks.parquet", "adversarial_examples.html", "curves_deletion.png", "flip_rate.png"):
+        assert f"robustness/{name}" in robust, name
+
+
+def test_attribution_table_columns_and_shap_local_accuracy(explained):
+    table = explained["result"].table
+    assert {"example_id", "token", "position", "method", "score", "base_value", "model_output",
+            "label", "prediction"} <= set(table.columns)
+    shap_rows = table[table["method"] == "shap"]
+    for _, rows in shap_rows.groupby("example_id"):
+        assert rows["score"].sum() + rows["base_value"].iloc[0] == pytest.approx(
+            rows["model_output"].iloc[0], abs=1e-4)
+
+
+def test_trained_model_shap_finds_the_planted_rationale(explained):
+    metrics = MlflowClient(explained["uri"]).get_run(explained["run_id"]).data.metrics
+    assert metrics["test/acc"] >= 0.9
+    assert metrics["explain/shap/rationale_auprc"] >= 0.9
+    assert metrics["explain/shap/rationale_auprc"] > metrics["explain/random/rationale_auprc"] + 0.3
+    assert metrics["explain/shap/comprehensiveness"] > metrics["explain/random/comprehensiveness"]
+
+
+def test_robustness_shap_guided_attack_is_cheaper_than_random(explained):
+    metrics = explained["robust"].metrics
+    assert metrics["shap/attack_success"] >= metrics["random_order/attack_success"]
+    assert metrics["shap/deletion_auc"] < metrics["random_order/deletion_auc"]
+    logged = MlflowClient(explained["uri"]).get_run(explained["run_id"]).data.metrics
+    assert "robustness/shap/flip_rate_at_1" in logged and "robustness/shap/stability" in logged
+
+
+def test_explain_later_on_existing_run_id_via_cli(explained):
+    tmp = explained["tmp"]
+    out = run_cli("pipeline.explain", f"run_id={explained['run_id']}", "explain.methods=[rollout]",
+                  "explain.n_examples=5", "logger.system_metrics=false", cwd=tmp)
+    assert out.returncode == 0, out.stderr[-3000:]
+    run = MlflowClient(explained["uri"]).get_run(explained["run_id"])
+    assert run.info.status == "FINISHED"
+    assert explained["run_id"] in out.stdout
+
+
+def test_explain_rejects_unknown_and_unfinished_runs(explained, tmp_path):
+    cfg = compose_config(explained["tmp"], ["run_id=doesnotexist"], config_name="explain", tiny=False)
+    tracker = build_job(cfg, with_data=False).tracker
+    with pytest.raises(UserError, match="doesnotexist"):
+        finished_run(tracker, "doesnotexist")
+    client = MlflowClient(explained["uri"])
+    running = client.create_run(client.get_run(explained["run_id"]).info.experiment_id)
+    with pytest.raises(UserError, match="RUNNING"):
+        finished_run(tracker, running.info.run_id)
+    client.set_terminated(running.info.run_id, "KILLED")
+    out = run_cli("pipeline.explain", "run_id=nope123", "logger.system_metrics=false", cwd=explained["tmp"])
+    assert out.returncode == 2 and "nope123" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_html_pages_self_contained(explained, tmp_path):
+    client = MlflowClient(explained["uri"])
+    path = client.download_artifacts(explained["run_id"], "explanations/index.html", str(tmp_path))
+    text = open(path, encoding="utf-8").read()
+    assert "<script" not in text.lower() and "http://" not in text and "https://" not in text
+    table = pd.read_parquet(client.download_artifacts(explained["run_id"],
+                                                      "explanations/attributions.parquet", str(tmp_path)))
+    assert np.isfinite(table[table["method"] == "shap"]["score"]).all()
