@@ -18,14 +18,16 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 from hydra.core.hydra_config import HydraConfig
-from hydra.errors import InstantiationException
+from hydra.errors import CompactHydraException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from glassworks.data.errors import DataError
 from glassworks.tracking.dataset import dataset_inputs
+from glassworks.tracking.store import StoreUnreachable
 from glassworks.tracking.metadata import command_line, environment, git_state
 from glassworks.validation import ConfigError
+from pipeline.callbacks import in_multirun, sweep_child
 
 log = logging.getLogger("glassworks")
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -33,6 +35,10 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 
 class UserError(Exception):
     """Bad input from the user: printed as one message, never a traceback (unless debug)."""
+
+
+class JobInputError(CompactHydraException):
+    """A sweep job's bad input: Hydra reports it in one line, without a traceback."""
 
 
 @dataclass
@@ -68,6 +74,10 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     """Validate everything (config values, cross-group rules, the data) before any run exists."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     tracker = build(cfg.logger, "logger")
+    try:
+        tracker.check()
+    except StoreUnreachable as error:
+        raise UserError(f"invalid config logger.tracking_uri: {error}") from error
     job = Job(cfg=cfg, tracker=tracker)
     if "model" in cfg:
         job.model_config = build(cfg.model, "model")
@@ -136,15 +146,20 @@ def open_run(job: Job) -> str | None:
     if dm is not None:
         tags["glassworks.data.digest"] = dm.digest
         tags["glassworks.data.name"] = dm.name
-    run_id = tracker.start(run_name(cfg), tags)
+    child = sweep_child(tracker.uri)  # under -m: a nested run of the sweep's parent, named after the job
+    if child is not None:
+        tags.update(child[1])
+    run_id = tracker.start(child[0] if child else run_name(cfg), tags)
     if run_id is None:
         return None
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker.log_params(resolved)
     tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
     tracker.log_text("\n".join(overrides()) + "\n", "config/overrides.txt")
-    if HydraConfig.initialized():
-        hydra_dir = Path(HydraConfig.get().runtime.output_dir) / ".hydra"
+    output_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) \
+        if HydraConfig.initialized() else None
+    if output_dir:  # absent under the compose API (tests), present under @hydra.main
+        hydra_dir = Path(output_dir) / ".hydra"
         if hydra_dir.is_dir():
             tracker.log_artifacts(hydra_dir, "config/hydra")
     if dm is not None:
@@ -156,15 +171,32 @@ def open_run(job: Job) -> str | None:
     return run_id
 
 
+def finished_run(tracker: Any, run_id: str) -> Any:
+    """The run a later stage works on: it must exist and have FINISHED."""
+    if not tracker.enabled:
+        raise UserError("this stage reads a run from MLflow: logger=none has no runs")
+    try:
+        run = tracker.client.get_run(run_id)
+    except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
+        raise UserError(f"run_id={run_id}: no such run in {tracker.uri} ({type(error).__name__})") from error
+    if run.info.status != "FINISHED":
+        raise UserError(f"run_id={run_id}: run is {run.info.status}, not FINISHED")
+    return run
+
+
 @contextmanager
 def clean_errors(cfg: DictConfig) -> Iterator[None]:
-    """Bad input -> one message on stderr and exit 2; the full traceback only with debug=true."""
+    """Bad input -> one message on stderr and exit 2 (under -m: this job fails, the sweep goes
+    on); the full traceback only with debug=traceback."""
     try:
         yield
     except (UserError, ConfigError, DataError) as error:
         if cfg.get("traceback"):
             raise
         print(f"error: {error}", file=sys.stderr)
+        if in_multirun():
+            # sys.exit would end the whole sweep: as an exception only this job fails.
+            raise JobInputError(str(error)) from error
         sys.exit(2)
 
 

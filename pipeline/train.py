@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 
 from glassworks.models.lightning import TextClassifier
 from glassworks.tracking.pyfunc import log_pyfunc_model
+from pipeline.callbacks import objective
 from pipeline.stage import Job, build, build_job, clean_errors, open_run, print_run_location
 
 log = logging.getLogger("glassworks.train")
@@ -44,7 +45,8 @@ def train(job: Job) -> TrainResult:
     cfg, dm, tracker = job.cfg, job.datamodule, job.tracker
     net = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)
     module = TextClassifier(net.spec, optimizer=job.optimizer, scheduler=job.scheduler,
-                            label_names=dm.label_names)
+                            label_names=dm.label_names, mask_token_prob=cfg.mask_token_prob,
+                            mask_id=dm.tokenizer.mask_id)
     logger = tracker.lightning_logger()
     callbacks = _callbacks(cfg)
     if not tracker.enabled:
@@ -105,7 +107,7 @@ def main(cfg: DictConfig) -> float | None:
         print_run_location(job.tracker)
         log.info("test metrics: %s", {k: round(v, 4) for k, v in result.metrics.items()
                                       if k.startswith("test/")})
-    return result.metrics.get("val/acc")
+    return objective(cfg, result.metrics)
 
 
 if __name__ == "__main__":

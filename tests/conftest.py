@@ -41,13 +41,27 @@ def compose_config(tmp_path: Path, overrides: Sequence[str] = (), config_name: s
     """Compose the real config tree as Hydra's main would, rooted in ``tmp_path``."""
     GlobalHydra.instance().clear()
     base = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}"]
+    tiny_overrides = [o for o in (TINY if tiny else []) if _applies(o, overrides)]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*base, *(TINY if tiny else []), *overrides],
+        cfg = compose(config_name, overrides=[*base, *tiny_overrides, *overrides],
                       return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def _applies(tiny_override: str, overrides: Sequence[str]) -> bool:
+    """A TINY override only applies where its key exists: not logger.* with logger=none, not
+    data.source.n_* with data=files."""
+    if tiny_override.startswith("logger.") and "logger=none" in overrides:
+        return False
+    if tiny_override.startswith("data.source.n_") and any(
+            o.startswith("data=") and o != "data=synthetic" for o in overrides):
+        return False
+    if tiny_override.startswith("trainer=") and any(o.startswith("trainer=") for o in overrides):
+        return False
+    return True
 
 
 @pytest.fixture

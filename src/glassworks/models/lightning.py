@@ -51,8 +51,18 @@ class TextClassifier(pl.LightningModule):
         optimizer: Callable[[Iterable[Parameter]], Optimizer],
         scheduler: Callable[..., LRScheduler] | None = None,
         label_names: list[str] | None = None,
+        mask_token_prob: float = 0.0,
+        mask_id: int = 3,
     ):
         super().__init__()
+        if not 0.0 <= mask_token_prob < 1.0:
+            raise ValueError(f"mask_token_prob: must be in [0, 1), got {mask_token_prob}")
+        # Explanations perturb inputs by replacing tokens with [MASK] (SHAP's coalitions, ERASER's
+        # comprehensiveness/sufficiency, deletion curves). A model that never saw [MASK] answers
+        # those inputs out of distribution (Hase et al. 2021); masking a few training tokens
+        # keeps them in distribution.
+        self.mask_token_prob = float(mask_token_prob)
+        self.mask_id = int(mask_id)
         # Rebind the locals before save_hyperparameters reads them from this frame.
         model_spec = _plain(model_spec)
         label_names = None if label_names is None else [str(n) for n in label_names]
@@ -102,7 +112,16 @@ class TextClassifier(pl.LightningModule):
     def on_train_batch_start(self, batch: Batch, batch_idx: int) -> None:
         self._batch_started = time.perf_counter()
 
+    def _mask_tokens(self, batch: Batch) -> Batch:
+        ids = batch["input_ids"]  # (B, T)
+        maskable = batch["attention_mask"].bool()
+        maskable[:, 0] = False  # [CLS] is never masked, as in the explainers
+        hit = (torch.rand(ids.shape, device=ids.device) < self.mask_token_prob) & maskable
+        return {**batch, "input_ids": ids.masked_fill(hit, self.mask_id)}
+
     def training_step(self, batch: Batch, batch_idx: int) -> Tensor:
+        if self.mask_token_prob > 0:
+            batch = self._mask_tokens(batch)
         loss, logits = self._shared_step(batch)
         batch_size = batch["labels"].shape[0]
         # Summed on device: calling .item() every step would force a GPU sync.

@@ -1,0 +1,303 @@
+"""The report stage on real tiny runs: built as pipeline.run's last stage, standalone, and for a sweep.
+
+Every number the report shows must be MLflow's, and the HTML and Markdown renderings must agree.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+from omegaconf import OmegaConf, open_dict, read_write
+
+import pipeline.report
+import pipeline.run
+from glassworks.report.document import fmt
+from glassworks.tracking.store import ensure_experiment
+from tests.conftest import compose_config as _compose_config
+from tests.conftest import run_cli
+
+pytestmark = pytest.mark.slow
+
+SECTIONS = ["summary", "config", "environment", "data", "training", "test", "explanations", "robustness",
+            "timings", "reproduce"]
+RUN_OVERRIDES = [
+    "seed=3", "explain.n_examples=4", "explain.methods=[shap,rollout]", "explain.shap.max_evals=64",
+    "robustness.stability_examples=2", "robustness.n_stability=1", "robustness.attack.max_edits=2",
+]
+
+
+def compose_config(tmp, overrides=(), config_name="train", tiny=True):
+    """conftest's compose_config, plus the Hydra runtime output folder that open_run reads.
+
+    mlflow.set_tracking_uri (called when a stage loads a run's model) exports MLFLOW_TRACKING_URI
+    to this process, which logger.tracking_uri would then pick up: drop it, so each test's config
+    points at its own store."""
+    from hydra.core.hydra_config import HydraConfig
+
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    cfg = _compose_config(tmp, overrides, config_name, tiny)
+    runtime = HydraConfig.get().runtime
+    if OmegaConf.is_missing(runtime, "output_dir"):
+        with read_write(runtime):
+            runtime.output_dir = str(cfg.paths.output_dir)
+    return cfg
+
+
+# --------------------------------------------------------------------------- parsing helpers
+class _Tables(HTMLParser):
+    """Every <table> as a list of rows of cell texts; every <section id>; every <img src>."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.tables: list[list[list[str]]] = []
+        self.sections: list[str] = []
+        self.images: list[str] = []
+        self._row: list[str] | None = None
+        self._cell: list[str] | None = None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self._row = []
+        elif tag in ("td", "th") and self._row is not None:
+            self._cell = []
+        elif tag == "section":
+            self.sections.append(attrs.get("id"))
+        elif tag == "img":
+            self.images.append(attrs.get("src", ""))
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th") and self._cell is not None:
+            self._row.append("".join(self._cell).strip())
+            self._cell = None
+        elif tag == "tr" and self._row is not None:
+            self.tables[-1].append(self._row)
+            self._row = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell.append(data)
+
+
+def html_tables(text: str) -> _Tables:
+    parser = _Tables()
+    parser.feed(text)
+    return parser
+
+
+def md_unescape(cell: str) -> str:
+    cell = re.sub(r"^\*\*(.*)\*\*$", r"\1", cell.strip())
+    return html.unescape(re.sub(r"\\(.)", r"\1", cell))
+
+
+def md_tables(text: str) -> list[list[list[str]]]:
+    tables, current = [], None
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = [md_unescape(c) for c in re.split(r"(?<!\\)\|", line.strip())[1:-1]]
+            if all(re.fullmatch(r"-*:?-+:?", c.replace(" ", "")) for c in cells):
+                continue  # the header rule
+            if current is None:
+                current = []
+                tables.append(current)
+            current.append(cells)
+        else:
+            current = None
+    return tables
+
+
+def find_table(tables: list[list[list[str]]], first_header: str, contains: str) -> list[list[str]]:
+    for table in tables:
+        if table and table[0] and table[0][0] == first_header and any(contains in " ".join(r) for r in table):
+            return table
+    raise AssertionError(f"no table starting with {first_header!r} containing {contains!r}")
+
+
+def row(table: list[list[str]], key: str) -> dict[str, str]:
+    header = table[0]
+    for r in table[1:]:
+        if r[0] == key:
+            return dict(zip(header, r, strict=True))
+    raise AssertionError(f"no row {key!r} in {[r[0] for r in table]}")
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def piped(tmp_path_factory):
+    """pipeline.run's whole body on a tiny config: train, explain, robustness, then the report."""
+    tmp = tmp_path_factory.mktemp("report")
+    cfg = compose_config(tmp, RUN_OVERRIDES, config_name="run")
+    pipeline.run.main(cfg)
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    folder = next((tmp / "reports").iterdir())
+    return {"tmp": tmp, "uri": uri, "client": client, "run": run, "folder": folder,
+            "html": (folder / "report.html").read_text(), "md": (folder / "report.md").read_text(),
+            "json": json.loads((folder / "report.json").read_text())}
+
+
+def test_report_is_the_runs_last_stage(piped):
+    run, client = piped["run"], piped["client"]
+    assert run.info.status == "FINISHED"
+    logged = {a.path for a in client.list_artifacts(run.info.run_id, "report")}
+    assert {"report/report.html", "report/report.md", "report/report.json", "report/images"} <= logged
+    images = {Path(a.path).name for a in client.list_artifacts(run.info.run_id, "report/images")}
+    assert {"learning_curves.png", "confusion_matrix.png", "global_importance.png", "explain_metrics.png",
+            "curves_deletion.png", "flip_rate.png"} <= images
+    assert piped["folder"].name == f"{run.info.run_name}-{run.info.run_id[:8]}"
+    assert piped["folder"].parent == piped["tmp"] / "reports"
+
+
+def test_every_section_is_there(piped):
+    parsed = html_tables(piped["html"])
+    assert parsed.sections == SECTIONS
+    for title in ("What was run", "Where it ran", "Data", "Learning curves", "Test results", "Explanations",
+                  "Robustness", "Timings", "Reproduce"):
+        assert f"\n## {title}\n" in piped["md"], title
+    # Self-contained: every image is an embedded PNG, nothing is fetched, nothing runs.
+    assert parsed.images and all(src.startswith("data:image/png;base64,") for src in parsed.images)
+    assert "<script" not in piped["html"] and "http://" not in piped["html"] and "https://" not in piped["html"]
+    for image in re.findall(r"\]\((images/[^)]+)\)", piped["md"]):
+        assert (piped["folder"] / image).is_file(), image
+
+
+def test_numbers_are_mlflows(piped):
+    run, client = piped["run"], piped["client"]
+    metrics = run.data.metrics
+    assert piped["json"]["metrics"] == metrics  # exactly what MLflow holds, nothing recomputed
+    tables = html_tables(piped["html"]).tables
+    final = find_table(tables, "metric", "test/acc")
+    for key in ("test/acc", "test/f1", "test/loss", "val/acc"):
+        assert row(final, key)["value"] == fmt(metrics[key]), key
+    faith = find_table(tables, "method", "random (baseline)")
+    for method in ("shap", "rollout"):
+        cells = row(faith, method)
+        assert cells["comprehensiveness ↑"] == fmt(metrics[f"explain/{method}/comprehensiveness"])
+        assert cells["sufficiency ↓"] == fmt(metrics[f"explain/{method}/sufficiency"])
+        assert cells["rationale AUPRC ↑"] == fmt(metrics[f"explain/{method}/rationale_auprc"])
+    assert row(faith, "random (baseline)")["AOPC ↑"] == fmt(metrics["explain/random/aopc"])
+    robust = find_table(tables, "method", "random_order (baseline)")
+    assert row(robust, "shap")["deletion AUC ↓"] == fmt(metrics["robustness/shap/deletion_auc"])
+    assert row(robust, "shap")["flip rate @1 ↑"] == fmt(metrics["robustness/shap/flip_rate_at_1"])
+    timings = find_table(tables, "stage", "train")
+    for stage in ("train", "explain", "robustness"):
+        assert row(timings, stage)["seconds"] == fmt(metrics[f"time/{stage}_s"])
+    epochs = find_table(tables, "epoch", "0")
+    history = client.get_metric_history(run.info.run_id, "val/acc")
+    assert [r[epochs[0].index("val/acc")] for r in epochs[1:]] == [fmt(m.value) for m in sorted(history, key=lambda m: m.step)]
+    assert piped["json"]["history_lengths"]["train/loss"] == len(client.get_metric_history(run.info.run_id, "train/loss"))
+    # The confusion matrix comes from the logged model on the rebuilt test split: it must
+    # agree with the test/acc Lightning logged during training.
+    matrix = piped["json"]["confusion_matrix"]
+    assert sum(map(sum, matrix["counts"])) == 100
+    assert matrix["accuracy"] == pytest.approx(metrics["test/acc"], abs=0.011)
+    assert matrix["labels"] == ["negative", "positive"]
+
+
+def test_markdown_and_html_agree(piped):
+    from_html = [t for t in html_tables(piped["html"]).tables]
+    # Example attributions are coloured tokens in HTML and a top-tokens table in Markdown.
+    from_md = [t for t in md_tables(piped["md"]) if t[0][:2] != ["method", "top tokens (score)"]]
+    # The headline is cards in HTML and a table in Markdown; every other table is in both, cell for cell.
+    assert len(from_md) == len(from_html) + 1
+    assert from_md[1:] == from_html
+    for card in re.findall(r"<div class=\"value\">([^<]*)</div>", piped["html"]):
+        assert html.unescape(card) in from_md[0][1]
+
+
+def test_config_differences_from_defaults(piped):
+    changes = {c["key"]: c for c in piped["json"]["config_changes"]}
+    assert changes["data.source.n_train"]["value"] == "400" and changes["data.source.n_train"]["default"] != "400"
+    assert changes["explain.methods"]["value"] == '["shap", "rollout"]'
+    assert changes["seed"]["follows"] is None
+    # data.seed changed only because seed did.
+    assert changes["data.seed"]["follows"] == "${seed}" and changes["data.seed"]["value"] == "3"
+    assert changes["callbacks.rich_progress_bar"]["value"] == "null"
+    assert not any(k.startswith("paths.") or k == "trainer.default_root_dir" for k in changes)
+    assert "optimizer.lr" not in changes
+    assert "python -m pipeline.reproduce run_id=" + piped["run"].info.run_id in piped["md"]
+    assert "python -m pipeline.run " in piped["json"]["reproduce"] and "explain.shap.max_evals=64" in piped["json"]["reproduce"]
+
+
+def test_explanation_examples_show_every_method(piped):
+    page = piped["html"]
+    examples = re.findall(r"<div class=\"example\">(.*?)</div></div></div>", page, flags=re.S)
+    assert len(examples) == 3
+    for example in examples:
+        methods = re.findall(r"<div class=\"method\">([^<]*)</div>", example)
+        assert methods == ["shap", "rollout", "random"]
+        assert example.count("class=\"tok") >= 3 * 4
+    assert "#### Test example" in piped["md"]
+
+
+def test_standalone_report_leaves_the_run_finished(piped):
+    run_id = piped["run"].info.run_id
+    cfg = compose_config(piped["tmp"], [f"run_id={run_id}", "report.n_examples=1", "report.confusion_matrix=false"],
+                         config_name="report", tiny=False)
+    pipeline.report.main(cfg)
+    run = piped["client"].get_run(run_id)
+    assert run.info.status == "FINISHED" and run.info.end_time == piped["run"].info.end_time
+    page = (piped["folder"] / "report.html").read_text()
+    assert page.count("<div class=\"example\">") == 1
+    assert "No confusion matrix: disabled" in page
+
+
+def test_needs_exactly_one_id(tmp_path, capsys):
+    cfg = compose_config(tmp_path, [], config_name="report", tiny=False)
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline.report.main(cfg)
+    assert exit_info.value.code == 2
+    assert "exactly one of run_id=" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- sweep
+def test_sweep_report_from_two_real_children(tmp_path):
+    store = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(store)
+    experiment = ensure_experiment(client, "glassworks", tmp_path / "mlruns")
+    parent = client.create_run(experiment, run_name="sweep-lr", tags={
+        "glassworks.sweep.optimized_metric": "val/acc", "glassworks.sweep.mode": "max"}).info.run_id
+    for job, lr in enumerate(("0.003", "0.0003")):
+        # Two jobs of one sweep: one store, one output folder each (as Hydra's multirun does).
+        cfg = compose_config(tmp_path, ["explain.methods=[rollout]", "explain.n_examples=4", "robustness.enabled=false",
+                                        "report.enabled=false", "trainer.max_epochs=1", f"optimizer.lr={lr}",
+                                        f"paths.output_dir={tmp_path / 'multirun' / str(job)}"], config_name="run")
+        with open_dict(cfg):
+            cfg.tags["mlflow.parentRunId"] = parent
+        pipeline.run.main(cfg)
+    client.set_terminated(parent)
+
+    out = run_cli("pipeline.report", f"sweep_id={parent}", cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    folder = next((tmp_path / "reports").glob("sweep-lr-*"))
+    page = (folder / "report.html").read_text()
+    summary = json.loads((folder / "report.json").read_text())
+    children = client.search_runs([experiment], filter_string=f"tags.mlflow.parentRunId = '{parent}'")
+    assert len(children) == 2 and len(summary["children"]) == 2
+    assert summary["swept_params"] == ["optimizer.lr"]
+    # The best child has the highest val/acc; a tie goes to the child that started first.
+    ordered = sorted(children, key=lambda r: (-r.data.metrics["val/acc"], r.info.start_time))
+    best = ordered[0]
+    assert summary["best_run_id"] == best.info.run_id
+    assert summary["best_params"] == {"optimizer.lr": best.data.params["optimizer.lr"]}
+    parsed = html_tables(page)
+    assert parsed.sections == ["summary", "children", "best", "parameters", "accuracy-vs-explanations"]
+    table = find_table(parsed.tables, "run", "optimizer.lr")
+    assert sorted(r[table[0].index("optimizer.lr")] for r in table[1:]) == ["0.0003", "0.003"]
+    for r in table[1:]:
+        child = next(c for c in children if c.info.run_id.startswith(r[1]))
+        assert r[table[0].index("val/acc")] == fmt(child.data.metrics["val/acc"])
+        assert r[table[0].index("rollout comprehensiveness")] == fmt(child.data.metrics["explain/rollout/comprehensiveness"])
+    assert {"metric_vs_params.png", "accuracy_vs_explanations.png"} <= {p.name for p in (folder / "images").iterdir()}
+    assert "report/report.html" in {a.path for a in client.list_artifacts(parent, "report")}
+    assert f"python -m pipeline.reproduce run_id={best.info.run_id}" in (folder / "report.md").read_text()

@@ -1,0 +1,100 @@
+"""pipeline.reproduce on a real tiny CPU run, as a user runs it: same code and seed give the very
+same metrics (train, explain with SHAP, robustness); a changed metric or config is caught."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from mlflow import MlflowClient
+
+import pipeline.reproduce
+from glassworks.report.compare import DEFAULT_EXCLUDE, excluded
+from tests.conftest import TINY, run_cli
+from tests.conftest import compose_config as _compose_config
+
+pytestmark = pytest.mark.slow
+
+OVERRIDES = [*TINY, "explain.n_examples=3", "explain.methods=[shap,rollout]", "explain.shap.max_evals=32",
+             "robustness.stability_examples=1", "robustness.n_stability=1", "robustness.attack.max_edits=2",
+             "report.enabled=false"]
+# Params that name places, not choices: they differ between a run and its reproduction by design.
+LOCATIONS = ("paths.", "tags", "run_name", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath",
+             "logger.store_dir", "logger.tracking_uri", "report.out_dir")
+
+
+def compose_config(tmp, overrides, config_name, tiny):
+    # mlflow.set_tracking_uri (a stage loading a model in-process) exports MLFLOW_TRACKING_URI,
+    # which logger.tracking_uri would pick up: each test must use its own store.
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    return _compose_config(tmp, overrides, config_name, tiny)
+
+
+@pytest.fixture(scope="module")
+def reproduced(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("reproduce")
+    original = run_cli("pipeline.run", *OVERRIDES, cwd=tmp)
+    assert original.returncode == 0, original.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    (run,) = client.search_runs(experiments)
+    out = run_cli("pipeline.reproduce", f"run_id={run.info.run_id}", cwd=tmp)
+    runs = client.search_runs(experiments, filter_string=f"tags.`glassworks.reproduces` = '{run.info.run_id}'")
+    return {"tmp": tmp, "client": client, "original": run, "out": out, "runs": runs, "experiments": experiments}
+
+
+def test_same_code_and_seed_reproduce_every_metric_exactly(reproduced):
+    out, original = reproduced["out"], reproduced["original"]
+    assert out.returncode == 0, out.stdout[-5000:] + out.stderr[-3000:]
+    assert "reproduced: all" in out.stdout
+    (new,) = reproduced["runs"]
+    assert new.info.status == "FINISHED" and new.info.run_id != original.info.run_id
+    before = {k: v for k, v in original.data.metrics.items() if not excluded(k, DEFAULT_EXCLUDE)}
+    after = {k: v for k, v in new.data.metrics.items() if not excluded(k, DEFAULT_EXCLUDE)}
+    assert before == after  # bit for bit, not within a tolerance
+    for stage in ("test/acc", "explain/shap/comprehensiveness", "explain/rollout/rationale_auprc",
+                  "robustness/shap/deletion_auc", "robustness/shap/stability", "explain/agreement/rollout_vs_shap"):
+        assert stage in before, stage
+    assert new.data.tags["glassworks.data.digest"] == original.data.tags["glassworks.data.digest"]
+    settings = {k: v for k, v in new.data.params.items() if not k.startswith(LOCATIONS)}
+    assert settings == {k: v for k, v in original.data.params.items() if not k.startswith(LOCATIONS)}
+    # The table names what was left out and why.
+    assert "not compared" in out.stdout and "time/train_s" in out.stdout and "train/tokens_per_sec" in out.stdout
+
+
+def test_a_changed_metric_fails(reproduced, capsys):
+    client, original = reproduced["client"], reproduced["original"]
+    (new,) = reproduced["runs"]
+    client.log_metric(original.info.run_id, "test/acc", original.data.metrics["test/acc"] + 0.25, step=1)
+    # Comparing with the existing reproduction re-runs nothing: in-process is as good as the CLI.
+    cfg = compose_config(reproduced["tmp"], [f"run_id={original.info.run_id}", f"reproduce.against={new.info.run_id}"],
+                         config_name="reproduce", tiny=False)
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline.reproduce.main(cfg)
+    assert exit_info.value.code == 1
+    out = capsys.readouterr().out
+    assert "NOT reproduced: 1 of" in out
+    (line,) = [ln for ln in out.splitlines() if "test/acc" in ln]
+    assert "DIFFERS" in line
+
+
+def test_a_changed_config_fails(reproduced):
+    (base,) = reproduced["runs"]
+    out = run_cli("pipeline.reproduce", f"run_id={base.info.run_id}",
+                  'reproduce.overrides=["optimizer.lr=0.02","explain.methods=[]"]', cwd=reproduced["tmp"])
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "applying overrides" in out.stdout + out.stderr
+    (line,) = [ln for ln in out.stdout.splitlines() if " train/loss " in ln]
+    assert "DIFFERS" in line
+    client = reproduced["client"]
+    (changed,) = client.search_runs(reproduced["experiments"],
+                                    filter_string=f"tags.`glassworks.reproduces` = '{base.info.run_id}'")
+    assert changed.data.params["optimizer.lr"] == "0.02"
+
+
+def test_an_unknown_run_is_a_clear_error(tmp_path, capsys):
+    cfg = compose_config(tmp_path, ["run_id=0123456789abcdef"], config_name="reproduce", tiny=False)
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline.reproduce.main(cfg)
+    assert exit_info.value.code == 2
+    assert "run_id=0123456789abcdef: no such run" in capsys.readouterr().err

@@ -1,0 +1,287 @@
+"""Sweeps end to end through the real CLI (``-m`` needs ``@hydra.main``): one parent MLflow run
+per sweep with a nested child per job, a summary, the best model registered; parallel joblib
+jobs on one sqlite store; failed jobs; DDP inside a sweep; an Optuna search against a real
+``mlflow server``. Few invocations, each checking much, to keep the file fast on 2 cores.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+import yaml
+from hydra.core.hydra_config import HydraConfig
+from mlflow import MlflowClient
+from omegaconf import OmegaConf
+
+from glassworks.tracking.sweep import child_run_name
+from pipeline.callbacks import swept
+from tests.conftest import TINY, compose_config, run_cli
+
+FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",
+        "explain.methods=[rollout,input_x_gradient]", "robustness.enabled=false"]
+TEXTS = pd.DataFrame({"text": ["a truly great film", "a dull and awful plot"]})
+
+
+def sweep(cwd: Path, *overrides: str, multirun: bool = True) -> subprocess.CompletedProcess[str]:
+    out = run_cli("pipeline.run", *(["-m"] if multirun else []), *FAST, *overrides, cwd=cwd)
+    assert "database is locked" not in out.stderr
+    return out
+
+
+def sqlite_client(cwd: Path) -> MlflowClient:
+    return MlflowClient(f"sqlite:///{cwd / 'mlruns' / 'mlflow.db'}")
+
+
+def all_runs(client: MlflowClient) -> list:
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def family(client: MlflowClient) -> dict[str, list]:
+    """{parent run id: [its children]} over the whole store."""
+    runs = all_runs(client)
+    parents = {r.info.run_id: [] for r in runs if r.data.tags.get("glassworks.sweep_role") == "parent"}
+    for run in runs:
+        parent = run.data.tags.get("mlflow.parentRunId")
+        if parent:
+            assert parent in parents, f"child {run.info.run_name} points at an unknown parent"
+            assert run.data.tags["glassworks.sweep_id"] == parent
+            parents[parent].append(run)
+    return parents
+
+
+def artifact_files(client: MlflowClient, run_id: str, path: str | None = None) -> set[str]:
+    files = set()
+    for item in client.list_artifacts(run_id, path):
+        files |= artifact_files(client, run_id, item.path) if item.is_dir else {item.path}
+    return files
+
+
+def summary_csv(client: MlflowClient, run_id: str, tmp: Path) -> pd.DataFrame:
+    return pd.read_csv(client.download_artifacts(run_id, "sweep/summary.csv", str(tmp)))
+
+
+# -- fast checks of the pieces ---------------------------------------------------------------
+
+
+def test_child_run_names_are_readable_unique_and_short():
+    name = child_run_name("run-sweep-0101-120000", 3,
+                          ["data.batch_size=32", "model.n_layers=2", "optimizer.lr=0.000587194737873281",
+                           "+tags.note=a b/c"], ["model.n_layers", "optimizer.lr", "tags.note"])
+    assert name == "run-sweep-0101-120000-3-model.n_layers=2,optimizer.lr=0.0005872,tags.note=a_b_c"
+    assert len(child_run_name("s", 0, ["x=" + "a" * 500], ["x"])) == 120
+
+
+def test_swept_keys_from_command_line_and_search_space():
+    assert swept(["model.n_layers=1,2", "seed=0", "explain.methods=[a],[b]", "x=choice(1,2)", "x=3"],
+                 None) == {"model.n_layers": "1,2", "explain.methods": "[a],[b]"}
+    space = OmegaConf.create({"optimizer.lr": "tag(log, interval(0.001, 0.1))", "fixed": "3"})
+    assert swept([], space) == {"optimizer.lr": "tag(log, interval(0.001, 0.1))"}
+
+
+def test_sweep_configs_compose(tmp_path):
+    cfg = compose_config(tmp_path, ["hparams_search=optuna", "optimized_metric_mode=min"],
+                         config_name="run")
+    assert cfg.optimized_metric == "val/acc" and cfg.sweep.register_model_as == "glassworks-best"
+    hydra = HydraConfig.get()
+    assert hydra.sweeper.direction == "minimize" and hydra.sweeper.n_trials > 3
+    assert "optimizer.lr" in hydra.sweeper.params and hydra.mode.name == "MULTIRUN"
+    assert "mlflow_sweep" in hydra.callbacks
+    compose_config(tmp_path, ["hydra/launcher=submitit_slurm"], config_name="run")
+    launcher = HydraConfig.get().launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.timeout_min > 0
+
+
+# -- the real CLI --------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def grid(tmp_path_factory):
+    """A 2x2 grid in 2 parallel joblib processes on a fresh sqlite store, best = lowest val/loss."""
+    cwd = tmp_path_factory.mktemp("grid")
+    start = time.perf_counter()
+    out = sweep(cwd, "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "model.n_layers=1,2", "seed=0,1",
+                "optimized_metric=val/loss", "optimized_metric_mode=min")
+    return {"cwd": cwd, "out": out, "seconds": time.perf_counter() - start}
+
+
+@pytest.mark.slow
+def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
+    out, client = grid["out"], sqlite_client(grid["cwd"])
+    assert out.returncode == 0, out.stderr[-4000:]
+    parents = family(client)
+    assert len(parents) == 1
+    (parent_id, children), = parents.items()
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED"
+    assert len(children) == 4 and all(c.info.status == "FINISHED" for c in children)
+
+    names = sorted(c.info.run_name for c in children)
+    assert len(set(names)) == 4
+    assert all(n.startswith(f"{parent.info.run_name}-") for n in names)
+    assert names[0].endswith("-0-model.n_layers=1,seed=0") and names[3].endswith("-3-model.n_layers=2,seed=1")
+    combos = {(c.data.params["model.n_layers"], c.data.params["seed"]) for c in children}
+    assert combos == {("1", "0"), ("1", "1"), ("2", "0"), ("2", "1")}
+    for child in children:  # each child is a full pipeline.run: trained and explained
+        metrics = child.data.metrics
+        assert {"test/acc", "val/loss", "explain/rollout/comprehensiveness",
+                "explain/input_x_gradient/rationale_auprc"} <= set(metrics)
+        assert {"model", "explanations", "config"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+    # joblib really ran them side by side
+    spans = sorted((c.info.start_time, c.info.end_time) for c in children)
+    assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
+
+    # the parent: sweep-level config and overrides, counts, best child, table, plots
+    assert parent.data.tags["glassworks.sweep.launcher"] == "joblib"
+    assert "model.n_layers=1,2" in parent.data.tags["glassworks.sweep.overrides"]
+    assert parent.data.params["model.n_layers"] == "sweep: 1,2"
+    assert parent.data.params["data.source.n_train"] == "200"
+    assert parent.data.metrics["sweep/n_jobs"] == 4 and parent.data.metrics["sweep/n_failed"] == 0
+    best = min(children, key=lambda c: c.data.metrics["val/loss"])
+    assert parent.data.tags["glassworks.sweep.best_run_id"] == best.info.run_id
+    assert parent.data.metrics["best/val/loss"] == pytest.approx(best.data.metrics["val/loss"])
+    files = artifact_files(client, parent_id)
+    assert {"config/config.yaml", "config/overrides.txt", "sweep/summary.csv", "sweep/summary.json",
+            "sweep/plots/model.n_layers_vs_val_loss.png", "sweep/plots/seed_vs_val_loss.png",
+            "sweep/plots/accuracy_vs_faithfulness.png"} <= files
+    table = summary_csv(client, parent_id, tmp_path)
+    assert len(table) == 4 and set(table["status"]) == {"FINISHED"}
+    assert set(table["run_id"]) == {c.info.run_id for c in children}
+    assert {"model.n_layers", "seed", "test/acc", "explain/rollout/comprehensiveness",
+            "explain/input_x_gradient/rationale_auprc"} <= set(table.columns)
+    mlflow.set_tracking_uri(client.tracking_uri)  # load_table searches through the fluent API
+    logged = client.load_table(parent.info.experiment_id, "sweep/summary.json", run_ids=[parent_id])
+    assert len(logged) == 4
+
+    # the winner is in the registry: models:/glassworks-best/latest
+    assert parent.data.tags["glassworks.sweep.registered_model"] == "glassworks-best/1"
+    version = client.get_latest_versions("glassworks-best")[0]
+    assert version.run_id == best.info.run_id
+    predictions = mlflow.pyfunc.load_model("models:/glassworks-best/latest").predict(TEXTS)
+    assert predictions.shape == (2, 2)
+
+
+@pytest.mark.slow
+def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path):
+    """Same store as the grid: a second sweep gets its own parent and never touches the first.
+    Jobs: n_heads=3 fails validation (no run), max_epochs=-5 fails inside its run, and the one
+    good job trains with DDP in 2 processes."""
+    cwd, client = grid["cwd"], sqlite_client(grid["cwd"])
+    before = family(client)
+    out = sweep(cwd, "trainer=ddp_cpu", "model.n_heads=3,4", "trainer.max_epochs=1,-5",
+                "sweep.register_model_as=null")
+    assert out.returncode != 0
+    assert "error: invalid config model" in out.stderr and "n_heads (3)" in out.stderr
+    assert "Traceback" not in out.stderr
+
+    parents = family(client)
+    assert len(parents) == 2
+    assert {k: len(v) for k, v in before.items()} == {k: len(parents[k]) for k in before}
+    (parent_id, children), = ((k, v) for k, v in parents.items() if k not in before)
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FAILED"
+    assert parent.data.metrics["sweep/n_jobs"] == 4 and parent.data.metrics["sweep/n_failed"] == 3
+    assert parent.data.tags["glassworks.sweep.n_failed"] == "3"
+    assert parent.data.tags["glassworks.sweep.failures"].count("n_heads (3)") == 2
+    assert "glassworks.sweep.registered_model" not in parent.data.tags
+
+    # n_heads=4: two runs; the DDP one finished, the bad max_epochs one FAILED with its error
+    assert len(children) == 2
+    by_status = {c.info.status: c for c in children}
+    assert set(by_status) == {"FINISHED", "FAILED"}
+    good, bad = by_status["FINISHED"], by_status["FAILED"]
+    assert good.data.params["trainer.devices"] == "2"
+    assert "DDPStrategy" in good.data.params["trainer.strategy._target_"]
+    assert {"val/acc", "test/acc", "explain/rollout/comprehensiveness"} <= set(good.data.metrics)
+    assert "max_epochs" in bad.data.tags["glassworks.error"]
+    assert parent.data.tags["glassworks.sweep.best_run_id"] == good.info.run_id
+
+    table = summary_csv(client, parent_id, tmp_path)
+    assert len(table) == 4
+    assert sorted(table["status"]) == ["FAILED", "FAILED", "FAILED", "FINISHED"]
+    no_run = table[table["run_id"].isna()]
+    assert len(no_run) == 2 and no_run["error"].str.contains("n_heads").all()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    port = free_port()
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    proc = subprocess.Popen(
+        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+         "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start: {proc.stderr.read()[-3000:]}")
+            time.sleep(0.25)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.mark.slow
+def test_optuna_search_through_an_mlflow_server(mlflow_server, tmp_path):
+    """hparams_search=optuna (no -m: the config makes it a multirun), every write over HTTP."""
+    cwd = tmp_path / "work"
+    cwd.mkdir()
+    out = sweep(cwd, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+                f"logger.tracking_uri={mlflow_server}", multirun=False)
+    assert out.returncode == 0, out.stderr[-4000:]
+    assert not (cwd / "mlruns" / "mlflow.db").exists(), "everything goes to the server"
+
+    client = MlflowClient(mlflow_server)
+    parents = family(client)
+    assert len(parents) == 1
+    (parent_id, trials), = parents.items()
+    parent = client.get_run(parent_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["glassworks.sweep.sweeper"] == "optuna"
+    assert len(trials) == 3 and all(t.info.status == "FINISHED" for t in trials)
+    assert len({t.data.params["optimizer.lr"] for t in trials}) == 3, "Optuna sampled each trial"
+    assert parent.data.params["optimizer.lr"].startswith("sweep: tag(log, interval(")
+
+    # the value main() returned to Optuna is the one the parent ranks by
+    study = yaml.safe_load(open(client.download_artifacts(parent_id, "sweep/optimization_results.yaml",
+                                                          str(tmp_path))))
+    best = max(trials, key=lambda t: t.data.metrics["val/acc"])
+    assert study["best_value"] == pytest.approx(best.data.metrics["val/acc"])
+    assert parent.data.metrics["best/val/acc"] == pytest.approx(study["best_value"])
+    assert parent.data.tags["glassworks.sweep.best_run_id"] in {
+        t.info.run_id for t in trials if t.data.metrics["val/acc"] == best.data.metrics["val/acc"]}
+
+    # everything reads back through the server: metrics, artifact listings, the registered model
+    for trial in trials:
+        assert client.get_metric_history(trial.info.run_id, "train/loss")
+        assert {"model", "explanations"} <= {a.path for a in client.list_artifacts(trial.info.run_id)}
+    assert "sweep/summary.csv" in artifact_files(client, parent_id)
+    assert len(summary_csv(client, parent_id, tmp_path)) == 3
+    mlflow.set_tracking_uri(mlflow_server)
+    predictions = mlflow.pyfunc.load_model("models:/glassworks-best/latest").predict(TEXTS)
+    assert predictions.shape == (2, 2)
