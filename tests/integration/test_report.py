@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import open_dict
 
 import pipeline.report
 import pipeline.run
@@ -34,20 +34,12 @@ RUN_OVERRIDES = [
 
 
 def compose_config(tmp, overrides=(), config_name="train", tiny=True):
-    """conftest's compose_config, plus the Hydra runtime output folder that open_run reads.
+    """conftest's compose_config for a test with its own store.
 
-    mlflow.set_tracking_uri (called when a stage loads a run's model) exports MLFLOW_TRACKING_URI
-    to this process, which logger.tracking_uri would then pick up: drop it, so each test's config
-    points at its own store."""
-    from hydra.core.hydra_config import HydraConfig
-
+    mlflow.set_tracking_uri (called when a stage loads a run's model in this process) exports
+    MLFLOW_TRACKING_URI, which logger.tracking_uri would then pick up: drop it first."""
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    cfg = _compose_config(tmp, overrides, config_name, tiny)
-    runtime = HydraConfig.get().runtime
-    if OmegaConf.is_missing(runtime, "output_dir"):
-        with read_write(runtime):
-            runtime.output_dir = str(cfg.paths.output_dir)
-    return cfg
+    return _compose_config(tmp, overrides, config_name, tiny)
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -301,3 +293,27 @@ def test_sweep_report_from_two_real_children(tmp_path):
     assert {"metric_vs_params.png", "accuracy_vs_explanations.png"} <= {p.name for p in (folder / "images").iterdir()}
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent, "report")}
     assert f"python -m pipeline.reproduce run_id={best.info.run_id}" in (folder / "report.md").read_text()
+
+
+# --------------------------------------------------------------------------- pure helpers (instant)
+def test_report_folder_names_are_plain():
+    from glassworks.report.output import report_dir_name, safe_name
+
+    assert safe_name("../../etc/passwd") == "etc-passwd"
+    assert safe_name("..") == "report" and safe_name("") == "report" and safe_name("/") == "report"
+    assert safe_name(".hidden/../x") == "hidden-.-x" and safe_name("a/b\\c") == "a-b-c" and safe_name("...") == "report"
+    assert safe_name("ok.name-1_2") == "ok.name-1_2" and len(safe_name("x" * 200)) == 80
+    assert report_dir_name("run <b>1</b>", "0123456789abcdef") == "run-b-1-b-01234567"
+
+
+def test_metric_comparison_rules():
+    from glassworks.report.compare import compare_metrics
+
+    result = compare_metrics({"a": 1.0, "b": float("nan"), "c": 2.0, "time/x_s": 1.0, "shap/seconds_per_example": 3.0},
+                             {"a": 1.0 + 5e-7, "b": float("nan"), "time/x_s": 9.0, "shap/seconds_per_example": 1.0})
+    rows = {r.key: r for r in result.rows}
+    assert rows["a"].ok and rows["a"].status == "close"
+    assert rows["b"].ok and not rows["c"].ok and rows["c"].status == "missing in reproduction"
+    assert result.excluded == ["shap/seconds_per_example", "time/x_s"] and not result.ok
+    assert compare_metrics({"a": 1.0}, {"a": 1.1}, rtol=0.2, atol=0.0).ok
+    assert not compare_metrics({"a": 1.0}, {"a": 1.1}).ok

@@ -12,7 +12,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf, open_dict, read_write
+from omegaconf import open_dict
 
 import pipeline.run
 from tests.conftest import compose_config as _compose_config
@@ -34,20 +34,12 @@ ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1"
 
 
 def compose_config(tmp, overrides=(), config_name="train", tiny=True):
-    """conftest's compose_config, plus the Hydra runtime output folder that open_run reads.
+    """conftest's compose_config for a test with its own store.
 
-    mlflow.set_tracking_uri (called when a stage loads a run's model) exports MLFLOW_TRACKING_URI
-    to this process, which logger.tracking_uri would then pick up: drop it, so each test's config
-    points at its own store."""
-    from hydra.core.hydra_config import HydraConfig
-
+    mlflow.set_tracking_uri (called when a stage loads a run's model in this process) exports
+    MLFLOW_TRACKING_URI, which logger.tracking_uri would then pick up: drop it first."""
     os.environ.pop("MLFLOW_TRACKING_URI", None)
-    cfg = _compose_config(tmp, overrides, config_name, tiny)
-    runtime = HydraConfig.get().runtime
-    if OmegaConf.is_missing(runtime, "output_dir"):
-        with read_write(runtime):
-            runtime.output_dir = str(cfg.paths.output_dir)
-    return cfg
+    return _compose_config(tmp, overrides, config_name, tiny)
 
 
 class Elements(HTMLParser):

@@ -26,7 +26,8 @@ from pipeline.callbacks import swept
 from tests.conftest import TINY, compose_config, run_cli
 
 FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",
-        "explain.methods=[rollout,input_x_gradient]", "robustness.enabled=false"]
+        "explain.methods=[rollout,input_x_gradient]", "explain.n_heatmaps=0",
+        "robustness.enabled=false", "report.enabled=false"]
 TEXTS = pd.DataFrame({"text": ["a truly great film", "a dull and awful plot"]})
 
 
@@ -162,8 +163,8 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
 
     # the winner is in the registry: models:/glassworks-best/latest
     assert parent.data.tags["glassworks.sweep.registered_model"] == "glassworks-best/1"
-    version = client.get_latest_versions("glassworks-best")[0]
-    assert version.run_id == best.info.run_id
+    versions = client.search_model_versions("name='glassworks-best'")
+    assert [v.run_id for v in versions] == [best.info.run_id]
     predictions = mlflow.pyfunc.load_model("models:/glassworks-best/latest").predict(TEXTS)
     assert predictions.shape == (2, 2)
 

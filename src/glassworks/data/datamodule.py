@@ -85,7 +85,9 @@ class TextDataModule(pl.LightningDataModule):
         if not callable(getattr(source, "load", None)):
             raise ConfigError("source", f"must have a load() method, got {type(source).__name__}")
         if not isinstance(tokenizer, TokenizerConfig):
-            raise ConfigError("tokenizer", f"expected TokenizerConfig, got {type(tokenizer).__name__}")
+            raise ConfigError(
+                "tokenizer", f"expected TokenizerConfig, got {type(tokenizer).__name__}"
+            )
         for key, value, low in (("max_length", max_length, 2), ("batch_size", batch_size, 1),
                                 ("num_workers", num_workers, 0)):
             if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -66,11 +66,14 @@ class SyntheticSource(Validated):
     negations that flip them. Label noise is applied to train only (validation/test are clean).
     """
 
-    n_train: int = 2000
+    # Defaults: the 2-layer d_model=64 model learns negation (an interaction, not a bag of
+    # words) only after ~500 optimizer steps; short sentences and 10k examples get there in
+    # 3 epochs at batch 64 (about 10 s on 2 CPU cores) and reach >= 0.98 test accuracy.
+    n_train: int = 10000
     n_validation: int = 400
     n_test: int = 400
-    min_words: int = 8
-    max_words: int = 24
+    min_words: int = 6
+    max_words: int = 12
     negation_prob: float = 0.3
     two_evidence_prob: float = 0.4
     distractor_prob: float = 0.1
@@ -104,6 +107,10 @@ class SyntheticSource(Validated):
     @property
     def n_classes(self) -> int:
         return len(self.LABEL_NAMES)
+
+    @property
+    def label_names(self) -> list[str]:
+        return list(self.LABEL_NAMES)
 
     @property
     def source_uri(self) -> str:

@@ -11,7 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import (
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    processors,
+    trainers,
+)
 
 from glassworks.validation import Validated
 
@@ -40,7 +48,9 @@ class TokenizerConfig(Validated):
             "vocab_size",
             f"must exceed the {len(SPECIAL_TOKENS)} special tokens, got {self.vocab_size}",
         )
-        self.require(self.min_frequency >= 1, "min_frequency", f"must be >= 1, got {self.min_frequency}")
+        self.require(
+            self.min_frequency >= 1, "min_frequency", f"must be >= 1, got {self.min_frequency}"
+        )
 
 
 @dataclass
@@ -136,7 +146,8 @@ class TextTokenizer:
         d = Path(directory)
         meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
         if meta.get("format_version") != _FORMAT_VERSION:
-            raise ValueError(f"{d / META_FILE}: unsupported format_version {meta.get('format_version')}")
+            version = meta.get("format_version")
+            raise ValueError(f"{d / META_FILE}: unsupported format_version {version}")
         return cls(Tokenizer.from_file(str(d / TOKENIZER_FILE)), TokenizerConfig(**meta["config"]))
 
     @property

@@ -97,8 +97,9 @@ def _label_kind(value: Any) -> str | None:
         return None  # a bool label is almost always a bug upstream; refuse rather than guess
     if isinstance(value, numbers.Integral):
         return "int"
-    if isinstance(value, numbers.Real) and math.isfinite(float(value)) and float(value).is_integer():
-        return "int"
+    if isinstance(value, numbers.Real):
+        x = float(value)
+        return "int" if math.isfinite(x) and x.is_integer() else None
     return None
 
 
@@ -230,8 +231,13 @@ def build_loaded_data(
                 value = int(label) if 0 <= int(label) < len(names) else None
             if value is None:
                 allowed = names if kind == "str" else f"0..{len(names) - 1} ({names})"
+                hint = (
+                    "; a negative label usually marks an unlabelled split (e.g. GLUE test): "
+                    "use a labelled split instead"
+                    if kind == "int" and int(label) < 0 else ""
+                )
                 raise DataError(
-                    f"label {label!r} is not in the label set {allowed}",
+                    f"label {label!r} is not in the label set {allowed}{hint}",
                     origin=rs.origin, row=rs.row(i), column=rs.label_column,
                 )
             ints.append(value)

@@ -132,6 +132,10 @@ def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokeni
 
 def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
     """The model of a finished run, through the same pyfunc artifact users load."""
-    mlflow.set_tracking_uri(tracking_uri)
-    pyfunc = mlflow.pyfunc.load_model(f"runs:/{run_id}/model")
+    # Download with an explicit client: mlflow.set_tracking_uri would export the URI to the whole
+    # process (and to every later job of an in-process sweep).
+    local = tempfile.mkdtemp(prefix="glassworks-run-model-")
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
+                                               tracking_uri=tracking_uri, dst_path=local)
+    pyfunc = mlflow.pyfunc.load_model(path)
     return pyfunc.unwrap_python_model().loaded

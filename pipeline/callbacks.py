@@ -1,0 +1,266 @@
+"""Sweeps in MLflow, the Hydra side: python -m pipeline.run -m model.n_layers=1,2 seed=0,1
+
+:class:`MLflowSweepCallback` (hooked in ``conf/hydra/default.yaml``) opens the sweep's parent
+run before the first job (creating store and experiment once, so parallel jobs never race for
+them), collects how every job ended, and after the last one writes the summary into the parent,
+registers the best child's model and exits non-zero if any job failed. :func:`sweep_child` makes
+a job's run a nested child (called by ``pipeline.stage.open_run``).
+
+Hydra swallows exceptions raised by callbacks (they become warnings), so the callback ends the
+process with ``sys.exit`` where it must. A failed job makes the basic sweeper raise before
+``on_multirun_end``; the parent is then closed by an ``atexit`` hook instead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn, JobStatus
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from glassworks.tracking.metadata import command_line, git_state
+from glassworks.tracking.params import flatten
+from glassworks.tracking.tracker import metric_name
+from glassworks.tracking.sweep import INFO_FILE, MODES, SWEEP_ENV, JobRecord, SweepInfo, SweepParent, SweepSummary
+
+log = logging.getLogger("glassworks.sweep")
+REPO_DIR = Path(__file__).resolve().parents[1]
+
+
+def in_multirun() -> bool:
+    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+
+
+def sweep_dir(hydra_cfg: Any) -> Path:
+    """``hydra.sweep.dir`` as an absolute path (relative ones are relative to the launch directory,
+    which a job with ``hydra.job.chdir=true`` no longer runs in)."""
+    path = Path(str(hydra_cfg.sweep.dir))
+    return path if path.is_absolute() else Path(str(hydra_cfg.runtime.cwd)) / path
+
+
+def sweep_child(tracking_uri: str | None = None) -> tuple[str, dict[str, str]] | None:
+    """(run name, tags) for the current job's run when it belongs to a sweep with a parent run."""
+    if not in_multirun():
+        return None
+    hydra_cfg = HydraConfig.get()
+    info = SweepInfo.find(sweep_dir(hydra_cfg))
+    if info is None:
+        return None
+    if tracking_uri and tracking_uri != info.tracking_uri:
+        log.warning("this job tracks into %s but its sweep's parent run is in %s: set "
+                    "logger.tracking_uri the same for every job", tracking_uri, info.tracking_uri)
+    num = int(hydra_cfg.job.num)
+    return info.child_run_name(num, list(hydra_cfg.overrides.task)), info.child_tags(num)
+
+
+class MLflowSweepCallback(Callback):
+    def __init__(self) -> None:
+        self.parent: SweepParent | None = None
+        self._interrupted = False
+
+    # Pickled into joblib workers with Hydra's context: they only need on_job_end.
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "parent": None}
+
+    # -- before the first job (the launching process) ----------------------------------------
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if "optimized_metric" not in config or "logger" not in config:
+            return  # a stage that is not a training sweep (e.g. pipeline.explain -m run_id=a,b)
+        try:
+            self._open(config)
+        except Exception as error:  # noqa: BLE001 - Hydra would turn it into a warning and sweep untracked
+            _fail(f"could not start the sweep: {type(error).__name__}: {error}", 1)
+
+    def _open(self, config: DictConfig) -> None:
+        mode = config.get("optimized_metric_mode", "max")
+        if mode not in MODES:
+            _fail(f"invalid config optimized_metric_mode: must be one of {list(MODES)}, got {mode!r}", 2)
+        try:
+            tracker = instantiate(config.logger)
+        except Exception as error:  # noqa: BLE001 - reported as one line, like a job's bad config
+            _fail(f"invalid config logger: {error.__cause__ or error}", 2)
+        if not getattr(tracker, "enabled", False):
+            return
+        try:
+            tracker.check()  # a server that is down fails the sweep in seconds, before any job
+        except Exception as error:  # noqa: BLE001 - StoreUnreachable, named by its URI
+            _fail(f"invalid config logger.tracking_uri: {error}", 2)
+        tracker.system_metrics = False  # the children sample the machine; the parent only waits
+
+        overrides = list(config.hydra.overrides.task)
+        sweeps = swept(overrides, config.hydra.sweeper.get("params"))
+        options = config.get("sweep") or {}
+        base = config.get("run_name") or config.task_name
+        name = options.get("name") or f"{base}-sweep-{time.strftime('%m%d-%H%M%S')}"
+        parent = SweepParent(tracker, sweep_dir(config.hydra), str(name), str(config.optimized_metric),
+                             mode, options.get("register_model_as"), list(sweeps))
+        choices = config.hydra.runtime.choices
+        tags = {
+            "glassworks.task": f"{config.task_name}-sweep",
+            "glassworks.command": command_line(),
+            "glassworks.sweep.overrides": " ".join(overrides) or "(none)",
+            "glassworks.sweep.launcher": str(choices.get("hydra/launcher")),
+            "glassworks.sweep.sweeper": str(choices.get("hydra/sweeper")),
+            "mlflow.source.name": f"pipeline.{config.task_name}",
+            "mlflow.source.type": "LOCAL",
+            **git_state(REPO_DIR),
+            **{str(k): str(v) for k, v in (config.get("tags") or {}).items()},
+        }
+        job_config = resolved(config)
+        params = {**flatten(job_config), **{k: f"sweep: {v}" for k, v in sweeps.items()}}
+        try:
+            info = parent.open(tags, params, OmegaConf.to_yaml(job_config), overrides)
+        except Exception as error:  # noqa: BLE001 - no parent, no sweep: stop before any job
+            if tracker.run_id:
+                tracker.end("FAILED", error, "sweep start")
+            _fail(f"could not open the sweep's parent run in {tracker.uri}: {type(error).__name__}: {error}", 1)
+        os.environ[SWEEP_ENV] = str(Path(info.sweep_dir) / INFO_FILE)
+        self.parent = parent
+        atexit.register(self._close_at_exit)
+        _chain_excepthook(self)
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            # SIGTERM between jobs would end the process without atexit: make it an interrupt
+            # (during a job the tracker's lifecycle does the same for the child run).
+            signal.signal(signal.SIGTERM, _interrupt)
+        print(f"\nSweep {name}: parent MLflow run {info.parent_run_id} in {tracker.uri}\n"
+              f"  swept: {', '.join(f'{k}={v}' for k, v in sweeps.items()) or '(nothing)'}\n")
+
+    # -- after every job (the job's own process, whichever launcher) --------------------------
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        info = SweepInfo.find(sweep_dir(config.hydra))
+        if info is None:
+            return
+        # JobReturn.return_value re-raises a failed job's exception; the raw value is what we want.
+        value = getattr(job_return, "_return_value", None)
+        failed = job_return.status == JobStatus.FAILED
+        info.write_record(JobRecord(
+            job_num=int(config.hydra.job.num),
+            overrides=[str(o) for o in (job_return.overrides or [])],
+            status=job_return.status.name,
+            error=f"{type(value).__name__}: {value}"[:2000] if failed else None,
+            return_value=_float(value) if not failed else None,
+        ))
+
+    # -- after the last job (the launching process) -------------------------------------------
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if self.parent is None or self.parent.closed:
+            return
+        summary = self._close(aborted=False)
+        if summary is None or summary.n_failed:
+            sys.exit(1)
+
+    def _close_at_exit(self) -> None:
+        # Reached when the sweeper raised (a failed job in the basic sweeper, Ctrl-C, ...).
+        if self.parent is not None and not self.parent.closed:
+            self._close(aborted=True)
+
+    def _close(self, aborted: bool) -> SweepSummary | None:
+        parent = self.parent
+        assert parent is not None and parent.info is not None
+        os.environ.pop(SWEEP_ENV, None)
+        try:
+            summary = parent.close(aborted=aborted, interrupted=self._interrupted)
+        except Exception as error:  # noqa: BLE001 - the parent is already marked FAILED
+            print(f"error: sweep {parent.name}: writing the summary failed: {error}", file=sys.stderr)
+            return None
+        _report(parent, summary)
+        return summary
+
+
+def swept(overrides: list[str], sweeper_params: Any) -> dict[str, str]:
+    """{key: sweep expression} for every override that varies across jobs: ``a=1,2`` on the
+    command line, or the sweeper's ``params`` (Optuna's search space)."""
+    params = OmegaConf.to_container(sweeper_params) if isinstance(sweeper_params, DictConfig) else {}
+    candidates = [*overrides, *(f"{k}={v}" for k, v in (params or {}).items())]
+    out: dict[str, str] = {}
+    for override in OverridesParser.create().parse_overrides(candidates):
+        if override.is_sweep_override():
+            out[override.key_or_group] = override.input_line.partition("=")[2]
+        else:  # a later plain value of the same key wins, as in Hydra's sweepers
+            out.pop(override.key_or_group, None)
+    return out
+
+
+def resolved(config: DictConfig) -> dict[str, Any]:
+    """The sweep-level config without ``hydra``, resolved where it can be (job-only values such
+    as ``${hydra:runtime.output_dir}`` stay as written)."""
+    return {str(k): _resolve(config, k) for k in config if k != "hydra"}
+
+
+def _resolve(node: DictConfig | ListConfig, key: Any) -> Any:
+    try:
+        value = node[key]
+    except Exception:  # noqa: BLE001 - unresolvable here: keep the interpolation text
+        return OmegaConf.to_container(node, resolve=False)[key]
+    if isinstance(value, DictConfig):
+        return {str(k): _resolve(value, k) for k in value}
+    if isinstance(value, ListConfig):
+        return [_resolve(value, i) for i in range(len(value))]
+    return value
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+def _chain_excepthook(callback: MLflowSweepCallback) -> None:
+    """Remember an interrupt (Ctrl-C, SIGTERM during a job) so the parent ends KILLED."""
+    previous = sys.excepthook
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            callback._interrupted = True
+        previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+def _report(parent: SweepParent, summary: SweepSummary) -> None:
+    info, tracker = parent.info, parent.tracker
+    lines = [f"\nSweep {parent.name}: {summary.n_jobs} jobs, {summary.n_failed} failed"]
+    if summary.best_run_id:
+        lines.append(f"  best by {parent.optimized_metric} ({parent.mode}): {summary.best_run_name} "
+                     f"({summary.best_run_id}) = {summary.best_value:.4f}")
+    lines += [f"  FAILED {failure}" for failure in summary.failures]
+    lines.append(f"  parent run {info.parent_run_id}: {tracker.run_url()}")
+    stream = sys.stderr if summary.n_failed else sys.stdout
+    print("\n".join(lines) + "\n", file=stream, flush=True)
+
+
+def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
+    """What a stage's main returns to the sweeper: ``metrics[cfg.optimized_metric]``."""
+    key = metric_name(str(cfg.get("optimized_metric") or "val/acc"))
+    value = {metric_name(k): v for k, v in metrics.items()}.get(key)
+    if value is None:
+        log.warning("optimized_metric=%s is not among this run's metrics (%s)", key,
+                    ", ".join(sorted(metrics)[:20]))
+    return None if value is None else float(value)

@@ -1,0 +1,141 @@
+"""A report as plain data: sections of blocks, rendered once to HTML and once to Markdown.
+
+Every number is formatted to a string here, when the block is built, so the two renderings
+cannot disagree: both print the same cell strings. Renderers only escape and lay out.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """One number format for the whole report: fixed decimals for scores, fewer for big values."""
+    if value is None:
+        return "–"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 10_000 else str(value)
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if math.isnan(number):
+        return "nan"
+    if math.isinf(number):
+        return "inf" if number > 0 else "-inf"
+    magnitude = abs(number)
+    if magnitude >= 10_000:
+        return f"{number:,.0f}"
+    if magnitude >= 100:
+        return f"{number:.1f}"
+    if 0 < magnitude < 1e-3:
+        return f"{number:.{max(digits - 2, 1)}e}"
+    return f"{number:.{digits}f}"
+
+
+@dataclass
+class Paragraph:
+    text: str
+    kind: str = "text"  # text | note | warning
+
+
+@dataclass
+class KeyValues:
+    items: list[tuple[str, str]]
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[str]]
+    caption: str | None = None
+    numeric: set[int] = field(default_factory=set)  # right-aligned column indices
+    highlight: set[tuple[int, int]] = field(default_factory=set)  # (row, column) cells in bold
+
+
+@dataclass
+class Image:
+    name: str  # file name next to the Markdown file, e.g. "learning_curves.png"
+    png: bytes
+    alt: str
+    caption: str | None = None
+
+
+@dataclass
+class Gallery:
+    """Figures side by side (wrapping) in HTML, one after the other in Markdown."""
+
+    images: list[Image]
+
+
+@dataclass
+class Code:
+    text: str
+    language: str = ""
+
+
+@dataclass
+class Details:
+    """Collapsed in HTML (``<details>``, no script needed), a titled block in Markdown."""
+
+    summary: str
+    block: Code | Table
+
+
+@dataclass
+class Metric:
+    label: str
+    value: str
+    hint: str = ""
+
+
+@dataclass
+class Headline:
+    """The few numbers a reader wants first, as cards in HTML and a one-row table in Markdown."""
+
+    metrics: list[Metric]
+
+
+@dataclass
+class TokenRow:
+    method: str
+    tokens: list[str]
+    scores: list[float]  # (T,) one per token, [CLS] included
+    rationale: list[int] | None
+    top: list[tuple[str, str]]  # (token, formatted score), highest first
+    meta: str  # e.g. "base value 0.5021"
+
+
+@dataclass
+class TokenExample:
+    """One explained example: every method's attributions over the same tokens, side by side."""
+
+    title: str
+    info: list[tuple[str, str]]
+    rows: list[TokenRow]
+
+
+@dataclass
+class Section:
+    anchor: str
+    title: str
+    blocks: list[Any]
+
+
+@dataclass
+class Document:
+    title: str
+    subtitle: str
+    sections: list[Section]
+    summary: dict[str, Any] = field(default_factory=dict)  # raw values behind the report (report.json)
+
+    def images(self) -> list[Image]:
+        out = []
+        for section in self.sections:
+            for block in section.blocks:
+                out += block.images if isinstance(block, Gallery) else [block] if isinstance(block, Image) else []
+        return out

@@ -1,0 +1,175 @@
+"""PNG figures of the report, returned as bytes (the HTML embeds them, the Markdown links files).
+
+Built on ``matplotlib.figure.Figure`` with an explicit Agg canvas, as in
+:mod:`glassworks.explain.plots`: no pyplot state, no display. Labels from data (class names,
+parameter values) are drawn with ``parse_math=False`` so a ``$`` is shown literally.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+History = Sequence[tuple[int, float]]  # (step, value), in step order
+
+_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
+
+
+def _png(fig: Figure, dpi: float = 100) -> bytes:
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=dpi, format="png")
+    return buffer.getvalue()
+
+
+def _short(text: str, n: int = 28) -> str:
+    text = str(text).replace("\n", " ")
+    return text if len(text) <= n else text[: n - 1] + "…"
+
+
+def _plot(ax, history: History, label: str, colour: str, marker: str | None = None) -> None:
+    if not history:
+        return
+    steps, values = zip(*history, strict=True)
+    ax.plot(steps, values, label=label, color=colour, marker=marker, markersize=4, linewidth=1.4)
+
+
+def learning_curves_png(histories: Mapping[str, History]) -> bytes:
+    """Loss, accuracy/F1 and learning rate against the optimizer step, from the metric history."""
+    lr_keys = sorted(k for k in histories if k.startswith("lr"))
+    panels = ["loss", "quality"] + (["lr"] if lr_keys else [])
+    fig = Figure(figsize=(4.6 * len(panels), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    loss, quality = axes[0], axes[1]
+    _plot(loss, histories.get("train/loss", ()), "train/loss (per step)", _COLOURS[0])
+    _plot(loss, histories.get("val/loss", ()), "val/loss (per epoch)", _COLOURS[1], "o")
+    loss.set_title("Loss", fontsize=10)
+    for i, key in enumerate(("train/acc", "val/acc", "val/f1")):
+        _plot(quality, histories.get(key, ()), key, _COLOURS[i], "o")
+    quality.set_title("Accuracy / F1 (per epoch)", fontsize=10)
+    if lr_keys:
+        for i, key in enumerate(lr_keys):
+            _plot(axes[2], histories[key], key, _COLOURS[i])
+        axes[2].set_title("Learning rate", fontsize=10)
+        axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-2, 2))
+    for ax in axes:
+        ax.set_xlabel("step", fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:
+            ax.text(0.5, 0.5, "no history logged", ha="center", va="center", transform=ax.transAxes)
+    return _png(fig)
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """(C, C) counts, rows = true class, columns = predicted class."""
+    matrix = np.zeros((n_classes, n_classes), dtype=np.int64)
+    for t, p in zip(y_true, y_pred, strict=True):
+        matrix[int(t), int(p)] += 1
+    return matrix
+
+
+def confusion_png(matrix: np.ndarray, label_names: Sequence[str]) -> bytes:
+    n = matrix.shape[0]
+    side = float(np.clip(1.6 + 0.55 * n, 3.6, 9.0))
+    fig = Figure(figsize=(side + 1.2, side), layout="constrained")
+    ax = fig.subplots()
+    totals = matrix.sum(axis=1, keepdims=True)  # (C, 1)
+    share = np.divide(matrix, totals, out=np.zeros(matrix.shape, dtype=float), where=totals > 0)
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(n):
+        for j in range(n):
+            ax.text(j, i, f"{matrix[i, j]}", ha="center", va="center", fontsize=9 if n <= 10 else 6,
+                    color="white" if share[i, j] > 0.6 else "#1f2328")
+    names = [_short(name, 18) for name in label_names]
+    ax.set_xticks(range(n), names, rotation=45 if n > 2 else 0, ha="right" if n > 2 else "center",
+                  fontsize=8, parse_math=False)
+    ax.set_yticks(range(n), names, fontsize=8, parse_math=False)
+    ax.set_xlabel("predicted", fontsize=9)
+    ax.set_ylabel("true", fontsize=9)
+    ax.set_title("Confusion matrix (test split)", fontsize=10)
+    fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
+    return _png(fig)
+
+
+def _as_number(values: Sequence[str]) -> np.ndarray | None:
+    try:
+        out = np.array([float(v) for v in values], dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return out if np.all(np.isfinite(out)) else None
+
+
+def metric_vs_params_png(params: Mapping[str, Sequence[str]], metric: Sequence[float], metric_name: str,
+                         best: int | None = None) -> bytes:
+    """One panel per swept parameter: the metric of every child against the parameter's value.
+
+    Numeric parameters go on a numeric axis (log scale when they span >= 2 decades); others are
+    categories. The best child is ringed.
+    """
+    names = list(params)
+    n = max(1, len(names))
+    cols = min(n, 3)
+    rows = math.ceil(n / cols)
+    fig = Figure(figsize=(4.2 * cols, 3.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).reshape(-1)
+    y = np.asarray(metric, dtype=np.float64)
+    if not names:
+        axes[0].text(0.5, 0.5, "no parameter varies across the children", ha="center", va="center")
+        axes[0].set_axis_off()
+    for ax, name in zip(axes, names, strict=False):
+        values = list(params[name])
+        x = _as_number(values)
+        if x is None:
+            categories = list(dict.fromkeys(values))
+            x = np.array([categories.index(v) for v in values], dtype=np.float64)
+            ax.set_xticks(range(len(categories)), [_short(c, 16) for c in categories], rotation=30,
+                          ha="right", fontsize=8, parse_math=False)
+        elif np.all(x > 0) and x.max() / x.min() >= 100:
+            ax.set_xscale("log")
+        ax.scatter(x, y, color=_COLOURS[0], s=36, zorder=3)
+        if best is not None and 0 <= best < len(y):
+            ax.scatter([x[best]], [y[best]], s=160, facecolors="none", edgecolors=_COLOURS[1], linewidths=2,
+                       zorder=4, label="best")
+            ax.legend(fontsize=7)
+        ax.set_xlabel(_short(name, 40), fontsize=8)
+        ax.set_ylabel(metric_name, fontsize=8)
+        ax.tick_params(labelsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[len(names):] if names else axes[1:]:
+        ax.set_axis_off()
+    fig.suptitle(f"{metric_name} against each swept parameter", fontsize=10)
+    return _png(fig)
+
+
+def accuracy_vs_explanations_png(accuracy: Sequence[float], quality: Mapping[str, Sequence[float]],
+                                 accuracy_name: str, quality_name: str) -> bytes:
+    """Each child's accuracy (x) against its explanation quality per method (y, one colour each)."""
+    fig = Figure(figsize=(6.4, 4.0), layout="constrained")
+    ax = fig.subplots()
+    x = np.asarray(accuracy, dtype=np.float64)
+    plotted = False
+    for i, (method, values) in enumerate(quality.items()):
+        y = np.asarray(values, dtype=np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if not ok.any():
+            continue
+        style = {"marker": "x"} if method == "random" else {"marker": "o"}
+        ax.scatter(x[ok], y[ok], label=_short(method), color=_COLOURS[i % len(_COLOURS)], s=40, **style)
+        plotted = True
+    if not plotted:
+        ax.text(0.5, 0.5, "no child has both metrics", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel(accuracy_name, fontsize=9)
+    ax.set_ylabel(quality_name, fontsize=9)
+    ax.set_title(f"Accuracy vs explanation quality ({quality_name})", fontsize=10)
+    ax.grid(alpha=0.3)
+    return _png(fig)

@@ -1,0 +1,66 @@
+"""Write a report folder: ``report.html`` (self-contained), ``report.md`` + ``images/``, ``report.json``."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from glassworks.report.document import Document
+from glassworks.report.render_html import render_html
+from glassworks.report.render_markdown import render_markdown
+
+IMAGE_DIR = "images"
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_name(name: str, fallback: str = "report", max_chars: int = 80) -> str:
+    """A folder name from a run name: no path separators, no "..", no leading dot, bounded length."""
+    cleaned = _UNSAFE.sub("-", str(name)).strip("-")
+    cleaned = re.sub(r"\.{2,}", ".", cleaned).lstrip(".").strip("-")[:max_chars].strip("-.")
+    return cleaned or fallback
+
+
+def report_dir_name(run_name: str, run_id: str) -> str:
+    """``<sanitized run name>-<first 8 characters of the id>``: names repeat across runs, ids do not."""
+    return f"{safe_name(run_name, fallback='run')}-{safe_name(run_id)[:8]}"
+
+
+@dataclass
+class WrittenReport:
+    folder: Path
+    html: Path
+    markdown: Path
+    summary: Path
+
+
+def _json_safe(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def write_report(doc: Document, root: str | Path, folder_name: str) -> WrittenReport:
+    """Write the report into ``root/folder_name`` (which must stay inside ``root``)."""
+    root = Path(root).resolve()
+    folder = (root / folder_name).resolve()
+    if folder.parent != root:
+        raise ValueError(f"report folder {folder_name!r} must be a plain name inside {root}")
+    (folder / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
+    names = [image.name for image in doc.images()]
+    if len(set(names)) != len(names) or any(safe_name(n) != n for n in names):
+        raise ValueError(f"report images need unique plain file names, got {names}")
+    for image in doc.images():
+        (folder / IMAGE_DIR / image.name).write_bytes(image.png)
+    html_path, md_path, json_path = folder / "report.html", folder / "report.md", folder / "report.json"
+    html_path.write_text(render_html(doc), encoding="utf-8")
+    md_path.write_text(render_markdown(doc, IMAGE_DIR), encoding="utf-8")
+    json_path.write_text(json.dumps(_json_safe(doc.summary), indent=2, sort_keys=True, default=str), encoding="utf-8")
+    return WrittenReport(folder, html_path, md_path, json_path)

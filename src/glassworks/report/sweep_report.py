@@ -1,0 +1,175 @@
+"""The report of a sweep: its children side by side, the best configuration, how the objective
+moves with each swept parameter, and whether more accurate models also explain better.
+
+Children are the runs tagged ``mlflow.parentRunId = <sweep id>``; the swept parameters are the
+params whose values differ between children (location params such as output folders excluded).
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from glassworks.report.collect import RunRecord
+from glassworks.report.document import (
+    Code, Document, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, fmt,
+)  # fmt: skip
+from glassworks.report.figures import accuracy_vs_explanations_png, metric_vs_params_png
+from glassworks.report.run_report import EXPLAIN_BASELINE, format_time
+
+LOCATION_PREFIXES = ("paths.", "hydra.")
+# Where the run was stored, not what it did (MLFLOW_TRACKING_URI may differ between jobs).
+LOCATION_KEYS = frozenset({"logger.tracking_uri", "logger.store_dir"})
+
+
+@dataclass
+class SweepObjective:
+    metric: str = "val/acc"
+    mode: str = "max"  # max | min
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("max", "min"):
+            raise ValueError(f"report.sweep.mode must be 'max' or 'min', got {self.mode!r}")
+
+
+@dataclass
+class Child:
+    """What the sweep report needs of one child run (plain values, from MLflow)."""
+
+    run_id: str
+    name: str
+    status: str
+    params: dict[str, str]
+    metrics: dict[str, float]
+    tags: dict[str, str]
+
+    @classmethod
+    def from_run(cls, run: Any) -> Child:
+        return cls(run.info.run_id, run.info.run_name or run.info.run_id, run.info.status, dict(run.data.params),
+                   dict(run.data.metrics), dict(run.data.tags))
+
+
+def swept_params(children: Sequence[Child]) -> list[str]:
+    """Params whose value differs between children, minus locations (a child's own output folder)."""
+    keys = sorted({k for c in children for k in c.params})
+    out = []
+    for key in keys:
+        if key.startswith(LOCATION_PREFIXES) or key in LOCATION_KEYS:
+            continue
+        values = [c.params.get(key) for c in children]
+        if len(set(values)) <= 1:
+            continue
+        # A path under each child's own output folder differs by construction, not by choice.
+        if all(v is not None and c.params.get("paths.output_dir") and v.startswith(c.params["paths.output_dir"])
+               for c, v in zip(children, values, strict=True)):
+            continue
+        out.append(key)
+    return out
+
+
+def best_child(children: Sequence[Child], objective: SweepObjective) -> int | None:
+    scored = [(i, c.metrics[objective.metric]) for i, c in enumerate(children)
+              if c.status == "FINISHED" and math.isfinite(c.metrics.get(objective.metric, math.nan))]
+    if not scored:
+        return None
+    pick = max if objective.mode == "max" else min
+    return pick(scored, key=lambda item: item[1])[0]
+
+
+def _methods(children: Sequence[Child]) -> list[str]:
+    methods = dict.fromkeys(k.split("/")[1] for c in children for k in c.metrics
+                            if k.startswith("explain/") and k.endswith("/comprehensiveness"))
+    return [m for m in methods if m != EXPLAIN_BASELINE] + ([EXPLAIN_BASELINE] if EXPLAIN_BASELINE in methods else [])
+
+
+def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: SweepObjective,
+                       accuracy_metric: str = "test/acc", quality_metric: str = "comprehensiveness") -> Document:
+    swept = swept_params(children)
+    best = best_child(children, objective)
+    methods = _methods(children)
+    summary: dict[str, Any] = {"sweep_id": parent.run_id, "objective": {"metric": objective.metric, "mode": objective.mode},
+                               "swept_params": swept, "best_run_id": children[best].run_id if best is not None else None,
+                               "children": [{"run_id": c.run_id, "status": c.status,
+                                             "params": {k: c.params.get(k) for k in swept},
+                                             "metrics": dict(sorted(c.metrics.items()))} for c in children]}
+    finished = sum(c.status == "FINISHED" for c in children)
+    cards = [Metric("children", str(len(children)), f"{finished} finished")]
+    if best is not None:
+        cards.append(Metric(f"best {objective.metric}", fmt(children[best].metrics[objective.metric]), children[best].name))
+    overview = Section("summary", "Sweep", [
+        Headline(cards),
+        KeyValues([("sweep (parent run)", f"{parent.name} ({parent.run_id})"),
+                   ("experiment", f"{parent.experiment_name} ({parent.experiment_id})"),
+                   ("started", format_time(parent.start_ms)), ("status", parent.status),
+                   ("objective", f"{objective.mode} {objective.metric}"),
+                   ("swept parameters", ", ".join(swept) or "none differ")]),
+    ])
+    if parent.tags.get("glassworks.command"):
+        overview.blocks.append(Code(parent.tags["glassworks.command"]))
+
+    # Children table
+    metric_cols = [k for k in dict.fromkeys([objective.metric, "val/acc", accuracy_metric, "test/f1"])
+                   if any(k in c.metrics for c in children)]
+    quality_cols = [f"explain/{m}/{quality_metric}" for m in methods]
+    time_cols = [k for k in ("time/train_s", "time/explain_s") if any(k in c.metrics for c in children)]
+    headers = ["run", "run id", "status", *swept, *metric_cols, *[f"{m} {quality_metric}" for m in methods], *time_cols]
+    rows, highlight = [], set()
+    for r, c in enumerate(children):
+        rows.append([c.name, c.run_id[:8], c.status, *[c.params.get(k, "–") for k in swept],
+                     *[fmt(c.metrics.get(k)) for k in [*metric_cols, *quality_cols, *time_cols]]])
+        if r == best:
+            highlight.update((r, col) for col in range(len(headers)))
+    n_text = 3 + len(swept)
+    children_section = Section("children", "Children", [
+        Table(headers, rows, caption=f"{len(children)} child runs (best by {objective.mode} {objective.metric} in bold)",
+              numeric=set(range(n_text, len(headers))), highlight=highlight)
+        if children else Paragraph("The sweep has no child runs (tag mlflow.parentRunId) yet.", "warning"),
+    ])
+
+    sections = [overview, children_section]
+    if best is not None:
+        b = children[best]
+        overrides = b.tags.get("glassworks.overrides", "")
+        task = b.tags.get("glassworks.task", "run")
+        command = "\n".join([f"python -m pipeline.reproduce run_id={b.run_id}",
+                             "# or from scratch:",
+                             " ".join(["python", "-m", f"pipeline.{task}",
+                                       *[shlex.quote(o) for o in overrides.split() if o != "(none)"]])])
+        sections.append(Section("best", "Best configuration", [
+            KeyValues([("run", f"{b.name} ({b.run_id})"), (objective.metric, fmt(b.metrics[objective.metric])),
+                       *[(k, b.params.get(k, "–")) for k in swept]]),
+            Paragraph("Reproduce it:"), Code(command, "bash"),
+        ]))
+        summary["best_params"] = {k: b.params.get(k) for k in swept}
+
+    scored = [c for c in children if objective.metric in c.metrics]
+    if scored:
+        best_scored = next((i for i, c in enumerate(scored) if best is not None and c.run_id == children[best].run_id), None)
+        png = metric_vs_params_png({k: [c.params.get(k, "") for c in scored] for k in swept},
+                                   [c.metrics[objective.metric] for c in scored], objective.metric, best_scored)
+        sections.append(Section("parameters", "Objective against each parameter",
+                                [Image("metric_vs_params.png", png, f"{objective.metric} against each swept parameter")]))
+
+    if methods:
+        acc = [c.metrics.get(accuracy_metric, math.nan) for c in children]
+        quality = {m: [c.metrics.get(f"explain/{m}/{quality_metric}", math.nan) for c in children] for m in methods}
+        png = accuracy_vs_explanations_png(acc, quality, accuracy_metric, quality_metric)
+        rows = [[c.name, c.run_id[:8], fmt(c.metrics.get(accuracy_metric)),
+                 *[fmt(c.metrics.get(f"explain/{m}/{quality_metric}")) for m in methods],
+                 *[fmt(c.metrics.get(f"explain/{m}/rationale_auprc")) for m in methods]] for c in children]
+        sections.append(Section("accuracy-vs-explanations", "Accuracy vs explanation quality", [
+            Image("accuracy_vs_explanations.png", png, "accuracy against explanation quality"),
+            Table(["run", "run id", accuracy_metric, *[f"{m} {quality_metric}" for m in methods],
+                   *[f"{m} rationale AUPRC" for m in methods]], rows, numeric=set(range(2, 3 + 2 * len(methods)))),
+            Paragraph(f"{quality_metric} (ERASER): the drop of the predicted class's probability when each method's "
+                      "top tokens are masked; the random baseline is the chance level.", "note"),
+        ]))
+    else:
+        sections.append(Section("accuracy-vs-explanations", "Accuracy vs explanation quality",
+                                [Paragraph("No child logged explanation metrics (explain.methods=[]?).", "note")]))
+    summary["sections"] = [s.title for s in sections]
+    subtitle = f"MLflow sweep {parent.run_id} · experiment {parent.experiment_name} · started {format_time(parent.start_ms)}"
+    return Document(f"Sweep report: {parent.name}", subtitle, sections, summary)

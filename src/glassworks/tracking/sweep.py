@@ -1,0 +1,493 @@
+"""Sweeps in MLflow: one parent run per sweep, one nested child run per job, a summary at the end.
+
+Jobs may run in this process, in joblib worker processes or on other machines (submitit), so
+nothing here relies on shared memory. The parent's identity travels as a small JSON file in the
+sweep directory (:class:`SweepInfo`, also named by the ``GLASSWORKS_SWEEP_FILE`` environment
+variable); every job leaves a :class:`JobRecord` next to it, which is how a job that failed
+before it had a run (bad config) still counts; the summary is read back from the tracking store,
+so it is the same for every launcher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import math
+import os
+import re
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from mlflow import MlflowClient
+
+from glassworks.tracking.store import with_retry
+from glassworks.tracking.tracker import metric_name
+
+log = logging.getLogger(__name__)
+
+SWEEP_ENV = "GLASSWORKS_SWEEP_FILE"
+INFO_FILE = "glassworks_sweep.json"
+JOBS_DIR = "glassworks_jobs"
+PARENT_TAG = "mlflow.parentRunId"
+SWEEP_TAG = "glassworks.sweep_id"
+JOB_TAG = "glassworks.sweep_job"
+ROLE_TAG = "glassworks.sweep_role"
+MODES = ("max", "min")
+MAX_RUN_NAME = 120
+# Metrics that go into the parent as best/<name> and lead the summary table.
+_HEADLINE = re.compile(r"^(test|val)/(acc|f1|loss)$|^explain/[^/]+/(comprehensiveness|sufficiency|rationale_auprc)$")
+
+
+@dataclass
+class SweepInfo:
+    """What a job needs to know about the sweep it belongs to (written once, read by every job)."""
+
+    parent_run_id: str
+    experiment_id: str
+    tracking_uri: str
+    name: str
+    sweep_dir: str
+    swept_keys: list[str] = field(default_factory=list)
+
+    def save(self) -> Path:
+        path = Path(self.sweep_dir) / INFO_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(dataclasses.asdict(self), indent=2))
+        tmp.replace(path)  # atomic: a job never reads half a file
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> SweepInfo:
+        return cls(**json.loads(Path(path).read_text()))
+
+    @classmethod
+    def find(cls, sweep_dir: str | Path | None) -> SweepInfo | None:
+        """The sweep of the current job: the file the environment names (set by the process that
+        launched the jobs, inherited by in-process and joblib jobs), else the one in ``sweep_dir``
+        (remote jobs on a shared file system)."""
+        candidates = [os.environ.get(SWEEP_ENV)]
+        if sweep_dir:
+            candidates.append(str(Path(sweep_dir) / INFO_FILE))
+        for candidate in candidates:
+            if candidate and Path(candidate).is_file():
+                info = cls.load(candidate)
+                if sweep_dir is None or Path(info.sweep_dir).resolve() == Path(sweep_dir).resolve():
+                    return info
+        return None
+
+    def child_run_name(self, job_num: int, overrides: Sequence[str]) -> str:
+        return child_run_name(self.name, job_num, overrides, self.swept_keys)
+
+    def child_tags(self, job_num: int) -> dict[str, str]:
+        return {PARENT_TAG: self.parent_run_id, SWEEP_TAG: self.parent_run_id,
+                JOB_TAG: str(job_num), ROLE_TAG: "child", "glassworks.sweep_name": self.name}
+
+    # -- job records -----------------------------------------------------------------------
+
+    def write_record(self, record: JobRecord) -> None:
+        folder = Path(self.sweep_dir) / JOBS_DIR
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{record.job_num}.json.tmp"
+        tmp.write_text(json.dumps(dataclasses.asdict(record), indent=2))
+        tmp.replace(folder / f"{record.job_num}.json")
+
+    def records(self) -> list[JobRecord]:
+        folder = Path(self.sweep_dir) / JOBS_DIR
+        if not folder.is_dir():
+            return []
+        return sorted((JobRecord(**json.loads(p.read_text())) for p in folder.glob("*.json")),
+                      key=lambda r: r.job_num)
+
+
+@dataclass
+class JobRecord:
+    """How one job ended, as Hydra saw it (written by the job's own process)."""
+
+    job_num: int
+    overrides: list[str]
+    status: str  # "COMPLETED" | "FAILED"
+    error: str | None = None
+    return_value: float | None = None
+
+
+def split_override(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key.lstrip("+~"), value
+
+
+def child_run_name(sweep_name: str, job_num: int, overrides: Sequence[str],
+                   swept_keys: Sequence[str] = (), max_length: int = MAX_RUN_NAME) -> str:
+    """``<sweep>-<job>-<swept overrides>``: readable in the runs table and unique in the sweep.
+
+    Only the swept keys are named (the fixed overrides are the same for every job and live in the
+    parent); characters outside ``[A-Za-z0-9_.,=+-]`` become ``_``.
+    """
+    chosen = [o for o in overrides if split_override(o)[0] in swept_keys] if swept_keys else list(overrides)
+    tail = ",".join(f"{key}={_short(value)}" for key, value in map(split_override, chosen))
+    name = f"{sweep_name}-{job_num}" + (f"-{tail}" if tail else "")
+    name = re.sub(r"[^A-Za-z0-9_.,=+\-]", "_", name)
+    if len(name) > max_length:
+        name = name[: max_length - 3] + "..."
+    return name
+
+
+def _short(value: str) -> str:
+    """Sampled floats (0.000587194737873281) read better in a name as 0.0005872."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.4g}" if len(value) > 8 and not value.isdigit() else value
+
+
+# -- the summary ---------------------------------------------------------------------------
+
+
+@dataclass
+class SweepSummary:
+    table: pd.DataFrame  # one row per job
+    n_jobs: int
+    n_failed: int
+    best_run_id: str | None
+    best_run_name: str | None
+    best_value: float | None
+    best_metrics: dict[str, float]
+    failures: list[str]
+
+
+def child_runs(client: MlflowClient, experiment_ids: Sequence[str], parent_run_id: str) -> list[Any]:
+    runs, token = [], None
+    while True:
+        page = with_retry(lambda: client.search_runs(
+            list(experiment_ids),
+            filter_string=f"tags.`{SWEEP_TAG}` = '{parent_run_id}' and tags.`{ROLE_TAG}` = 'child'",
+            max_results=1000, page_token=token), "searching sweep runs")
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
+
+
+def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord],
+              optimized_metric: str, mode: str) -> SweepSummary:
+    """Join the job records with the child runs (by job number) into one row per job."""
+    runs = {}
+    for run in child_runs(client, [info.experiment_id], info.parent_run_id):
+        runs[int(run.data.tags.get(JOB_TAG, -1))] = run
+    by_job = {r.job_num: r for r in records}
+    rows = []
+    for num in sorted(set(runs) | set(by_job)):
+        run, record = runs.get(num), by_job.get(num)
+        overrides = record.overrides if record else (run.data.tags.get("glassworks.overrides", "").split())
+        swept = [o for o in overrides if split_override(o)[0] in info.swept_keys] or overrides
+        if run is not None:
+            status = run.info.status
+        else:  # no run: bad input before one existed, or a job that tracks nothing
+            status = "FINISHED" if record is not None and record.status == "COMPLETED" else "FAILED"
+        if record is not None and record.status == "FAILED":
+            status = "FAILED"
+        error = (record.error if record else None) or (run.data.tags.get("glassworks.error") if run else None)
+        row: dict[str, Any] = {
+            "job": num,
+            "run_id": run.info.run_id if run else "",
+            "run_name": run.info.run_name if run else "",
+            "status": status,
+            "overrides": " ".join(swept),
+            "error": error or "",
+        }
+        row.update({k: v for k, v in map(split_override, overrides) if k in info.swept_keys})
+        if run is not None:
+            row.update({k: v for k, v in run.data.metrics.items() if not k.startswith("system/")})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        table = pd.DataFrame(columns=["job", "run_id", "run_name", "status", "overrides", "error"])
+    table = table[_column_order(table, info.swept_keys)]
+
+    failed = table[table["status"] != "FINISHED"]
+    failures = [f"job {r.job}: {r.overrides} ({r.status}{': ' + r.error if r.error else ''})"
+                for r in failed.itertuples()]
+    best_id = best_name = best_value = None
+    best_metrics: dict[str, float] = {}
+    metric = metric_name(optimized_metric)
+    if metric in table.columns:
+        candidates = table[(table["status"] == "FINISHED") & table[metric].notna()]
+        if not candidates.empty:
+            index = candidates[metric].idxmax() if mode == "max" else candidates[metric].idxmin()
+            best = table.loc[index]
+            best_id, best_name, best_value = best["run_id"], best["run_name"], float(best[metric])
+            best_metrics = {k: float(best[k]) for k in table.columns
+                            if (k == metric or _HEADLINE.match(k)) and _finite(best[k])}
+    return SweepSummary(table=table, n_jobs=len(table), n_failed=len(failed), best_run_id=best_id,
+                        best_run_name=best_name, best_value=best_value, best_metrics=best_metrics,
+                        failures=failures)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _column_order(table: pd.DataFrame, swept_keys: Sequence[str]) -> list[str]:
+    ident = ["job", "run_id", "run_name", "status", "overrides", "error"]
+    params = [k for k in swept_keys if k in table.columns and k not in ident]
+    metrics = [k for k in table.columns if k not in ident and k not in params]
+    headline = sorted(k for k in metrics if _HEADLINE.match(k))
+    return ident + params + headline + sorted(k for k in metrics if k not in headline)
+
+
+# -- plots ---------------------------------------------------------------------------------
+
+
+def _numeric(values: pd.Series) -> pd.Series | None:
+    converted = pd.to_numeric(values, errors="coerce")
+    return converted if converted.notna().all() else None
+
+
+def param_plot(table: pd.DataFrame, key: str, metric: str, path: Path,
+               best_job: int | None = None) -> Path | None:
+    """The optimized metric of every finished job against one swept parameter (best starred)."""
+    done = table[(table["status"] == "FINISHED")]
+    if key not in done.columns or metric not in done.columns or done[metric].notna().sum() == 0:
+        return None
+    done = done[done[metric].notna()]
+    fig = Figure(figsize=(5, 3.6))
+    ax = fig.add_subplot()
+    x = _numeric(done[key])
+    if x is None:  # categorical: one column per value, in order of appearance
+        labels = list(dict.fromkeys(done[key].astype(str)))
+        x = done[key].astype(str).map({v: i for i, v in enumerate(labels)})
+        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
+    elif x.nunique() <= 10:
+        ax.set_xticks(sorted(x.unique()))
+    ax.scatter(x, done[metric], s=36, alpha=0.8)
+    best = (done["job"] == best_job).to_numpy()
+    if best.any():
+        ax.scatter(x[best], done[metric][best], s=160, marker="*", color="tab:red", label="best", zorder=3)
+    means = pd.DataFrame({"x": x, "y": done[metric]}).groupby("x")["y"].mean()
+    ax.plot(means.index, means.values, color="tab:gray", lw=1, label="mean")
+    for xi, yi, job in zip(x, done[metric], done["job"]):
+        ax.annotate(str(job), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel(key)
+    ax.set_ylabel(metric)
+    ax.set_title(f"{metric} vs {key}", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def faithfulness_plot(table: pd.DataFrame, path: Path, faithfulness: str = "comprehensiveness") -> Path | None:
+    """Accuracy against explanation faithfulness, one series per attribution method: does the
+    more accurate model also explain itself more faithfully?"""
+    done = table[table["status"] == "FINISHED"]
+    acc = next((m for m in ("test/acc", "val/acc") if m in done.columns), None)
+    columns = sorted(c for c in done.columns if re.fullmatch(rf"explain/[^/]+/{faithfulness}", c))
+    if acc is None or not columns:
+        return None
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.add_subplot()
+    for column in columns:
+        points = done[[column, acc, "job"]].dropna()
+        if points.empty:
+            continue
+        ax.scatter(points[column], points[acc], s=36, alpha=0.8, label=column.split("/")[1])
+        for xi, yi, job in zip(points[column], points[acc], points["job"]):
+            ax.annotate(str(job), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
+    ax.set_xlabel(f"explain/<method>/{faithfulness}")
+    ax.set_ylabel(acc)
+    ax.set_title(f"{acc} vs explanation {faithfulness} (labels: job)", fontsize=10)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(fig)
+    fig.savefig(path, dpi=110, format="png")
+    return path
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
+
+
+# -- the parent run ------------------------------------------------------------------------
+
+
+class SweepParent:
+    """The parent run's lifecycle: :meth:`open` before the jobs, :meth:`close` after them.
+
+    ``tracker`` is an :class:`~glassworks.tracking.tracker.MLflowTracker` (any object with its
+    start/log/end methods); every write goes through its retries on a locked store.
+    """
+
+    def __init__(self, tracker: Any, sweep_dir: str | Path, name: str, optimized_metric: str,
+                 mode: str = "max", register_model_as: str | None = None,
+                 swept_keys: Sequence[str] = ()):
+        if mode not in MODES:
+            raise ValueError(f"optimized_metric_mode must be one of {MODES}, got {mode!r}")
+        self.tracker = tracker
+        self.sweep_dir = Path(sweep_dir).resolve()
+        self.name = name
+        self.optimized_metric = optimized_metric
+        self.mode = mode
+        self.register_model_as = register_model_as or None
+        self.swept_keys = list(swept_keys)
+        self.info: SweepInfo | None = None
+        self.started = time.perf_counter()
+        self.closed = False
+
+    def open(self, tags: Mapping[str, str], params: Mapping[str, Any], config_yaml: str,
+             overrides: Sequence[str]) -> SweepInfo:
+        """Create the store, the experiment and the parent run once, before any job starts (so
+        parallel jobs never race to create the schema), and publish the :class:`SweepInfo`."""
+        tracker = self.tracker
+        began = time.perf_counter()
+        run_id = tracker.start(self.name, {**tags, ROLE_TAG: "parent"})
+        tracker.set_tags({SWEEP_TAG: run_id, "glassworks.sweep.dir": str(self.sweep_dir),
+                          "glassworks.sweep.optimized_metric": self.optimized_metric,
+                          "glassworks.sweep.mode": self.mode})
+        tracker.log_params(params)
+        tracker.log_text(config_yaml, "config/config.yaml")
+        tracker.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+        self.info = SweepInfo(parent_run_id=run_id, experiment_id=str(tracker.experiment_id),
+                              tracking_uri=tracker.uri, name=self.name, sweep_dir=str(self.sweep_dir),
+                              swept_keys=self.swept_keys)
+        self.info.save()
+        # What the sweep machinery costs, next to the jobs' own time (bench/bench_sweeps.py).
+        tracker.log_metrics({"sweep/open_s": time.perf_counter() - began})
+        return self.info
+
+    def close(self, aborted: bool = False, interrupted: bool = False) -> SweepSummary:
+        """Summarise the children into the parent and end it: FINISHED only when every job
+        finished; FAILED otherwise (KILLED on an interrupt). Idempotent."""
+        assert self.info is not None, "close() before open()"
+        self.closed = True
+        tracker = self.tracker
+        try:
+            summary = self._summarize(aborted, interrupted)
+        except BaseException as error:
+            tracker.end("KILLED" if interrupted else "FAILED", error, "sweep summary")
+            raise
+        if interrupted or (aborted and "KILLED" in set(summary.table["status"])):
+            status = "KILLED"
+        elif summary.n_failed or aborted:
+            status = "FAILED"
+        else:
+            status = "FINISHED"
+        if status != "FINISHED":
+            tracker.set_tags({"glassworks.error": _failure_text(summary, aborted)[:5000]})
+        tracker.end(status)
+        return summary
+
+    def _summarize(self, aborted: bool, interrupted: bool) -> SweepSummary:
+        tracker, info = self.tracker, self.info
+        began = time.perf_counter()
+        self._end_orphans("KILLED" if interrupted or aborted else "FAILED")
+        summary = summarize(tracker.client, info, info.records(), self.optimized_metric, self.mode)
+        metrics = {"sweep/n_jobs": summary.n_jobs, "sweep/n_failed": summary.n_failed,
+                   "sweep/n_finished": summary.n_jobs - summary.n_failed,
+                   "sweep/wall_s": time.perf_counter() - self.started}
+        metrics.update({f"best/{k}": v for k, v in summary.best_metrics.items()})
+        tracker.log_metrics(metrics)
+        tags = {"glassworks.sweep.n_jobs": summary.n_jobs, "glassworks.sweep.n_failed": summary.n_failed}
+        if summary.best_run_id:
+            tags.update({"glassworks.sweep.best_run_id": summary.best_run_id,
+                         "glassworks.sweep.best_run_name": summary.best_run_name,
+                         "glassworks.sweep.best_value": summary.best_value})
+        if summary.failures:
+            tags["glassworks.sweep.failures"] = "\n".join(summary.failures)
+        if aborted and not summary.n_failed:
+            tags["glassworks.sweep.aborted"] = "true"
+        registered = self._register(summary)
+        if registered:
+            tags["glassworks.sweep.registered_model"] = registered
+        tags["mlflow.note.content"] = self._note(summary, registered)
+        tracker.set_tags(tags)
+
+        with tempfile.TemporaryDirectory(prefix="glassworks-sweep-") as tmp:
+            out = Path(tmp)
+            summary.table.to_csv(out / "summary.csv", index=False)
+            metric = metric_name(self.optimized_metric)
+            best_job = None
+            if summary.best_run_id:
+                best_job = int(summary.table.loc[summary.table["run_id"] == summary.best_run_id, "job"].iloc[0])
+            for key in self.swept_keys:
+                param_plot(summary.table, key, metric, out / "plots" / f"{_slug(key)}_vs_{_slug(metric)}.png",
+                           best_job)
+            faithfulness_plot(summary.table, out / "plots" / "accuracy_vs_faithfulness.png")
+            for name in ("multirun.yaml", "optimization_results.yaml"):
+                if (self.sweep_dir / name).is_file():
+                    (out / name).write_bytes((self.sweep_dir / name).read_bytes())
+            tracker.log_artifacts(out, "sweep")
+        tracker.log_table(summary.table, "sweep/summary.json")
+        tracker.log_metrics({"sweep/summary_s": time.perf_counter() - began})
+        return summary
+
+    def _end_orphans(self, status: str) -> None:
+        """No job is running any more when the parent closes: a child still RUNNING lost its
+        process (killed worker, interrupt between stages) and must not stay RUNNING."""
+        client, info = self.tracker.client, self.info
+        for run in child_runs(client, [info.experiment_id], info.parent_run_id):
+            if run.info.status == "RUNNING":
+                log.warning("child run %s was still RUNNING at the end of the sweep: marked %s",
+                            run.info.run_id, status)
+                error = "the job's process ended without ending its run (killed or interrupted)"
+                with_retry(lambda: client.set_tag(run.info.run_id, "glassworks.error", error), "tagging run")
+                with_retry(lambda: client.set_terminated(run.info.run_id, status), "ending orphaned run")
+
+    def _register(self, summary: SweepSummary) -> str | None:
+        if not self.register_model_as or not summary.best_run_id:
+            return None
+        try:
+            version = register_model(self.tracker.uri, summary.best_run_id, self.register_model_as, {
+                "glassworks.sweep_id": self.info.parent_run_id,
+                "glassworks.optimized_metric": self.optimized_metric,
+                "glassworks.best_value": summary.best_value,
+            })
+        except Exception as error:  # noqa: BLE001 - a registry problem must not lose the summary
+            log.warning("could not register the best model as %r: %s", self.register_model_as, error)
+            return None
+        return f"{self.register_model_as}/{version}"
+
+    def _note(self, summary: SweepSummary, registered: str | None) -> str:
+        lines = [f"**Sweep {self.name}**: {summary.n_jobs} jobs, {summary.n_failed} failed."]
+        if summary.best_run_id:
+            lines.append(f"Best by `{self.optimized_metric}` ({self.mode}): run "
+                         f"`{summary.best_run_name}` ({summary.best_run_id}) = {summary.best_value:.4g}.")
+        if registered:
+            lines.append(f"Registered as `models:/{registered}` (`models:/{self.register_model_as}/latest`).")
+        lines += [f"- {f}" for f in summary.failures]
+        lines.append("Table: artifact `sweep/summary.csv`; plots: `sweep/plots/`.")
+        return "\n\n".join(lines)
+
+
+def _failure_text(summary: SweepSummary, aborted: bool) -> str:
+    head = f"{summary.n_failed} of {summary.n_jobs} jobs failed"
+    if aborted and not summary.n_failed:
+        head = f"the sweep ended before all jobs reported ({summary.n_jobs} did)"
+    return "\n".join([head, *summary.failures])
+
+
+def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str, Any]) -> str:
+    """Register ``runs:/<run_id>/model`` under ``name``: ``models:/<name>/latest`` is then the
+    sweep's winner. Returns the new version."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri)
+    version = with_retry(lambda: mlflow.register_model(f"runs:/{run_id}/model", name,
+                                                       tags={k: str(v) for k, v in tags.items()}),
+                         "registering model")
+    return str(version.version)

@@ -1,0 +1,374 @@
+"""Data sources and the shared validation: synthetic generator, local files, offline hub."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+
+from glassworks.data import DataError, FilesSource, HubSource, SyntheticSource
+from glassworks.data.synthetic import NEGATIONS, NEGATIVE, POSITIVE
+from glassworks.validation import ConfigError
+
+TINY = dict(n_train=60, n_validation=20, n_test=20)
+
+
+def _rows(loaded, split):
+    ds = loaded.splits[split]
+    return list(zip(ds["text"], ds["label"], ds["rationale"]))
+
+
+# ---- synthetic ---------------------------------------------------------------------------
+
+
+def test_synthetic_is_deterministic_per_seed():
+    a = SyntheticSource(**TINY, seed=1).load()
+    b = SyntheticSource(**TINY, seed=1).load()
+    c = SyntheticSource(**TINY, seed=2).load()
+    for split in ("train", "validation", "test"):
+        assert _rows(a, split) == _rows(b, split)
+        assert _rows(a, split) != _rows(c, split)
+    assert a.label_names == ["negative", "positive"]
+    assert a.has_rationales and a.source_uri.startswith("synthetic://")
+
+
+def test_synthetic_shape_balance_and_lengths():
+    src = SyntheticSource(**TINY, min_words=10, max_words=14)
+    loaded = src.load()
+    assert {s: len(d) for s, d in loaded.splits.items()} == {
+        "train": 60, "validation": 20, "test": 20}
+    for split in loaded.splits:
+        labels = loaded.splits[split]["label"]
+        assert sorted(set(labels)) == [0, 1] and sum(labels) == len(labels) // 2
+        for text, _, rat in _rows(loaded, split):
+            assert 10 <= len(text.split()) <= 14 and len(rat) == len(text.split())
+    all_texts = [t for s in loaded.splits.values() for t in s["text"]]
+    assert len(all_texts) == len(set(all_texts)), "no text is repeated across splits"
+
+
+def _label_from_evidence(words: list[str]) -> tuple[int | None, set[int]]:
+    """Re-derive the label from the planted evidence, and the word positions that decide it."""
+    votes, decisive = set(), set()
+    for i, w in enumerate(words):
+        if w in POSITIVE or w in NEGATIVE:
+            polarity = 1 if w in POSITIVE else 0
+            decisive.add(i)
+            if i and words[i - 1] in NEGATIONS:
+                polarity = 1 - polarity
+                decisive.add(i - 1)
+            votes.add(polarity)
+    assert len(votes) == 1, f"evidence must agree: {words}"
+    return votes.pop(), decisive
+
+
+def test_rationale_marks_evidence_and_flipping_negation_and_negation_flips_label():
+    loaded = SyntheticSource(n_train=200, n_validation=20, n_test=20, negation_prob=0.5,
+                             distractor_prob=0.5).load()
+    n_negated = n_distractor = 0
+    for text, label, rat in _rows(loaded, "train"):
+        words = text.split()
+        derived, decisive = _label_from_evidence(words)
+        assert derived == label
+        assert {i for i, m in enumerate(rat) if m} == decisive
+        flips = [i for i in decisive if words[i] in NEGATIONS]
+        n_negated += bool(flips)
+        # Negations elsewhere (distractors) negate nothing evaluative and are not marked.
+        n_distractor += any(w in NEGATIONS and not rat[i] for i, w in enumerate(words))
+    assert n_negated > 20 and n_distractor > 20
+
+
+def test_label_noise_touches_train_labels_only():
+    clean = SyntheticSource(n_train=400, n_validation=50, n_test=50, seed=3).load()
+    noisy = SyntheticSource(n_train=400, n_validation=50, n_test=50, seed=3, label_noise=0.3).load()
+    for split in ("validation", "test"):
+        assert _rows(clean, split) == _rows(noisy, split)
+    assert clean.splits["train"]["text"] == noisy.splits["train"]["text"]
+    flipped = sum(a != b for a, b in zip(clean.splits["train"]["label"],
+                                         noisy.splits["train"]["label"]))
+    assert 0.2 * 400 < flipped < 0.4 * 400
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [
+        (dict(n_train=0), "n_train"),
+        (dict(n_test=1), "n_test"),
+        (dict(min_words=20, max_words=12), "min_words"),
+        (dict(max_words=4, min_words=2), "max_words"),
+        (dict(negation_prob=1.5), "negation_prob"),
+        (dict(label_noise=-0.1), "label_noise"),
+        (dict(seed="x"), "seed"),
+    ],
+)
+def test_synthetic_config_errors_name_the_field(kwargs, key):
+    with pytest.raises(ConfigError) as err:
+        SyntheticSource(**kwargs)
+    assert err.value.key == key and key in str(err.value)
+
+
+# ---- local files ---------------------------------------------------------------------------
+
+TEXTS = [f"sample text number {i} here" for i in range(40)]
+
+
+def _frame(labels) -> pd.DataFrame:
+    return pd.DataFrame({"text": TEXTS[: len(labels)], "label": labels})
+
+
+def _write(frame: pd.DataFrame, path: Path) -> Path:
+    if path.suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif path.suffix == ".jsonl":
+        frame.to_json(path, orient="records", lines=True)
+    else:
+        frame.to_parquet(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_files_string_labels_with_given_splits(tmp_path, ext):
+    labels = ["pos", "neg", "meh"] * 4
+    train = _write(_frame(labels), tmp_path / f"train{ext}")
+    val = _write(_frame(["neg", "pos", "meh"]), tmp_path / f"val{ext}")
+    test = _write(_frame(["meh", "pos"]), tmp_path / f"test{ext}")
+    loaded = FilesSource(train=str(train), validation=str(val), test=str(test)).load()
+    assert loaded.label_names == ["meh", "neg", "pos"]  # sorted
+    assert loaded.splits["train"]["label"][:3] == [2, 1, 0]
+    assert loaded.splits["validation"]["text"] == TEXTS[:3]
+    assert len(loaded.splits["test"]) == 2 and not loaded.has_rationales
+    assert loaded.splits["train"]["rationale"][0] == []
+    assert loaded.source_uri == train.resolve().as_uri() and loaded.name == tmp_path.name
+
+
+@pytest.mark.parametrize("ext", [".csv", ".jsonl", ".parquet"])
+def test_files_int_labels_and_label_names(tmp_path, ext):
+    train = _write(_frame([0, 1] * 20), tmp_path / f"data{ext}")
+    loaded = FilesSource(train=str(train)).load()
+    assert loaded.label_names == ["0", "1"]
+    named = FilesSource(train=str(train), label_names=["bad", "good"]).load()
+    assert named.label_names == ["bad", "good"]
+    assert named.splits["train"]["label"] == loaded.splits["train"]["label"]
+
+
+def test_files_string_labels_keep_given_label_order(tmp_path):
+    train = _write(_frame(["pos", "neg"] * 10), tmp_path / "train.csv")
+    loaded = FilesSource(train=str(train), label_names=["pos", "neg"]).load()
+    assert loaded.label_names == ["pos", "neg"]
+    assert loaded.splits["train"]["label"][:2] + loaded.splits["validation"]["label"][:0] == [0, 1]
+
+
+def test_files_carved_splits_are_seeded_stratified_and_disjoint(tmp_path):
+    train = _write(_frame(["a"] * 30 + ["b"] * 10), tmp_path / "train.jsonl")
+    src = dict(train=str(train), val_fraction=0.2, test_fraction=0.1)
+    one = FilesSource(**src, split_seed=0).load()
+    again = FilesSource(**src, split_seed=0).load()
+    other = FilesSource(**src, split_seed=1).load()
+    for split in ("train", "validation", "test"):
+        assert _rows(one, split) == _rows(again, split)
+    assert _rows(one, "validation") != _rows(other, "validation")
+    sizes = {s: len(d) for s, d in one.splits.items()}
+    assert sizes == {"train": 28, "validation": 8, "test": 4}
+    assert sorted(one.splits["validation"]["label"]) == [0] * 6 + [1] * 2  # stratified
+    texts = [set(d["text"]) for d in one.splits.values()]
+    assert not (texts[0] & texts[1]) and not (texts[0] & texts[2]) and not (texts[1] & texts[2])
+
+
+def test_files_format_explicit_and_rationale_column(tmp_path):
+    path = tmp_path / "data.txt"
+    rows = [{"t": f"w{i} x y", "y": i % 2, "r": [1, 0, 0] if i % 2 else "0 1 0"} for i in range(20)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
+    loaded = FilesSource(train=str(path), format="jsonl", text_column="t", label_column="y",
+                         rationale_column="r").load()
+    assert loaded.has_rationales
+    by_text = dict(zip(loaded.splits["train"]["text"], loaded.splits["train"]["rationale"]))
+    assert by_text.get("w1 x y", [1, 0, 0]) == [1, 0, 0]
+    assert by_text.get("w2 x y", [0, 1, 0]) == [0, 1, 0]
+
+
+# ---- hub (offline: a DatasetDict saved to disk goes through the same code path) -------------
+
+
+def _hub_dir(tmp_path: Path, with_validation: bool = True) -> Path:
+    feats = Features({"sentence": Value("string"), "y": ClassLabel(names=["neg", "pos"])})
+    def ds(n, offset):
+        return Dataset.from_dict({"sentence": [f"hub text {offset + i}" for i in range(n)],
+                                  "y": [i % 2 for i in range(n)]}, features=feats)
+    splits = {"train": ds(30, 0), "test": ds(8, 100)}
+    if with_validation:
+        splits["validation"] = ds(6, 200)
+    path = tmp_path / "hubdata"
+    DatasetDict(splits).save_to_disk(str(path))
+    return path
+
+
+def test_hub_source_offline_with_classlabel(tmp_path):
+    path = _hub_dir(tmp_path)
+    loaded = HubSource(name=str(path), text_column="sentence", label_column="y").load()
+    assert loaded.label_names == ["neg", "pos"]
+    sizes = {s: len(d) for s, d in loaded.splits.items()}
+    assert sizes == {"train": 30, "validation": 6, "test": 8}
+    assert loaded.splits["test"]["text"][0] == "hub text 100"
+    assert loaded.name == "hubdata" and loaded.source_uri.startswith("file://")
+
+
+def test_hub_source_carves_missing_split_and_caps_examples(tmp_path):
+    path = _hub_dir(tmp_path, with_validation=False)
+    src = HubSource(name=str(path), text_column="sentence", label_column="y", max_examples=20)
+    loaded = src.load()
+    sizes = {s: len(d) for s, d in loaded.splits.items()}
+    assert sizes["train"] + sizes["validation"] == 20 and sizes["validation"] >= 2
+    assert sizes["test"] == 8
+    assert _rows(loaded, "train") == _rows(src.load(), "train")
+
+
+def test_hub_missing_column_and_split_are_named(tmp_path):
+    path = _hub_dir(tmp_path)
+    with pytest.raises(DataError, match=r"'text'.*available columns: 'sentence', 'y'"):
+        HubSource(name=str(path), label_column="y").load()
+    with pytest.raises(DataError, match=r"no split 'training'.*'train'"):
+        HubSource(name=str(path), text_column="sentence", label_column="y",
+                  train_split="training").load()
+
+
+# ---- bad data: one DataError naming file and row/column -------------------------------------
+
+
+def _csv(path: Path, body: str) -> Path:
+    path.write_text(body, encoding="utf-8")
+    return path
+
+
+GOOD_ROWS = "".join(f"good text {i},{'ab'[i % 2]}\n" for i in range(10))
+
+
+def test_missing_file_names_key_and_path(tmp_path):
+    train = _csv(tmp_path / "train.csv", "text,label\n" + GOOD_ROWS)
+    missing = tmp_path / "nope" / "val.csv"
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(train), validation=str(missing)).load()
+    assert str(missing) in str(err.value) and "(validation)" in str(err.value)
+
+
+def test_invalid_utf8_names_file_and_row(tmp_path):
+    path = tmp_path / "train.csv"
+    path.write_bytes(b"text,label\nfine text,a\nmore text,b\nbad \xff\xfe text,a\n")
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(path)).load()
+    msg = str(err.value)
+    assert str(path) in msg and "row 3" in msg and "UTF-8" in msg
+
+
+def test_missing_column_lists_available(tmp_path):
+    path = _csv(tmp_path / "train.csv", "body,label\n" + GOOD_ROWS)
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(path)).load()
+    msg = str(err.value)
+    assert str(path) in msg and "'text'" in msg and "'body', 'label'" in msg
+
+
+@pytest.mark.parametrize(
+    "bad_row, expect",
+    [
+        (",a", "empty or whitespace-only text in the train split"),
+        ('"   ",a', "empty or whitespace-only text"),
+        ("some text,", "missing (null) label"),
+    ],
+)
+def test_bad_csv_rows_name_file_and_row(tmp_path, bad_row, expect):
+    path = _csv(tmp_path / "train.csv", "text,label\n" + GOOD_ROWS + bad_row + "\n" + GOOD_ROWS)
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(path)).load()
+    msg = str(err.value)
+    assert str(path) in msg and "row 11" in msg and expect in msg
+
+
+def test_label_outside_label_set_names_row_and_value(tmp_path):
+    path = _csv(tmp_path / "train.csv", "text,label\n" + GOOD_ROWS + "odd one,c\n")
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(path), label_names=["a", "b"]).load()
+    msg = str(err.value)
+    assert str(path) in msg and "row 11" in msg and "'c'" in msg
+    rows = "".join(f"t {i},{i % 2}\n" for i in range(9))
+    ints = _csv(tmp_path / "ints.csv", "text,label\n" + rows + "t x,7\n")
+    with pytest.raises(DataError, match=r"row 10.*label 7 is not in the label set"):
+        FilesSource(train=str(ints), label_names=["a", "b"]).load()
+
+
+def test_single_class_and_empty_splits(tmp_path):
+    train = _csv(tmp_path / "train.csv", "text,label\n" + GOOD_ROWS)
+    one_class = _csv(tmp_path / "val.csv", "text,label\nx y,a\nz w,a\n")
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(train), validation=str(one_class)).load()
+    assert str(one_class) in str(err.value) and "single class ('a'" in str(err.value)
+    empty = _csv(tmp_path / "test.csv", "text,label\n")
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(train), test=str(empty)).load()
+    assert str(empty) in str(err.value) and "test split is empty" in str(err.value)
+
+
+def test_jsonl_errors_name_line(tmp_path):
+    path = tmp_path / "train.jsonl"
+    path.write_text('{"text": "a b", "label": 0}\n{"text": "c", "label": 1}\n{oops}\n',
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.jsonl.*row 3.*invalid JSON"):
+        FilesSource(train=str(path)).load()
+    path.write_text('{"text": "a b", "label": 0}\n{"text": "c", "label": null}\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"train\.jsonl.*row 2.*column 'label'.*null"):
+        FilesSource(train=str(path)).load()
+    path.write_text('{"text": "a b", "label": 0}\n{"text": "c", "label": "pos"}\n',
+                    encoding="utf-8")
+    with pytest.raises(DataError, match=r"row 2.*all strings or all integers"):
+        FilesSource(train=str(path)).load()
+
+
+def test_parquet_null_text_and_bad_rationale(tmp_path):
+    frame = _frame([0, 1] * 5)
+    frame.loc[4, "text"] = None
+    path = _write(frame, tmp_path / "train.parquet")
+    with pytest.raises(DataError, match=r"train\.parquet.*row 5.*column 'text'"):
+        FilesSource(train=str(path)).load()
+    frame = _frame([0, 1] * 5).assign(r=[[0, 0, 0, 0, 1]] * 9 + [[1, 0]])
+    path = _write(frame, tmp_path / "rat.parquet")
+    with pytest.raises(DataError, match=r"rat\.parquet.*row 10.*2 values but the text has 5"):
+        FilesSource(train=str(path), rationale_column="r").load()
+
+
+def test_unreadable_parquet_and_unknown_extension(tmp_path):
+    path = tmp_path / "train.parquet"
+    path.write_bytes(b"definitely not parquet")
+    with pytest.raises(DataError, match=r"train\.parquet.*cannot read Parquet"):
+        FilesSource(train=str(path)).load()
+    with pytest.raises(DataError, match=r"\.xlsx"):
+        FilesSource(train=str(_csv(tmp_path / "train.xlsx", "x"))).load()
+
+
+def test_files_config_errors():
+    with pytest.raises(ConfigError, match="val_fraction"):
+        FilesSource(train="x.csv", val_fraction=0.0)
+    with pytest.raises(ConfigError, match="label_names"):
+        FilesSource(train="x.csv", label_names=["a", "a"])
+    with pytest.raises(ConfigError, match="format"):
+        FilesSource(train="x.csv", format="xml")
+
+
+def test_hub_unlabelled_split_and_load_failure_are_clear(tmp_path, monkeypatch):
+    feats = Features({"text": Value("string"), "label": ClassLabel(names=["neg", "pos"])})
+    train = Dataset.from_dict({"text": [f"t {i}" for i in range(10)], "label": [0, 1] * 5},
+                              features=feats)
+    test = Dataset.from_dict({"text": ["u 1", "u 2"], "label": [-1, -1]}, features=feats)
+    path = tmp_path / "glue_like"
+    DatasetDict({"train": train, "test": test}).save_to_disk(str(path))
+    with pytest.raises(DataError, match=r"split 'test'.*row 1.*label -1.*unlabelled split"):
+        HubSource(name=str(path)).load()
+
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"hub dataset 'someone/missing'.*ConnectionError"):
+        HubSource(name="someone/missing").load()
