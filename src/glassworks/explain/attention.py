@@ -9,7 +9,6 @@ matrices below cover exactly the example's tokens. The [CLS] position's own scor
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 
 import networkx as nx
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from glassworks.explain.predict import predicted_target, resolve_pad_id
+from glassworks.explain.explanation import embedding_leaf, eval_forward, explain_each
 from glassworks.explain.types import ExampleInput, Explanation
 
 log = logging.getLogger(__name__)
@@ -107,106 +106,108 @@ def grad_weighted_relevance(attentions: Sequence[ArrayLike], grads: Sequence[Arr
     return relevance.numpy()
 
 
+def _checked_attentions(model: nn.Module, attentions: tuple[torch.Tensor, ...] | None) -> tuple[torch.Tensor, ...]:
+    """The forward's L x (1, H, T, T) attentions; a model that drops them cannot be explained here."""
+    if attentions is None:
+        raise ValueError(f"{type(model).__name__} returned no attentions for output_attentions=True")
+    return attentions
+
+
+def _unbatched(tensors: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
+    """L x (1, H, T, T) -> L x (H, T, T) on the CPU, out of the autograd graph."""
+    return tuple(t[0].detach().cpu() for t in tensors)
+
+
 def _attentions(model: nn.Module, ids: list[int]) -> tuple[torch.Tensor, ...]:
     """One unpadded forward in eval mode without gradients -> L tensors (H, T, T)."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        with torch.no_grad():
-            input_ids = torch.as_tensor([ids], dtype=torch.long, device=device)  # (1, T)
-            out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True)
-    finally:
-        model.train(was_training)
-    if out.attentions is None:
-        raise ValueError(f"{type(model).__name__} returned no attentions for output_attentions=True")
-    return tuple(a[0].detach().cpu() for a in out.attentions)  # L x (H, T, T)
+    with eval_forward(model) as device, torch.no_grad():
+        input_ids = torch.as_tensor([ids], dtype=torch.long, device=device)  # (1, T)
+        out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), output_attentions=True)
+    return _unbatched(_checked_attentions(model, out.attentions))  # L x (H, T, T)
 
 
-def _cls_row_explanation(
-    method: str,
-    example: ExampleInput,
-    target: int,
-    prob: float,
-    row: np.ndarray,
-    start: float,
-    extras: dict,
-) -> Explanation:
-    scores = np.asarray(row, dtype=np.float64).copy()  # (T,)
-    extras["cls_score"] = float(scores[0])
-    scores[0] = 0.0
-    return Explanation(
-        method=method,
-        example_id=example.example_id,
-        target=target,
-        scores=scores,
-        base_value=None,
-        model_output=prob,
-        class_scores=None,
-        seconds=time.perf_counter() - start,
-        extras=extras,
-    )
+def _attention_grads(
+    model: nn.Module, ids: list[int], target: int
+) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    """Attentions and d logit[target] / d attention, each L x (H, T, T), from one eval-mode forward."""
+    with eval_forward(model) as device, torch.enable_grad():
+        input_ids, embeds = embedding_leaf(model, ids, device)  # (1, T), (1, T, C)
+        out = model(inputs_embeds=embeds, attention_mask=torch.ones_like(input_ids), output_attentions=True)
+        attentions = _checked_attentions(model, out.attentions)  # L x (1, H, T, T)
+        grads = torch.autograd.grad(out.logits[0, target], attentions)  # L x (1, H, T, T)
+    return _unbatched(attentions), _unbatched(grads)
 
 
 def _stacked_numpy(attentions: Sequence[torch.Tensor]) -> np.ndarray:
     return torch.stack([a.detach().cpu() for a in attentions]).float().numpy()  # (L, H, T, T)
 
 
-class RawAttentionExplainer:
+class _AttentionExplainer:
+    """What the attention explainers share: the per-example loop and the optional kept attentions.
+
+    A subclass gives `_row`: the (T,) [CLS] row it explains with, the L x (H, T, T) attentions
+    the row came from, and its own extras.
+    """
+
+    name: str
+
+    def __init__(self, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        self.keep_attentions = keep_attentions
+        self.pad_id = pad_id
+
+    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
+        return explain_each(self.name, model, examples, self.pad_id, self._scores)
+
+    def _scores(self, model: nn.Module, example: ExampleInput, target: int) -> tuple[np.ndarray, dict]:
+        row, attentions, extras = self._row(model, example, target)
+        if self.keep_attentions:  # L*H*T^2 floats per example, so only when asked for
+            extras["attentions"] = _stacked_numpy(attentions)  # (L, H, T, T)
+        return row, extras
+
+    def _row(
+        self, model: nn.Module, example: ExampleInput, target: int
+    ) -> tuple[np.ndarray, tuple[torch.Tensor, ...], dict]:
+        raise NotImplementedError
+
+
+class RawAttentionExplainer(_AttentionExplainer):
     """Head-mean attention paid by [CLS] to each token in one layer; extras["per_head"] is (H, T)."""
 
     name = "raw_attention"
 
     def __init__(self, layer: int = -1, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        super().__init__(keep_attentions, pad_id)
         self.layer = int(layer)
-        self.keep_attentions = keep_attentions
-        self.pad_id = pad_id
 
-    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
-        results = []
-        for example in examples:
-            start = time.perf_counter()
-            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
-            attentions = _attentions(model, example.ids)  # L x (H, T, T)
-            if not -len(attentions) <= self.layer < len(attentions):
-                raise ValueError(
-                    f"explain.raw_attention.layer={self.layer} is out of range for a model with {len(attentions)} layers"
-                )
-            per_head = attentions[self.layer][:, 0, :].double().numpy()  # (H, T)
-            extras: dict = {"per_head": per_head, "layer": self.layer}
-            if self.keep_attentions:
-                extras["attentions"] = _stacked_numpy(attentions)
-            results.append(
-                _cls_row_explanation(self.name, example, target, prob, per_head.mean(axis=0), start, extras)
+    def _row(
+        self, model: nn.Module, example: ExampleInput, target: int
+    ) -> tuple[np.ndarray, tuple[torch.Tensor, ...], dict]:
+        attentions = _attentions(model, example.ids)  # L x (H, T, T)
+        if not -len(attentions) <= self.layer < len(attentions):
+            raise ValueError(
+                f"explain.raw_attention.layer={self.layer} is out of range for a model with {len(attentions)} layers"
             )
-        return results
+        per_head = attentions[self.layer][:, 0, :].double().numpy()  # (H, T)
+        return per_head.mean(axis=0), attentions, {"per_head": per_head, "layer": self.layer}  # (T,)
 
 
-class RolloutExplainer:
+class RolloutExplainer(_AttentionExplainer):
     """Row [CLS] of attention rollout over all layers."""
 
     name = "rollout"
 
     def __init__(self, add_residual: bool = True, keep_attentions: bool = False, pad_id: int | None = None) -> None:
+        super().__init__(keep_attentions, pad_id)
         self.add_residual = add_residual
-        self.keep_attentions = keep_attentions
-        self.pad_id = pad_id
 
-    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
-        results = []
-        for example in examples:
-            start = time.perf_counter()
-            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
-            attentions = _attentions(model, example.ids)
-            row = attention_rollout(attentions, add_residual=self.add_residual)[0]  # (T,)
-            extras: dict = {}
-            if self.keep_attentions:
-                extras["attentions"] = _stacked_numpy(attentions)
-            results.append(_cls_row_explanation(self.name, example, target, prob, row, start, extras))
-        return results
+    def _row(
+        self, model: nn.Module, example: ExampleInput, target: int
+    ) -> tuple[np.ndarray, tuple[torch.Tensor, ...], dict]:
+        attentions = _attentions(model, example.ids)  # L x (H, T, T)
+        return attention_rollout(attentions, add_residual=self.add_residual)[0], attentions, {}  # (T,)
 
 
-class FlowExplainer:
+class FlowExplainer(_AttentionExplainer):
     """Attention flow into the top-layer [CLS] node; refuses inputs longer than max_tokens."""
 
     name = "flow"
@@ -214,9 +215,8 @@ class FlowExplainer:
     def __init__(self, max_tokens: int = 32, keep_attentions: bool = False, pad_id: int | None = None) -> None:
         if max_tokens < 1:
             raise ValueError(f"explain.flow.max_tokens must be >= 1, got {max_tokens}")
+        super().__init__(keep_attentions, pad_id)
         self.max_tokens = int(max_tokens)
-        self.keep_attentions = keep_attentions
-        self.pad_id = pad_id
 
     def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
         for example in examples:  # fail before spending time on any example
@@ -225,61 +225,22 @@ class FlowExplainer:
                     f"explain.flow.max_tokens={self.max_tokens} but example {example.example_id} has "
                     f"{len(example.ids)} tokens; raise the limit or use rollout"
                 )
-        results = []
-        for example in examples:
-            start = time.perf_counter()
-            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
-            attentions = _attentions(model, example.ids)
-            row = attention_flow(attentions, self.max_tokens)  # (T,)
-            extras: dict = {}
-            if self.keep_attentions:
-                extras["attentions"] = _stacked_numpy(attentions)
-            results.append(_cls_row_explanation(self.name, example, target, prob, row, start, extras))
-        return results
+        return super().explain(model, examples)
+
+    def _row(
+        self, model: nn.Module, example: ExampleInput, target: int
+    ) -> tuple[np.ndarray, tuple[torch.Tensor, ...], dict]:
+        attentions = _attentions(model, example.ids)  # L x (H, T, T)
+        return attention_flow(attentions, self.max_tokens), attentions, {}  # (T,)
 
 
-class GradAttentionExplainer:
+class GradAttentionExplainer(_AttentionExplainer):
     """Chefer et al. 2021 relevance of the predicted-class logit, row [CLS]."""
 
     name = "grad_attention"
 
-    def __init__(self, keep_attentions: bool = False, pad_id: int | None = None) -> None:
-        self.keep_attentions = keep_attentions
-        self.pad_id = pad_id
-
-    def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
-        results = []
-        for example in examples:
-            start = time.perf_counter()
-            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
-            attentions, grads = _attention_grads(model, example.ids, target)
-            row = grad_weighted_relevance(attentions, grads)[0]  # (T,)
-            extras: dict = {}
-            if self.keep_attentions:
-                extras["attentions"] = _stacked_numpy(attentions)
-            results.append(_cls_row_explanation(self.name, example, target, prob, row, start, extras))
-        return results
-
-
-def _attention_grads(
-    model: nn.Module, ids: list[int], target: int
-) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
-    """Attentions and d logit[target] / d attention, each L x (H, T, T), from one eval-mode forward."""
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        with torch.enable_grad():
-            input_ids = torch.as_tensor([ids], dtype=torch.long, device=device)  # (1, T)
-            # A leaf that requires grad keeps the attentions in the graph even when the weights are frozen.
-            embeds = model.embed(input_ids).detach().requires_grad_(True)  # (1, T, C)
-            out = model(
-                inputs_embeds=embeds, attention_mask=torch.ones_like(input_ids), output_attentions=True
-            )
-            if out.attentions is None:
-                raise ValueError(f"{type(model).__name__} returned no attentions for output_attentions=True")
-            grads = torch.autograd.grad(out.logits[0, target], out.attentions)  # L x (1, H, T, T)
-    finally:
-        model.train(was_training)
-    attentions = tuple(a[0].detach().cpu() for a in out.attentions)
-    return attentions, tuple(g[0].detach().cpu() for g in grads)
+    def _row(
+        self, model: nn.Module, example: ExampleInput, target: int
+    ) -> tuple[np.ndarray, tuple[torch.Tensor, ...], dict]:
+        attentions, grads = _attention_grads(model, example.ids, target)  # L x (H, T, T) each
+        return grad_weighted_relevance(attentions, grads)[0], attentions, {}  # (T,)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 from torch import nn
 
-from glassworks.explain.predict import predicted_target, resolve_pad_id
+from glassworks.explain.explanation import explain_each
 from glassworks.explain.types import ExampleInput, Explanation
 
 
@@ -27,23 +25,9 @@ class RandomExplainer:
         self.pad_id = pad_id
 
     def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
-        results = []
-        for example in examples:
-            start = time.perf_counter()
-            target, prob = predicted_target(model, example.ids, resolve_pad_id(model, self.pad_id))
-            rng = np.random.default_rng([self.seed, example.example_id])
-            scores = rng.uniform(size=len(example.ids))  # (T,)
-            scores[0] = 0.0
-            results.append(
-                Explanation(
-                    method=self.name,
-                    example_id=example.example_id,
-                    target=target,
-                    scores=scores,
-                    base_value=None,
-                    model_output=prob,
-                    class_scores=None,
-                    seconds=time.perf_counter() - start,
-                )
-            )
-        return results
+        # The draw at [CLS] means nothing, so unlike the real methods no extras["cls_score"] is kept.
+        return explain_each(self.name, model, examples, self.pad_id, self._scores, keep_cls_score=False)
+
+    def _scores(self, model: nn.Module, example: ExampleInput, target: int) -> tuple[np.ndarray, dict]:
+        rng = np.random.default_rng([self.seed, example.example_id])
+        return rng.uniform(size=len(example.ids)), {}  # (T,)
