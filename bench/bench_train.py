@@ -30,11 +30,16 @@ from pipeline.stage import build_job, open_run  # noqa: E402
 from pipeline.train import train  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
 
-COMMON = ["trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-          "test=false", "callbacks.early_stopping=null"]
+COMMON = ["trainer=cpu", "callbacks.rich_progress_bar=null", "test=false",
+          "callbacks.early_stopping=null"]
+
+
+def logger_overrides(logger: str) -> list[str]:
+    return [f"logger={logger}"] + (["logger.system_metrics=false"] if logger == "mlflow" else [])
 
 
 def end_to_end(tmp: Path) -> tuple[float, str]:
+    tmp.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GLASSWORKS_ROOT": str(tmp), "PYTHONPATH": str(ROOT)}
     start = time.perf_counter()
     out = subprocess.run([sys.executable, "-m", "pipeline.train"], cwd=tmp, env=env,
@@ -50,7 +55,7 @@ def end_to_end(tmp: Path) -> tuple[float, str]:
 
 
 def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str) -> tuple[float, int]:
-    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", f"logger={logger}"], tiny=False)
+    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", *logger_overrides(logger)], tiny=False)
     job = build_job(cfg)
     open_run(job)
     with job.tracker.lifecycle("train"):

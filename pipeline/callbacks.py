@@ -33,7 +33,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from glassworks.tracking.metadata import command_line, git_state
 from glassworks.tracking.params import flatten
 from glassworks.tracking.tracker import metric_name
-from glassworks.tracking.sweep import INFO_FILE, MODES, SWEEP_ENV, JobRecord, SweepInfo, SweepParent, SweepSummary
+from glassworks.tracking.sweep import (INFO_FILE, MODES, SWEEP_ENV, JobRecord, SweepInfo, SweepParent,
+                                       SweepSummary)
 
 log = logging.getLogger("glassworks.sweep")
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -126,7 +127,8 @@ class MLflowSweepCallback(Callback):
         except Exception as error:  # noqa: BLE001 - no parent, no sweep: stop before any job
             if tracker.run_id:
                 tracker.end("FAILED", error, "sweep start")
-            _fail(f"could not open the sweep's parent run in {tracker.uri}: {type(error).__name__}: {error}", 1)
+            _fail(f"could not open the sweep's parent run in {tracker.uri}: "
+                  f"{type(error).__name__}: {error}", 1)
         os.environ[SWEEP_ENV] = str(Path(info.sweep_dir) / INFO_FILE)
         self.parent = parent
         atexit.register(self._close_at_exit)

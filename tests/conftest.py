@@ -36,6 +36,13 @@ TINY = [
 torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _no_global_tracking_uri(monkeypatch):
+    """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI to the process; one test's store must
+    never become the next test's default."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
 def compose_config(tmp_path: Path, overrides: Sequence[str] = (), config_name: str = "train",
                    tiny: bool = True) -> DictConfig:
     """Compose the real config tree as Hydra's main would, rooted in ``tmp_path``."""

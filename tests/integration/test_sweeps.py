@@ -134,7 +134,8 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
         metrics = child.data.metrics
         assert {"test/acc", "val/loss", "explain/rollout/comprehensiveness",
                 "explain/input_x_gradient/rationale_auprc"} <= set(metrics)
-        assert {"model", "explanations", "config"} <= {a.path for a in client.list_artifacts(child.info.run_id)}
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert {"model", "explanations", "config"} <= artifacts
     # joblib really ran them side by side
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans

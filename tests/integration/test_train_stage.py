@@ -126,7 +126,8 @@ def test_fast_dev_run(make_cfg):
 
 
 def test_ddp_cpu_trains_in_two_processes(make_cfg):
-    cfg = make_cfg("trainer=ddp_cpu", "trainer.max_epochs=2", "data.source.n_train=1000")
+    cfg = make_cfg("trainer=ddp_cpu", "trainer.max_epochs=2", "data.source.n_train=2000",
+                   "data.batch_size=16")
     job = build_job(cfg)
     run_id = open_run(job)
     with job.tracker.lifecycle("train"):

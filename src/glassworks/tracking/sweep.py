@@ -27,6 +27,7 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from mlflow import MlflowClient
+from mlflow.exceptions import MlflowException
 
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
@@ -43,7 +44,8 @@ ROLE_TAG = "glassworks.sweep_role"
 MODES = ("max", "min")
 MAX_RUN_NAME = 120
 # Metrics that go into the parent as best/<name> and lead the summary table.
-_HEADLINE = re.compile(r"^(test|val)/(acc|f1|loss)$|^explain/[^/]+/(comprehensiveness|sufficiency|rationale_auprc)$")
+_HEADLINE = re.compile(r"^(test|val)/(acc|f1|loss)$"
+                       r"|^explain/[^/]+/(comprehensiveness|sufficiency|rationale_auprc)$")
 
 
 @dataclass
@@ -196,6 +198,8 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
         if record is not None and record.status == "FAILED":
             status = "FAILED"
         error = (record.error if record else None) or (run.data.tags.get("glassworks.error") if run else None)
+        if run is None and status == "FINISHED":
+            error = "finished, but its run is not in the parent's store (logger.tracking_uri differs?)"
         row: dict[str, Any] = {
             "job": num,
             "run_id": run.info.run_id if run else "",
@@ -287,7 +291,8 @@ def param_plot(table: pd.DataFrame, key: str, metric: str, path: Path,
     return _save(fig, path)
 
 
-def faithfulness_plot(table: pd.DataFrame, path: Path, faithfulness: str = "comprehensiveness") -> Path | None:
+def faithfulness_plot(table: pd.DataFrame, path: Path,
+                      faithfulness: str = "comprehensiveness") -> Path | None:
     """Accuracy against explanation faithfulness, one series per attribution method: does the
     more accurate model also explain itself more faithfully?"""
     done = table[table["status"] == "FINISHED"]
@@ -421,11 +426,11 @@ class SweepParent:
             out = Path(tmp)
             summary.table.to_csv(out / "summary.csv", index=False)
             metric = metric_name(self.optimized_metric)
-            best_job = None
-            if summary.best_run_id:
-                best_job = int(summary.table.loc[summary.table["run_id"] == summary.best_run_id, "job"].iloc[0])
+            table = summary.table
+            best_job = int(table.loc[table["run_id"] == summary.best_run_id, "job"].iloc[0]) \
+                if summary.best_run_id else None
             for key in self.swept_keys:
-                param_plot(summary.table, key, metric, out / "plots" / f"{_slug(key)}_vs_{_slug(metric)}.png",
+                param_plot(table, key, metric, out / "plots" / f"{_slug(key)}_vs_{_slug(metric)}.png",
                            best_job)
             faithfulness_plot(summary.table, out / "plots" / "accuracy_vs_faithfulness.png")
             for name in ("multirun.yaml", "optimization_results.yaml"):
@@ -482,12 +487,20 @@ def _failure_text(summary: SweepSummary, aborted: bool) -> str:
 
 
 def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str, Any]) -> str:
-    """Register ``runs:/<run_id>/model`` under ``name``: ``models:/<name>/latest`` is then the
-    sweep's winner. Returns the new version."""
-    import mlflow
+    """Register the run's ``model/`` under ``name`` (as ``mlflow.register_model`` would, through an
+    explicit client rather than the process-wide tracking URI): ``models:/<name>/latest`` is then
+    the sweep's winner. Returns the new version."""
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
-    mlflow.set_tracking_uri(tracking_uri)
-    version = with_retry(lambda: mlflow.register_model(f"runs:/{run_id}/model", name,
-                                                       tags={k: str(v) for k, v in tags.items()}),
-                         "registering model")
+    def ensure_registered() -> None:
+        try:
+            client.create_registered_model(name)
+        except MlflowException as error:
+            if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+    with_retry(ensure_registered, "registering model")
+    source = with_retry(lambda: client.get_run(run_id), "reading run").info.artifact_uri + "/model"
+    version = with_retry(lambda: client.create_model_version(
+        name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}), "registering model")
     return str(version.version)
