@@ -120,3 +120,36 @@ def test_html_pages_self_contained(explained, tmp_path):
     table = pd.read_parquet(client.download_artifacts(explained["run_id"],
                                                       "explanations/attributions.parquet", str(tmp_path)))
     assert np.isfinite(table[table["method"] == "shap"]["score"]).all()
+
+
+def test_masking_the_planted_evidence_flips_the_trained_model(explained):
+    """The synthetic rationale really decides the label: hide it and the prediction flips."""
+    from glassworks.explain.predict import predict_proba
+    from glassworks.tracking.pyfunc import load_run_model
+
+    loaded = load_run_model(explained["run_id"], explained["uri"])
+    examples = [e for e in explained["result"].explanations["shap"]]
+    table = explained["result"].table
+    rows, originals = [], []
+    for _, ex_rows in table[table["method"] == "shap"].groupby("example_id"):
+        ids = ex_rows["token_id"].astype(int).tolist()
+        rationale = ex_rows["rationale"].astype(int).tolist()
+        if not any(rationale):
+            continue
+        originals.append(ids)
+        rows.append([loaded.tokenizer.mask_id if r else i for i, r in zip(ids, rationale)])
+    assert examples and rows
+    before = predict_proba(loaded.model, originals, loaded.tokenizer.pad_id).argmax(1)
+    after = predict_proba(loaded.model, rows, loaded.tokenizer.pad_id)
+    # Without its evidence the model is unsure (no class above 0.9) or changes its mind.
+    changed = (after.argmax(1) != before) | (after.max(1) < 0.9)
+    assert changed.mean() >= 0.8
+
+
+def test_shap_guided_attack_needs_no_more_edits_than_random(explained):
+    metrics = explained["robust"].metrics
+    shap_edits, random_edits = metrics["shap/mean_edits"], metrics["random_order/mean_edits"]
+    if np.isfinite(random_edits):
+        assert np.isfinite(shap_edits) and shap_edits <= random_edits
+    for method in ("shap", "random_order"):
+        assert metrics[f"{method}/mean_edits"] <= 5 or not np.isfinite(metrics[f"{method}/mean_edits"])

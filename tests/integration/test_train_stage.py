@@ -150,3 +150,45 @@ def test_cli_prints_run_location_and_ui_command(tmp_path):
         [e.experiment_id for e in MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").search_experiments()])
     assert len(runs) == 1 and runs[0].info.status == "FINISHED"
     assert runs[0].info.run_id in out.stdout
+
+
+def test_mlflow_models_serve_answers_with_probabilities(trained, tmp_path):
+    import json
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    # The scoring server execs `uvicorn` from PATH: the venv's bin must be on it (as when activated).
+    env = {**os.environ, "MLFLOW_TRACKING_URI": trained["uri"],
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    mlflow_cli = [sys.executable, "-m", "mlflow"]
+    server = subprocess.Popen(
+        [*mlflow_cli, "models", "serve", "-m", f"runs:/{trained['run_id']}/model", "--env-manager",
+         "local", "-h", "127.0.0.1", "-p", str(port)],
+        env=env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2).read()
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-2000:]
+                assert time.time() < deadline, "model server did not start"
+                time.sleep(1)
+        body = json.dumps({"dataframe_records": [{"text": "a truly great film"}]}).encode()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                         headers={"Content-Type": "application/json"})
+        answer = json.loads(urllib.request.urlopen(request, timeout=30).read())
+        row = answer["predictions"][0]
+        assert set(row) == {"negative", "positive"}
+        assert math.isclose(row["negative"] + row["positive"], 1.0, rel_tol=1e-5)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
