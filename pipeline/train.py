@@ -72,6 +72,7 @@ def train(job: Job) -> TrainResult:
             metrics.update({k: float(v) for k, v in row.items()})
     if hasattr(logger, "flush"):
         logger.flush()
+        logger.wait()
 
     if tracker.enabled:
         _log_artifacts(job, module, trainer, best)

@@ -28,6 +28,7 @@ class MLflowRunLogger(Logger):
         self._run_id = run_id
         self._flush_every = flush_every_n_steps
         self._buffer: list[Metric] = []
+        self._pending: list[Any] = []
         self._last_flush_step = 0
         self._client: MlflowClient | None = None
         self.n_requests = 0
@@ -36,6 +37,7 @@ class MLflowRunLogger(Logger):
         state = dict(self.__dict__)
         state["_client"] = None
         state["_buffer"] = []
+        state["_pending"] = []
         return state
 
     @property
@@ -82,17 +84,25 @@ class MLflowRunLogger(Logger):
         client = self.experiment
         for i in range(0, len(batch), 1000):
             chunk = batch[i : i + 1000]
-            with_retry(lambda: client.log_batch(self._run_id, metrics=chunk), "logging metrics")
+            # Asynchronous: MLflow's queue thread writes while training goes on; wait() in
+            # finalize/save makes sure nothing is lost before the run moves on.
+            self._pending.append(with_retry(
+                lambda: client.log_batch(self._run_id, metrics=chunk, synchronous=False),
+                "logging metrics"))
             self.n_requests += 1
 
-    @rank_zero_only
-    def save(self) -> None:
-        self.flush()
+    def wait(self) -> None:
+        """Block until every queued batch is in the store (raises what the queue raised)."""
+        pending, self._pending = self._pending, []
+        for operation in pending:
+            if operation is not None:
+                operation.wait()
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         # The run's status belongs to the tracker (the pipeline continues after training).
         self.flush()
+        self.wait()
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
