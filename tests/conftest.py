@@ -47,6 +47,9 @@ def compose_config(tmp_path: Path, overrides: Sequence[str] = (), config_name: s
                    tiny: bool = True) -> DictConfig:
     """Compose the real config tree as Hydra's main would, rooted in ``tmp_path``."""
     GlobalHydra.instance().clear()
+    # logger.tracking_uri reads MLFLOW_TRACKING_URI: a test composes against its own store only
+    # (module-scoped fixtures run outside the autouse fixture below).
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
     base = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}"]
     tiny_overrides = [o for o in (TINY if tiny else []) if _applies(o, overrides)]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

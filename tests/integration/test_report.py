@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -20,7 +19,7 @@ import pipeline.report
 import pipeline.run
 from glassworks.report.document import fmt
 from glassworks.tracking.store import ensure_experiment
-from tests.conftest import compose_config as _compose_config
+from tests.conftest import compose_config
 from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
@@ -32,14 +31,6 @@ RUN_OVERRIDES = [
     "robustness.stability_examples=2", "robustness.n_stability=1", "robustness.attack.max_edits=2",
 ]
 
-
-def compose_config(tmp, overrides=(), config_name="train", tiny=True):
-    """conftest's compose_config for a test with its own store.
-
-    mlflow.set_tracking_uri (called when a stage loads a run's model in this process) exports
-    MLFLOW_TRACKING_URI, which logger.tracking_uri would then pick up: drop it first."""
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return _compose_config(tmp, overrides, config_name, tiny)
 
 
 # --------------------------------------------------------------------------- parsing helpers

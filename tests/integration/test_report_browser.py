@@ -5,7 +5,6 @@ or creating anything injected."""
 from __future__ import annotations
 
 import csv
-import os
 import shutil
 import subprocess
 from html.parser import HTMLParser
@@ -15,7 +14,7 @@ import pytest
 from omegaconf import open_dict
 
 import pipeline.run
-from tests.conftest import compose_config as _compose_config
+from tests.conftest import compose_config
 
 pytestmark = pytest.mark.slow
 
@@ -32,14 +31,6 @@ ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1"
                 "section", "div", "span", "dl", "dt", "dd", "table", "caption", "thead", "tbody", "tr", "th", "td",
                 "figure", "img", "figcaption", "pre", "code", "details", "summary"}
 
-
-def compose_config(tmp, overrides=(), config_name="train", tiny=True):
-    """conftest's compose_config for a test with its own store.
-
-    mlflow.set_tracking_uri (called when a stage loads a run's model in this process) exports
-    MLFLOW_TRACKING_URI, which logger.tracking_uri would then pick up: drop it first."""
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return _compose_config(tmp, overrides, config_name, tiny)
 
 
 class Elements(HTMLParser):

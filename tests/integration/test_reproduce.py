@@ -3,7 +3,6 @@ same metrics (train, explain with SHAP, robustness); a changed metric or config 
 
 from __future__ import annotations
 
-import os
 
 import pytest
 from mlflow import MlflowClient
@@ -11,7 +10,7 @@ from mlflow import MlflowClient
 import pipeline.reproduce
 from glassworks.report.compare import DEFAULT_EXCLUDE, excluded
 from tests.conftest import TINY, run_cli
-from tests.conftest import compose_config as _compose_config
+from tests.conftest import compose_config
 
 pytestmark = pytest.mark.slow
 
@@ -22,12 +21,6 @@ OVERRIDES = [*TINY, "explain.n_examples=3", "explain.methods=[shap,rollout]", "e
 LOCATIONS = ("paths.", "tags", "run_name", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath",
              "logger.store_dir", "logger.tracking_uri", "report.out_dir")
 
-
-def compose_config(tmp, overrides, config_name, tiny):
-    # mlflow.set_tracking_uri (a stage loading a model in-process) exports MLFLOW_TRACKING_URI,
-    # which logger.tracking_uri would pick up: each test must use its own store.
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    return _compose_config(tmp, overrides, config_name, tiny)
 
 
 @pytest.fixture(scope="module")
