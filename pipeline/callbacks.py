@@ -30,7 +30,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from glassworks.tracking.metadata import command_line, git_state
+from glassworks.tracking.metadata import command_line, git_state, redact
 from glassworks.tracking.params import flatten
 from glassworks.tracking.tracker import metric_name
 from glassworks.tracking.sweep import (INFO_FILE, MODES, SWEEP_ENV, JobRecord, SweepInfo, SweepParent,
@@ -63,7 +63,7 @@ def sweep_child(tracking_uri: str | None = None) -> tuple[str, dict[str, str]] |
         log.warning("this job tracks into %s but its sweep's parent run is in %s: set "
                     "logger.tracking_uri the same for every job", tracking_uri, info.tracking_uri)
     num = int(hydra_cfg.job.num)
-    return info.child_run_name(num, list(hydra_cfg.overrides.task)), info.child_tags(num)
+    return info.child_run_name(num, [redact(o) for o in hydra_cfg.overrides.task]), info.child_tags(num)
 
 
 class MLflowSweepCallback(Callback):
@@ -101,7 +101,7 @@ class MLflowSweepCallback(Callback):
             _fail(f"invalid config logger.tracking_uri: {error}", 2)
         tracker.system_metrics = False  # the children sample the machine; the parent only waits
 
-        overrides = list(config.hydra.overrides.task)
+        overrides = [redact(o) for o in config.hydra.overrides.task]
         sweeps = swept(overrides, config.hydra.sweeper.get("params"))
         options = config.get("sweep") or {}
         base = config.get("run_name") or config.task_name
@@ -118,16 +118,16 @@ class MLflowSweepCallback(Callback):
             "mlflow.source.name": f"pipeline.{config.task_name}",
             "mlflow.source.type": "LOCAL",
             **git_state(REPO_DIR),
-            **{str(k): str(v) for k, v in (config.get("tags") or {}).items()},
+            **{str(k): redact(str(v)) for k, v in (config.get("tags") or {}).items()},
         }
         job_config = resolved(config)
         params = {**flatten(job_config), **{k: f"sweep: {v}" for k, v in sweeps.items()}}
         try:
-            info = parent.open(tags, params, OmegaConf.to_yaml(job_config), overrides)
+            info = parent.open(tags, params, redact(OmegaConf.to_yaml(job_config)), overrides)
         except Exception as error:  # noqa: BLE001 - no parent, no sweep: stop before any job
             if tracker.run_id:
                 tracker.end("FAILED", error, "sweep start")
-            _fail(f"could not open the sweep's parent run in {tracker.uri}: "
+            _fail(f"could not open the sweep's parent run in {redact(tracker.uri)}: "
                   f"{type(error).__name__}: {error}", 1)
         os.environ[SWEEP_ENV] = str(Path(info.sweep_dir) / INFO_FILE)
         self.parent = parent
@@ -137,7 +137,7 @@ class MLflowSweepCallback(Callback):
             # SIGTERM between jobs would end the process without atexit: make it an interrupt
             # (during a job the tracker's lifecycle does the same for the child run).
             signal.signal(signal.SIGTERM, _interrupt)
-        print(f"\nSweep {name}: parent MLflow run {info.parent_run_id} in {tracker.uri}\n"
+        print(f"\nSweep {name}: parent MLflow run {info.parent_run_id} in {redact(tracker.uri)}\n"
               f"  swept: {', '.join(f'{k}={v}' for k, v in sweeps.items()) or '(nothing)'}\n")
 
     # -- after every job (the job's own process, whichever launcher) --------------------------
@@ -153,7 +153,7 @@ class MLflowSweepCallback(Callback):
         failed = job_return.status == JobStatus.FAILED
         info.write_record(JobRecord(
             job_num=int(config.hydra.job.num),
-            overrides=[str(o) for o in (job_return.overrides or [])],
+            overrides=[redact(str(o)) for o in (job_return.overrides or [])],
             status=job_return.status.name,
             error=f"{type(value).__name__}: {value}"[:2000] if failed else None,
             return_value=_float(value) if not failed else None,

@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from glassworks.data.errors import DataError
 from glassworks.tracking.dataset import dataset_inputs
 from glassworks.tracking.store import StoreUnreachable
-from glassworks.tracking.metadata import command_line, environment, git_state
+from glassworks.tracking.metadata import command_line, environment, git_state, redact
 from glassworks.validation import ConfigError
 from pipeline.callbacks import in_multirun, sweep_child
 
@@ -118,7 +118,8 @@ def _check_optimizer(job: Job) -> None:
 
 
 def overrides() -> list[str]:
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    """The command line's overrides, credentials in URLs redacted: they are logged as tags."""
+    return [redact(o) for o in HydraConfig.get().overrides.task] if HydraConfig.initialized() else []
 
 
 def run_name(cfg: DictConfig) -> str:
@@ -141,7 +142,7 @@ def open_run(job: Job) -> str | None:
         "mlflow.source.type": "LOCAL",
         **git_state(REPO_DIR),
         **{f"glassworks.env.{k}": v for k, v in environment().items()},
-        **{str(k): str(v) for k, v in (cfg.get("tags") or {}).items()},
+        **{str(k): redact(str(v)) for k, v in (cfg.get("tags") or {}).items()},
     }
     if dm is not None:
         tags["glassworks.data.digest"] = dm.digest
@@ -154,20 +155,20 @@ def open_run(job: Job) -> str | None:
         return None
     resolved = OmegaConf.to_container(cfg, resolve=True)
     tracker.log_params(resolved)
-    tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config/config.yaml")
+    tracker.log_text(redact(OmegaConf.to_yaml(cfg, resolve=True)), "config/config.yaml")
     tracker.log_text("\n".join(overrides()) + "\n", "config/overrides.txt")
     output_dir = OmegaConf.select(HydraConfig.get(), "runtime.output_dir", default=None) \
         if HydraConfig.initialized() else None
     if output_dir:  # absent under the compose API (tests), present under @hydra.main
         hydra_dir = Path(output_dir) / ".hydra"
-        if hydra_dir.is_dir():
-            tracker.log_artifacts(hydra_dir, "config/hydra")
+        for path in sorted(hydra_dir.glob("*.yaml")):  # Hydra's own files hold argv and overrides too
+            tracker.log_text(redact(path.read_text(encoding="utf-8")), f"config/hydra/{path.name}")
     if dm is not None:
         frames = {split: dm.split_frame(split) for split in ("train", "validation", "test")}
         tracker.log_inputs(dataset_inputs(frames, dm.name, dm.source_uri, dm.digest))
         tracker.log_dict({"label_names": dm.label_names, **dm.stats}, "data/stats.json")
         tracker.log_params({"data.label_names": ",".join(dm.label_names)})
-    log.info("MLflow run %s (%s)", run_id, tracker.uri)
+    log.info("MLflow run %s (%s)", run_id, redact(tracker.uri))
     return run_id
 
 
@@ -203,8 +204,8 @@ def clean_errors(cfg: DictConfig) -> Iterator[None]:
 def print_run_location(tracker: Any) -> None:
     if tracker.run_id is None:
         return
-    print(
+    print(redact(
         f"\nMLflow run {tracker.run_id} in {tracker.uri}\n"
         f"  open the UI:  {tracker.ui_command}\n"
         f"  then browse:  {tracker.run_url()}\n"
-    )
+    ))

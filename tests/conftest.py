@@ -87,10 +87,15 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
 
+def cli_env(cwd: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of an entry point run from ``cwd``: its store and outputs land there."""
+    full_env = {**os.environ, "GLASSWORKS_ROOT": str(cwd), "PYTHONPATH": str(ROOT), **(env or {})}
+    full_env.pop("MLFLOW_TRACKING_URI", None)
+    return full_env
+
+
 def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """Run a pipeline entry point as a user would, from ``cwd`` (its outputs land there)."""
-    full_env = {**os.environ, "GLASSWORKS_ROOT": str(cwd), "PYTHONPATH": str(ROOT), **(env or {})}
-    full_env.pop("MLFLOW_TRACKING_URI", None)
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(cwd, env),
                           capture_output=True, text=True, timeout=timeout)

@@ -288,11 +288,12 @@ def test_sweep_report_from_two_real_children(tmp_path):
 
 # --------------------------------------------------------------------------- pure helpers (instant)
 def test_report_folder_names_are_plain():
-    from glassworks.report.output import report_dir_name, safe_name
+    from glassworks.report.output import report_dir_name
+    from glassworks.tracking.names import safe_name
 
     assert safe_name("../../etc/passwd") == "etc-passwd"
-    assert safe_name("..") == "report" and safe_name("") == "report" and safe_name("/") == "report"
-    assert safe_name(".hidden/../x") == "hidden-.-x" and safe_name("a/b\\c") == "a-b-c" and safe_name("...") == "report"
+    assert safe_name("..") == "unnamed" and safe_name("") == "unnamed" and safe_name("/") == "unnamed"
+    assert safe_name(".hidden/../x") == "hidden-.-x" and safe_name("a/b\\c") == "a-b-c" and safe_name("...") == "unnamed"
     assert safe_name("ok.name-1_2") == "ok.name-1_2" and len(safe_name("x" * 200)) == 80
     assert report_dir_name("run <b>1</b>", "0123456789abcdef") == "run-b-1-b-01234567"
 

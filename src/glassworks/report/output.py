@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,16 +11,9 @@ from typing import Any
 from glassworks.report.document import Document
 from glassworks.report.render_html import render_html
 from glassworks.report.render_markdown import render_markdown
+from glassworks.tracking.names import safe_name
 
 IMAGE_DIR = "images"
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
-
-
-def safe_name(name: str, fallback: str = "report", max_chars: int = 80) -> str:
-    """A folder name from a run name: no path separators, no "..", no leading dot, bounded length."""
-    cleaned = _UNSAFE.sub("-", str(name)).strip("-")
-    cleaned = re.sub(r"\.{2,}", ".", cleaned).lstrip(".").strip("-")[:max_chars].strip("-.")
-    return cleaned or fallback
 
 
 def report_dir_name(run_name: str, run_id: str) -> str:
@@ -55,7 +47,7 @@ def write_report(doc: Document, root: str | Path, folder_name: str) -> WrittenRe
         raise ValueError(f"report folder {folder_name!r} must be a plain name inside {root}")
     (folder / IMAGE_DIR).mkdir(parents=True, exist_ok=True)
     names = [image.name for image in doc.images()]
-    if len(set(names)) != len(names) or any(safe_name(n) != n for n in names):
+    if len(set(names)) != len(names) or any(safe_name(n, fallback="") != n for n in names):
         raise ValueError(f"report images need unique plain file names, got {names}")
     for image in doc.images():
         (folder / IMAGE_DIR / image.name).write_bytes(image.png)

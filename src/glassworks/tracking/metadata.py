@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import sys
 from importlib import metadata
 from pathlib import Path
+
+# "scheme://user:password@host": the userinfo part of any URL (a tracking server, a database).
+_USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@'\"]+@")
 
 PACKAGES = ("glassworks", "torch", "pytorch-lightning", "hydra-core", "mlflow", "datasets",
             "tokenizers", "shap", "torchmetrics", "numpy")
@@ -44,5 +48,11 @@ def environment() -> dict[str, str]:
     return info
 
 
+def redact(text: str) -> str:
+    """``text`` with the credentials of every URL in it replaced by ``***`` (``http://***@host``):
+    a tracking URI such as ``http://user:token@host`` must not reach params, tags or logs."""
+    return _USERINFO.sub(r"\g<scheme>***@", text)
+
+
 def command_line() -> str:
-    return " ".join([Path(sys.executable).name, *sys.argv])
+    return redact(" ".join([Path(sys.executable).name, *sys.argv]))

@@ -3,6 +3,11 @@
 MLflow 3 refuses the plain file store, and a sqlite experiment created without an explicit
 artifact location puts artifacts under ``./mlartifacts`` of whatever the cwd is; both are
 avoided here by deriving URI and artifact root from one store directory.
+
+Several processes may open a fresh store at the same moment (two pipelines started together,
+parallel sweep jobs). MLflow creates the sqlite schema and the default experiment without any
+cross-process guard ("table ... already exists"), so opening a client and creating an experiment
+happen under a file lock next to the database (:func:`store_lock`).
 """
 
 from __future__ import annotations
@@ -10,12 +15,16 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
+
+from glassworks.tracking.metadata import redact
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -31,6 +40,34 @@ def resolve_tracking_uri(tracking_uri: str | None, store_dir: str | Path) -> str
         return tracking_uri
     Path(store_dir).mkdir(parents=True, exist_ok=True)
     return local_tracking_uri(store_dir)
+
+
+def sqlite_path(tracking_uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for servers and in-memory databases."""
+    prefix = "sqlite:///"
+    if not tracking_uri.startswith(prefix) or len(tracking_uri) == len(prefix):
+        return None
+    return Path(tracking_uri[len(prefix):].split("?", 1)[0])
+
+
+@contextmanager
+def store_lock(tracking_uri: str, timeout_s: float = 120.0) -> Iterator[None]:
+    """Exclusive across processes for a local sqlite store (``mlflow.db.lock``); a no-op for a
+    tracking server, which serialises its own schema work."""
+    database = sqlite_path(tracking_uri)
+    if database is None:
+        yield
+        return
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{database}.lock", timeout=timeout_s):
+        yield
+
+
+def open_client(tracking_uri: str) -> MlflowClient:
+    """``MlflowClient(tracking_uri)``; its construction creates a fresh store's schema and default
+    experiment, so it runs under :func:`store_lock`."""
+    with store_lock(tracking_uri):
+        return MlflowClient(tracking_uri=tracking_uri)
 
 
 def is_transient(error: BaseException) -> bool:
@@ -71,7 +108,8 @@ def ensure_experiment(client: MlflowClient, name: str, store_dir: str | Path) ->
                 raise
             return found.experiment_id
 
-    return with_retry(get_or_create, f"creating experiment {name!r}")
+    with store_lock(client.tracking_uri):
+        return with_retry(get_or_create, f"creating experiment {name!r}")
 
 
 class StoreUnreachable(RuntimeError):
@@ -79,15 +117,26 @@ class StoreUnreachable(RuntimeError):
 
 
 def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
-    """Fail in seconds, with the URI in the message, when an http(s) tracking server is down."""
+    """Fail in seconds, with the (redacted) URI in the message, when an http(s) tracking server is
+    down. Credentials in the URI (``http://user:token@host``) go as basic auth, as MLflow sends them."""
     if not tracking_uri.startswith(("http://", "https://")):
         return
+    import base64
     import urllib.error
+    import urllib.parse
     import urllib.request
 
-    url = tracking_uri.rstrip("/") + "/health"
+    parts = urllib.parse.urlsplit(tracking_uri)
+    host = parts.netloc.rpartition("@")[2]
+    url = urllib.parse.urlunsplit(parts._replace(netloc=host)).rstrip("/") + "/health"
+    request = urllib.request.Request(url)  # noqa: S310 - user's own URI
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        token = base64.b64encode(f"{user}:{password}".encode()).decode()
+        request.add_header("Authorization", f"Basic {token}")
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - user's own URI
+        with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             response.read()
     except (urllib.error.URLError, OSError) as error:
-        raise StoreUnreachable(f"tracking server {tracking_uri} is not reachable: {error}") from error
+        raise StoreUnreachable(f"tracking server {redact(tracking_uri)} is not reachable: {error}") from error

@@ -29,6 +29,7 @@ from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from glassworks.tracking.names import safe_name
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
 
@@ -324,10 +325,6 @@ def _save(fig: Figure, path: Path) -> Path:
     return path
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", text).strip("_")
-
-
 # -- the parent run ------------------------------------------------------------------------
 
 
@@ -430,7 +427,7 @@ class SweepParent:
             best_job = int(table.loc[table["run_id"] == summary.best_run_id, "job"].iloc[0]) \
                 if summary.best_run_id else None
             for key in self.swept_keys:
-                param_plot(table, key, metric, out / "plots" / f"{_slug(key)}_vs_{_slug(metric)}.png",
+                param_plot(table, key, metric, out / "plots" / f"{_plot_name(key)}_vs_{_plot_name(metric)}.png",
                            best_job)
             faithfulness_plot(summary.table, out / "plots" / "accuracy_vs_faithfulness.png")
             for name in ("multirun.yaml", "optimization_results.yaml"):
@@ -477,6 +474,11 @@ class SweepParent:
         lines += [f"- {f}" for f in summary.failures]
         lines.append("Table: artifact `sweep/summary.csv`; plots: `sweep/plots/`.")
         return "\n\n".join(lines)
+
+
+def _plot_name(text: str) -> str:
+    """``val/loss`` -> ``val_loss``: a swept key or metric as part of a plot's file name."""
+    return safe_name(text, fallback="value", replacement="_")
 
 
 def _failure_text(summary: SweepSummary, aborted: bool) -> str:

@@ -24,7 +24,8 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from glassworks.tracking.params import flatten
-from glassworks.tracking.store import check_reachable, ensure_experiment, resolve_tracking_uri, with_retry
+from glassworks.tracking.store import (check_reachable, ensure_experiment, open_client, resolve_tracking_uri,
+                                       with_retry)
 from glassworks.validation import Validated
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,7 @@ class MLflowTracker(Validated):
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = open_client(self.uri)
         return self._client
 
     # -- lifecycle -------------------------------------------------------------------------
