@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
             client.set_terminated(run.info.run_id, "KILLED")
         print(f"{verb} KILLED: {run.info.run_id} ({run.info.run_name}), RUNNING since "
               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.info.start_time / 1000))}")
+        task = run.data.tags.get("glassworks.task")
+        if task in ("run", "train"):
+            print(f"  continue it with: python -m pipeline.{task} resume={run.info.run_id}")
     if not stale:
         print("no abandoned RUNNING runs")
 

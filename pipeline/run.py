@@ -1,14 +1,17 @@
-"""The whole pipeline: python -m pipeline.run [overrides]
+"""The whole pipeline: python -m pipeline.run [overrides]   (after a crash: resume=<run_id>|last)
 
-train -> explain -> robustness -> report, all inside ONE MLflow run (FINISHED only if every stage succeeded). The
-explain stage reads the model back from the run's artifacts, the same path as
-``python -m pipeline.explain run_id=<id>``.
+train -> explain -> robustness -> report, all inside ONE MLflow run (FINISHED only if every
+stage succeeded). The explain stage reads the model back from the run's artifacts, the same path
+as ``python -m pipeline.explain run_id=<id>``. Each finished stage is recorded on the run, so a
+resumed job continues training from its checkpoint or skips straight to the stage that died.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import hydra
 from omegaconf import DictConfig
@@ -16,47 +19,56 @@ from omegaconf import DictConfig
 from pipeline.callbacks import objective
 from pipeline.explain import explain
 from pipeline.report import report
+from pipeline.resume import mark_done, resume_config, run_metrics, start_run
 from pipeline.robustness import robustness
-from pipeline.stage import UserError, build_job, clean_errors, open_run, print_run_location
+from pipeline.stage import UserError, build_job, clean_errors, print_run_location
 from pipeline.train import train
 
 log = logging.getLogger("glassworks.run")
 
 
+def _no_metrics(_: Any) -> dict[str, float]:
+    return {}
+
+
 @hydra.main(version_base="1.3", config_path="../conf", config_name="run")
 def main(cfg: DictConfig) -> float | None:
     with clean_errors(cfg):
+        cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         tracker = job.tracker
         if not tracker.enabled and cfg.explain.methods:
             raise UserError("logger=none: the explain stage reads the model from MLflow; "
                             "use pipeline.train for untracked training, or explain.methods=[]")
-        open_run(job)
+        done = start_run(job, resumed)
         timings: dict[str, float] = {}
-        with tracker.lifecycle("train"):
+
+        def stage(name: str, work: Callable[[], dict[str, float]]) -> None:
+            if name in done:
+                log.info("%s: done before the resume, skipped", name)
+                return
+            tracker.stage = name
             start = time.perf_counter()
-            result = train(job)
-            metrics = dict(result.metrics)
-            timings["time/train_s"] = time.perf_counter() - start
+            metrics.update(work())
+            timings[f"time/{name}_s"] = time.perf_counter() - start
+            # Each stage's time as it ends: a later stage may die, and the report shows them.
+            tracker.log_metrics({f"time/{name}_s": timings[f"time/{name}_s"]})
+            mark_done(tracker, name, done)
+
+        metrics: dict[str, Any] = run_metrics(tracker) if done else {}
+        with tracker.lifecycle("train"):
+            stage("train", lambda: train(job, resume=resumed is not None).metrics)
             if cfg.explain.methods:
-                tracker.stage = "explain"
-                start = time.perf_counter()
-                explained = explain(cfg, tracker, job.datamodule)
-                metrics.update({f"explain/{k}": v for k, v in explained.metrics.items()})
-                timings["time/explain_s"] = time.perf_counter() - start
+                stage("explain", lambda: {f"explain/{k}": v for k, v in
+                                          explain(cfg, tracker, job.datamodule).metrics.items()})
                 if cfg.robustness.enabled:
-                    tracker.stage = "robustness"
-                    start = time.perf_counter()
-                    robust = robustness(cfg, tracker)
-                    metrics.update({f"robustness/{k}": v for k, v in robust.metrics.items()})
-                    timings["time/robustness_s"] = time.perf_counter() - start
-            tracker.log_metrics(timings)
+                    stage("robustness", lambda: {f"robustness/{k}": v for k, v in
+                                                 robustness(cfg, tracker).metrics.items()})
             if cfg.get("report") is not None and cfg.report.enabled:
                 # Last, so the report shows every stage's metrics and timings.
-                tracker.stage = "report"
-                report(cfg, tracker, datamodule=job.datamodule)
+                stage("report", lambda: _no_metrics(report(cfg, tracker, datamodule=job.datamodule)))
         print_run_location(tracker)
-        log.info("test/acc=%.4f  stage seconds: %s", result.metrics.get("test/acc", float("nan")),
+        log.info("test/acc=%.4f  stage seconds: %s", metrics.get("test/acc", float("nan")),
                  {k: round(v, 1) for k, v in timings.items()})
     return objective(cfg, metrics)
 

@@ -18,11 +18,14 @@ import hydra
 import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
+from pytorch_lightning.callbacks import ModelCheckpoint
 
 from glassworks.models.lightning import TextClassifier
 from glassworks.tracking.pyfunc import log_pyfunc_model
+from glassworks.training.resume import ResumeCheckpoint
 from pipeline.callbacks import objective
-from pipeline.stage import Job, build, build_job, clean_errors, open_run, print_run_location
+from pipeline.resume import mark_done, resume_checkpoint, resume_config, run_metrics, start_run
+from pipeline.stage import Job, build, build_job, clean_errors, print_run_location
 
 log = logging.getLogger("glassworks.train")
 
@@ -41,7 +44,9 @@ def _callbacks(cfg: DictConfig) -> list[pl.Callback]:
             if node is not None]
 
 
-def train(job: Job) -> TrainResult:
+def train(job: Job, resume: bool = False) -> TrainResult:
+    """Fit, test the best checkpoint, log the artifacts. ``resume``: continue from the run's
+    resume checkpoint (same run, same config; see pipeline/resume.py)."""
     cfg, dm, tracker = job.cfg, job.datamodule, job.tracker
     net = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)
     module = TextClassifier(net.spec, optimizer=job.optimizer, scheduler=job.scheduler,
@@ -52,11 +57,15 @@ def train(job: Job) -> TrainResult:
     if not tracker.enabled:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=logger)
+    ckpt_path = resume_checkpoint(callbacks) if resume else None
+    for callback in callbacks:
+        if isinstance(callback, ResumeCheckpoint):
+            tracker.set_tags({"glassworks.resume_checkpoint": str(callback.path)})
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
 
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = _model_checkpoint(trainer)
     best = getattr(checkpoint, "best_model_path", "") or None
     if best and Path(best).is_file():
         # Test and ship the best epoch, not the last one.
@@ -80,12 +89,17 @@ def train(job: Job) -> TrainResult:
                        fit_seconds=fit_seconds, train_steps=int(trainer.global_step))
 
 
+def _model_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The best-model checkpoint callback (not the resume one: both are Checkpoints)."""
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
 def _log_artifacts(job: Job, module: TextClassifier, trainer: pl.Trainer, best: str | None) -> None:
     tracker, dm = job.tracker, job.datamodule
     tokenizer_dir = Path(trainer.default_root_dir) / "tokenizer"
     dm.tokenizer.save(tokenizer_dir)
     tracker.log_artifacts(tokenizer_dir, "tokenizer")
-    checkpoint = trainer.checkpoint_callback
+    checkpoint = _model_checkpoint(trainer)
     if tracker.log_checkpoints and checkpoint is not None and checkpoint.dirpath:
         if Path(checkpoint.dirpath).is_dir():
             tracker.log_artifacts(checkpoint.dirpath, "checkpoints")
@@ -101,14 +115,18 @@ def _log_artifacts(job: Job, module: TextClassifier, trainer: pl.Trainer, best: 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     with clean_errors(cfg):
+        cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
-        open_run(job)
+        done = start_run(job, resumed)
         with job.tracker.lifecycle("train"):
-            result = train(job)
+            if "train" in done:
+                metrics = run_metrics(job.tracker)
+            else:
+                metrics = train(job, resume=resumed is not None).metrics
+                mark_done(job.tracker, "train", done)
         print_run_location(job.tracker)
-        log.info("test metrics: %s", {k: round(v, 4) for k, v in result.metrics.items()
-                                      if k.startswith("test/")})
-    return objective(cfg, result.metrics)
+        log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
+    return objective(cfg, metrics)
 
 
 if __name__ == "__main__":

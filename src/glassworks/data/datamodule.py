@@ -13,6 +13,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 
+from glassworks.data.sampler import EpochShuffleSampler
 from glassworks.data.sources import DataSource
 from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
 from glassworks.data.validation import SPLITS, LoadedData
@@ -105,6 +106,7 @@ class TextDataModule(pl.LightningDataModule):
         self._encoded: dict[str, Dataset] = {}
         self._digest: str | None = None
         self._stats: dict[str, Any] = {}
+        self._resume: dict[str, int] = {}
 
     # ---- preparation -------------------------------------------------------------------
 
@@ -271,16 +273,37 @@ class TextDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require()
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        sampler = None
+        if shuffle:
+            sampler = EpochShuffleSampler(self._encoded[split], self.seed)
+            if self._resume:
+                sampler.resume_at(self._resume["train_epoch"], self._resume["train_examples_seen"])
+                self._resume = {}
         return DataLoader(
             self._encoded[split],
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=sampler,
+            # Creating an iterator draws a base seed from this generator; without one it draws
+            # from torch's global RNG, and a resumed run's dropout and masking would drift.
+            generator=torch.Generator().manual_seed(self.seed),
             collate_fn=PadCollator(self.tokenizer.pad_id),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+    # ---- resuming: Lightning stores this in every checkpoint and hands it back on restore --
+
+    def state_dict(self) -> dict[str, int]:
+        trainer = self.trainer
+        if trainer is None:
+            return {}
+        # Batches of the current epoch that went through a training step (the loop's own count:
+        # the loader itself has already prefetched the next batch).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_epoch": int(trainer.current_epoch), "train_examples_seen": int(done) * self.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume = dict(state_dict)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

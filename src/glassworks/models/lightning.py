@@ -84,6 +84,9 @@ class TextClassifier(pl.LightningModule):
         self.val_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
         self.test_acc = MulticlassAccuracy(num_classes=n_classes)
         self.test_f1 = MulticlassF1Score(num_classes=n_classes, average="macro")
+        # train/acc accumulates over an epoch: in the checkpoint, a run resumed mid-epoch reports
+        # the same epoch accuracy as an uninterrupted one.
+        self.train_acc.persistent(True)
 
         # Throughput bookkeeping (not state: reset every epoch).
         self._epoch_tokens: Tensor | None = None

@@ -16,14 +16,18 @@ from mlflow.entities import Metric
 from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
+from glassworks.tracking.history import unlogged
 from glassworks.tracking.store import with_retry
 
 log = logging.getLogger(__name__)
 
 
 class MLflowRunLogger(Logger):
-    def __init__(self, tracking_uri: str, run_id: str, flush_every_n_steps: int = 50):
+    def __init__(self, tracking_uri: str, run_id: str, flush_every_n_steps: int = 50,
+                 logged: set[tuple[str, int]] | None = None):
         super().__init__()
+        # Points a resumed run already holds (see glassworks.tracking.history).
+        self._logged = logged or set()
         self._tracking_uri = tracking_uri
         self._run_id = run_id
         self._flush_every = flush_every_n_steps
@@ -80,7 +84,7 @@ class MLflowRunLogger(Logger):
     def flush(self) -> None:
         if not self._buffer:
             return
-        batch, self._buffer = self._buffer, []
+        batch, self._buffer = unlogged(self._buffer, self._logged), []
         client = self.experiment
         for i in range(0, len(batch), 1000):
             chunk = batch[i : i + 1000]
@@ -90,6 +94,11 @@ class MLflowRunLogger(Logger):
                 lambda: client.log_batch(self._run_id, metrics=chunk, synchronous=False),
                 "logging metrics"))
             self.n_requests += 1
+
+    def persist(self) -> None:
+        """Everything logged so far is in the store when this returns (before a checkpoint)."""
+        self.flush()
+        self.wait()
 
     def wait(self) -> None:
         """Block until every queued batch is in the store (raises what the queue raised)."""
@@ -101,8 +110,7 @@ class MLflowRunLogger(Logger):
     @rank_zero_only
     def finalize(self, status: str) -> None:
         # The run's status belongs to the tracker (the pipeline continues after training).
-        self.flush()
-        self.wait()
+        self.persist()
 
     @rank_zero_only
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:

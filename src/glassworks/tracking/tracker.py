@@ -23,6 +23,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from glassworks.tracking.history import logged_points, unlogged
 from glassworks.tracking.params import flatten
 from glassworks.tracking.store import (check_reachable, ensure_experiment, open_client, resolve_tracking_uri,
                                        with_retry)
@@ -60,6 +61,7 @@ class MLflowTracker(Validated):
         self.experiment_id: str | None = None
         self._client: MlflowClient | None = None
         self._monitor: Any = None
+        self._logged: set[tuple[str, int]] = set()
 
     # The client holds a sqlalchemy engine: rebuild it lazily after pickling (DDP spawn).
     def __getstate__(self) -> dict[str, Any]:
@@ -92,11 +94,21 @@ class MLflowTracker(Validated):
         self._start_system_metrics()
         return self.run_id
 
-    def attach(self, run_id: str) -> str:
-        """Log into an existing run (a later stage, or a resumed job)."""
+    def attach(self, run_id: str, resume: bool = False) -> str:
+        """Log into an existing run: a later stage, or (``resume``) a killed job continuing,
+        which skips the metric points the run already holds and clears the kill's error tags."""
         run = with_retry(lambda: self.client.get_run(run_id), "reading run")
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
+        if resume:
+            self._logged = with_retry(lambda: logged_points(self.client, run_id), "reading metrics")
+            for key in ("glassworks.error", "glassworks.failed_stage"):
+                if key in run.data.tags:
+                    with_retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
+            resumes = int(run.data.tags.get("glassworks.resumes", "0")) + 1
+            self.set_tags({"glassworks.resumes": resumes,
+                           f"glassworks.resume.{resumes}": f"was {run.info.status} at "
+                           f"{time.strftime('%Y-%m-%d %H:%M:%S')}"})
         if run.info.status != "RUNNING":
             with_retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
         self._start_system_metrics(resume=True)
@@ -127,7 +139,9 @@ class MLflowTracker(Validated):
         except (KeyboardInterrupt, SystemExit) as interrupt:
             code = getattr(interrupt, "code", 1)
             status = "FINISHED" if isinstance(interrupt, SystemExit) and code in (0, None) else "KILLED"
-            self.end(status, None if status == "FINISHED" else interrupt, getattr(self, "stage", stage))
+            # Lightning turns a KeyboardInterrupt into sys.exit(1): report the interrupt itself.
+            cause = interrupt.__context__ if isinstance(interrupt.__context__, KeyboardInterrupt) else interrupt
+            self.end(status, None if status == "FINISHED" else cause, getattr(self, "stage", stage))
             raise
         except BaseException as error:
             self.end("FAILED", error, getattr(self, "stage", stage))
@@ -174,6 +188,7 @@ class MLflowTracker(Validated):
         self.log_metric_batch([Metric(metric_name(k), float(v), now, step) for k, v in metrics.items()])
 
     def log_metric_batch(self, metrics: list[Metric]) -> None:
+        metrics = unlogged(metrics, self._logged)
         for i in range(0, len(metrics), _MAX_METRICS):
             chunk = metrics[i : i + _MAX_METRICS]
             with_retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
@@ -224,7 +239,7 @@ class MLflowTracker(Validated):
     def lightning_logger(self) -> Any:
         from glassworks.tracking.lightning_logger import MLflowRunLogger
 
-        return MLflowRunLogger(self.uri, self.run_id, self.flush_every_n_steps)
+        return MLflowRunLogger(self.uri, self.run_id, self.flush_every_n_steps, self._logged)
 
     @property
     def ui_command(self) -> str:

@@ -1,0 +1,1 @@
+"""Training machinery around Lightning: atomic checkpoints and exact resumption."""

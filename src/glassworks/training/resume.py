@@ -1,0 +1,183 @@
+"""Everything a killed training job needs to continue exactly where it stopped.
+
+Lightning's checkpoint holds weights, optimizer, schedule and loop position; it holds neither
+the random number generators (dropout, token masking) nor, for plain loaders, the position in
+the epoch's data order. :class:`ResumeCheckpoint` adds the RNG states (the data position is the
+DataModule's ``state_dict``) and keeps one file, ``<dirpath>/resume.ckpt``, up to date: every
+``every_n_train_steps`` optimizer steps and after every validation. On SIGTERM or Ctrl-C it
+finishes the current step, writes that file, and only then stops the run.
+
+The file is written between two steps, once the previous step's metrics are logged and flushed:
+a run resumed from it repeats no step and misses none (see glassworks.tracking.history).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import Checkpoint
+
+from glassworks.validation import ConfigError
+
+log = logging.getLogger(__name__)
+
+FILENAME = "resume.ckpt"
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step may draw from, as plain containers and tensors (so the
+    checkpoint loads with ``weights_only=True``)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]],
+        "python": _to_lists(random.getstate()),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.asarray(keys, dtype=np.uint32), *rest))
+    random.setstate(_to_tuples(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _to_lists(value: Any) -> Any:
+    return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
+
+
+def _to_tuples(value: Any) -> Any:
+    return tuple(_to_tuples(v) for v in value) if isinstance(value, (tuple, list)) else value
+
+
+class ResumeCheckpoint(Checkpoint):
+    """Keeps ``<dirpath>/resume.ckpt`` current (see the module docstring).
+
+    A :class:`Checkpoint` subclass so that Lightning runs it after ``ModelCheckpoint`` and
+    ``EarlyStopping``: the state it saves after a validation already holds their decisions.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 50) -> None:
+        if not isinstance(every_n_train_steps, int) or every_n_train_steps < 1:
+            raise ConfigError("every_n_train_steps", f"must be an integer >= 1, got {every_n_train_steps!r}")
+        self.dirpath = Path(dirpath)
+        self.every_n_train_steps = every_n_train_steps
+        self._restore: dict[str, Any] | None = None
+        self._between_steps = False
+        self._last_saved_step = -1
+        self._stop_signal: int | None = None
+        self._previous_handlers: dict[int, Any] = {}
+
+    @property
+    def path(self) -> Path:
+        return self.dirpath / FILENAME
+
+    # -- state that Lightning stores with every checkpoint -------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        trainer = getattr(self, "_trainer", None)
+        return {"rng": capture_rng(), "should_stop": bool(trainer.should_stop) if trainer else False}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._restore = state_dict
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._trainer = trainer
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._restore is not None:
+            # Here, not in load_state_dict: nothing may draw random numbers between this point
+            # and the first resumed step, exactly as nothing did after the save.
+            restore_rng(self._restore["rng"])
+            trainer.should_stop = trainer.should_stop or self._restore.get("should_stop", False)
+            self._restore = None
+            self._last_saved_step = trainer.global_step
+        self._install_signal_handlers()
+
+    # -- when to save --------------------------------------------------------------------------
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        # Here rather than at the end of the previous batch: Lightning logs a step's metrics
+        # after on_train_batch_end, and a checkpoint taken before them would, after a crash,
+        # resume past a step whose metrics never reached the store.
+        step = trainer.global_step
+        if self._stop_signal is not None:
+            self._save(trainer, between_steps=True)
+            self._stop(trainer)
+        if step > 0 and step % self.every_n_train_steps == 0 and step != self._last_saved_step:
+            self._save(trainer, between_steps=True)
+
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                           checkpoint: dict[str, Any]) -> None:
+        if self._between_steps:
+            # Lightning expects step checkpoints from on_train_batch_end, taken before it counts
+            # the step for its loggers, and adds one when it restarts from them; ours is taken
+            # after the count (a resumed run would log every later point one step late).
+            checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] -= 1
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        self._save(trainer)
+        if self._stop_signal is not None:
+            self._stop(trainer)
+
+    def _save(self, trainer: pl.Trainer, between_steps: bool = False) -> None:
+        # Metrics up to this step must be in the store before the state that follows them is:
+        # after a resume, the history then has no gap.
+        for logger in trainer.loggers:
+            persist = getattr(logger, "persist", None)
+            if callable(persist):
+                persist()
+        self._between_steps = between_steps
+        try:
+            trainer.save_checkpoint(self.path)
+        finally:
+            self._between_steps = False
+        self._last_saved_step = trainer.global_step
+
+    # -- SIGTERM / Ctrl-C: stop at the next step boundary, with a checkpoint ----------------------
+
+    def _install_signal_handlers(self) -> None:
+        self._stop_signal = None
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
+            except ValueError:  # not the main thread (e.g. a DDP worker thread): keep defaults
+                return
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self._stop_signal is not None:  # a second signal: stop now
+            raise KeyboardInterrupt(f"received {signal.Signals(signum).name} twice")
+        self._stop_signal = signum
+        log.warning("received %s: stopping after the current step (again to stop now)",
+                    signal.Signals(signum).name)
+
+    def _stop(self, trainer: pl.Trainer) -> None:
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
+        raise KeyboardInterrupt(f"received {name}: stopped at step {trainer.global_step}, "
+                                f"resume from {self.path}")
+
+    def _restore_signal_handlers(self) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers = {}
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_signal_handlers()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_signal_handlers()

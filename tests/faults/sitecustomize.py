@@ -1,0 +1,158 @@
+"""Fault injection for the fault-injection tests, loaded by Python at start-up when this folder
+is on PYTHONPATH. Inactive unless GLASSWORKS_FAULT is set; then exactly one fault fires:
+
+  step:N          SIGKILL right after optimizer step N
+  signal:NAME:N   send this process signal NAME after step N (a graceful stop)
+  save:N          SIGKILL in the middle of writing the N-th resume.ckpt (after ~64 KB)
+  explain:N       SIGKILL when the explain stage starts its N-th method
+  report          SIGKILL when the report stage writes its files
+  raise:STAGE     raise RuntimeError inside STAGE (train, explain, robustness or report)
+  raise_rank:R:N  raise RuntimeError on DDP rank R after step N (the other ranks are fine)
+
+These wrap real functions of the stack; nothing is mocked: the process really dies.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+FAULT = os.environ.get("GLASSWORKS_FAULT", "")
+
+
+def _die() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _after_step(step: int, action) -> None:
+    from glassworks.models.lightning import TextClassifier
+
+    original = TextClassifier.on_train_batch_end
+
+    def on_train_batch_end(self, outputs, batch, batch_idx):
+        original(self, outputs, batch, batch_idx)
+        if self.trainer.global_step == step:
+            action()
+
+    TextClassifier.on_train_batch_end = on_train_batch_end
+
+
+class _KillingWriter:
+    """A file handle that dies after ``limit`` bytes: the write is really half done."""
+
+    def __init__(self, handle, limit: int) -> None:
+        self._handle, self._limit, self._written = handle, limit, 0
+
+    def write(self, data) -> int:
+        written = self._handle.write(data)
+        self._written += written
+        if self._written >= self._limit:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+            _die()
+        return written
+
+    def __getattr__(self, name):
+        return getattr(self._handle, name)
+
+
+def _during_save(nth: int) -> None:
+    import torch
+
+    original = torch.save
+    count = 0
+
+    def save(obj, f, *args, **kwargs):
+        nonlocal count
+        if ".resume.ckpt." in str(getattr(f, "name", "")):
+            count += 1
+            if count == nth:
+                f = _KillingWriter(f, 64 * 1024)
+        return original(obj, f, *args, **kwargs)
+
+    torch.save = save
+
+
+def _during_explain(nth: int) -> None:
+    from glassworks.explain.runner import ExplainRunner
+
+    original = ExplainRunner._explain
+    count = 0
+
+    def _explain(self, *args, **kwargs):
+        nonlocal count
+        count += 1
+        if count == nth:
+            _die()
+        return original(self, *args, **kwargs)
+
+    ExplainRunner._explain = _explain
+
+
+def _during_report() -> None:
+    import glassworks.report.output as output
+
+    def write_report(*args, **kwargs):
+        _die()
+
+    output.write_report = write_report
+
+
+class InjectedFault(RuntimeError):
+    pass
+
+
+def _raise_in(stage: str) -> None:
+    def fail(*args, **kwargs):
+        raise InjectedFault(f"injected failure in the {stage} stage")
+
+    if stage == "train":
+        from glassworks.models.lightning import TextClassifier
+
+        TextClassifier.training_step = fail
+    elif stage == "explain":
+        from glassworks.explain.runner import ExplainRunner
+
+        ExplainRunner.run = fail
+    elif stage == "robustness":
+        from glassworks.explain.robustness import RobustnessRunner
+
+        RobustnessRunner.run = fail
+    elif stage == "report":
+        import glassworks.report.output as output
+
+        output.write_report = fail
+    else:
+        raise SystemExit(f"GLASSWORKS_FAULT=raise:{stage}: unknown stage")
+
+
+def _raise_on_rank(rank: int, step: int) -> None:
+    def fail() -> None:
+        import torch.distributed as dist
+
+        if dist.is_initialized() and dist.get_rank() == rank:
+            raise InjectedFault(f"injected failure on rank {rank} at step {step}")
+
+    _after_step(step, fail)
+
+
+if FAULT:
+    kind, _, arg = FAULT.partition(":")
+    if kind == "step":
+        _after_step(int(arg), _die)
+    elif kind == "signal":
+        name, _, step = arg.partition(":")
+        _after_step(int(step), lambda: os.kill(os.getpid(), getattr(signal, name)))
+    elif kind == "save":
+        _during_save(int(arg))
+    elif kind == "explain":
+        _during_explain(int(arg))
+    elif kind == "report":
+        _during_report()
+    elif kind == "raise":
+        _raise_in(arg)
+    elif kind == "raise_rank":
+        rank, _, step = arg.partition(":")
+        _raise_on_rank(int(rank), int(step))
+    else:
+        raise SystemExit(f"GLASSWORKS_FAULT={FAULT!r}: unknown fault")

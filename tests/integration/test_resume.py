@@ -1,0 +1,148 @@
+"""Fault injection: a pipeline killed at any point (kill -9 early, mid-epoch, in the middle of a
+checkpoint write, while explaining, while writing the report; SIGTERM) resumes with
+``resume=last`` / ``resume=<run_id>`` in the SAME MLflow run and ends, on CPU, with exactly the
+metric histories of an uninterrupted run: no step repeated, none missing.
+
+The faults are real: tests/faults/sitecustomize.py makes the process SIGKILL itself at the named
+point (see its docstring).
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Run
+
+from pipeline.resume import resume_config
+from pipeline.stage import UserError
+from tests.conftest import ROOT, TINY, compose_config, run_cli
+
+pytestmark = pytest.mark.slow
+
+# 400 examples / 32 = 13 steps per epoch, 26 in all; a resume checkpoint every 5 steps and
+# after each validation.
+ARGS = [*TINY, "callbacks.resume_checkpoint.every_n_train_steps=5", "robustness.enabled=false",
+        "explain.methods=[rollout]", "explain.n_examples=8"]
+# Wall-clock figures differ between any two runs.
+TIMED = ("time/", "system/", "train/tokens_per_sec")
+KILLED = -signal.SIGKILL
+
+
+def pipeline(cwd: Path, *args: str, fault: str | None = None):
+    env = {"PYTHONPATH": f"{ROOT / 'tests' / 'faults'}:{ROOT}"}
+    if fault:
+        env["GLASSWORKS_FAULT"] = fault
+    return run_cli("pipeline.run", *args, cwd=cwd, env=env)
+
+
+def only_run(root: Path) -> Run:
+    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return runs[0]
+
+
+def histories(root: Path) -> dict[str, list[tuple[int, float]]]:
+    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
+    run = only_run(root)
+    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
+            for key in run.data.metrics if not key.startswith(TIMED) and not key.endswith("seconds_per_example")}
+
+
+def resume_file(root: Path) -> Path:
+    return Path(only_run(root).data.tags["glassworks.resume_checkpoint"])
+
+
+def assert_resumed(proc, root: Path, run_id: str, expected: dict, resumes: int) -> None:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run = only_run(root)  # the same run: no second one was created
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.data.tags["glassworks.resumes"] == str(resumes)
+    assert "glassworks.error" not in run.data.tags
+    got = histories(root)
+    assert sorted(got) == sorted(expected)
+    assert {k: v for k, v in got.items() if v != expected[k]} == {}
+    assert len(got["train/loss"]) == 5 and len(got["val/acc"]) == 2
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict[str, list[tuple[int, float]]]:
+    root = tmp_path_factory.mktemp("uninterrupted")
+    proc = pipeline(root, *ARGS)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return histories(root)
+
+
+def test_kill_early_then_mid_epoch_resumes_exactly(uninterrupted, tmp_path):
+    # Killed at step 3, before any checkpoint: training starts again, in the same run.
+    assert pipeline(tmp_path, *ARGS, fault="step:3").returncode == KILLED
+    run = only_run(tmp_path)
+    assert run.info.status == "RUNNING"  # what a SIGKILL leaves (the doctor would mark it)
+    # The resumed job is killed too, at step 17 (mid-epoch 2; its last checkpoint: step 15).
+    assert pipeline(tmp_path, "resume=last", fault="step:17").returncode == KILLED
+    assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 15
+    proc = pipeline(tmp_path, f"resume={run.info.run_id}")
+    assert_resumed(proc, tmp_path, run.info.run_id, uninterrupted, resumes=2)
+
+
+def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path):
+    # The 3rd resume checkpoint (after epoch 1's validation, step 13) dies half written.
+    assert pipeline(tmp_path, *ARGS, fault="save:3").returncode == KILLED
+    path = resume_file(tmp_path)
+    partial = list(path.parent.glob(".resume.ckpt.*.tmp"))
+    assert len(partial) == 1 and partial[0].stat().st_size >= 64 * 1024
+    assert torch.load(path, weights_only=True)["global_step"] == 10  # the previous one, whole
+    proc = pipeline(tmp_path, "resume=last")
+    assert "removed" in proc.stdout + proc.stderr and not partial[0].exists()
+    assert_resumed(proc, tmp_path, only_run(tmp_path).info.run_id, uninterrupted, resumes=1)
+
+
+def test_kill_while_explaining_then_reporting_never_retrains(uninterrupted, tmp_path):
+    assert pipeline(tmp_path, *ARGS, fault="explain:2").returncode == KILLED
+    run_id = only_run(tmp_path).info.run_id
+    assert only_run(tmp_path).data.tags["glassworks.stages_done"] == "train"
+    checkpoint = resume_file(tmp_path)
+    trained_at = checkpoint.stat().st_mtime_ns
+    assert pipeline(tmp_path, "resume=last", fault="report").returncode == KILLED
+    assert only_run(tmp_path).data.tags["glassworks.stages_done"] == "explain,train"
+    proc = pipeline(tmp_path, "resume=last")
+    assert "train: done before the resume, skipped" in proc.stdout + proc.stderr
+    assert "explain: done before the resume, skipped" in proc.stdout + proc.stderr
+    assert checkpoint.stat().st_mtime_ns == trained_at  # no training happened since
+    assert_resumed(proc, tmp_path, run_id, uninterrupted, resumes=2)
+    assert only_run(tmp_path).data.tags["glassworks.stages_done"] == "explain,report,train"
+
+
+def test_sigterm_stops_after_a_checkpoint_and_resumes(uninterrupted, tmp_path):
+    proc = pipeline(tmp_path, *ARGS, fault="signal:SIGTERM:7")
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    run = only_run(tmp_path)
+    assert run.info.status == "KILLED" and run.data.tags["glassworks.failed_stage"] == "train"
+    assert "received SIGTERM: stopped at step 7" in run.data.tags["glassworks.error"]
+    assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 7
+    proc = pipeline(tmp_path, f"resume={run.info.run_id}")
+    assert_resumed(proc, tmp_path, run.info.run_id, uninterrupted, resumes=1)
+
+    # A finished run has nothing left to resume.
+    cfg = compose_config(tmp_path, [f"resume={run.info.run_id}"], "run")
+    with pytest.raises(UserError, match=f"resume={run.info.run_id}: run {run.info.run_id} is FINISHED"):
+        resume_config(cfg)
+    with pytest.raises(UserError, match="resume=last: no unfinished run run in experiment"):
+        resume_config(compose_config(tmp_path, ["resume=last"], "run"))
+
+
+def test_resume_of_an_unknown_or_foreign_run_is_one_message(tmp_path):
+    with pytest.raises(UserError, match="resume=0123abcd: no such run in sqlite:///"):
+        resume_config(compose_config(tmp_path, ["resume=0123abcd"], "run"))
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    experiment = client.create_experiment("glassworks")
+    train_run = client.create_run(experiment, tags={"glassworks.task": "train"}).info.run_id
+    with pytest.raises(UserError, match=f"started by pipeline.train; resume it with python -m "
+                                        f"pipeline.train resume={train_run}"):
+        resume_config(compose_config(tmp_path, [f"resume={train_run}"], "run"))
+    with pytest.raises(UserError, match="has no config/config.yaml"):
+        resume_config(compose_config(tmp_path, [f"resume={train_run}"], "train"))

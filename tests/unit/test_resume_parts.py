@@ -1,0 +1,105 @@
+"""The parts of exact resumption, each on its own: the data order, the RNG state, atomic
+checkpoint files, and the metric points a resumed run skips."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+import torch
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+
+from glassworks.data.sampler import EpochShuffleSampler
+from glassworks.tracking.tracker import MLflowTracker
+from glassworks.training.checkpoint_io import AtomicCheckpointIO, remove_partial_writes
+from glassworks.training.resume import ResumeCheckpoint, capture_rng, restore_rng
+from glassworks.validation import ConfigError
+
+
+def test_epoch_order_is_a_function_of_seed_and_epoch():
+    data = list(range(50))
+    sampler = EpochShuffleSampler(data, seed=3)
+    epoch0 = list(sampler)
+    assert list(sampler) == epoch0 and sorted(epoch0) == data  # iterating again: same order
+    sampler.set_epoch(1)
+    epoch1 = list(sampler)
+    assert epoch1 != epoch0 and sorted(epoch1) == data
+    fresh = EpochShuffleSampler(data, seed=3)
+    fresh.set_epoch(1)  # a resumed run gets epoch 1's order without replaying epoch 0
+    assert list(fresh) == epoch1
+    assert list(EpochShuffleSampler(data, seed=4)) != epoch0
+
+
+def test_resumed_epoch_skips_what_was_seen_once():
+    data = list(range(20))
+    sampler = EpochShuffleSampler(data, seed=0)
+    sampler.set_epoch(2)
+    full = list(sampler)
+    sampler.resume_at(epoch=2, n_seen=8)
+    assert list(sampler) == full[8:]
+    assert list(sampler) == full  # the next epoch-2 pass is whole again
+    sampler.resume_at(epoch=1, n_seen=8)  # a position in another epoch is not applied
+    assert list(sampler) == full
+    assert len(sampler) == 20
+
+
+def test_rng_state_round_trips_through_a_weights_only_checkpoint(tmp_path):
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    state = capture_rng()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    path = tmp_path / "rng.pt"
+    torch.save({"rng": state}, path)
+    torch.manual_seed(99), np.random.seed(99), random.seed(99)
+    restore_rng(torch.load(path, weights_only=True)["rng"])
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+class _Unpicklable:
+    def __reduce__(self):
+        raise RuntimeError("write interrupted")
+
+
+def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path):
+    io = AtomicCheckpointIO()
+    path = tmp_path / "ckpts" / "resume.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+    with pytest.raises(RuntimeError, match="write interrupted"):
+        io.save_checkpoint({"step": torch.tensor(2), "x": _Unpicklable()}, path)
+    assert int(torch.load(path, weights_only=True)["step"]) == 1
+    assert [p.name for p in path.parent.iterdir()] == ["resume.ckpt"]  # no temporary file left
+    leftover = path.parent / ".resume.ckpt.123.tmp"  # what a SIGKILL mid-write leaves
+    leftover.write_bytes(b"PK\x03\x04 truncated")
+    assert remove_partial_writes(path.parent) == [leftover] and not leftover.exists()
+
+
+def test_resume_checkpoint_rejects_a_bad_interval(tmp_path):
+    with pytest.raises(ConfigError, match="every_n_train_steps"):
+        ResumeCheckpoint(str(tmp_path), every_n_train_steps=0)
+
+
+def test_a_resumed_run_logs_each_step_once(tmp_path):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    first = MLflowTracker(tracking_uri=uri, system_metrics=False)
+    run_id = first.start("killed", {})
+    first.log_metric_batch([Metric("train/loss", 1.0 - s / 10, 0, s) for s in range(5)])
+    first.end("KILLED", KeyboardInterrupt("received SIGTERM"), "train")
+
+    second = MLflowTracker(tracking_uri=uri, system_metrics=False)
+    second.attach(run_id, resume=True)
+    # The resumed job trains steps 3..7 again (its checkpoint was at step 3).
+    second.log_metric_batch([Metric("train/loss", 1.0 - s / 10, 0, s) for s in range(3, 8)])
+    logger = second.lightning_logger()
+    logger.log_metrics({"train/loss": 0.7}, step=3)
+    logger.log_metrics({"train/loss": 0.2}, step=8)
+    logger.persist()
+    second.end("FINISHED")
+
+    client = MlflowClient(uri)
+    steps = sorted(m.step for m in client.get_metric_history(run_id, "train/loss"))
+    assert steps == list(range(9))
+    run = client.get_run(run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["glassworks.resumes"] == "1"
+    assert "glassworks.error" not in run.data.tags and "glassworks.failed_stage" not in run.data.tags
