@@ -18,7 +18,7 @@ from pathlib import Path
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
 
-from glassworks.tracking.store import check_reachable, resolve_tracking_uri
+from glassworks.tracking.store import check_reachable, open_client, resolve_tracking_uri
 
 
 def last_activity_ms(client: MlflowClient, run) -> int:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     uri = resolve_tracking_uri(args.tracking_uri, store_dir)
     try:
         check_reachable(uri)
-        client = MlflowClient(uri)
+        client = open_client(uri)
         client.search_experiments(max_results=1)
     except Exception as error:  # noqa: BLE001 - report any store problem as one line
         print(f"error: cannot open the tracking store {uri}: {type(error).__name__}: {error}", file=sys.stderr)

@@ -15,6 +15,7 @@ from typing import Any
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from glassworks.tracking.metadata import redact
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.training.checkpoint_io import remove_partial_writes
 from glassworks.training.resume import ResumeCheckpoint
@@ -63,13 +64,13 @@ def _find_run(tracker: Any, ref: str, task: str) -> Run:
             order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
             raise UserError(f"resume=last: no unfinished {task} run in experiment "
-                            f"{tracker.experiment_name!r} of {tracker.uri}")
+                            f"{tracker.experiment_name!r} of {redact(tracker.uri)}")
         run = runs[0]
     else:
         try:
             run = client.get_run(ref)
         except Exception as error:  # noqa: BLE001 - MlflowException: no such run
-            raise UserError(f"resume={ref}: no such run in {tracker.uri}") from error
+            raise UserError(f"resume={ref}: no such run in {redact(tracker.uri)}") from error
     run_id = run.info.run_id
     if run.info.status == "FINISHED":
         raise UserError(f"resume={ref}: run {run_id} is FINISHED, nothing to resume")
