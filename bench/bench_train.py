@@ -5,7 +5,8 @@ Prints, measured side by side in this one process:
    test accuracy;
 2. Lightning + our module vs a hand-written PyTorch loop on the same model, data and batch
    size: training steps per second (ratio);
-3. tracking overhead: logger=mlflow vs logger=none, same config (ratio).
+3. tracking overhead: logger=mlflow vs logger=none, same config (ratio);
+4. resume checkpoints (every 50 steps and each validation, atomic writes) vs none (ratio).
 Repeats are interleaved so drift on a shared machine hits both sides alike; the median counts.
 """
 
@@ -54,8 +55,9 @@ def end_to_end(tmp: Path) -> tuple[float, str]:
     return wall, f"{runs[0].data.metrics['test/acc']:.4f}"
 
 
-def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str) -> tuple[float, int]:
-    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", *logger_overrides(logger)], tiny=False)
+def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[str, ...] = ()) -> tuple[float, int]:
+    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", *logger_overrides(logger), *extra],
+                         tiny=False)
     job = build_job(cfg)
     open_run(job)
     with job.tracker.lifecycle("train"):
@@ -101,19 +103,23 @@ def main() -> None:
         tmp = Path(d)
         wall, acc = end_to_end(tmp / "e2e")
         print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
-        ours, plain, tracked, untracked = [], [], [], []
+        ours, plain, untracked, unresumable = [], [], [], []
         for i in range(args.repeats):
             plain.append(plain_loop_steps_per_sec(tmp / f"p{i}", args.epochs))
             ours.append(lightning_steps_per_sec(tmp / f"o{i}", args.epochs, "mlflow")[0])
             untracked.append(lightning_steps_per_sec(tmp / f"u{i}", args.epochs, "none")[0])
+            unresumable.append(lightning_steps_per_sec(tmp / f"r{i}", args.epochs, "mlflow",
+                                                       ("callbacks.resume_checkpoint=null",))[0])
         tracked = ours
     med = statistics.median
     print(f"{'variant':<38}{'steps/s (median)':>18}")
     print(f"{'hand-written PyTorch loop':<38}{med(plain):>18.1f}")
     print(f"{'pipeline.train, logger=none':<38}{med(untracked):>18.1f}")
     print(f"{'pipeline.train, logger=mlflow':<38}{med(tracked):>18.1f}")
+    print(f"{'  ... without resume checkpoints':<38}{med(unresumable):>18.1f}")
     print(f"ratio ours(mlflow)/plain loop: {med(tracked) / med(plain):.3f}  (aim >= 0.95)")
     print(f"ratio logger=mlflow/logger=none: {med(tracked) / med(untracked):.3f}  (aim >= 0.97)")
+    print(f"ratio resume checkpoints on/off: {med(tracked) / med(unresumable):.3f}")
 
 
 if __name__ == "__main__":

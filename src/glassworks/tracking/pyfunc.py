@@ -18,6 +18,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import torch
+from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
@@ -83,7 +84,9 @@ class TextClassifierPyfunc(PythonModel):
     def load_context(self, context: Any) -> None:
         self.loaded = load_model_dir(context.artifacts["model_files"])
 
-    def predict(self, context: Any, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
+    # DataFrame, not Any: MLflow reads this hint as a schema and warns on every import about `Any`
+    # (and about a missing hint), burying a stage's one-line error; the signature is logged explicitly.
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         texts = _texts(model_input)
         probs = self.loaded.predict_proba(texts)
         return pd.DataFrame(probs, columns=self.loaded.label_names)
@@ -131,11 +134,13 @@ def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokeni
 
 
 def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
-    """The model of a finished run, through the same pyfunc artifact users load."""
+    """The model of a run, read from the files of its pyfunc artifact ``model/``: the weights with
+    ``weights_only=True``, the spec as JSON, the tokenizer. Nothing from the store is unpickled
+    (``mlflow.pyfunc.load_model`` would unpickle ``python_model.pkl``)."""
     # Download with an explicit client: mlflow.set_tracking_uri would export the URI to the whole
     # process (and to every later job of an in-process sweep).
     local = tempfile.mkdtemp(prefix="glassworks-run-model-")
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
-                                               tracking_uri=tracking_uri, dst_path=local)
-    pyfunc = mlflow.pyfunc.load_model(path)
-    return pyfunc.unwrap_python_model().loaded
+    path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
+                                                    tracking_uri=tracking_uri, dst_path=local))
+    flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]
+    return load_model_dir(path / flavor["artifacts"]["model_files"]["path"])
