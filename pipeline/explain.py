@@ -23,7 +23,7 @@ from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.explain.selection import select_examples
 from glassworks.explain.types import ExampleInput
 from glassworks.tracking.pyfunc import LoadedModel, load_run_model
-from pipeline.stage import UserError, build, build_job, clean_errors, finished_run, print_run_location
+from pipeline.stage import build, build_job, clean_errors, finished_run, print_run_location, require_artifact
 
 log = logging.getLogger("glassworks.explain")
 
@@ -61,11 +61,7 @@ def examples_for(loaded: LoadedModel, datamodule: Any, n: int, seed: int) -> lis
 
 def explain(cfg: DictConfig, tracker: Any, datamodule: Any = None) -> ExplainResult:
     """Explain the model of ``tracker.run_id`` and log everything into that run."""
-    explain_cfg = cfg.explain
-    unknown = [m for m in explain_cfg.methods if m not in explain_cfg or m == "methods"]
-    if unknown:
-        raise UserError(f"invalid config explain.methods: unknown method(s) {unknown}; "
-                        f"choose from {[k for k in explain_cfg if isinstance(explain_cfg[k], DictConfig)]}")
+    explain_cfg = cfg.explain  # checked by build_job: known methods, valid budgets
     loaded = load_run_model(tracker.run_id, tracker.uri)
     pad_id = loaded.tokenizer.pad_id
     explainers = [build(explain_cfg[m], f"explain.{m}", pad_id=pad_id) for m in explain_cfg.methods]
@@ -92,6 +88,7 @@ def main(cfg: DictConfig) -> None:
         job = build_job(cfg, with_data=False)
         tracker = job.tracker
         finished_run(tracker, cfg.run_id)
+        require_artifact(tracker, cfg.run_id, "model/MLmodel", "it was trained with logger.log_model=false")
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("explain"):
             result = explain(cfg, tracker)

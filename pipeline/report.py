@@ -28,7 +28,7 @@ from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.tracker import metric_name
 from glassworks.validation import ConfigError
 from pipeline.explain import load_run_data
-from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors
+from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
 
 log = logging.getLogger("glassworks.report")
 CONF_DIR = REPO_DIR / "conf"
@@ -141,12 +141,16 @@ def main(cfg: DictConfig) -> None:
         if not tracker.enabled:
             raise UserError("pipeline.report reads runs from MLflow: logger=none has no runs")
         target = str(cfg.run_id or cfg.sweep_id)
-        try:
-            run = tracker.client.get_run(target)
-        except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
-            raise UserError(f"{'run_id' if cfg.run_id else 'sweep_id'}={target}: no such run in {tracker.uri}") from error
-        if run.info.status == "RUNNING":
-            log.warning("run %s is still RUNNING: the report shows what it has logged so far", target)
+        if cfg.run_id:
+            finished_run(tracker, target)  # a run's report is a record of what it achieved
+        else:
+            try:
+                parent = tracker.client.get_run(target)
+            except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
+                raise UserError(f"sweep_id={target}: no such run in {tracker.uri}") from error
+            # A sweep parent ends FAILED when one job failed: its report is still the summary.
+            if parent.info.status == "RUNNING":
+                log.warning("sweep %s is still RUNNING: the report shows the jobs so far", target)
         # Read the run without reopening it: a report is a view, it does not change the run's status.
         tracker.run_id = target
         written = report(cfg, tracker, target) if cfg.run_id else sweep_report(cfg, tracker, target)

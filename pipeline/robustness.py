@@ -23,18 +23,17 @@ from omegaconf import DictConfig
 from glassworks.explain.robustness import RobustnessResult, RobustnessRunner
 from glassworks.explain.table import explanations_from_table
 from glassworks.tracking.pyfunc import load_run_model
-from pipeline.stage import UserError, build, build_job, clean_errors, finished_run, print_run_location
+from pipeline.stage import build, build_job, clean_errors, finished_run, print_run_location, require_artifact
 
 log = logging.getLogger("glassworks.robustness")
 
 
+ATTRIBUTIONS = "explanations/attributions.parquet"
+
+
 def robustness(cfg: DictConfig, tracker: Any) -> RobustnessResult:
     loaded = load_run_model(tracker.run_id, tracker.uri)
-    try:
-        table = pd.read_parquet(tracker.download("explanations/attributions.parquet"))
-    except Exception as error:  # noqa: BLE001 - any failure here means "not explained"
-        raise UserError(f"run_id={tracker.run_id}: has no explanations/attributions.parquet; "
-                        f"run pipeline.explain run_id={tracker.run_id} first") from error
+    table = pd.read_parquet(tracker.download(ATTRIBUTIONS))  # main() checked that it exists
     examples, explanations = explanations_from_table(table)
     pad_id = loaded.tokenizer.pad_id
     # Stability re-runs the explainers themselves, configured as in the explain stage.
@@ -60,6 +59,7 @@ def main(cfg: DictConfig) -> None:
     with clean_errors(cfg):
         tracker = build_job(cfg, with_data=False).tracker
         finished_run(tracker, cfg.run_id)
+        require_artifact(tracker, cfg.run_id, ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first")
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("robustness"):
             result = robustness(cfg, tracker)

@@ -21,6 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.errors import CompactHydraException, InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
 
 from glassworks.data.errors import DataError
 from glassworks.tracking.dataset import dataset_inputs
@@ -31,6 +32,19 @@ from pipeline.callbacks import in_multirun, sweep_child
 
 log = logging.getLogger("glassworks")
 REPO_DIR = Path(__file__).resolve().parents[1]
+
+# Trainer arguments Lightning range-checks in its constructor but only uses (and trips over, deep
+# inside fit) later: a string here must fail before the run, named by its key.
+_TRAINER_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("max_epochs", "min_epochs", "max_steps", "min_steps", "log_every_n_steps",
+                     "check_val_every_n_epoch", "accumulate_grad_batches", "num_sanity_val_steps"),
+                    (int,)),
+    **dict.fromkeys(("gradient_clip_val", "val_check_interval", "limit_train_batches",
+                     "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                     "overfit_batches"), (int, float)),
+}
+_TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "betas"),
+                         ("weight_decay", "weight_decay"), ("momentum", "momentum"))
 
 
 class UserError(Exception):
@@ -72,6 +86,7 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
 
 def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     """Validate everything (config values, cross-group rules, the data) before any run exists."""
+    _check_type("seed", cfg.seed, (int,))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     tracker = build(cfg.logger, "logger")
     try:
@@ -85,6 +100,14 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         job.optimizer = build(cfg.optimizer, "optimizer")
         job.scheduler = build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
         _check_optimizer(job)
+    for key, types in _TRAINER_TYPES.items():
+        if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
+            _check_type(f"trainer.{key}", cfg.trainer[key], types)
+    if cfg.get("explain") is not None:
+        _check_explain(cfg.explain)
+    robust = cfg.get("robustness")
+    if robust is not None and robust.get("enabled", True) and robust.get("attack") is not None:
+        build(robust.attack, "robustness.attack")
     if with_data and "data" in cfg:
         max_positions = getattr(job.model_config, "max_positions", None)
         if max_positions is not None and cfg.data.max_length > max_positions:
@@ -102,14 +125,37 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     return job
 
 
+def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in types)
+        raise UserError(f"invalid config {key}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _check_explain(explain_cfg: DictConfig) -> None:
+    """Unknown methods and bad budgets fail here, not after training (pipeline.run) or after a
+    finished run was reopened (pipeline.explain), where they would mark the run FAILED."""
+    known = [k for k in explain_cfg if isinstance(explain_cfg[k], DictConfig)]
+    unknown = [m for m in explain_cfg.methods if m not in known]
+    if unknown:
+        raise UserError(f"invalid config explain.methods: unknown method(s) {unknown}; choose from {known}")
+    for method in explain_cfg.methods:
+        build(explain_cfg[method], f"explain.{method}", pad_id=0)  # the real pad id comes with the model
+
+
 def _check_optimizer(job: Job) -> None:
     """Construct optimizer and schedule once on a dummy parameter: torch's own checks
     (negative lr, bad betas) then fire here, before a run exists, named by key."""
+    arguments = getattr(job.optimizer, "keywords", {})  # a functools.partial (_partial_: true)
+    for key in ("lr", "weight_decay", "eps", "momentum"):
+        if arguments.get(key) is not None:
+            _check_type(f"optimizer.{key}", arguments[key], (int, float))
     dummy = [torch.nn.Parameter(torch.zeros(1))]
     try:
         opt = job.optimizer(dummy)
     except (ValueError, TypeError) as error:
-        raise UserError(f"invalid config optimizer: {error}") from error
+        # torch names the argument in words ("Invalid learning rate: -1"); the user needs the key.
+        key = next((k for words, k in _TORCH_ARGUMENT_WORDS if words in str(error)), None)
+        raise UserError(f"invalid config optimizer{'.' + key if key else ''}: {error}") from error
     if job.scheduler is not None:
         try:
             job.scheduler(opt, total_steps=10)
@@ -185,15 +231,24 @@ def finished_run(tracker: Any, run_id: str) -> Any:
     return run
 
 
+def require_artifact(tracker: Any, run_id: str, path: str, hint: str) -> None:
+    """A later stage's input, checked before it reopens the run: a run that lacks it must stay
+    FINISHED rather than turn FAILED."""
+    if path not in [a.path for a in tracker.client.list_artifacts(run_id, str(Path(path).parent))]:
+        raise UserError(f"run_id={run_id}: has no {path} artifact; {hint}")
+
+
 @contextmanager
 def clean_errors(cfg: DictConfig) -> Iterator[None]:
     """Bad input -> one message on stderr and exit 2 (under -m: this job fails, the sweep goes
     on); the full traceback only with debug=traceback."""
     try:
         yield
-    except (UserError, ConfigError, DataError) as error:
+    except (UserError, ConfigError, DataError, MissingMandatoryValue) as error:
         if cfg.get("traceback"):
             raise
+        if isinstance(error, MissingMandatoryValue):
+            error = UserError(f"missing value for {error.full_key}: give {error.full_key}=<value>")
         print(f"error: {error}", file=sys.stderr)
         if in_multirun():
             # sys.exit would end the whole sweep: as an exception only this job fails.

@@ -139,4 +139,7 @@ def check_reachable(tracking_uri: str, timeout_s: float = 5.0) -> None:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310
             response.read()
     except (urllib.error.URLError, OSError) as error:
-        raise StoreUnreachable(f"tracking server {redact(tracking_uri)} is not reachable: {error}") from error
+        # "Connection refused", "timed out", "HTTP Error 502: Bad Gateway", not "<urlopen error [Errno 111] ...>"
+        reason = error if isinstance(error, urllib.error.HTTPError) else getattr(error, "reason", error)
+        detail = getattr(reason, "strerror", None) or str(reason)
+        raise StoreUnreachable(f"tracking server {redact(tracking_uri)} is not reachable: {detail}") from error
