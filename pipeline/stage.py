@@ -225,9 +225,11 @@ def finished_run(tracker: Any, run_id: str) -> Any:
     try:
         run = tracker.client.get_run(run_id)
     except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
-        raise UserError(f"run_id={run_id}: no such run in {tracker.uri} ({type(error).__name__})") from error
+        raise UserError(f"run_id={run_id}: no such run in {redact(tracker.uri)} ({type(error).__name__})") from error
     if run.info.status != "FINISHED":
-        raise UserError(f"run_id={run_id}: run is {run.info.status}, not FINISHED")
+        task = run.data.tags.get("glassworks.task")
+        hint = f"; continue it with python -m pipeline.{task} resume={run_id}" if task in ("run", "train") else ""
+        raise UserError(f"run_id={run_id}: run is {run.info.status}, not FINISHED{hint}")
     return run
 
 

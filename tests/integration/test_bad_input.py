@@ -151,7 +151,9 @@ def runs(tmp_path_factory) -> dict[str, str]:
     experiment = ensure_experiment(client, "glassworks", root / "mlruns")
     ids = {"root": str(root)}
     for status in ("RUNNING", "FAILED", "KILLED", "FINISHED"):
-        ids[status] = client.create_run(experiment, run_name=status.lower()).info.run_id
+        # The killed one was started by pipeline.run: its message says how to resume it.
+        tags = {"glassworks.task": "run"} if status == "KILLED" else {}
+        ids[status] = client.create_run(experiment, run_name=status.lower(), tags=tags).info.run_id
         if status != "RUNNING":
             client.set_terminated(ids[status], status)
     return ids
@@ -173,7 +175,8 @@ ON_A_RUN = [
     ("explain-running", "explain", "RUNNING", ["run_id={id}"], NOT_FINISHED),
     ("explain-failed", "explain", "FAILED", ["run_id={id}"], NOT_FINISHED),
     ("report-running", "report", "RUNNING", ["run_id={id}"], NOT_FINISHED),
-    ("report-killed", "report", "KILLED", ["run_id={id}"], NOT_FINISHED),
+    ("report-killed", "report", "KILLED", ["run_id={id}"],
+     NOT_FINISHED + "; continue it with python -m pipeline.run resume={id}"),
     ("robustness-failed", "robustness", "FAILED", ["run_id={id}"], NOT_FINISHED),
     # A good run and bad input: rejected before the run is reopened, so it stays FINISHED.
     ("robustness-not-explained", "robustness", "FINISHED", ["run_id={id}"],
