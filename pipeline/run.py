@@ -43,7 +43,7 @@ def main(cfg: DictConfig) -> float | None:
         done = start_run(job, resumed)
         timings: dict[str, float] = {}
 
-        def stage(name: str, work: Callable[[], dict[str, float]]) -> None:
+        def stage(name: str, work: Callable[[], dict[str, float]], log_time: bool = True) -> None:
             if name in done:
                 log.info("%s: done before the resume, skipped", name)
                 return
@@ -51,8 +51,9 @@ def main(cfg: DictConfig) -> float | None:
             start = time.perf_counter()
             metrics.update(work())
             timings[f"time/{name}_s"] = time.perf_counter() - start
-            # Each stage's time as it ends: a later stage may die, and the report shows them.
-            tracker.log_metrics({f"time/{name}_s": timings[f"time/{name}_s"]})
+            if log_time:
+                # Each stage's time as it ends: a later stage may die, and the report shows them.
+                tracker.log_metrics({f"time/{name}_s": timings[f"time/{name}_s"]})
             mark_done(tracker, name, done)
 
         metrics: dict[str, Any] = run_metrics(tracker) if done else {}
@@ -65,8 +66,10 @@ def main(cfg: DictConfig) -> float | None:
                     stage("robustness", lambda: {f"robustness/{k}": v for k, v in
                                                  robustness(cfg, tracker).metrics.items()})
             if cfg.get("report") is not None and cfg.report.enabled:
-                # Last, so the report shows every stage's metrics and timings.
-                stage("report", lambda: _no_metrics(report(cfg, tracker, datamodule=job.datamodule)))
+                # Last, so the report shows every stage's metrics and timings (its own time is
+                # not logged: the report holds exactly the run's metrics).
+                stage("report", lambda: _no_metrics(report(cfg, tracker, datamodule=job.datamodule)),
+                      log_time=False)
         print_run_location(tracker)
         log.info("test/acc=%.4f  stage seconds: %s", metrics.get("test/acc", float("nan")),
                  {k: round(v, 1) for k, v in timings.items()})
