@@ -63,7 +63,7 @@ def _find_run(tracker: Any, ref: str, task: str) -> Run:
             filter_string=f"attributes.status != 'FINISHED' and tags.`glassworks.task` = '{task}'",
             order_by=["attributes.start_time DESC"], max_results=1)
         if not runs:
-            raise UserError(f"resume=last: no unfinished {task} run in experiment "
+            raise UserError(f"resume=last: no unfinished run of pipeline.{task} in experiment "
                             f"{tracker.experiment_name!r} of {redact(tracker.uri)}")
         run = runs[0]
     else:

@@ -17,8 +17,8 @@ import torch
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from pipeline.resume import resume_config
-from pipeline.stage import UserError
+from pipeline.resume import resume_config, start_run
+from pipeline.stage import UserError, build_job
 from tests.conftest import ROOT, TINY, compose_config, run_cli
 
 pytestmark = pytest.mark.slow
@@ -131,7 +131,7 @@ def test_sigterm_stops_after_a_checkpoint_and_resumes(uninterrupted, tmp_path):
     cfg = compose_config(tmp_path, [f"resume={run.info.run_id}"], "run")
     with pytest.raises(UserError, match=f"resume={run.info.run_id}: run {run.info.run_id} is FINISHED"):
         resume_config(cfg)
-    with pytest.raises(UserError, match="resume=last: no unfinished run run in experiment"):
+    with pytest.raises(UserError, match="resume=last: no unfinished run of pipeline.run in experiment 'glassworks'"):
         resume_config(compose_config(tmp_path, ["resume=last"], "run"))
 
 
@@ -146,3 +146,11 @@ def test_resume_of_an_unknown_or_foreign_run_is_one_message(tmp_path):
         resume_config(compose_config(tmp_path, [f"resume={train_run}"], "run"))
     with pytest.raises(UserError, match="has no config/config.yaml"):
         resume_config(compose_config(tmp_path, [f"resume={train_run}"], "train"))
+    # The data under the run's config changed since it started: an exact resume is impossible.
+    client.set_tag(train_run, "glassworks.data.digest", "0" * 64)
+    job = build_job(compose_config(tmp_path, [], "train"))
+    with pytest.raises(UserError, match=f"resume={train_run}: the data changed since the run started "
+                                        r"\(digest [0-9a-f]{12}, the run's 000000000000\)"):
+        start_run(job, train_run)
+    assert client.get_run(train_run).info.status == "RUNNING" and "glassworks.resumes" not in \
+        client.get_run(train_run).data.tags
