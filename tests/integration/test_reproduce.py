@@ -19,6 +19,7 @@ OVERRIDES = [*TINY, "explain.n_examples=3", "explain.methods=[shap,rollout]", "e
              "report.enabled=false"]
 # Params that name places, not choices: they differ between a run and its reproduction by design.
 LOCATIONS = ("paths.", "tags", "run_name", "trainer.default_root_dir", "callbacks.model_checkpoint.dirpath",
+             "callbacks.resume_checkpoint.dirpath",
              "logger.store_dir", "logger.tracking_uri", "report.out_dir")
 
 
