@@ -1,6 +1,12 @@
 #!/usr/bin/env bash
-# Install, then run the whole test suite (slow tests included).
+# Install, then run the whole test suite (slow tests included) in 2 worker processes, a test
+# file per worker at a time (module fixtures such as a trained run are built once).
+# GLASSWORKS_TEST_WORKERS=0 runs it in this one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec .venv/bin/python -m pytest "$@"
+workers="${GLASSWORKS_TEST_WORKERS:-2}"
+if [ "$workers" = "0" ]; then
+  exec .venv/bin/python -m pytest "$@"
+fi
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"

@@ -19,23 +19,8 @@ from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.gradient import InputXGradientExplainer
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explanation
-from glassworks.models.transformer import TransformerConfig
 
-CLS, PAD = 2, 0
-VOCAB, N_CLASSES, N_LAYERS, N_HEADS = 40, 3, 2, 2
-
-
-def tiny_model(seed: int = 0) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    config = TransformerConfig(
-        d_model=16, n_heads=N_HEADS, n_layers=N_LAYERS, d_ff=32, dropout=0.1, max_positions=64
-    )
-    model = config.build(vocab_size=VOCAB, n_classes=N_CLASSES, pad_id=PAD)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.5)
-    return model.eval()
+from tests.unit.tiny_explain_model import CLS, PAD, N_CLASSES, N_HEADS, N_LAYERS, VOCAB, tiny_model
 
 
 def example(n_tokens: int, seed: int = 0, example_id: int = 0) -> ExampleInput:

@@ -13,22 +13,8 @@ from scipy.cluster.hierarchy import is_monotonic, is_valid_linkage
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.shap import ShapExplainer, TokenIdMasker, contiguous_partition_tree
 from glassworks.explain.types import ExampleInput
-from glassworks.models.transformer import TransformerConfig
 
-CLS, MASK, PAD = 2, 3, 0
-VOCAB, N_CLASSES = 40, 3
-
-
-def tiny_model(seed: int = 0) -> torch.nn.Module:
-    """Random weights, scaled up so outputs (and SHAP values) are far from uniform/zero."""
-    torch.manual_seed(seed)
-    config = TransformerConfig(d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.1, max_positions=64)
-    model = config.build(vocab_size=VOCAB, n_classes=N_CLASSES, pad_id=PAD)
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() >= 2:
-                p.normal_(0.0, 0.5)
-    return model.eval()
+from tests.unit.tiny_explain_model import CLS, MASK, N_CLASSES, PAD, VOCAB, tiny_model
 
 
 def example(n_tokens: int, seed: int = 0, example_id: int = 0) -> ExampleInput:
