@@ -26,8 +26,8 @@ log = logging.getLogger("glassworks.resume")
 STAGES_TAG = "glassworks.stages_done"
 
 
-def resume_config(cfg: DictConfig) -> tuple[DictConfig, str | None]:
-    """(config to run, run id to continue); ``cfg`` itself and None when not resuming."""
+def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None]:
+    """(config to run, the run to continue); ``cfg`` itself and None when not resuming."""
     if not cfg.get("resume"):
         return cfg, None
     tracker = build(cfg.logger, "logger")
@@ -51,7 +51,7 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, str | None]:
         logged.resume = run_id
         logged.traceback = bool(cfg.get("traceback", False))
     log.info("resuming run %s (%s, %s)", run_id, run.info.run_name, run.info.status)
-    return logged, run_id
+    return logged, run
 
 
 def _find_run(tracker: Any, ref: str, task: str) -> Run:
@@ -81,20 +81,19 @@ def _find_run(tracker: Any, ref: str, task: str) -> Run:
     return run
 
 
-def start_run(job: Job, resumed: str | None) -> set[str]:
+def start_run(job: Job, resumed: Run | None) -> set[str]:
     """Open a new run, or reattach the resumed one; the stages it has already finished."""
     if resumed is None:
         open_run(job)
         return set()
-    tracker, dm = job.tracker, job.datamodule
-    tags = tracker.client.get_run(resumed).data.tags
+    tracker, dm, run_id, tags = job.tracker, job.datamodule, resumed.info.run_id, resumed.data.tags
     logged = tags.get("glassworks.data.digest")
     if dm is not None and logged and logged != dm.digest:
-        raise UserError(f"resume={resumed}: the data changed since the run started (digest "
+        raise UserError(f"resume={run_id}: the data changed since the run started (digest "
                         f"{dm.digest[:12]}, the run's {logged[:12]}); a resumed run must see the same data")
-    tracker.attach(resumed, resume=True)
+    tracker.attach(run_id, resume=True)
     done = {s for s in tags.get(STAGES_TAG, "").split(",") if s}
-    log.info("run %s: stages already done: %s", resumed, sorted(done) or "none")
+    log.info("run %s: stages already done: %s", run_id, sorted(done) or "none")
     return done
 
 
@@ -108,16 +107,15 @@ def run_metrics(tracker: Any) -> dict[str, float]:
     return dict(tracker.client.get_run(tracker.run_id).data.metrics)
 
 
-def resume_checkpoint(callbacks: list[Any]) -> str | None:
-    """The resume checkpoint to continue from; None: train from the start (in the same run)."""
-    for callback in callbacks:
-        if isinstance(callback, ResumeCheckpoint):
-            for partial in remove_partial_writes(callback.dirpath):
-                log.warning("removed %s, a checkpoint write the crash interrupted", partial)
-            if callback.path.is_file():
-                log.info("continuing from %s", callback.path)
-                return str(callback.path)
-            log.warning("no checkpoint in %s yet: training again from the start", callback.dirpath)
-            return None
-    log.warning("callbacks has no resume_checkpoint: training again from the start")
+def resume_checkpoint(keeper: ResumeCheckpoint | None) -> str | None:
+    """The checkpoint ``keeper`` wrote to continue from; None: train from the start (in the same run)."""
+    if keeper is None:
+        log.warning("callbacks has no resume_checkpoint: training again from the start")
+        return None
+    for partial in remove_partial_writes(keeper.dirpath):
+        log.warning("removed %s, a checkpoint write the crash interrupted", partial)
+    if keeper.path.is_file():
+        log.info("continuing from %s", keeper.path)
+        return str(keeper.path)
+    log.warning("no checkpoint in %s yet: training again from the start", keeper.dirpath)
     return None

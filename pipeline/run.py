@@ -41,6 +41,7 @@ def main(cfg: DictConfig) -> float | None:
             raise UserError("logger=none: the explain stage reads the model from MLflow; "
                             "use pipeline.train for untracked training, or explain.methods=[]")
         done = start_run(job, resumed)
+        metrics: dict[str, Any] = run_metrics(tracker) if done else {}
         timings: dict[str, float] = {}
 
         def stage(name: str, work: Callable[[], dict[str, float]], log_time: bool = True) -> None:
@@ -56,7 +57,6 @@ def main(cfg: DictConfig) -> float | None:
                 tracker.log_metrics({f"time/{name}_s": timings[f"time/{name}_s"]})
             mark_done(tracker, name, done)
 
-        metrics: dict[str, Any] = run_metrics(tracker) if done else {}
         with tracker.lifecycle("train"):
             stage("train", lambda: train(job, resume=resumed is not None).metrics)
             if cfg.explain.methods:

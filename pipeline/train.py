@@ -57,10 +57,10 @@ def train(job: Job, resume: bool = False) -> TrainResult:
     if not tracker.enabled:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=logger)
-    ckpt_path = resume_checkpoint(callbacks) if resume else None
-    for callback in callbacks:
-        if isinstance(callback, ResumeCheckpoint):
-            tracker.set_tags({"glassworks.resume_checkpoint": str(callback.path)})
+    keeper = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
+    if keeper is not None:
+        tracker.set_tags({"glassworks.resume_checkpoint": str(keeper.path)})
+    ckpt_path = resume_checkpoint(keeper) if resume else None
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start

@@ -151,6 +151,6 @@ def test_resume_of_an_unknown_or_foreign_run_is_one_message(tmp_path):
     job = build_job(compose_config(tmp_path, [], "train"))
     with pytest.raises(UserError, match=f"resume={train_run}: the data changed since the run started "
                                         r"\(digest [0-9a-f]{12}, the run's 000000000000\)"):
-        start_run(job, train_run)
+        start_run(job, client.get_run(train_run))
     assert client.get_run(train_run).info.status == "RUNNING" and "glassworks.resumes" not in \
         client.get_run(train_run).data.tags

@@ -11,14 +11,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from mlflow import MlflowClient
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Run
 
 
-def logged_points(client: MlflowClient, run_id: str) -> set[tuple[str, int]]:
-    run = client.get_run(run_id)
+def logged_points(client: MlflowClient, run: Run) -> set[tuple[str, int]]:
+    run_id = run.info.run_id
     return {(key, int(point.step)) for key in run.data.metrics
             for point in client.get_metric_history(run_id, key)}
 
 
 def unlogged(metrics: Iterable[Metric], logged: set[tuple[str, int]]) -> list[Metric]:
+    if not logged:  # a run that was not resumed: every flush passes through here
+        return list(metrics)
     return [m for m in metrics if (m.key, int(m.step)) not in logged]

@@ -101,7 +101,7 @@ class MLflowTracker(Validated):
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
         if resume:
-            self._logged = with_retry(lambda: logged_points(self.client, run_id), "reading metrics")
+            self._logged = with_retry(lambda: logged_points(self.client, run), "reading metrics")
             for key in ("glassworks.error", "glassworks.failed_stage"):
                 if key in run.data.tags:
                     with_retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
