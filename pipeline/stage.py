@@ -63,6 +63,7 @@ class Job:
     model_config: Any = None
     optimizer: Any = None
     scheduler: Any = None
+    callbacks: list[Any] = field(default_factory=list)
     extras: dict[str, Any] = field(default_factory=dict)
 
 
@@ -100,6 +101,9 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         job.optimizer = build(cfg.optimizer, "optimizer")
         job.scheduler = build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
         _check_optimizer(job)
+    # Built here, not in the train stage: a bad callback value must fail before the run exists.
+    job.callbacks = [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
+                     if node is not None]
     for key, types in _TRAINER_TYPES.items():
         if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
             _check_type(f"trainer.{key}", cfg.trainer[key], types)

@@ -39,11 +39,6 @@ class TrainResult:
     train_steps: int
 
 
-def _callbacks(cfg: DictConfig) -> list[pl.Callback]:
-    return [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
-            if node is not None]
-
-
 def train(job: Job, resume: bool = False) -> TrainResult:
     """Fit, test the best checkpoint, log the artifacts. ``resume``: continue from the run's
     resume checkpoint (same run, same config; see pipeline/resume.py)."""
@@ -53,7 +48,7 @@ def train(job: Job, resume: bool = False) -> TrainResult:
                             label_names=dm.label_names, mask_token_prob=cfg.mask_token_prob,
                             mask_id=dm.tokenizer.mask_id)
     logger = tracker.lightning_logger()
-    callbacks = _callbacks(cfg)
+    callbacks = list(job.callbacks)
     if not tracker.enabled:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=logger)

@@ -94,6 +94,8 @@ BEFORE_ANY_RUN = [
     ("out-of-range", "train", ["model.dropout=1.5"], ["model.dropout", "1.5"]),
     ("out-of-range-data", "train", ["data.batch_size=0"], ["data.batch_size", "got 0"]),
     ("out-of-range-optimizer", "train", ["optimizer.lr=-1"], ["optimizer.lr", "-1"]),
+    ("out-of-range-callback", "train", ["callbacks.resume_checkpoint.every_n_train_steps=0"],
+     ["callbacks.resume_checkpoint.every_n_train_steps", "got 0"]),
     ("inconsistent-heads", "train", ["model.d_model=30"], ["model.d_model", "divisible by n_heads (4)"]),
     ("inconsistent-length", "train", ["data.max_length=1000"], ["data.max_length", "model.max_positions=256"]),
     ("unknown-explain-method", "run", ["explain.methods=[shap,lime]"], ["explain.methods", "['lime']"]),
