@@ -27,7 +27,7 @@ from glassworks.explain.attention import RolloutExplainer
 from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.gradient import InputXGradientExplainer
 from glassworks.explain.predict import predict_proba
-from glassworks.explain.robustness import (
+from glassworks.robustness import (
     RANDOM_ORDER,
     RobustnessRunner,
     SubstitutionAttack,
@@ -37,7 +37,8 @@ from glassworks.explain.robustness import (
 from glassworks.explain.types import ExampleInput
 from glassworks.models.transformer import TransformerConfig
 
-PAD, CLS, EVIDENCE = 0, 2, 4
+PAD, CLS, MASK, EVIDENCE = 0, 2, 3, 4
+SPECIAL_IDS = (0, 1, 2, 3)  # [PAD] [UNK] [CLS] [MASK], as in id_to_token below
 VOCAB, BODY = 200, 24
 NOISE = np.arange(6, VOCAB)
 
@@ -113,7 +114,7 @@ def main() -> None:
     explainers = {e.name: e for e in (InputXGradientExplainer(), RolloutExplainer(), RandomExplainer(seed=0))}
     explanations = {name: e.explain(model, examples) for name, e in explainers.items()}
     attack = SubstitutionAttack(max_edits=args.max_edits, n_candidates=args.candidates)
-    runner = RobustnessRunner(curve_k=10, attack=attack, n_stability=3)
+    runner = RobustnessRunner(curve_k=10, attack=attack, n_stability=3, mask_id=MASK, pad_id=PAD, special_ids=SPECIAL_IDS)
     with tempfile.TemporaryDirectory() as tmp:
         result, stage_s = timed(lambda: runner.run(model, examples, explanations, explainers, id_to_token,
                                                    ["neg", "pos"], Path(tmp)))  # fmt: skip
@@ -131,7 +132,7 @@ def main() -> None:
 
     # ---- batched vs naive attack, same orders, same examples, interleaved
     naive = NaiveAttack(max_edits=args.max_edits, n_candidates=args.candidates)
-    neighbours = attack.neighbour_index(model)
+    neighbours = attack.neighbour_index(model, SPECIAL_IDS)
     base = predict_proba(model, [e.ids for e in examples], PAD)
     print(f"\nattack: batched (one forward per step) vs naive (one forward per candidate), {args.candidates} candidates")
     header = f"{'order':<18}{'batched s':>10}{'naive s':>10}{'ratio':>8}{'fwd batched':>13}{'fwd naive':>11}{'same outcome':>14}"
@@ -139,8 +140,10 @@ def main() -> None:
     print("-" * len(header))
     for method, expls in (("input_x_gradient", explanations["input_x_gradient"]), (RANDOM_ORDER, None)):
         orders = method_orders(examples, expls, method, 0)
-        fast, fast_s = timed(lambda: attack.run(model, examples, orders, method, PAD, base, neighbours=neighbours))
-        slow, slow_s = timed(lambda: naive.run(model, examples, orders, method, PAD, base, neighbours=neighbours))
+        fast, fast_s = timed(lambda: attack.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
+                                                           neighbours=neighbours))
+        slow, slow_s = timed(lambda: naive.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
+                                                          neighbours=neighbours))
         # Same outcome, not bit-identical ids: a batched matmul rounds differently from a one-row one,
         # which can swap near-tied candidates whose probabilities differ by ~1e-9.
         same = all(a.success == b.success and a.n_edits == b.n_edits and a.edited_positions == b.edited_positions

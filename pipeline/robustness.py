@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from omegaconf import DictConfig
 
-from glassworks.explain.robustness import RobustnessResult, RobustnessRunner
+from glassworks.robustness import RobustnessResult, RobustnessRunner
 from glassworks.explain.table import explanations_from_table
 from glassworks.tracking.pyfunc import load_run_model
 from pipeline.stage import build, build_job, clean_errors, finished_run, print_run_location, require_artifact
@@ -43,7 +43,7 @@ def robustness(cfg: DictConfig, tracker: Any) -> RobustnessResult:
     runner = RobustnessRunner(
         curve_k=rcfg.curve_k, attack=build(rcfg.attack, "robustness.attack"),
         n_stability=rcfg.n_stability, seed=rcfg.seed, mask_id=loaded.tokenizer.mask_id,
-        pad_id=pad_id, stability_examples=rcfg.stability_examples,
+        pad_id=pad_id, special_ids=loaded.tokenizer.special_ids, stability_examples=rcfg.stability_examples,
         max_html_examples=rcfg.max_html_examples)
     out_dir = Path(tempfile.mkdtemp(prefix="glassworks-robustness-"))
     result = runner.run(loaded.model, examples, explanations, explainers,

@@ -171,6 +171,11 @@ class TextTokenizer:
         return 3
 
     @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ids of [PAD], [UNK], [CLS], [MASK]: never text, never a substitute in an attack."""
+        return tuple(SPECIAL_TOKENS.index(t) for t in SPECIAL_TOKENS)
+
+    @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 
