@@ -24,6 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from glassworks.render import fmt
 from glassworks.report.compare import ComparisonResult, compare_metrics
 from glassworks.tracking.metadata import git_state
 from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
@@ -137,7 +138,7 @@ def print_comparison(console: Console, result: ComparisonResult, original: Any, 
 
 
 def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.10g}"
+    return fmt(value, digits=10)  # the one number format, precise enough to see a reproduction differ
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="reproduce")

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from glassworks.explain.plots import attention_heatmaps_png, global_importance_png, metric_comparison_png
-from glassworks.explain.render import IndexRow, esc, render_example_html, render_index_html, token_colour
+from glassworks.explain.render import IndexRow, render_example_html, render_index_html
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.render import esc, token_colour
 
 EVIL = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "<!--", "'onmouseover='alert(1)", "a&b", "$x^2$"]
 OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "dl", "dt", "dd", "div", "span",
@@ -117,7 +118,7 @@ def test_index_page_links_are_relative_and_escaped():
 
 
 def test_colour_scale_and_escape_helper():
-    assert esc('<a href="x">\'') == "&lt;a href=&quot;x&quot;&gt;&#x27;"
+    assert esc('<a href="x">\'') == "&lt;a href=&#34;x&#34;&gt;&#39;"  # Jinja's escape, quotes included
     assert token_colour(2.0, 1.0) == token_colour(1.0, 1.0)  # clipped
     assert token_colour(1.0, 1.0)[0].startswith("rgba(214") and token_colour(-1.0, 1.0)[0].startswith("rgba(31")
     assert token_colour(0.5, 0.0)[0].endswith(",0.000)")

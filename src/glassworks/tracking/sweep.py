@@ -24,12 +24,10 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
-from glassworks.tracking.names import safe_name
+from glassworks.report.figures import sweep_plots
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
 
@@ -252,79 +250,6 @@ def _column_order(table: pd.DataFrame, swept_keys: Sequence[str]) -> list[str]:
     return ident + params + headline + sorted(k for k in metrics if k not in headline)
 
 
-# -- plots ---------------------------------------------------------------------------------
-
-
-def _numeric(values: pd.Series) -> pd.Series | None:
-    converted = pd.to_numeric(values, errors="coerce")
-    return converted if converted.notna().all() else None
-
-
-def param_plot(table: pd.DataFrame, key: str, metric: str, path: Path,
-               best_job: int | None = None) -> Path | None:
-    """The optimized metric of every finished job against one swept parameter (best starred)."""
-    done = table[(table["status"] == "FINISHED")]
-    if key not in done.columns or metric not in done.columns or done[metric].notna().sum() == 0:
-        return None
-    done = done[done[metric].notna()]
-    fig = Figure(figsize=(5, 3.6))
-    ax = fig.add_subplot()
-    x = _numeric(done[key])
-    if x is None:  # categorical: one column per value, in order of appearance
-        labels = list(dict.fromkeys(done[key].astype(str)))
-        x = done[key].astype(str).map({v: i for i, v in enumerate(labels)})
-        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
-    elif x.nunique() <= 10:
-        ax.set_xticks(sorted(x.unique()))
-    ax.scatter(x, done[metric], s=36, alpha=0.8)
-    best = (done["job"] == best_job).to_numpy()
-    if best.any():
-        ax.scatter(x[best], done[metric][best], s=160, marker="*", color="tab:red", label="best", zorder=3)
-    means = pd.DataFrame({"x": x, "y": done[metric]}).groupby("x")["y"].mean()
-    ax.plot(means.index, means.values, color="tab:gray", lw=1, label="mean")
-    for xi, yi, job in zip(x, done[metric], done["job"]):
-        ax.annotate(str(job), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel(key)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs {key}", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def faithfulness_plot(table: pd.DataFrame, path: Path,
-                      faithfulness: str = "comprehensiveness") -> Path | None:
-    """Accuracy against explanation faithfulness, one series per attribution method: does the
-    more accurate model also explain itself more faithfully?"""
-    done = table[table["status"] == "FINISHED"]
-    acc = next((m for m in ("test/acc", "val/acc") if m in done.columns), None)
-    columns = sorted(c for c in done.columns if re.fullmatch(rf"explain/[^/]+/{faithfulness}", c))
-    if acc is None or not columns:
-        return None
-    fig = Figure(figsize=(5.5, 4))
-    ax = fig.add_subplot()
-    for column in columns:
-        points = done[[column, acc, "job"]].dropna()
-        if points.empty:
-            continue
-        ax.scatter(points[column], points[acc], s=36, alpha=0.8, label=column.split("/")[1])
-        for xi, yi, job in zip(points[column], points[acc], points["job"]):
-            ax.annotate(str(job), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel(f"explain/<method>/{faithfulness}")
-    ax.set_ylabel(acc)
-    ax.set_title(f"{acc} vs explanation {faithfulness} (labels: job)", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, format="png")
-    return path
-
-
 # -- the parent run ------------------------------------------------------------------------
 
 
@@ -422,14 +347,12 @@ class SweepParent:
         with tempfile.TemporaryDirectory(prefix="glassworks-sweep-") as tmp:
             out = Path(tmp)
             summary.table.to_csv(out / "summary.csv", index=False)
-            metric = metric_name(self.optimized_metric)
-            table = summary.table
-            best_job = int(table.loc[table["run_id"] == summary.best_run_id, "job"].iloc[0]) \
-                if summary.best_run_id else None
-            for key in self.swept_keys:
-                param_plot(table, key, metric, out / "plots" / f"{_plot_name(key)}_vs_{_plot_name(metric)}.png",
-                           best_job)
-            faithfulness_plot(summary.table, out / "plots" / "accuracy_vs_faithfulness.png")
+            # The same figures as the sweep report, from their one owner (report/figures.py).
+            plots = sweep_plots(summary.table, self.swept_keys, metric_name(self.optimized_metric),
+                                summary.best_run_id)
+            (out / "plots").mkdir()
+            for name, png in plots.items():
+                (out / "plots" / name).write_bytes(png)
             for name in ("multirun.yaml", "optimization_results.yaml"):
                 if (self.sweep_dir / name).is_file():
                     (out / name).write_bytes((self.sweep_dir / name).read_bytes())
@@ -474,11 +397,6 @@ class SweepParent:
         lines += [f"- {f}" for f in summary.failures]
         lines.append("Table: artifact `sweep/summary.csv`; plots: `sweep/plots/`.")
         return "\n\n".join(lines)
-
-
-def _plot_name(text: str) -> str:
-    """``val/loss`` -> ``val_loss``: a swept key or metric as part of a plot's file name."""
-    return safe_name(text, fallback="value", replacement="_")
 
 
 def _failure_text(summary: SweepSummary, aborted: bool) -> str:
