@@ -173,7 +173,7 @@ class TextTokenizer:
     @property
     def special_ids(self) -> tuple[int, ...]:
         """Ids of [PAD], [UNK], [CLS], [MASK]: never text, never a substitute in an attack."""
-        return tuple(SPECIAL_TOKENS.index(t) for t in SPECIAL_TOKENS)
+        return (self.pad_id, self.unk_id, self.cls_id, self.mask_id)
 
     @property
     def vocab_size(self) -> int:
