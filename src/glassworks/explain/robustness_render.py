@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from glassworks.tracking.contract import flip_rate_key
+
 if TYPE_CHECKING:  # the runner imports this module: avoid the cycle at import time
     from glassworks.explain.robustness import AttackRecord
 
@@ -49,7 +51,7 @@ SUMMARY_COLUMNS = (
     ("model_calls_per_attack", "forward passes / attack"),
     ("deletion_auc", "deletion AUC \u2193"),
     ("insertion_auc", "insertion AUC \u2191"),
-    ("flip_rate@1", "flip rate @1 \u2191"),
+    (flip_rate_key(1), "flip rate @1 \u2191"),
     ("stability", "stability \u2191"),
 )
 
