@@ -20,7 +20,7 @@ from glassworks.explain.selection import select_examples
 from glassworks.explain.table import explanations_from_table
 from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.models.lightning import TextClassifier
-from glassworks.report import run_report
+from glassworks.report.classifier_sections import classifier_sections
 from glassworks.tasks.base import LoadedModel
 from glassworks.tracking.pyfunc import load_run_model, log_pyfunc_model
 
@@ -75,5 +75,4 @@ class ClassifyTask:
 
     def report_sections(self, record: Any, label_names: Sequence[str], predictions: Any,
                         prediction_error: str | None, options: Any, summary: dict[str, Any]) -> list[Any]:
-        return run_report.classifier_sections(record, list(label_names), predictions, prediction_error,
-                                              options, summary)
+        return classifier_sections(record, list(label_names), predictions, prediction_error, options, summary)
