@@ -93,9 +93,16 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
             _check_type(f"trainer.{key}", cfg.trainer[key], types)
     if cfg.get("explain") is not None:
         _check_explain(cfg.explain)
+    from pipeline import plans  # plans builds with this module's build(): imported here, not at the top
+
+    if cfg.get("explain") is not None:
+        plans.explain_settings(cfg)
+
     robust = cfg.get("robustness")
     if robust is not None and robust.get("enabled", True) and robust.get("attack") is not None:
-        build(robust.attack, "robustness.attack")
+        plans.robustness_settings(cfg)  # builds the attack too
+    if cfg.get("report") is not None and cfg.report.get("enabled", True):
+        plans.report_settings(cfg)
     if with_data and "data" in cfg:
         max_positions = getattr(job.model_config, "max_positions", None)
         if max_positions is not None and cfg.data.max_length > max_positions:

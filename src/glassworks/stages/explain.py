@@ -20,10 +20,11 @@ from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.explain.types import Explainer
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
+from glassworks.validation import Validated
 
 
 @dataclass
-class ExplainSettings:
+class ExplainSettings(Validated):
     methods: list[str]
     # (pad id, method names) -> {method: explainer} for the configured ones among the names
     make_explainers: Callable[[int, Sequence[str]], Mapping[str, Explainer]]
@@ -31,6 +32,11 @@ class ExplainSettings:
     n_heatmaps: int
     seed: int
     config_yaml: str            # the explain config as run, logged as explanations/config.yaml
+
+    def validate(self) -> None:
+        self.require(self.n_examples >= 1, "n_examples", f"must be >= 1, got {self.n_examples}")
+        self.require(self.n_heatmaps >= 0, "n_heatmaps", f"must be >= 0 (0: none), got {self.n_heatmaps}")
+        self.require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
 
 def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings) -> ExplainResult:

@@ -21,18 +21,22 @@ from glassworks.report.sweep_report import Child, SweepObjective, build_sweep_re
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.tracking.tracker import metric_name
-from glassworks.validation import UserError
+from glassworks.validation import UserError, Validated
 
 log = logging.getLogger("glassworks.report")
 
 
 @dataclass
-class ReportSettings:
+class ReportSettings(Validated):
     out_dir: str
     log_to_run: bool = True
     n_examples: int = 3
     top_tokens: int = 5
     confusion_matrix: bool = True
+
+    def validate(self) -> None:
+        self.require(self.n_examples >= 0, "n_examples", f"must be >= 0, got {self.n_examples}")
+        self.require(self.top_tokens >= 0, "top_tokens", f"must be >= 0, got {self.top_tokens}")
 
 
 @dataclass
