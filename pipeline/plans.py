@@ -14,13 +14,9 @@ from typing import Any, TypeVar
 from omegaconf import DictConfig, OmegaConf
 
 from glassworks.explain.types import Explainer
-from glassworks.report.sweep_report import SweepObjective
-from glassworks.stages.explain import ExplainSettings
-from glassworks.stages.report import ReportSettings, SweepReportSettings
-from glassworks.stages.robustness import RobustnessSettings
-from glassworks.stages.train import TrainInputs
+from glassworks.stages.settings import ExplainSettings, ReportSettings, RobustnessSettings, SweepReportSettings
 from glassworks.validation import ConfigError, UserError
-from pipeline.job import Job, build
+from pipeline.job import build
 
 S = TypeVar("S")
 
@@ -31,14 +27,6 @@ def _settings(group: str, make: Callable[..., S], **values: Any) -> S:
         return make(**values)
     except ConfigError as error:
         raise UserError(f"invalid config {group}.{error.key}: {str(error).split(': ', 1)[1]}") from error
-
-
-def train_inputs(job: Job) -> TrainInputs:
-    cfg = job.cfg
-    return TrainInputs(task=job.task, model_config=job.model_config, datamodule=job.datamodule,
-                       optimizer=job.optimizer, scheduler=job.scheduler, callbacks=job.callbacks,
-                       make_trainer=functools.partial(build, cfg.trainer, "trainer"),
-                       mask_token_prob=cfg.mask_token_prob, test=bool(cfg.test))
 
 
 def explainers(explain_cfg: DictConfig, pad_id: int, names: Sequence[str]) -> Mapping[str, Explainer]:
@@ -72,7 +60,6 @@ def report_settings(cfg: DictConfig) -> ReportSettings:
 
 def sweep_report_settings(cfg: DictConfig) -> SweepReportSettings:
     rcfg = cfg.report
-    return SweepReportSettings(out_dir=str(rcfg.out_dir), log_to_run=bool(rcfg.log_to_run),
-                               max_children=rcfg.sweep.max_children,
-                               objective=SweepObjective(rcfg.sweep.metric, rcfg.sweep.mode),
-                               accuracy_metric=rcfg.sweep.accuracy_metric, quality_metric=rcfg.sweep.quality_metric)
+    return _settings("report", SweepReportSettings, out_dir=str(rcfg.out_dir), log_to_run=bool(rcfg.log_to_run),
+                     max_children=rcfg.sweep.max_children, metric=str(rcfg.sweep.metric), mode=str(rcfg.sweep.mode),
+                     accuracy_metric=rcfg.sweep.accuracy_metric, quality_metric=rcfg.sweep.quality_metric)

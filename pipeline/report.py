@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from glassworks.report.output import WrittenReport
 from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
-from pipeline.hydra_context import default_config
+from pipeline.defaults import default_config
 from pipeline.plans import report_settings, sweep_report_settings
 from pipeline.stage import UserError, build_job, clean_errors, finished_run, run_datamodule, run_task
 

@@ -22,10 +22,11 @@ from glassworks.stages import robustness as robustness_stage
 from glassworks.stages import train as train_stage
 from glassworks.tracking import contract as C
 from glassworks.tracking.runs import mark_done, run_metrics
-from pipeline.hydra_context import default_config
-from pipeline.plans import explain_settings, report_settings, robustness_settings, train_inputs
+from pipeline.defaults import default_config
+from pipeline.plans import explain_settings, report_settings, robustness_settings
 from pipeline.resume import resume_config, start_run
-from pipeline.stage import UserError, build_job, clean_errors, objective, print_run_location, run_datamodule
+from pipeline.stage import (UserError, build_job, clean_errors, objective, print_run_location, run_datamodule,
+                            train_inputs)
 
 log = logging.getLogger("glassworks.run")
 

@@ -5,6 +5,7 @@ errors clearly. Config -> objects lives in :mod:`pipeline.job`, the run queries 
 
 from __future__ import annotations
 
+import functools
 import logging
 import sys
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from glassworks.stages.train import TrainInputs
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import redact
@@ -32,6 +34,15 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 
 class JobInputError(CompactHydraException):
     """A sweep job's bad input: Hydra reports it in one line, without a traceback."""
+
+
+def train_inputs(job: Job) -> TrainInputs:
+    """The train stage's objects, from the job ``build_job`` validated."""
+    cfg = job.cfg
+    return TrainInputs(task=job.task, model_config=job.model_config, datamodule=job.datamodule,
+                       optimizer=job.optimizer, scheduler=job.scheduler, callbacks=job.callbacks,
+                       make_trainer=functools.partial(build, cfg.trainer, "trainer"),
+                       mask_token_prob=cfg.mask_token_prob, test=bool(cfg.test))
 
 
 def run_start(cfg: DictConfig, tracking_uri: str | None) -> RunStart:

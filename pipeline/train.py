@@ -14,9 +14,8 @@ from omegaconf import DictConfig
 
 from glassworks.stages import train as train_stage
 from glassworks.tracking.runs import mark_done, run_metrics
-from pipeline.plans import train_inputs
 from pipeline.resume import resume_config, start_run
-from pipeline.stage import Job, build_job, clean_errors, objective, print_run_location
+from pipeline.stage import Job, build_job, clean_errors, objective, print_run_location, train_inputs
 
 log = logging.getLogger("glassworks.train")
 

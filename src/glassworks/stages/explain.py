@@ -9,34 +9,15 @@ same code path.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from glassworks.explain.runner import ExplainResult, ExplainRunner
-from glassworks.explain.types import Explainer
 from glassworks.tasks.base import Task
+from glassworks.stages.settings import ExplainSettings
 from glassworks.tracking import contract as C
-from glassworks.validation import Validated
-
-
-@dataclass
-class ExplainSettings(Validated):
-    methods: list[str]
-    # (pad id, method names) -> {method: explainer} for the configured ones among the names
-    make_explainers: Callable[[int, Sequence[str]], Mapping[str, Explainer]]
-    n_examples: int
-    n_heatmaps: int
-    seed: int
-    config_yaml: str            # the explain config as run, logged as explanations/config.yaml
-
-    def validate(self) -> None:
-        self.require(self.n_examples >= 1, "n_examples", f"must be >= 1, got {self.n_examples}")
-        self.require(self.n_heatmaps >= 0, "n_heatmaps", f"must be >= 0 (0: none), got {self.n_heatmaps}")
-        self.require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
 
 
 def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings) -> ExplainResult:

@@ -11,42 +11,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from glassworks.report.collect import RunRecord, load_run, sweep_children
 from glassworks.report.output import WrittenReport, report_dir_name, write_report
 from glassworks.report.run_report import DefaultConfig, RunReportOptions, TestPredictions, build_run_report
 from glassworks.report.sweep_report import Child, SweepObjective, build_sweep_report
+from glassworks.stages.settings import ReportSettings, SweepReportSettings
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.tracking.tracker import metric_name
-from glassworks.validation import UserError, Validated
+from glassworks.validation import UserError
 
 log = logging.getLogger("glassworks.report")
-
-
-@dataclass
-class ReportSettings(Validated):
-    out_dir: str
-    log_to_run: bool = True
-    n_examples: int = 3
-    top_tokens: int = 5
-    confusion_matrix: bool = True
-
-    def validate(self) -> None:
-        self.require(self.n_examples >= 0, "n_examples", f"must be >= 0, got {self.n_examples}")
-        self.require(self.top_tokens >= 0, "top_tokens", f"must be >= 0, got {self.top_tokens}")
-
-
-@dataclass
-class SweepReportSettings:
-    out_dir: str
-    log_to_run: bool
-    max_children: int
-    objective: SweepObjective          # the fallback when the parent names none
-    accuracy_metric: str
-    quality_metric: str
 
 
 def test_predictions(task: Task, tracker: Any, record: RunRecord,
@@ -96,8 +73,8 @@ def sweep_report(tracker: Any, sweep_id: str, settings: SweepReportSettings) -> 
         children = [Child.from_run(r) for r in sweep_children(client, sweep_id, settings.max_children)]
         # The sweep may name its own objective on the parent; the settings are the fallback.
         objective = SweepObjective(
-            metric_name(parent.tags.get(C.TAG_SWEEP_OPTIMIZED_METRIC, settings.objective.metric)),
-            parent.tags.get(C.TAG_SWEEP_MODE, settings.objective.mode))
+            metric_name(parent.tags.get(C.TAG_SWEEP_OPTIMIZED_METRIC, settings.metric)),
+            parent.tags.get(C.TAG_SWEEP_MODE, settings.mode))
         doc = build_sweep_report(parent, children, objective, settings.accuracy_metric, settings.quality_metric)
         written = write_report(doc, settings.out_dir, report_dir_name(parent.name, parent.run_id))
     finally:

@@ -26,13 +26,15 @@ What a task decides, method by method:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
-import pytorch_lightning as pl
 
 from glassworks.explain.types import ExampleInput, Explanation
+
+if TYPE_CHECKING:  # annotations only: the stages import this protocol without Lightning
+    import pytorch_lightning as pl
 
 
 @runtime_checkable

@@ -20,7 +20,6 @@ from glassworks.explain.selection import select_examples
 from glassworks.explain.table import explanations_from_table
 from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.models.lightning import TextClassifier
-from glassworks.report.classifier_sections import classifier_sections
 from glassworks.tasks.base import LoadedModel
 from glassworks.tracking.pyfunc import load_run_model, log_pyfunc_model
 
@@ -75,4 +74,7 @@ class ClassifyTask:
 
     def report_sections(self, record: Any, label_names: Sequence[str], predictions: Any,
                         prediction_error: str | None, options: Any, summary: dict[str, Any]) -> list[Any]:
+        # Imported here: the report's figures (matplotlib) are not needed to train or explain.
+        from glassworks.report.classifier_sections import classifier_sections
+
         return classifier_sections(record, list(label_names), predictions, prediction_error, options, summary)
