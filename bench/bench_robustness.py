@@ -126,7 +126,7 @@ def main() -> None:
     print("-" * len(header))
     for method in [*explanations, RANDOM_ORDER]:
         g = lambda k: m[f"{method}/{k}"]  # noqa: E731
-        print(f"{method:<18}{g('deletion_auc'):>9.3f}{g('insertion_auc'):>9.3f}{g('flip_rate@1'):>8.2f}"
+        print(f"{method:<18}{g('deletion_auc'):>9.3f}{g('insertion_auc'):>9.3f}{g('flip_rate_at_1'):>8.2f}"
               f"{g('attack_success'):>9.2f}{g('mean_edits'):>7.2f}{g('mean_prob_drop'):>8.3f}"
               f"{g('model_calls_per_attack'):>11.1f}{g('stability'):>10.3f}")  # fmt: skip
 

@@ -22,7 +22,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from glassworks.tracking.sweep import child_run_name
-from pipeline.callbacks import swept
+from pipeline.sweep_callback import swept
 from tests.conftest import TINY, compose_config, run_cli
 
 FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",

@@ -312,7 +312,7 @@ def test_runner_reports_every_metric_and_writes_every_file(model, tmp_path):
     assert sorted(result.metrics) == sorted(expected)
     for m in [*methods, RANDOM_ORDER]:
         for k in (1, 2, 3, 5, 10):
-            assert f"{m}/flip_rate@{k}" in result.metrics
+            assert f"{m}/flip_rate_at_{k}" in result.metrics
         for key in ("deletion_auc", "insertion_auc", "attack_success", "mean_edits", "mean_prob_drop",
                     "model_calls_per_attack", "stability"):  # fmt: skip
             assert f"{m}/{key}" in result.metrics
@@ -344,7 +344,7 @@ def test_runner_reports_every_metric_and_writes_every_file(model, tmp_path):
 def test_flip_rate_keys_are_capped_at_curve_k(model, tmp_path):
     examples = _examples(4, seed=11)
     runner, result, methods = _run(model, tmp_path, examples, ["a", "b"], curve_k=3)
-    assert {k.split("@")[1] for k in result.metrics if "flip_rate@" in k} == {"1", "2", "3"}
+    assert {k.split("_at_")[1] for k in result.metrics if "flip_rate_at_" in k} == {"1", "2", "3"}
     assert sorted(result.metrics) == sorted(runner.metric_keys(methods))
 
 

@@ -115,9 +115,9 @@ def _metrics_tables(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
         names: list[str] = []
         for values in per_method.values():
             names += [n for n in values if n not in names]
-        # Headline metrics first; the per-bin "@pct" curves get their own table so neither is too wide.
-        headline = [n for n in names if "@" not in n]
-        per_bin = [n for n in names if "@" in n]
+        # Headline metrics first; the per-bin "_at_<pct>" curves get their own table so neither is too wide.
+        headline = [n for n in names if "_at_" not in n]
+        per_bin = [n for n in names if "_at_" in n]
         for title, cols in (("Metrics per method", headline), ("Faithfulness per bin (% of tokens)", per_bin)):
             if cols:
                 rows = [(m, [v.get(n) for n in cols]) for m, v in per_method.items()]

@@ -15,7 +15,7 @@ from glassworks.explain.types import ExampleInput
 
 log = logging.getLogger(__name__)
 
-FLIP_KS: tuple[int, ...] = (1, 2, 3, 5, 10)  # flip_rate@k keys, capped at curve_k
+FLIP_KS: tuple[int, ...] = (1, 2, 3, 5, 10)  # flip_rate_at_<k> keys, capped at curve_k
 
 
 @dataclass

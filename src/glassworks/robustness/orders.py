@@ -14,10 +14,11 @@ import numpy as np
 
 from glassworks.explain.metrics import ranking
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.tracking.contract import ROBUSTNESS_BASELINE
 
 log = logging.getLogger(__name__)
 
-RANDOM_ORDER = "random_order"  # name of the always-present baseline order
+RANDOM_ORDER = ROBUSTNESS_BASELINE  # name of the always-present baseline order
 
 
 def random_order(example_id: int, n_tokens: int, seed: int) -> np.ndarray:

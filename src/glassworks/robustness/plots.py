@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from glassworks.render.png import save_png
+from glassworks.tracking.contract import ROBUSTNESS_BASELINE
 
 
 def _name(method: str, max_chars: int = 28) -> str:
@@ -33,7 +34,7 @@ def _lines(ax, series: Mapping[str, np.ndarray], baseline: str, start_k: int) ->
         ax.legend(fontsize=7, loc="best")
 
 
-def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baseline: str = "random_order") -> Path:
+def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baseline: str = ROBUSTNESS_BASELINE) -> Path:
     """Mean p(original class) against k, one line per method (`curves`: method -> (K+1,) for k = 0..K)."""
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
@@ -44,7 +45,7 @@ def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baselin
     return save_png(fig, path)
 
 
-def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: str = "random_order") -> Path:
+def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: str = ROBUSTNESS_BASELINE) -> Path:
     """Fraction of examples whose prediction flipped after deleting the top-k tokens (k = 1..K)."""
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from glassworks.render import fmt, render_page
 from glassworks.render.tokens import EMPTY_TOKEN
 from glassworks.robustness.attack import AttackRecord
+from glassworks.tracking.contract import flip_rate_key
 
 SUMMARY_COLUMNS = (
     ("attack_success", "attack success \u2191"),
@@ -22,7 +23,7 @@ SUMMARY_COLUMNS = (
     ("model_calls_per_attack", "forward passes / attack"),
     ("deletion_auc", "deletion AUC \u2193"),
     ("insertion_auc", "insertion AUC \u2191"),
-    ("flip_rate@1", "flip rate @1 \u2191"),
+    (flip_rate_key(1), "flip rate @1 \u2191"),
     ("stability", "stability \u2191"),
 )
 

@@ -22,6 +22,8 @@ from glassworks.robustness.orders import RANDOM_ORDER, explanations_by_id, metho
 from glassworks.robustness.plots import curves_png, flip_rate_png
 from glassworks.robustness.render import render_adversarial_html
 from glassworks.robustness.stability import StabilityResult, explanation_stability
+from glassworks.tracking.contract import (ADVERSARIAL_HTML, ATTACKS, CURVES_DELETION_PNG, CURVES_INSERTION_PNG,
+                                          FLIP_RATE_PNG, ROBUSTNESS_METRICS_JSON, file_name, flip_rate_key)
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +84,7 @@ class RobustnessRunner:
     def metric_keys(self, methods: Sequence[str]) -> list[str]:
         """Every key :meth:`run` reports for these methods (``random_order`` included)."""
         names = [*methods, RANDOM_ORDER] if RANDOM_ORDER not in methods else list(methods)
-        per = [f"flip_rate@{k}" for k in FLIP_KS if k <= self.curve_k]
+        per = [flip_rate_key(k) for k in FLIP_KS if k <= self.curve_k]
         per += ["deletion_auc", "insertion_auc", "attack_success", "mean_edits", "mean_prob_drop",
                 "model_calls_per_attack", "stability"]  # fmt: skip
         return [f"{m}/{p}" for m in names for p in per] + ["seconds_per_example"]
@@ -143,7 +145,7 @@ class RobustnessRunner:
             summary = attack_summary(records[method])
             for k in FLIP_KS:
                 if k <= self.curve_k:
-                    metrics[f"{method}/flip_rate@{k}"] = c.flip_rate(k)
+                    metrics[f"{method}/{flip_rate_key(k)}"] = c.flip_rate(k)
             metrics[f"{method}/deletion_auc"] = c.deletion_auc()
             metrics[f"{method}/insertion_auc"] = c.insertion_auc()
             metrics.update({f"{method}/{k}": float(v) for k, v in summary.items()})
@@ -165,24 +167,24 @@ class RobustnessRunner:
             metrics[f"{method}/stability"] = float(stab)
             log.info(
                 "robustness %-16s deletion_auc %.3f  flip@1 %.2f  attack_success %.2f  edits %.2f  stability %.3f  %.1f s",
-                method, metrics[f"{method}/deletion_auc"], metrics[f"{method}/flip_rate@1"],
+                method, metrics[f"{method}/deletion_auc"], metrics[f"{method}/{flip_rate_key(1)}"],
                 summary["attack_success"], summary["mean_edits"], stab, time.perf_counter() - t0,
             )  # fmt: skip
         metrics["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
 
         all_records = [r for rs in records.values() for r in rs]
         attacks = attack_table(all_records, id_to_token)
-        attacks.to_parquet(out_dir / "attacks.parquet", index=False)
-        (out_dir / "metrics.json").write_text(
+        attacks.to_parquet(out_dir / file_name(ATTACKS), index=False)
+        (out_dir / file_name(ROBUSTNESS_METRICS_JSON)).write_text(
             json.dumps({k: (v if math.isfinite(v) else None) for k, v in metrics.items()}, indent=2, sort_keys=True)
         )
-        curves_png({m: c.mean_deletion() for m, c in curves.items()}, out_dir / "curves_deletion.png",
+        curves_png({m: c.mean_deletion() for m, c in curves.items()}, out_dir / file_name(CURVES_DELETION_PNG),
                    "Deletion: top-k attributed tokens masked", baseline=RANDOM_ORDER)  # fmt: skip
-        curves_png({m: c.mean_insertion() for m, c in curves.items()}, out_dir / "curves_insertion.png",
+        curves_png({m: c.mean_insertion() for m, c in curves.items()}, out_dir / file_name(CURVES_INSERTION_PNG),
                    "Insertion: only the top-k attributed tokens kept", baseline=RANDOM_ORDER)  # fmt: skip
-        flip_rate_png({m: c.flip_rates() for m, c in curves.items()}, out_dir / "flip_rate.png", baseline=RANDOM_ORDER)
+        flip_rate_png({m: c.flip_rates() for m, c in curves.items()}, out_dir / file_name(FLIP_RATE_PNG), baseline=RANDOM_ORDER)
         page = render_adversarial_html(all_records, id_to_token, label_names, metrics, max_examples=self.max_html_examples)
-        (out_dir / "adversarial_examples.html").write_text(page, encoding="utf-8")
+        (out_dir / file_name(ADVERSARIAL_HTML)).write_text(page, encoding="utf-8")
         log.info("robustness: %d examples x %d methods, %.3f s/example; artifacts in %s",
                  len(examples), len(methods), metrics["seconds_per_example"], out_dir)  # fmt: skip
         return RobustnessResult(metrics=metrics, attacks=attacks, out_dir=out_dir, curves=curves,

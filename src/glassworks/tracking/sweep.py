@@ -28,6 +28,9 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from glassworks.report.figures import sweep_plots
+from glassworks.tracking import contract as C
+from glassworks.tracking.names import safe_name
+from glassworks.tracking.objective import MODES, pick_best
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
 
@@ -36,11 +39,10 @@ log = logging.getLogger(__name__)
 SWEEP_ENV = "GLASSWORKS_SWEEP_FILE"
 INFO_FILE = "glassworks_sweep.json"
 JOBS_DIR = "glassworks_jobs"
-PARENT_TAG = "mlflow.parentRunId"
-SWEEP_TAG = "glassworks.sweep_id"
-JOB_TAG = "glassworks.sweep_job"
-ROLE_TAG = "glassworks.sweep_role"
-MODES = ("max", "min")
+PARENT_TAG = C.TAG_PARENT_RUN
+SWEEP_TAG = C.TAG_SWEEP_ID
+JOB_TAG = C.TAG_SWEEP_JOB
+ROLE_TAG = C.TAG_SWEEP_ROLE
 MAX_RUN_NAME = 120
 # Metrics that go into the parent as best/<name> and lead the summary table.
 _HEADLINE = re.compile(r"^(test|val)/(acc|f1|loss)$"
@@ -90,7 +92,7 @@ class SweepInfo:
 
     def child_tags(self, job_num: int) -> dict[str, str]:
         return {PARENT_TAG: self.parent_run_id, SWEEP_TAG: self.parent_run_id,
-                JOB_TAG: str(job_num), ROLE_TAG: "child", "glassworks.sweep_name": self.name}
+                JOB_TAG: str(job_num), ROLE_TAG: "child", C.TAG_SWEEP_NAME: self.name}
 
     # -- job records -----------------------------------------------------------------------
 
@@ -188,7 +190,7 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
     rows = []
     for num in sorted(set(runs) | set(by_job)):
         run, record = runs.get(num), by_job.get(num)
-        overrides = record.overrides if record else (run.data.tags.get("glassworks.overrides", "").split())
+        overrides = record.overrides if record else (run.data.tags.get(C.TAG_OVERRIDES, "").split())
         swept = [o for o in overrides if split_override(o)[0] in info.swept_keys] or overrides
         if run is not None:
             status = run.info.status
@@ -196,7 +198,7 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
             status = "FINISHED" if record is not None and record.status == "COMPLETED" else "FAILED"
         if record is not None and record.status == "FAILED":
             status = "FAILED"
-        error = (record.error if record else None) or (run.data.tags.get("glassworks.error") if run else None)
+        error = (record.error if record else None) or (run.data.tags.get(C.TAG_ERROR) if run else None)
         if run is None and status == "FINISHED":
             error = "finished, but its run is not in the parent's store (logger.tracking_uri differs?)"
         row: dict[str, Any] = {
@@ -223,9 +225,8 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
     best_metrics: dict[str, float] = {}
     metric = metric_name(optimized_metric)
     if metric in table.columns:
-        candidates = table[(table["status"] == "FINISHED") & table[metric].notna()]
-        if not candidates.empty:
-            index = candidates[metric].idxmax() if mode == "max" else candidates[metric].idxmin()
+        index = pick_best(zip(table.index, table["status"], table[metric], strict=True), mode)
+        if index is not None:
             best = table.loc[index]
             best_id, best_name, best_value = best["run_id"], best["run_name"], float(best[metric])
             best_metrics = {k: float(best[k]) for k in table.columns
@@ -283,12 +284,12 @@ class SweepParent:
         tracker = self.tracker
         began = time.perf_counter()
         run_id = tracker.start(self.name, {**tags, ROLE_TAG: "parent"})
-        tracker.set_tags({SWEEP_TAG: run_id, "glassworks.sweep.dir": str(self.sweep_dir),
-                          "glassworks.sweep.optimized_metric": self.optimized_metric,
-                          "glassworks.sweep.mode": self.mode})
+        tracker.set_tags({SWEEP_TAG: run_id, C.TAG_SWEEP_DIR: str(self.sweep_dir),
+                          C.TAG_SWEEP_OPTIMIZED_METRIC: self.optimized_metric,
+                          C.TAG_SWEEP_MODE: self.mode})
         tracker.log_params(params)
-        tracker.log_text(config_yaml, "config/config.yaml")
-        tracker.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+        tracker.log_text(config_yaml, C.CONFIG)
+        tracker.log_text("\n".join(overrides) + "\n", C.CONFIG_OVERRIDES)
         self.info = SweepInfo(parent_run_id=run_id, experiment_id=str(tracker.experiment_id),
                               tracking_uri=tracker.uri, name=self.name, sweep_dir=str(self.sweep_dir),
                               swept_keys=self.swept_keys)
@@ -315,7 +316,7 @@ class SweepParent:
         else:
             status = "FINISHED"
         if status != "FINISHED":
-            tracker.set_tags({"glassworks.error": _failure_text(summary, aborted)[:5000]})
+            tracker.set_tags({C.TAG_ERROR: _failure_text(summary, aborted)[:5000]})
         tracker.end(status)
         return summary
 
@@ -329,19 +330,19 @@ class SweepParent:
                    "sweep/wall_s": time.perf_counter() - self.started}
         metrics.update({f"best/{k}": v for k, v in summary.best_metrics.items()})
         tracker.log_metrics(metrics)
-        tags = {"glassworks.sweep.n_jobs": summary.n_jobs, "glassworks.sweep.n_failed": summary.n_failed}
+        tags = {C.TAG_SWEEP_N_JOBS: summary.n_jobs, C.TAG_SWEEP_N_FAILED: summary.n_failed}
         if summary.best_run_id:
-            tags.update({"glassworks.sweep.best_run_id": summary.best_run_id,
-                         "glassworks.sweep.best_run_name": summary.best_run_name,
-                         "glassworks.sweep.best_value": summary.best_value})
+            tags.update({C.TAG_SWEEP_BEST_RUN_ID: summary.best_run_id,
+                         C.TAG_SWEEP_BEST_RUN_NAME: summary.best_run_name,
+                         C.TAG_SWEEP_BEST_VALUE: summary.best_value})
         if summary.failures:
-            tags["glassworks.sweep.failures"] = "\n".join(summary.failures)
+            tags[C.TAG_SWEEP_FAILURES] = "\n".join(summary.failures)
         if aborted and not summary.n_failed:
-            tags["glassworks.sweep.aborted"] = "true"
+            tags[C.TAG_SWEEP_ABORTED] = "true"
         registered = self._register(summary)
         if registered:
-            tags["glassworks.sweep.registered_model"] = registered
-        tags["mlflow.note.content"] = self._note(summary, registered)
+            tags[C.TAG_SWEEP_REGISTERED_MODEL] = registered
+        tags[C.TAG_NOTE] = self._note(summary, registered)
         tracker.set_tags(tags)
 
         with tempfile.TemporaryDirectory(prefix="glassworks-sweep-") as tmp:
@@ -350,14 +351,15 @@ class SweepParent:
             # The same figures as the sweep report, from their one owner (report/figures.py).
             plots = sweep_plots(summary.table, self.swept_keys, metric_name(self.optimized_metric),
                                 summary.best_run_id)
-            (out / "plots").mkdir()
+            plots_dir = out / C.relative_to(C.SWEEP_PLOTS_DIR, C.SWEEP_DIR)
+            plots_dir.mkdir()
             for name, png in plots.items():
-                (out / "plots" / name).write_bytes(png)
+                (plots_dir / name).write_bytes(png)
             for name in ("multirun.yaml", "optimization_results.yaml"):
                 if (self.sweep_dir / name).is_file():
                     (out / name).write_bytes((self.sweep_dir / name).read_bytes())
-            tracker.log_artifacts(out, "sweep")
-        tracker.log_table(summary.table, "sweep/summary.json")
+            tracker.log_artifacts(out, C.SWEEP_DIR)
+        tracker.log_table(summary.table, C.SWEEP_SUMMARY)
         tracker.log_metrics({"sweep/summary_s": time.perf_counter() - began})
         return summary
 
@@ -370,7 +372,7 @@ class SweepParent:
                 log.warning("child run %s was still RUNNING at the end of the sweep: marked %s",
                             run.info.run_id, status)
                 error = "the job's process ended without ending its run (killed or interrupted)"
-                with_retry(lambda: client.set_tag(run.info.run_id, "glassworks.error", error), "tagging run")
+                with_retry(lambda: client.set_tag(run.info.run_id, C.TAG_ERROR, error), "tagging run")
                 with_retry(lambda: client.set_terminated(run.info.run_id, status), "ending orphaned run")
 
     def _register(self, summary: SweepSummary) -> str | None:
@@ -378,9 +380,9 @@ class SweepParent:
             return None
         try:
             version = register_model(self.tracker.uri, summary.best_run_id, self.register_model_as, {
-                "glassworks.sweep_id": self.info.parent_run_id,
-                "glassworks.optimized_metric": self.optimized_metric,
-                "glassworks.best_value": summary.best_value,
+                C.TAG_MODEL_SWEEP_ID: self.info.parent_run_id,
+                C.TAG_MODEL_OPTIMIZED_METRIC: self.optimized_metric,
+                C.TAG_MODEL_BEST_VALUE: summary.best_value,
             })
         except Exception as error:  # noqa: BLE001 - a registry problem must not lose the summary
             log.warning("could not register the best model as %r: %s", self.register_model_as, error)
