@@ -1,0 +1,92 @@
+"""Stability against toy explainers whose Spearman rho is known in closed form.
+
+An input-independent explainer gives rho = 1 whatever the metric computes, so it cannot tell
+``spearmanr(a, b)`` from ``spearmanr(a, a)``. These explainers read their input: on an original
+they rank positions in order, on a near-copy they rank them in reverse (rho = -1) or swap the two
+highest-ranked positions (rho = 1 - 12 / (n (n^2 - 1)) over the n compared positions).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from glassworks.explain.predict import predict_proba
+from glassworks.explain.robustness import explanation_stability
+from glassworks.explain.types import ExampleInput, Explanation
+
+from tests.unit.tiny_explain_model import CLS, MASK, PAD, VOCAB, tiny_model
+
+N_TOKENS = 9  # [CLS] + 8; the metric compares T - 2 = 7 positions ([CLS] and the edited one excluded)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return tiny_model(seed=1)
+
+
+def _examples(n: int) -> list[ExampleInput]:
+    rng = np.random.default_rng(5)
+    out = []
+    for example_id in range(n):
+        ids = [CLS] + [int(i) for i in rng.integers(MASK + 1, VOCAB, N_TOKENS - 1)]
+        out.append(ExampleInput(example_id, " ".join(map(str, ids[1:])), 0, ids, [str(i) for i in ids], None))
+    return out
+
+
+def _explanation(name: str, example: ExampleInput, scores: np.ndarray) -> Explanation:
+    return Explanation(method=name, example_id=example.example_id, target=0, scores=scores, base_value=None,
+                       model_output=0.5, class_scores=None, seconds=0.0)
+
+
+class ReadsItsInput:
+    """Scores position p with p on an original input; on a near-copy (any id differs) it
+    ``reverses`` the order or ``swaps`` the two top positions."""
+
+    name = "toy"
+
+    def __init__(self, originals: list[ExampleInput], change: str) -> None:
+        self.originals = {e.example_id: list(e.ids) for e in originals}
+        self.change = change
+        self.seen_perturbed = 0
+
+    def explain(self, model, examples: list[ExampleInput]) -> list[Explanation]:
+        out = []
+        for e in examples:
+            scores = np.arange(len(e.ids), dtype=np.float64)  # (T,) ascending with position
+            if list(e.ids) != self.originals[e.example_id]:
+                self.seen_perturbed += 1
+                if self.change == "reverse":
+                    scores = -scores
+                else:  # the last two positions are never edited: they are the top half by |score|
+                    scores[[-1, -2]] = scores[[-2, -1]]
+            out.append(_explanation(self.name, e, scores))
+        return out
+
+
+def _stability(model, change: str, n_examples: int = 6):
+    examples = _examples(n_examples)
+    explainer = ReadsItsInput(examples, change)
+    base = predict_proba(model, [e.ids for e in examples], PAD)
+    # A neighbour that is another ordinary id; the prediction check may reject some edits.
+    neighbours = lambda token_id: [MASK + 1 + (token_id - MASK) % (VOCAB - MASK - 1)]  # noqa: E731
+    result = explanation_stability(model, examples, explainer.explain(model, examples), explainer, neighbours,
+                                   str, base, n_perturbations=2)  # fmt: skip
+    return result, explainer
+
+
+def test_stability_is_minus_one_when_every_perturbation_reverses_the_ranking(model):
+    result, explainer = _stability(model, "reverse")
+    assert result.n_perturbations > 0 and explainer.seen_perturbed == result.n_perturbations
+    assert result.mean == pytest.approx(-1.0)
+    assert result.per_example and all(v == pytest.approx(-1.0) for v in result.per_example.values())
+
+
+def test_stability_equals_the_closed_form_rho_of_one_swap(model):
+    result, _ = _stability(model, "swap")
+    n = N_TOKENS - 2
+    expected = 1 - 6 * 2 / (n * (n**2 - 1))  # one adjacent swap: sum d^2 = 2
+    assert result.n_perturbations > 0
+    assert result.mean == pytest.approx(expected) and expected < 0.97
+    assert all(v == pytest.approx(expected) for v in result.per_example.values())
