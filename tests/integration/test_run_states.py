@@ -4,7 +4,6 @@ crash recorded as FINISHED."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
