@@ -50,6 +50,7 @@ class ReadsItsInput:
         self.originals = {e.example_id: list(e.ids) for e in originals}
         self.change = change
         self.seen_perturbed = 0
+        self.perturbed: list[tuple[int, ...]] = []
 
     def explain(self, model, examples: list[ExampleInput]) -> list[Explanation]:
         out = []
@@ -57,6 +58,7 @@ class ReadsItsInput:
             scores = np.arange(len(e.ids), dtype=np.float64)  # (T,) ascending with position
             if list(e.ids) != self.originals[e.example_id]:
                 self.seen_perturbed += 1
+                self.perturbed.append(tuple(e.ids))
                 if self.change == "reverse":
                     scores = -scores
                 else:  # the last two positions are never edited: they are the top half by |score|
@@ -65,15 +67,32 @@ class ReadsItsInput:
         return out
 
 
-def _stability(model, change: str, n_examples: int = 6):
+def _neighbours(token_id: int) -> list[int]:
+    """Another ordinary id (never a special one)."""
+    return [MASK + 1 + (token_id - MASK) % (VOCAB - MASK - 1)]
+
+
+def _stability(model, change: str, n_examples: int = 6, **kwargs):
     examples = _examples(n_examples)
     explainer = ReadsItsInput(examples, change)
     base = predict_proba(model, [e.ids for e in examples], PAD)
-    # A neighbour that is another ordinary id; the prediction check may reject some edits.
-    neighbours = lambda token_id: [MASK + 1 + (token_id - MASK) % (VOCAB - MASK - 1)]  # noqa: E731
-    result = explanation_stability(model, examples, explainer.explain(model, examples), explainer, neighbours,
-                                   str, base, n_perturbations=2)  # fmt: skip
+    # The prediction check may reject some edits of the random tiny model.
+    kwargs = {"n_perturbations": 2, **kwargs}
+    if kwargs["n_perturbations"] is None:  # the function's default
+        del kwargs["n_perturbations"]
+    result = explanation_stability(model, examples, explainer.explain(model, examples), explainer, _neighbours,
+                                   str, base, **kwargs)  # fmt: skip
     return result, explainer
+
+
+@pytest.fixture(scope="module")
+def constant_model() -> torch.nn.Module:
+    """Zero weights: equal logits, the same argmax for every input, so no edit is ever rejected."""
+    model = tiny_model(seed=2)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    return model
 
 
 def test_stability_is_minus_one_when_every_perturbation_reverses_the_ranking(model):
@@ -90,3 +109,19 @@ def test_stability_equals_the_closed_form_rho_of_one_swap(model):
     assert result.n_perturbations > 0
     assert result.mean == pytest.approx(expected) and expected < 0.97
     assert all(v == pytest.approx(expected) for v in result.per_example.values())
+
+
+def test_defaults_seed_and_names(constant_model):
+    examples = 4
+    result, explainer = _stability(constant_model, "reverse", examples, n_perturbations=3)
+    assert result.method == "toy" and result.n_rejected == 0
+    # 3 perturbations per example by default, each explained once
+    default, default_explainer = _stability(constant_model, "reverse", examples, n_perturbations=None)
+    assert default.n_perturbations == explainer.seen_perturbed == 3 * examples
+    assert default_explainer.perturbed == explainer.perturbed  # default seed 0
+    _, seed1 = _stability(constant_model, "reverse", examples, n_perturbations=3, seed=1)
+    assert sorted(seed1.perturbed) != sorted(explainer.perturbed)
+    one, _ = _stability(constant_model, "reverse", examples, n_perturbations=1)
+    assert one.n_perturbations == examples and one.mean == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="n_perturbations must be >= 1, got 0"):
+        _stability(constant_model, "reverse", examples, n_perturbations=0)
