@@ -55,10 +55,13 @@ class ReadsItsInput:
     def explain(self, model, examples: list[ExampleInput]) -> list[Explanation]:
         out = []
         for e in examples:
-            scores = np.arange(len(e.ids), dtype=np.float64)  # (T,) ascending with position
+            # (T,) ascending with position; a range below 1 (a rank metric must not care about scale)
+            scores = np.arange(len(e.ids), dtype=np.float64) / 10
             if list(e.ids) != self.originals[e.example_id]:
                 self.seen_perturbed += 1
                 self.perturbed.append(tuple(e.ids))
+                edited = [p for p, (a, b) in enumerate(zip(self.originals[e.example_id], e.ids)) if a != b]
+                assert len(edited) == 1 and e.tokens[edited[0]] == str(e.ids[edited[0]]), "tokens follow the edit"
                 if self.change == "reverse":
                     scores = -scores
                 else:  # the last two positions are never edited: they are the top half by |score|
@@ -125,3 +128,18 @@ def test_defaults_seed_and_names(constant_model):
     assert one.n_perturbations == examples and one.mean == pytest.approx(-1.0)
     with pytest.raises(ValueError, match="n_perturbations must be >= 1, got 0"):
         _stability(constant_model, "reverse", examples, n_perturbations=0)
+
+
+def test_nothing_to_compare_is_nan_with_counts(constant_model):
+    examples = _examples(3)
+    explainer = ReadsItsInput(examples, "reverse")
+    originals = explainer.explain(constant_model, examples)
+    base = predict_proba(constant_model, [e.ids for e in examples], PAD)  # argmax 0 everywhere
+    none = explanation_stability(constant_model, examples, originals, explainer, lambda token_id: [], str, base)
+    assert (none.method, none.per_example, none.n_perturbations, none.n_rejected) == ("toy", {}, 0, 0)
+    assert np.isnan(none.mean)
+    # every edit "changes the prediction" against base probabilities that say class 1
+    says_class_1 = np.tile(np.eye(base.shape[1])[1], (len(examples), 1))  # (N, C)
+    flipped = explanation_stability(constant_model, examples, originals, explainer, _neighbours, str, says_class_1)
+    assert (flipped.method, flipped.per_example, flipped.n_perturbations) == ("toy", {}, 0)
+    assert flipped.n_rejected == 3 * 4 and np.isnan(flipped.mean)  # 4 candidates (bottom half of 8) each
