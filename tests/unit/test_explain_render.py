@@ -11,6 +11,7 @@ import pytest
 
 from glassworks.explain.plots import attention_heatmaps_png, global_importance_png, metric_comparison_png
 from glassworks.explain.render import IndexRow, render_example_html, render_index_html
+from glassworks.testing import GLOBAL_IMPORTANCE_BAR, png_bars
 from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.render import esc, token_colour
 
@@ -153,3 +154,18 @@ def test_plots_write_pngs(tmp_path):
     }
     assert _png(metric_comparison_png(metrics, tmp_path / "m.png"))
     assert _png(metric_comparison_png({}, tmp_path / "empty.png"))
+
+
+def test_global_importance_png_draws_one_bar_per_token(tmp_path):
+    table = pd.DataFrame(
+        {
+            "example_id": np.repeat([0, 1], 5), "method": ["rollout"] * 10, "position": list(range(5)) * 2,
+            "token": ["[CLS]", "a", "$b$", "c", "a"] * 2, "score": np.linspace(0.1, 1.0, 10),
+        }
+    )  # fmt: skip
+    # figsize (7.5, 0.32 * top + 1.4) inches at 100 dpi
+    size, bars = png_bars(global_importance_png(table, tmp_path / "g.png"), GLOBAL_IMPORTANCE_BAR)
+    assert (size, bars) == ((750, 780), 3)  # a, $b$, c; [CLS] left out
+    assert png_bars(global_importance_png(table, tmp_path / "g2.png", top=2), GLOBAL_IMPORTANCE_BAR) == ((750, 204), 2)
+    assert png_bars(global_importance_png(table.assign(score=np.nan), tmp_path / "g_nan.png"),
+                    GLOBAL_IMPORTANCE_BAR)[1] == 0
