@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.explain.warmup import start_shap_warmup
 from pipeline.callbacks import objective
 from pipeline.explain import explain
 from pipeline.report import report
@@ -57,6 +58,8 @@ def main(cfg: DictConfig) -> float | None:
                 tracker.log_metrics({f"time/{name}_s": timings[f"time/{name}_s"]})
             mark_done(tracker, name, done)
 
+        if "shap" in cfg.explain.methods:  # shap's numba kernels compile in a thread while the model trains
+            start_shap_warmup([cfg.explain.shap.algorithm])
         with tracker.lifecycle("train"):
             stage("train", lambda: train(job, resume=resumed is not None).metrics)
             if cfg.explain.methods:

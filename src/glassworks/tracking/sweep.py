@@ -21,17 +21,18 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from glassworks.tracking.names import safe_name
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
+
+if TYPE_CHECKING:  # matplotlib is imported by the plots that use it, not by every entry point
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +268,8 @@ def param_plot(table: pd.DataFrame, key: str, metric: str, path: Path,
     if key not in done.columns or metric not in done.columns or done[metric].notna().sum() == 0:
         return None
     done = done[done[metric].notna()]
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5, 3.6))
     ax = fig.add_subplot()
     x = _numeric(done[key])
@@ -301,6 +304,8 @@ def faithfulness_plot(table: pd.DataFrame, path: Path,
     columns = sorted(c for c in done.columns if re.fullmatch(rf"explain/[^/]+/{faithfulness}", c))
     if acc is None or not columns:
         return None
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(5.5, 4))
     ax = fig.add_subplot()
     for column in columns:
@@ -319,6 +324,8 @@ def faithfulness_plot(table: pd.DataFrame, path: Path,
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
     fig.savefig(path, dpi=110, format="png")
