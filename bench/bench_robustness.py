@@ -14,7 +14,9 @@ Run: ``python bench/bench_robustness.py [--examples 32] [--candidates 20] [--thr
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -138,6 +140,9 @@ def main() -> None:
     header = f"{'order':<18}{'batched s':>10}{'naive s':>10}{'ratio':>8}{'fwd batched':>13}{'fwd naive':>11}{'same outcome':>14}"
     print(header)
     print("-" * len(header))
+    ratios: dict[str, float] = {}
+    absolute: dict[str, float] = {"stage_s_per_example": m["seconds_per_example"], "train_s": train_s,
+                                  "accuracy": acc, "load_average": os.getloadavg()[0]}
     for method, expls in (("input_x_gradient", explanations["input_x_gradient"]), (RANDOM_ORDER, None)):
         orders = method_orders(examples, expls, method, 0)
         fast, fast_s = timed(lambda: attack.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
@@ -151,9 +156,15 @@ def main() -> None:
         calls_fast = sum(r.n_model_calls for r in fast)
         calls_slow = sum(r.n_model_calls for r in slow)
         print(f"{method:<18}{fast_s:>10.3f}{slow_s:>10.3f}{slow_s / fast_s:>7.1f}x{calls_fast:>13d}{calls_slow:>11d}{str(same):>14}")
+        ratios[f"naive_over_batched_attack_{method}"] = slow_s / fast_s
+        absolute[f"forwards_batched_{method}"] = calls_fast
+        absolute[f"forwards_naive_{method}"] = calls_slow
+        absolute[f"same_outcome_{method}"] = same
         s = attack_summary(fast)
         print(f"{'':<18}success {s['attack_success']:.2f}, mean edits {s['mean_edits']:.2f}, "
               f"{s['model_calls_per_attack']:.1f} forwards/attack batched")  # fmt: skip
+    print(json.dumps({"bench": "robustness", "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                      "absolute": {k: round(v, 5) if isinstance(v, float) else v for k, v in absolute.items()}}))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import ConstantInputWarning, spearmanr
-from sklearn.metrics import average_precision_score
 from torch import nn
 
 from glassworks.explain.predict import predict_proba
@@ -181,6 +180,8 @@ def plausibility(explanations: Sequence[Explanation], examples: Sequence[Example
     usable = _finite(usable, "plausibility")
     if not usable:
         return {"rationale_auprc": math.nan, "rationale_f1": math.nan}
+    from sklearn.metrics import average_precision_score  # ~0.4 s to import: only where it is used
+
     auprc, f1 = [], []
     for ex, expl in usable:
         truth = np.asarray(ex.rationale[1:], dtype=np.int64)  # (T-1,) [CLS] carries no rationale
