@@ -1,0 +1,1 @@
+"""Robustness probes: deletion curves, attribution-guided perturbations."""
