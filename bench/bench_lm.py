@@ -17,6 +17,7 @@ import argparse
 import functools
 import logging
 import os
+import sys
 import time
 import warnings
 
@@ -65,6 +66,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    sys.stdout.reconfigure(line_buffering=True)  # figures appear as each task finishes
     warnings.filterwarnings("ignore")
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
