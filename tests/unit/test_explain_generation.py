@@ -8,7 +8,6 @@ import itertools
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 import torch
 

@@ -4,7 +4,6 @@ targets and masks, the vocabulary round-trips, bad corpora fail with the file na
 from __future__ import annotations
 
 import pytest
-import torch
 
 from glassworks.data.errors import DataError
 from glassworks.data.lm_datamodule import IGNORE_INDEX, LMDataModule
