@@ -96,7 +96,6 @@ class HFCausalLM(nn.Module):
         if not model_type:
             raise ValueError("model spec: hf_config has no model_type")
         config = t.AutoConfig.for_model(model_type, **config_dict)
-        config._attn_implementation = "eager"
         model = t.AutoModelForCausalLM.from_config(config, attn_implementation="eager", dtype=torch.float32)
         return cls(model, pad_id=int(spec["pad_id"]))
 
