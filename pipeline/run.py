@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.tracking.ranks import owns_run
 from pipeline.callbacks import objective
 from pipeline.explain import explain
 from pipeline.report import report
@@ -37,7 +38,7 @@ def main(cfg: DictConfig) -> float | None:
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         tracker = job.tracker
-        if not tracker.enabled and cfg.explain.methods:
+        if not tracker.enabled and cfg.explain.methods and owns_run():
             raise UserError("logger=none: the explain stage reads the model from MLflow; "
                             "use pipeline.train for untracked training, or explain.methods=[]")
         done = start_run(job, resumed)
@@ -59,13 +60,13 @@ def main(cfg: DictConfig) -> float | None:
 
         with tracker.lifecycle("train"):
             stage("train", lambda: train(job, resume=resumed is not None).metrics)
-            if cfg.explain.methods:
+            if cfg.explain.methods and owns_run():  # other ranks of torchrun/srun only train
                 stage("explain", lambda: {f"explain/{k}": v for k, v in
                                           explain(cfg, tracker, job.datamodule).metrics.items()})
                 if cfg.robustness.enabled:
                     stage("robustness", lambda: {f"robustness/{k}": v for k, v in
                                                  robustness(cfg, tracker).metrics.items()})
-            if cfg.get("report") is not None and cfg.report.enabled:
+            if cfg.get("report") is not None and cfg.report.enabled and owns_run():
                 # Last, so the report shows every stage's metrics and timings (its own time is
                 # not logged: the report holds exactly the run's metrics).
                 stage("report", lambda: _no_metrics(report(cfg, tracker, datamodule=job.datamodule)),

@@ -25,6 +25,7 @@ from omegaconf.errors import MissingMandatoryValue
 
 from glassworks.data.errors import DataError
 from glassworks.tracking.dataset import dataset_inputs
+from glassworks.tracking.ranks import for_this_rank
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.tracking.metadata import command_line, environment, git_state, redact
 from glassworks.validation import ConfigError
@@ -89,7 +90,7 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     """Validate everything (config values, cross-group rules, the data) before any run exists."""
     _check_type("seed", cfg.seed, (int,))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    tracker = build(cfg.logger, "logger")
+    tracker = for_this_rank(build(cfg.logger, "logger"))  # under torchrun/srun only global rank 0 tracks
     try:
         tracker.check()
     except StoreUnreachable as error:
@@ -250,7 +251,7 @@ def clean_errors(cfg: DictConfig) -> Iterator[None]:
     on); the full traceback only with debug=traceback."""
     try:
         yield
-    except (UserError, ConfigError, DataError, MissingMandatoryValue) as error:
+    except (UserError, ConfigError, DataError, MissingMandatoryValue, StoreUnreachable) as error:
         if cfg.get("traceback"):
             raise
         if isinstance(error, MissingMandatoryValue):

@@ -22,6 +22,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from glassworks.models.lightning import TextClassifier
 from glassworks.tracking.pyfunc import log_pyfunc_model
+from glassworks.training.distributed import LaunchRank, distributed_tags, leave_process_group
 from glassworks.training.resume import ResumeCheckpoint
 from pipeline.callbacks import objective
 from pipeline.resume import mark_done, resume_checkpoint, resume_config, run_metrics, start_run
@@ -52,6 +53,7 @@ def train(job: Job, resume: bool = False) -> TrainResult:
     if not tracker.enabled:
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
     trainer: pl.Trainer = build(cfg.trainer, "trainer", callbacks=callbacks, logger=logger)
+    tracker.set_tags(distributed_tags(trainer.world_size, trainer.num_nodes, LaunchRank.from_env()))
     keeper = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
     if keeper is not None:
         tracker.set_tags({"glassworks.resume_checkpoint": str(keeper.path)})
@@ -59,6 +61,10 @@ def train(job: Job, resume: bool = False) -> TrainResult:
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
+    leave_process_group()
+    if trainer.global_rank != 0:  # torchrun/srun: rank 0 tests, logs and ships the model
+        return TrainResult(module=module, metrics={}, best_checkpoint=None, fit_seconds=fit_seconds,
+                           train_steps=int(trainer.global_step))
 
     checkpoint = _model_checkpoint(trainer)
     best = getattr(checkpoint, "best_model_path", "") or None
@@ -70,7 +76,7 @@ def train(job: Job, resume: bool = False) -> TrainResult:
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if cfg.test:
         # One device for test: a DistributedSampler would pad the split with duplicates.
-        tester: pl.Trainer = build(cfg.trainer, "trainer", devices=1, strategy="auto",
+        tester: pl.Trainer = build(cfg.trainer, "trainer", devices=1, num_nodes=1, strategy="auto",
                                    logger=logger, callbacks=[], enable_progress_bar=False)
         for row in tester.test(module, datamodule=dm, verbose=False):
             metrics.update({k: float(v) for k, v in row.items()})
