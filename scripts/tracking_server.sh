@@ -10,7 +10,9 @@
 # $GLASSWORKS_TRACKING_DIR (default: <repo>/.tracking, ignored by git). `start` again reuses the
 # same database and port: after the mlflow server died (kill -9, a crash), it comes back on the
 # same URI and the same PostgreSQL. MLFLOW_PORT / PG_PORT pick the ports of a first start.
-# PostgreSQL refuses to run as root: as root, it runs as the `postgres` user.
+# PostgreSQL refuses to run as root: as root, it runs as the `postgres` user, which must be able
+# to reach the state folder. Exit codes: 3 PostgreSQL missing and not installable, 4 mlflow server
+# failed, 5 PostgreSQL failed.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="$(mkdir -p "${GLASSWORKS_TRACKING_DIR:-$ROOT/.tracking}" && cd "${GLASSWORKS_TRACKING_DIR:-$ROOT/.tracking}" && pwd)"
@@ -58,9 +60,13 @@ start_postgres() {
     mkdir -p "$data"
     local pwfile; pwfile=$(mktemp)
     echo "$PG_PASSWORD" > "$pwfile"
-    if [ "$(id -u)" = 0 ]; then chown -R postgres "$data" "$pwfile"; chmod 755 "$DIR"; fi
+    if [ "$(id -u)" = 0 ]; then
+      chown -R postgres "$data" "$pwfile"; chmod 755 "$DIR"
+      runuser -u postgres -- test -x "$data" || { rm -f "$pwfile"
+        echo "error: the postgres user cannot reach $data (a parent folder is private): choose another GLASSWORKS_TRACKING_DIR" >&2; exit 5; }
+    fi
     as_pg "$bin/initdb" -D "$data" -U mlflow --pwfile="$pwfile" --auth=scram-sha-256 -E UTF8 >"$DIR/initdb.log" 2>&1 \
-      || { rm -f "$pwfile"; echo "error: initdb failed, see $DIR/initdb.log" >&2; exit 3; }
+      || { rm -f "$pwfile"; echo "error: initdb failed:" >&2; tail -5 "$DIR/initdb.log" >&2; exit 5; }
     rm -f "$pwfile"
   fi
   save_state
@@ -68,7 +74,7 @@ start_postgres() {
     # Loopback only; the socket in the data directory (no /var/run/postgresql needed).
     as_pg "$bin/pg_ctl" -D "$data" -l "$data/postgres.log" -w -t 60 \
       -o "-c listen_addresses=$HOST -p $PG_PORT -k $data" start >/dev/null \
-      || { echo "error: PostgreSQL did not start, see $data/postgres.log" >&2; exit 3; }
+      || { echo "error: PostgreSQL did not start, see $data/postgres.log" >&2; exit 5; }
   fi
   if ! PGPASSWORD=$PG_PASSWORD "$bin/psql" -h $HOST -p "$PG_PORT" -U mlflow -d postgres -tAc \
       "SELECT 1 FROM pg_database WHERE datname='mlflow'" | grep -q 1; then
