@@ -21,7 +21,9 @@ HOST=127.0.0.1
 STATE="$DIR/server.env"
 
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null; }
+# A killed server can linger as a zombie for a moment (kill -0 succeeds): check its state too.
+alive() { [ -n "${1:-}" ] && kill -0 "$1" 2>/dev/null && ! ps -o stat= -p "$1" | grep -q '^Z'; }
+healthy() { "$PY" -c "import urllib.request; urllib.request.urlopen('http://$HOST:$1/health', timeout=2)" 2>/dev/null; }
 
 pg_bin() {
   local bin
@@ -83,7 +85,10 @@ start_postgres() {
 }
 
 start_mlflow() {
-  if alive "${MLFLOW_PID:-}"; then return; fi
+  if alive "${MLFLOW_PID:-}"; then
+    if healthy "$MLFLOW_PORT"; then return; fi
+    kill -KILL -- "-$MLFLOW_PID" 2>/dev/null || true  # alive but not answering: replace it
+  fi
   MLFLOW_PORT=${MLFLOW_PORT:-$(free_port)}
   mkdir -p "$DIR/artifacts"
   # setsid: the server and its workers are one process group, stopped (or killed) together.
@@ -95,9 +100,7 @@ start_mlflow() {
   MLFLOW_PID=$!
   save_state
   for _ in $(seq 1 240); do
-    if "$PY" -c "import urllib.request, sys; urllib.request.urlopen('http://$HOST:$MLFLOW_PORT/health', timeout=2)" 2>/dev/null; then
-      return
-    fi
+    if healthy "$MLFLOW_PORT"; then return; fi
     alive "$MLFLOW_PID" || { echo "error: mlflow server exited, see $DIR/mlflow.log" >&2; tail -20 "$DIR/mlflow.log" >&2; exit 4; }
     sleep 0.5
   done
