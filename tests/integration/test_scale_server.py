@@ -31,7 +31,8 @@ def _server_state(state_dir: Path) -> dict[str, str]:
 
 
 def _script(state_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GLASSWORKS_TRACKING_DIR": str(state_dir), "PYTHON": sys.executable}
+    env = {**os.environ, "GLASSWORKS_TRACKING_DIR": str(state_dir), "PYTHON": sys.executable,
+           "MLFLOW_WORKERS": "1"}
     return subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=400)
 
 

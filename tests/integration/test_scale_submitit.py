@@ -29,6 +29,6 @@ def test_submitit_local_sweep_has_parent_and_children(tmp_path):
     assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
     assert all("test/acc" in c.data.metrics for c in children)
     # Each job went through submitit: pickled, run in its own process, its result written back.
-    job_folders = [p for p in (sweep_dir / ".submitit").iterdir() if p.is_dir()]
+    job_folders = [p for p in (sweep_dir / ".submitit").iterdir() if p.is_dir() and p.name.isdigit()]
     assert len(job_folders) == 2
     assert all(list(folder.glob("*_result.pkl")) for folder in job_folders)
