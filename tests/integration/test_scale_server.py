@@ -117,9 +117,9 @@ def _assert_every_point_once(client: MlflowClient, run_id: str, epochs: int) -> 
         assert len(steps) == len(set(steps)), f"{key}: duplicate points {Counter(steps).most_common(3)}"
     assert len(_points(client, run_id, "val/loss")) == epochs
     train_steps = sorted(_points(client, run_id, "train/loss"))
-    # log_every_n_steps=2, 7 batches an epoch: every other step, none missing.
+    # log_every_n_steps=2, 4 batches an epoch (200 examples, batch 64): every other step, none missing.
     assert train_steps == list(range(train_steps[0], train_steps[0] + 2 * len(train_steps), 2))
-    assert train_steps[-1] >= 7 * epochs - 2
+    assert train_steps[-1] >= 4 * epochs - 2
 
 
 def test_job_survives_server_restart(server, tmp_path):
