@@ -125,7 +125,7 @@ def _assert_every_point_once(client: MlflowClient, run_id: str, epochs: int) -> 
 def test_job_survives_server_restart(server, tmp_path):
     uri, state_dir = server
     client = MlflowClient(uri)
-    epochs = 12
+    epochs = 4
     job = _start_job(tmp_path, uri, "logger.experiment_name=restart", f"trainer.max_epochs={epochs}")
     try:
         run_id = _wait_for_points(client, "restart", job)
@@ -146,7 +146,7 @@ def test_job_survives_server_restart(server, tmp_path):
 def test_server_gone_past_timeout_fails_clearly_then_resumes(server, tmp_path):
     uri, state_dir = server
     client = MlflowClient(uri)
-    epochs = 12
+    epochs = 4
     job = _start_job(tmp_path, uri, "logger.experiment_name=gone", f"trainer.max_epochs={epochs}",
                      "logger.server_timeout_s=5")
     try:

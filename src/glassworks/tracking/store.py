@@ -128,7 +128,7 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, timeout_s: flo
 def _short(error: BaseException) -> str:
     """The last line of MLflow's wrapped requests error: 'Connection refused', not the whole pool."""
     text = str(error)
-    match = re.search(r"\[Errno \d+\] ([^')\]]+)", text) or re.search(r"(Connection \w+|RemoteDisconnected)", text)
+    match = re.search(r"\[Errno \d+\] ([^'\")\]]+)", text) or re.search(r"(Connection \w+|RemoteDisconnected)", text)
     return match.group(1) if match else text[:300]
 
 
