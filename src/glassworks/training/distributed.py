@@ -22,6 +22,8 @@ from typing import Any
 from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
+from glassworks.tracking import contract as C
+
 
 @dataclass(frozen=True)
 class LaunchRank:
@@ -61,11 +63,11 @@ class LaunchRank:
 def distributed_tags(world_size: int, num_nodes: int, launch: LaunchRank) -> dict[str, str]:
     """Tags of the run that global rank 0 owns: how many processes trained it, on how many nodes."""
     return {
-        "glassworks.dist.world_size": str(world_size),
-        "glassworks.dist.num_nodes": str(num_nodes),
-        "glassworks.dist.launcher": launch.launcher if launch.external else ("spawn" if world_size > 1 else "none"),
-        "glassworks.dist.ranks": ",".join(str(r) for r in range(world_size)),
-        "glassworks.dist.owner": f"global rank {launch.global_rank} (node {launch.node_rank}, "
+        C.TAG_DIST_WORLD_SIZE: str(world_size),
+        C.TAG_DIST_NUM_NODES: str(num_nodes),
+        C.TAG_DIST_LAUNCHER: launch.launcher if launch.external else ("spawn" if world_size > 1 else "none"),
+        C.TAG_DIST_RANKS: ",".join(str(r) for r in range(world_size)),
+        C.TAG_DIST_OWNER: f"global rank {launch.global_rank} (node {launch.node_rank}, "
                                  f"local rank {launch.local_rank}) on {socket.gethostname()}",
     }
 
