@@ -66,14 +66,15 @@ def test_parallel_sweep_against_postgres_server(server, tmp_path):
     uri, state_dir = server
     result = run_cli("pipeline.train", "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
                      f"logger.tracking_uri={uri}", "logger.experiment_name=sweep-pg", *SMALL,
-                     "trainer.max_epochs=2", "seed=0,1,2,3", cwd=tmp_path, timeout=900)
+                     "trainer.max_epochs=2", "seed=0,1", cwd=tmp_path, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("sweep-pg")
     runs = client.search_runs([experiment.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    assert len(parents) == 1 and len(children) == 4
+    # Two jobs on two joblib workers: concurrent writers to the server, at half the cost of four.
+    assert len(parents) == 1 and len(children) == 2
     assert {r.info.status for r in runs} == {"FINISHED"}
     for child in children:
         assert child.data.tags["mlflow.parentRunId"] == parents[0].info.run_id
@@ -84,7 +85,7 @@ def test_parallel_sweep_against_postgres_server(server, tmp_path):
         # Proxied artifacts: the job wrote through the server, into the server's folder.
         assert child.info.artifact_uri.startswith("mlflow-artifacts:")
         assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"config", "model", "tokenizer"}
-    assert len(list((state_dir / "artifacts").rglob("MLmodel"))) >= 4
+    assert len(list((state_dir / "artifacts").rglob("MLmodel"))) >= len(children)
 
 
 def _start_job(tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen[str]:
