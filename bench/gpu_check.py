@@ -76,7 +76,9 @@ def run_variant(label: str, overrides: list[str], workdir: Path) -> dict[str, st
     flops, peak = flops_per_token(params), device_peak(torch.cuda.get_device_name(0))
     memory = [m.value for key in metrics if key.startswith("system/gpu_") and key.endswith("memory_usage_megabytes")
               for m in client.get_metric_history(run.info.run_id, key)]
-    explain_s = metrics.get("time/explain_s")
+    from glassworks.tracking import contract as C
+
+    explain_s = metrics.get(C.stage_time_key("explain"))
     rows = int(params.get("explain.n_examples", "0"))
     return {
         f"{label} tokens/s": f"{total:,.0f} ({devices} device(s))" if total else "n/a",
