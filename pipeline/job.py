@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from glassworks.data.errors import DataError
 from glassworks.tasks.base import Task
 from glassworks.tasks.classify import ClassifyTask
+from glassworks.tracking.ranks import for_this_rank
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import ConfigError, UserError
 
@@ -73,7 +74,7 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     """Validate everything (config values, cross-group rules, the data) before any run exists."""
     _check_type("seed", cfg.seed, (int,))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    tracker = build(cfg.logger, "logger")
+    tracker = for_this_rank(build(cfg.logger, "logger"))  # under torchrun/srun only global rank 0 tracks
     try:
         tracker.check()
     except StoreUnreachable as error:

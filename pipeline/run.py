@@ -22,6 +22,7 @@ from glassworks.stages import report as report_stage
 from glassworks.stages import robustness as robustness_stage
 from glassworks.stages import train as train_stage
 from glassworks.tracking import contract as C
+from glassworks.tracking.ranks import owns_run
 from glassworks.tracking.runs import mark_done, run_metrics
 from pipeline.defaults import default_config
 from pipeline.plans import explain_settings, report_settings, robustness_settings
@@ -42,7 +43,7 @@ def main(cfg: DictConfig) -> float | None:
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         tracker = job.tracker
-        if not tracker.enabled and cfg.explain.methods:
+        if not tracker.enabled and cfg.explain.methods and owns_run():
             raise UserError("logger=none: the explain stage reads the model from MLflow; "
                             "use pipeline.train for untracked training, or explain.methods=[]")
         done = start_run(job, resumed)
@@ -66,13 +67,13 @@ def main(cfg: DictConfig) -> float | None:
             start_shap_warmup([cfg.explain.shap.algorithm])
         with tracker.lifecycle("train"):
             stage("train", lambda: train_stage.train(train_inputs(job), tracker, resume=resumed is not None).metrics)
-            if cfg.explain.methods:
+            if cfg.explain.methods and owns_run():  # other ranks of torchrun/srun only train
                 stage("explain", lambda: C.prefixed(C.EXPLAIN_PREFIX, explain_stage.explain(
                     tracker, job.task, run_datamodule(tracker, job.datamodule), explain_settings(cfg)).metrics))
                 if cfg.robustness.enabled:
                     stage("robustness", lambda: C.prefixed(C.ROBUSTNESS_PREFIX, robustness_stage.robustness(
                         tracker, job.task, robustness_settings(cfg)).metrics))
-            if cfg.get("report") is not None and cfg.report.enabled and tracker.enabled:
+            if cfg.get("report") is not None and cfg.report.enabled and tracker.enabled and owns_run():
                 # Last, so the report shows every stage's metrics and timings (its own time is
                 # not logged: the report holds exactly the run's metrics).
                 stage("report", lambda: _no_metrics(report_stage.report(

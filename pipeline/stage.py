@@ -24,6 +24,7 @@ from glassworks.tracking.metadata import redact
 from glassworks.tracking.objective import objective_value
 from glassworks.tracking.runs import RunStart, finished_run, require_artifact  # noqa: F401 - the stages' API
 from glassworks.tracking.runs import open_run as open_library_run
+from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
 from pipeline.hydra_context import hydra_files, in_multirun, overrides, run_name, sweep_child
 from pipeline.job import Job, build, build_job, build_task  # noqa: F401 - the stages' API
@@ -92,10 +93,12 @@ def run_datamodule(tracker: Any, datamodule: Any = None) -> Any:
 def clean_errors(cfg: DictConfig) -> Iterator[None]:
     """Bad input -> one message on stderr and exit 2 (under -m: this job fails, the sweep goes
     on); the full traceback only with debug=traceback. The one path for user-facing errors:
-    everything a user can get wrong is a :class:`UserError` (ConfigError and DataError are kinds)."""
+    everything a user can get wrong is a :class:`UserError` (ConfigError and DataError are kinds).
+    A tracking server that stayed down past ``logger.server_timeout_s`` is not the user's mistake
+    but is shown the same way (:class:`StoreUnreachable`: the run stays RUNNING, resume it)."""
     try:
         yield
-    except (UserError, MissingMandatoryValue) as error:
+    except (UserError, StoreUnreachable, MissingMandatoryValue) as error:
         if cfg.get("traceback"):
             raise
         if isinstance(error, MissingMandatoryValue):

@@ -18,6 +18,7 @@ from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.training.checkpoint_io import remove_partial_writes
+from glassworks.training.distributed import LaunchRank, distributed_tags, leave_process_group
 from glassworks.training.resume import ResumeCheckpoint
 
 log = logging.getLogger("glassworks.train")
@@ -58,6 +59,7 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     if not tracker.enabled:
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
     trainer = inputs.make_trainer(callbacks=callbacks, logger=logger)
+    tracker.set_tags(distributed_tags(trainer.world_size, trainer.num_nodes, LaunchRank.from_env()))
     keeper = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
     if keeper is not None:
         tracker.set_tags({C.TAG_RESUME_CHECKPOINT: str(keeper.path)})
@@ -65,6 +67,10 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     start = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
+    leave_process_group()
+    if trainer.global_rank != 0:  # torchrun/srun: rank 0 tests, logs and ships the model
+        return TrainResult(module=module, metrics={}, best_checkpoint=None, fit_seconds=fit_seconds,
+                           train_steps=int(trainer.global_step))
 
     checkpoint = model_checkpoint(trainer)
     best = getattr(checkpoint, "best_model_path", "") or None
@@ -76,7 +82,7 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
     if inputs.test:
         # One device for test: a DistributedSampler would pad the split with duplicates.
-        tester = inputs.make_trainer(devices=1, strategy="auto", logger=logger, callbacks=[],
+        tester = inputs.make_trainer(devices=1, num_nodes=1, strategy="auto", logger=logger, callbacks=[],
                                      enable_progress_bar=False)
         for row in tester.test(module, datamodule=dm, verbose=False):
             metrics.update({k: float(v) for k, v in row.items()})

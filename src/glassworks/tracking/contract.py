@@ -15,7 +15,10 @@ tags
     ``glassworks.resume_checkpoint`` (local file a resume continues from),
     ``glassworks.resumes`` + ``glassworks.resume.<n>`` (how often, from which state),
     ``glassworks.error`` + ``glassworks.failed_stage`` (a FAILED or KILLED run),
-    ``glassworks.reproduces`` (on a reproduction: the original's run id).
+    ``glassworks.reproduces`` (on a reproduction: the original's run id),
+    ``glassworks.dist.<world_size|num_nodes|launcher|ranks|owner>`` (how many processes trained
+    the run, on how many nodes, started by ``spawn``/``torchrun``/``srun``; which global rank
+    owns the run).
 params
     the composed config, flattened (``model.d_model``, ``task._target_``, ...), and
     ``data.label_names``.
@@ -77,6 +80,11 @@ TAG_RESUME_PREFIX = "glassworks.resume."      # + the resume's number
 TAG_ERROR = "glassworks.error"
 TAG_FAILED_STAGE = "glassworks.failed_stage"
 TAG_REPRODUCES = "glassworks.reproduces"
+TAG_DIST_WORLD_SIZE = "glassworks.dist.world_size"
+TAG_DIST_NUM_NODES = "glassworks.dist.num_nodes"
+TAG_DIST_LAUNCHER = "glassworks.dist.launcher"    # "none" | "spawn" | "torchrun" | "srun"
+TAG_DIST_RANKS = "glassworks.dist.ranks"          # "0,1,..." the global ranks that trained
+TAG_DIST_OWNER = "glassworks.dist.owner"          # the process that owns the run (global rank 0)
 TAG_NOTE = "mlflow.note.content"
 TAG_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 TAG_DATASET_CONTEXT = "mlflow.data.context"    # on each logged dataset input: the split

@@ -17,20 +17,22 @@ from pytorch_lightning.loggers.logger import Logger, rank_zero_experiment
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from glassworks.tracking.history import unlogged
-from glassworks.tracking.store import with_retry
+from glassworks.tracking.store import StoreUnreachable, is_unreachable, with_retry
 
 log = logging.getLogger(__name__)
 
 
 class MLflowRunLogger(Logger):
     def __init__(self, tracking_uri: str, run_id: str, flush_every_n_steps: int = 50,
-                 logged: set[tuple[str, int]] | None = None):
+                 logged: set[tuple[str, int]] | None = None, server_timeout_s: float = 120.0):
         super().__init__()
         # Points a resumed run already holds (see glassworks.tracking.history).
         self._logged = logged or set()
         self._tracking_uri = tracking_uri
         self._run_id = run_id
         self._flush_every = flush_every_n_steps
+        self._server_timeout_s = server_timeout_s
+        self._gave_up = False
         self._buffer: list[Metric] = []
         self._pending: list[Any] = []
         self._last_flush_step = 0
@@ -90,9 +92,10 @@ class MLflowRunLogger(Logger):
             chunk = batch[i : i + 1000]
             # Asynchronous: MLflow's queue thread writes while training goes on; wait() in
             # finalize/save makes sure nothing is lost before the run moves on.
-            self._pending.append(with_retry(
+            operation = with_retry(
                 lambda: client.log_batch(self._run_id, metrics=chunk, synchronous=False),
-                "logging metrics"))
+                "logging metrics")
+            self._pending.append((chunk, operation))
             self.n_requests += 1
 
     def persist(self) -> None:
@@ -101,15 +104,33 @@ class MLflowRunLogger(Logger):
         self.wait()
 
     def wait(self) -> None:
-        """Block until every queued batch is in the store (raises what the queue raised)."""
+        """Block until every queued batch is in the store. A batch the queue could not send (the
+        tracking server was down or restarting) is sent again, the same points with the same
+        timestamps, which the store keeps once, until ``server_timeout_s``; then
+        :class:`~glassworks.tracking.store.StoreUnreachable`."""
         pending, self._pending = self._pending, []
-        for operation in pending:
-            if operation is not None:
+        for chunk, operation in pending:
+            if operation is None:
+                continue
+            try:
                 operation.wait()
+            except Exception as error:  # noqa: BLE001 - only an unreachable server is retried
+                if not is_unreachable(error):
+                    raise
+                log.warning("a metrics batch (%d points) did not reach the tracking server; sending it again",
+                            len(chunk))
+                try:
+                    with_retry(lambda c=chunk: self.experiment.log_batch(self._run_id, metrics=c),
+                               "logging metrics", timeout_s=self._server_timeout_s)
+                except StoreUnreachable:
+                    self._gave_up = True
+                    raise
 
     @rank_zero_only
     def finalize(self, status: str) -> None:
         # The run's status belongs to the tracker (the pipeline continues after training).
+        if self._gave_up:
+            return  # the server is gone: the error on its way up says so, waiting again would not help
         self.persist()
 
     @rank_zero_only

@@ -13,7 +13,9 @@ happen under a file lock next to the database (:func:`store_lock`).
 from __future__ import annotations
 
 import logging
+import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -70,23 +72,64 @@ def open_client(tracking_uri: str) -> MlflowClient:
         return MlflowClient(tracking_uri=tracking_uri)
 
 
-def is_transient(error: BaseException) -> bool:
-    """sqlite lock contention between parallel jobs is worth retrying; nothing else is."""
+def is_locked(error: BaseException) -> bool:
+    """sqlite lock contention between parallel jobs: worth a few quick retries."""
     text = str(error).lower()
     return "database is locked" in text or "database table is locked" in text or "busy" in text
 
 
-def with_retry(fn: Callable[[], T], what: str, attempts: int = 8) -> T:
-    for attempt in range(attempts):
+# What requests/urllib3 (inside MLflow's REST client) say when a tracking server is down or
+# restarting: refused or dropped connections, a proxy's 502/503/504.
+_UNREACHABLE = ("connection refused", "max retries exceeded", "connection aborted", "connection reset",
+                "remotedisconnected", "bad gateway", "service unavailable", "gateway timeout",
+                "too many 502", "too many 503", "too many 504", "newconnectionerror")
+
+
+def is_unreachable(error: BaseException) -> bool:
+    """The tracking server did not answer (down, restarting): worth retrying until a deadline."""
+    text = str(error).lower()
+    return isinstance(error, ConnectionError) or any(word in text for word in _UNREACHABLE)
+
+
+def is_transient(error: BaseException) -> bool:
+    return is_locked(error) or is_unreachable(error)
+
+
+def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, timeout_s: float | None = None) -> T:
+    """``fn()``, retried on a locked sqlite store (``attempts`` times) and, with ``timeout_s``, on
+    an unreachable tracking server until ``timeout_s`` seconds have passed; then
+    :class:`StoreUnreachable`. Every call retried here must be idempotent: metric points carry
+    their own timestamps, so the store recognises a batch it already holds."""
+    start = time.monotonic()
+    attempt = 0
+    while True:
         try:
             return fn()
-        except Exception as error:  # noqa: BLE001 - filtered by is_transient
-            if attempt == attempts - 1 or not is_transient(error):
+        except Exception as error:  # noqa: BLE001 - filtered below
+            attempt += 1
+            if timeout_s is not None and is_unreachable(error):
+                waited = time.monotonic() - start
+                if waited >= timeout_s:
+                    raise StoreUnreachable(
+                        f"the tracking server did not answer for {waited:.0f} s while {what} "
+                        f"(logger.server_timeout_s={timeout_s:g}): {_short(error)}") from error
+                delay = min(5.0, 0.5 * 2 ** min(attempt, 4), max(0.1, timeout_s - waited))
+                log.warning("%s: tracking server unreachable, retrying in %.1fs (giving up after %g s)",
+                            what, delay, timeout_s)
+                time.sleep(delay)
+                continue
+            if attempt >= attempts or not is_locked(error):
                 raise
-            delay = min(2.0, 0.05 * 2**attempt) * (1 + random.random())
+            delay = min(2.0, 0.05 * 2 ** (attempt - 1)) * (1 + random.random())
             log.debug("%s hit a locked store, retrying in %.2fs", what, delay)
             time.sleep(delay)
-    raise AssertionError("unreachable")
+
+
+def _short(error: BaseException) -> str:
+    """The last line of MLflow's wrapped requests error: 'Connection refused', not the whole pool."""
+    text = str(error)
+    match = re.search(r"\[Errno \d+\] ([^'\")\]]+)", text) or re.search(r"(Connection \w+|RemoteDisconnected)", text)
+    return match.group(1) if match else text[:300]
 
 
 def ensure_experiment(client: MlflowClient, name: str, store_dir: str | Path) -> str:
@@ -110,6 +153,14 @@ def ensure_experiment(client: MlflowClient, name: str, store_dir: str | Path) ->
 
     with store_lock(client.tracking_uri):
         return with_retry(get_or_create, f"creating experiment {name!r}")
+
+
+def short_http_retries() -> None:
+    """MLflow's REST client retries one request for ~4 minutes by default; each request here gives
+    up in seconds instead and :func:`with_retry` waits for the server up to its own deadline
+    (``logger.server_timeout_s``). A value the user exported wins."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
 
 
 class StoreUnreachable(RuntimeError):

@@ -14,11 +14,11 @@ import signal
 import tempfile
 import time
 import traceback
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
@@ -26,11 +26,12 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 from glassworks.tracking import contract as C
 from glassworks.tracking.history import logged_points, unlogged
 from glassworks.tracking.params import flatten
-from glassworks.tracking.store import (check_reachable, ensure_experiment, open_client, resolve_tracking_uri,
-                                       with_retry)
+from glassworks.tracking.store import (StoreUnreachable, check_reachable, ensure_experiment, open_client,
+                                       resolve_tracking_uri, short_http_retries, with_retry)
 from glassworks.validation import Validated
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # MLflow's per-request limits for log_batch.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
@@ -50,6 +51,9 @@ class MLflowTracker(Validated):
     system_metrics_interval_s: float = 5.0
     log_model: bool = True
     log_checkpoints: bool = True
+    # How long a job waits for an unreachable tracking server (down, restarting) before it
+    # fails; metric points are kept and sent again meanwhile.
+    server_timeout_s: float = 120.0
 
     enabled = True
 
@@ -57,12 +61,18 @@ class MLflowTracker(Validated):
         self.require(bool(self.experiment_name.strip()), "experiment_name", "must not be empty")
         self.require(self.flush_every_n_steps > 0, "flush_every_n_steps", "must be > 0")
         self.require(self.system_metrics_interval_s > 0, "system_metrics_interval_s", "must be > 0")
+        self.require(self.server_timeout_s > 0, "server_timeout_s", "must be > 0")
         self.uri = resolve_tracking_uri(self.tracking_uri, self.store_dir)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self._client: MlflowClient | None = None
         self._monitor: Any = None
         self._logged: set[tuple[str, int]] = set()
+        if self.uri.startswith(("http://", "https://")):
+            short_http_retries()
+
+    def _retry(self, fn: Callable[[], T], what: str) -> T:
+        return with_retry(fn, what, timeout_s=self.server_timeout_s)
 
     # The client holds a sqlalchemy engine: rebuild it lazily after pickling (DDP spawn).
     def __getstate__(self) -> dict[str, Any]:
@@ -85,6 +95,7 @@ class MLflowTracker(Validated):
 
     def start(self, run_name: str | None, tags: Mapping[str, str]) -> str:
         self.experiment_id = ensure_experiment(self.client, self.experiment_name, self.store_dir)
+        # Retried only on a locked store: a create whose answer was lost would make a second run.
         run = with_retry(
             # str(): the REST store (an `mlflow server`) rejects non-string tag values.
             lambda: self.client.create_run(self.experiment_id, run_name=run_name,
@@ -98,20 +109,20 @@ class MLflowTracker(Validated):
     def attach(self, run_id: str, resume: bool = False) -> str:
         """Log into an existing run: a later stage, or (``resume``) a killed job continuing,
         which skips the metric points the run already holds and clears the kill's error tags."""
-        run = with_retry(lambda: self.client.get_run(run_id), "reading run")
+        run = self._retry(lambda: self.client.get_run(run_id), "reading run")
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
         if resume:
-            self._logged = with_retry(lambda: logged_points(self.client, run), "reading metrics")
+            self._logged = self._retry(lambda: logged_points(self.client, run), "reading metrics")
             for key in (C.TAG_ERROR, C.TAG_FAILED_STAGE):
                 if key in run.data.tags:
-                    with_retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
+                    self._retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
             resumes = int(run.data.tags.get(C.TAG_RESUMES, "0")) + 1
             self.set_tags({C.TAG_RESUMES: resumes,
                            f"{C.TAG_RESUME_PREFIX}{resumes}": f"was {run.info.status} at "
                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}"})
         if run.info.status != "RUNNING":
-            with_retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
+            self._retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
         self._start_system_metrics(resume=True)
         return self.run_id
 
@@ -126,7 +137,7 @@ class MLflowTracker(Validated):
                 tags[C.TAG_FAILED_STAGE] = stage
             self.set_tags(tags)
             self.log_text("".join(traceback.format_exception(error))[-100_000:], C.ERROR_TRACEBACK)
-        with_retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending run")
+        self._retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending run")
 
     @contextmanager
     def lifecycle(self, stage: str = "run") -> Iterator[MLflowTracker]:
@@ -144,6 +155,12 @@ class MLflowTracker(Validated):
             cause = interrupt.__context__ if isinstance(interrupt.__context__, KeyboardInterrupt) else interrupt
             self.end(status, None if status == "FINISHED" else cause, getattr(self, "stage", stage))
             raise
+        except StoreUnreachable as error:
+            # The store itself is gone: nothing more can be written there. The run stays RUNNING,
+            # with every point sent so far and its last resume checkpoint on this machine.
+            self._stop_system_metrics()
+            raise StoreUnreachable(f"{error}; run {self.run_id} stays RUNNING: once the server is back, "
+                                   f"continue it with resume={self.run_id}") from error
         except BaseException as error:
             self.end("FAILED", error, getattr(self, "stage", stage))
             raise
@@ -176,13 +193,13 @@ class MLflowTracker(Validated):
         params = [Param(k, v) for k, v in flatten(config).items()]
         for i in range(0, len(params), _MAX_PARAMS):
             chunk = params[i : i + _MAX_PARAMS]
-            with_retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
+            self._retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         for i in range(0, len(items), _MAX_TAGS):
             chunk = items[i : i + _MAX_TAGS]
-            with_retry(lambda: self.client.log_batch(self.run_id, tags=chunk), "logging tags")
+            self._retry(lambda: self.client.log_batch(self.run_id, tags=chunk), "logging tags")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
@@ -192,20 +209,20 @@ class MLflowTracker(Validated):
         metrics = unlogged(metrics, self._logged)
         for i in range(0, len(metrics), _MAX_METRICS):
             chunk = metrics[i : i + _MAX_METRICS]
-            with_retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
+            self._retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
 
     # Artifact calls read the run from the store (and log_table/log_inputs write to it), so
     # they retry on a store locked by parallel sweep jobs like every other write.
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
-        with_retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path),
+        self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path),
                    "logging artifacts")
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
-        with_retry(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path),
+        self._retry(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path),
                    "logging artifact")
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        with_retry(lambda: self.client.log_text(self.run_id, text, artifact_file), "logging text")
+        self._retry(lambda: self.client.log_text(self.run_id, text, artifact_file), "logging text")
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
@@ -227,20 +244,21 @@ class MLflowTracker(Validated):
             if entry not in logged:
                 self.client.set_tag(self.run_id, _LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
 
-        with_retry(tag, "tagging table")
+        self._retry(tag, "tagging table")
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        with_retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
+        self._retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
 
     def download(self, artifact_path: str) -> Path:
         target = Path(tempfile.mkdtemp(prefix="glassworks-"))
-        return Path(with_retry(lambda: self.client.download_artifacts(self.run_id, artifact_path, str(target)),
+        return Path(self._retry(lambda: self.client.download_artifacts(self.run_id, artifact_path, str(target)),
                                "downloading artifact"))
 
     def lightning_logger(self) -> Any:
         from glassworks.tracking.lightning_logger import MLflowRunLogger
 
-        return MLflowRunLogger(self.uri, self.run_id, self.flush_every_n_steps, self._logged)
+        return MLflowRunLogger(self.uri, self.run_id, self.flush_every_n_steps, self._logged,
+                               server_timeout_s=self.server_timeout_s)
 
     @property
     def ui_command(self) -> str:

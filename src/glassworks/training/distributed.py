@@ -1,0 +1,91 @@
+"""Which process of a distributed job this is, and the DDP strategy that fits how it was launched.
+
+Two ways to get several training processes:
+
+- spawned: ``trainer=ddp_cpu`` / ``trainer=ddp`` on one machine. The entry point runs once and
+  Lightning spawns the ranks; the launching process is global rank 0.
+- launched externally: ``torchrun`` (one command per node) or SLURM's ``srun``. The entry point
+  runs once per rank, so everything before ``trainer.fit`` (config, data, the MLflow run) happens
+  in every rank; only global rank 0 may create and own the run.
+
+Rank is read the way Lightning reads it (its TorchElastic and SLURM cluster environments), before
+any Trainer exists, so the pipeline can decide who tracks before it creates anything.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
+from pytorch_lightning.strategies import DDPStrategy
+
+from glassworks.tracking import contract as C
+
+
+@dataclass(frozen=True)
+class LaunchRank:
+    """This process's place in an externally launched job (all zeros/ones when it is alone)."""
+
+    launcher: str  # "torchrun" | "srun" | "none"
+    global_rank: int = 0
+    local_rank: int = 0
+    node_rank: int = 0
+    world_size: int = 1
+    num_nodes: int = 1
+
+    @classmethod
+    def from_env(cls) -> LaunchRank:
+        env = os.environ
+        if TorchElasticEnvironment.detect():
+            world = int(env["WORLD_SIZE"])
+            per_node = int(env.get("LOCAL_WORLD_SIZE", world))
+            return cls("torchrun", int(env["RANK"]), int(env.get("LOCAL_RANK", 0)),
+                       int(env.get("GROUP_RANK", 0)), world, max(1, world // max(1, per_node)))
+        if SLURMEnvironment.detect() and int(env.get("SLURM_NTASKS", "1")) > 1:
+            return cls("srun", int(env["SLURM_PROCID"]), int(env.get("SLURM_LOCALID", 0)),
+                       int(env.get("SLURM_NODEID", 0)), int(env["SLURM_NTASKS"]),
+                       int(env.get("SLURM_NNODES", env.get("SLURM_JOB_NUM_NODES", 1))))
+        return cls("none")
+
+    @property
+    def owns_run(self) -> bool:
+        """Global rank 0 creates the MLflow run and runs everything after training."""
+        return self.global_rank == 0
+
+    @property
+    def external(self) -> bool:
+        return self.launcher != "none"
+
+
+def distributed_tags(world_size: int, num_nodes: int, launch: LaunchRank) -> dict[str, str]:
+    """Tags of the run that global rank 0 owns: how many processes trained it, on how many nodes."""
+    return {
+        C.TAG_DIST_WORLD_SIZE: str(world_size),
+        C.TAG_DIST_NUM_NODES: str(num_nodes),
+        C.TAG_DIST_LAUNCHER: launch.launcher if launch.external else ("spawn" if world_size > 1 else "none"),
+        C.TAG_DIST_RANKS: ",".join(str(r) for r in range(world_size)),
+        C.TAG_DIST_OWNER: f"global rank {launch.global_rank} (node {launch.node_rank}, "
+                                 f"local rank {launch.local_rank}) on {socket.gethostname()}",
+    }
+
+
+def ddp_strategy(start_method: str = "spawn", **kwargs: Any) -> DDPStrategy:
+    """Lightning's DDP; under torchrun or srun the ranks already exist, so nothing is spawned
+    (``popen`` with an external launcher only joins the process group)."""
+    if LaunchRank.from_env().external:
+        start_method = "popen"
+    return DDPStrategy(start_method=start_method, **kwargs)
+
+
+def leave_process_group() -> None:
+    """After ``fit`` under torchrun/srun: every rank leaves the process group, so that what rank 0
+    does alone afterwards (test, explain, report) does no collective with ranks that have exited
+    (torchmetrics syncs over any initialised group)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()

@@ -1,0 +1,90 @@
+"""The parts of multi-machine support that need no server: who owns the run under torchrun/srun,
+and how long a write waits for an unreachable tracking server."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+from mlflow import MlflowClient
+from pytorch_lightning.strategies import DDPStrategy
+
+from glassworks.tracking.ranks import for_this_rank
+from glassworks.tracking.store import StoreUnreachable, is_unreachable, with_retry
+from glassworks.tracking.tracker import MLflowTracker, NoTracker
+from glassworks.training.distributed import LaunchRank, ddp_strategy
+
+_LAUNCH_VARS = ("TORCHELASTIC_RUN_ID", "RANK", "LOCAL_RANK", "GROUP_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE",
+                "MASTER_ADDR", "MASTER_PORT", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID", "SLURM_NODEID",
+                "SLURM_NNODES", "SLURM_JOB_NAME")
+
+
+@pytest.fixture
+def launch_env(monkeypatch):
+    for name in _LAUNCH_VARS:
+        monkeypatch.delenv(name, raising=False)
+
+    def set_env(**values: str) -> None:
+        for key, value in values.items():
+            monkeypatch.setenv(key, value)
+
+    return set_env
+
+
+def test_a_plain_process_owns_its_run(launch_env, tmp_path):
+    launch = LaunchRank.from_env()
+    assert launch == LaunchRank("none") and launch.owns_run and not launch.external
+    tracker = MLflowTracker(store_dir=str(tmp_path))
+    assert for_this_rank(tracker) is tracker
+
+
+def test_torchrun_ranks(launch_env, tmp_path):
+    launch_env(TORCHELASTIC_RUN_ID="x", RANK="1", LOCAL_RANK="0", GROUP_RANK="1", WORLD_SIZE="2",
+               LOCAL_WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29500")
+    launch = LaunchRank.from_env()
+    assert launch == LaunchRank("torchrun", global_rank=1, local_rank=0, node_rank=1, world_size=2, num_nodes=2)
+    follower = for_this_rank(MLflowTracker(store_dir=str(tmp_path)))
+    assert isinstance(follower, NoTracker) and follower.run_id is None
+    # The ranks exist already: DDP joins them instead of spawning.
+    assert isinstance(ddp_strategy(process_group_backend="gloo"), DDPStrategy)
+    assert ddp_strategy(process_group_backend="gloo")._start_method == "popen"
+
+
+def test_srun_ranks(launch_env):
+    launch_env(SLURM_NTASKS="4", SLURM_PROCID="0", SLURM_LOCALID="0", SLURM_NODEID="0", SLURM_NNODES="2",
+               SLURM_JOB_NAME="train")
+    launch = LaunchRank.from_env()
+    assert launch.launcher == "srun" and launch.owns_run and (launch.world_size, launch.num_nodes) == (4, 2)
+
+
+def test_spawned_ddp_keeps_spawning(launch_env):
+    assert ddp_strategy(process_group_backend="gloo")._start_method == "spawn"
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_unreachable_server_is_retried_until_the_timeout(monkeypatch):
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    client = MlflowClient(f"http://127.0.0.1:{_closed_port()}")
+    start = time.monotonic()
+    with pytest.raises(StoreUnreachable, match=r"did not answer for \d+ s while reading run .*server_timeout_s=1"):
+        with_retry(lambda: client.get_run("0" * 32), "reading run", timeout_s=1)
+    assert 1 <= time.monotonic() - start < 30
+
+
+def test_other_errors_are_not_retried():
+    calls = []
+
+    def fail() -> None:
+        calls.append(1)
+        raise ValueError("bad value")
+
+    with pytest.raises(ValueError):
+        with_retry(fail, "x", timeout_s=10)
+    assert len(calls) == 1
+    assert is_unreachable(ConnectionRefusedError()) and not is_unreachable(ValueError("no"))
