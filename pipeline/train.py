@@ -46,7 +46,7 @@ def train(job: Job, resume: bool = False) -> TrainResult:
     net = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)
     module = TextClassifier(net.spec, optimizer=job.optimizer, scheduler=job.scheduler,
                             label_names=dm.label_names, mask_token_prob=cfg.mask_token_prob,
-                            mask_id=dm.tokenizer.mask_id)
+                            mask_id=dm.tokenizer.mask_id, net=net)
     logger = tracker.lightning_logger()
     callbacks = list(job.callbacks)
     if not tracker.enabled:

@@ -78,8 +78,10 @@ class TokenIdMasker(shap.maskers.Masker):
     shap computes plain Shapley values there (with a tree, shap's Exact computes Owen values).
     """
 
-    def __init__(self, mask_id: int, hierarchical: bool) -> None:
+    def __init__(self, mask_id: int, hierarchical: bool, keep_ids: frozenset[int] = frozenset()) -> None:
         self.mask_id = int(mask_id)
+        # Special tokens ([SEP] of a pretrained encoder) are never hidden: their SHAP value is 0.
+        self.keep_ids = np.asarray(sorted(keep_ids), dtype=np.int64)
         self.shape = self._row_shape
         self.clustering = self._row_clustering if hierarchical else None
 
@@ -87,7 +89,8 @@ class TokenIdMasker(shap.maskers.Masker):
         # shap passes either a (M,) bool mask (True = keep the token) or a bare True/False for all.
         if mask is True or mask is False:
             mask = np.full(len(x), mask, dtype=bool)
-        return np.where(np.asarray(mask, dtype=bool), x, self.mask_id)[None, :]  # (1, M)
+        keep = np.asarray(mask, dtype=bool) | np.isin(x, self.keep_ids)  # (M,)
+        return np.where(keep, x, self.mask_id)[None, :]  # (1, M)
 
     def _row_shape(self, x) -> tuple[int, int]:
         return 1, len(x)
@@ -138,7 +141,7 @@ class ShapExplainer:
         seed: int = 0,
         output: ShapOutput = "probability",
         exact_max_tokens: int = 12,
-        mask_id: int = 3,
+        mask_id: int | None = None,
         pad_id: int | None = None,
     ) -> None:
         if algorithm not in _ALGORITHMS:
@@ -158,12 +161,15 @@ class ShapExplainer:
         self.seed = int(seed)
         self.output = output
         self.exact_max_tokens = int(exact_max_tokens)
-        self.mask_id = int(mask_id)
+        self.mask_id = mask_id  # None: the model's own (a pretrained tokenizer's [MASK]), else 3
         self.pad_id = pad_id
         self.last_n_evals = 0  # model rows evaluated for the most recent example
 
     def _shap_explainer(self, fn: _BatchedIdModel):
-        masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
+        model = fn.model
+        mask_id = self.mask_id if self.mask_id is not None else int(getattr(model, "mask_id", 3))
+        keep_ids = frozenset(getattr(model, "special_ids", ()))
+        masker = TokenIdMasker(mask_id, hierarchical=self.algorithm == "partition", keep_ids=keep_ids)
         if self.algorithm == "partition":
             return shap.explainers.Partition(fn, masker)
         if self.algorithm == "exact":

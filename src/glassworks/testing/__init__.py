@@ -1,0 +1,1 @@
+"""Helpers that tests and benchmarks share (never imported by the library itself)."""
