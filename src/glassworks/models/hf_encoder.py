@@ -204,7 +204,11 @@ class HFEncoderClassifier(nn.Module):
                 layer.requires_grad_(False)
         if self.options.get("gradient_checkpointing"):
             # Non-reentrant: works with frozen inputs (no requires_grad on the embeddings) and DDP.
-            self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable = getattr(self.net, "activation_checkpointing_enable", None)  # transformers >= 5
+            if enable is not None:
+                enable(activation_checkpointing_kwargs={"use_reentrant": False})
+            else:
+                self.net.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
     def parameter_groups(self, weight_decay: float | None = None) -> list[dict[str, Any]]:
         """Trainable parameters in two AdamW groups; the second (biases, LayerNorm) never decays.
