@@ -55,7 +55,8 @@ def examples_for(loaded: LoadedModel, datamodule: Any, n: int, seed: int) -> lis
         rationale = token_rationale(words, encoded.word_ids) if words else None
         examples.append(ExampleInput(example_id=int(row), text=texts[row],
                                      label=int(test["label"].iloc[row]), ids=list(encoded.ids),
-                                     tokens=list(encoded.tokens), rationale=rationale))
+                                     tokens=list(encoded.tokens), rationale=rationale,
+                                     word_ids=list(encoded.word_ids)))
     return examples
 
 

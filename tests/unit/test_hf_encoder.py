@@ -213,3 +213,37 @@ def test_spec_and_weight_files_round_trip(net, tok, tmp_path):
     with torch.no_grad():
         want = net(ids, mask).logits.softmax(-1).numpy()
     np.testing.assert_allclose(probs, want, atol=1e-5)
+
+
+# ---- word-level view -----------------------------------------------------------------------
+
+def test_shap_on_hf_word_level_local_accuracy(net, tok):
+    from glassworks.explain.shap import ShapExplainer
+    from glassworks.explain.types import ExampleInput
+    from glassworks.explain.word_units import local_accuracy_gap, word_plausibility, word_scores
+
+    text = "movies boring, loved"
+    enc = tok.encode(text)
+    example = ExampleInput(7, text, 0, enc.ids, enc.tokens, [0, 0, 0, 1, 1, 0, 0], word_ids=enc.word_ids)
+    (e,) = ShapExplainer(max_evals=64, batch_size=64).explain(net, [example])
+    assert e.scores[-1] == pytest.approx(0.0, abs=1e-9)  # [SEP] is never hidden
+    words = word_scores(e.scores, enc.word_ids)  # movies, boring, loved
+    assert words.shape == (3,)
+    assert words[0] == pytest.approx(e.scores[1] + e.scores[2])
+    assert local_accuracy_gap(e, example) <= 1e-6
+    metrics = word_plausibility([e], [example])
+    assert set(metrics) == {"word_rationale_auprc", "word_rationale_f1"}
+
+
+def test_word_units_sum_and_rationale():
+    from glassworks.explain.word_units import word_positions, word_rationale, word_scores
+
+    word_ids = [None, 0, 0, 1, 2, 2, 2, None]
+    assert word_positions(word_ids) == [[1, 2], [3], [4, 5, 6]]
+    np.testing.assert_allclose(word_scores(np.arange(8.0), word_ids), [3.0, 3.0, 15.0])
+    assert word_rationale([0, 1, 1, 0, 0, 0, 1, 0], word_ids).tolist() == [1, 0, 1]
+
+
+def test_built_model_starts_in_train_mode(config, tok):
+    m = config.build(tok.vocab_size, 2, tok.pad_id)
+    assert all(module.training for module in m.modules())

@@ -181,6 +181,9 @@ class HFEncoderClassifier(nn.Module):
         self.options = dict(options)
         self.mask_id = mask_id
         self.special_ids = [int(i) for i in special_ids or []]
+        # from_pretrained returns eval mode, and Lightning keeps submodules' modes: without this
+        # fine-tuning would run with dropout off.
+        self.net.train()
         self.n_classes = int(net.config.num_labels)
         self.pad_id = int(net.config.pad_token_id if net.config.pad_token_id is not None else 0)
         self._apply_options()
