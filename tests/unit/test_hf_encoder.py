@@ -247,3 +247,15 @@ def test_word_units_sum_and_rationale():
 def test_built_model_starts_in_train_mode(config, tok):
     m = config.build(tok.vocab_size, 2, tok.pad_id)
     assert all(module.training for module in m.modules())
+
+
+def test_substitution_candidates_are_whole_words(net, tok):
+    from glassworks.explain.robustness import SubstitutionAttack
+
+    allowed = set(net.substitute_ids)
+    vocab = tok.backend.get_vocab()
+    assert not any(vocab[t] in allowed for t in ("##s", "##ing", "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"))
+    assert vocab["movie"] in allowed
+    index = SubstitutionAttack(n_candidates=5).neighbour_index(net)
+    candidates = index(vocab["movie"])
+    assert candidates and set(candidates) <= allowed - {vocab["movie"]}

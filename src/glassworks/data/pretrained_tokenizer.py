@@ -112,6 +112,15 @@ class PretrainedTokenizer:
     def vocab_size(self) -> int:
         return len(self.hf)
 
+    def whole_word_ids(self) -> list[int]:
+        """Ids of vocabulary entries that are whole words: no continuation piece ("##ing"), no
+        special or reserved token ("[unused3]"). The substitution attack's candidates."""
+        prefix = getattr(getattr(self._tok, "model", None), "continuing_subword_prefix", None) or "##"
+        specials = self.special_ids | {self.unk_id, self.mask_id}
+        return sorted(i for tok, i in self._tok.get_vocab(with_added_tokens=False).items()
+                      if i not in specials and not tok.startswith(prefix)
+                      and not (tok.startswith("[") and tok.endswith("]")) and any(c.isalnum() for c in tok))
+
     # ---- encoding -------------------------------------------------------------------------
     def _keep(self, n: int, max_length: int | None) -> list[int]:
         """Indices kept of an encoding of n tokens: the head, then the trailing specials."""

@@ -163,24 +163,40 @@ class HFEncoderConfig(Validated):
         structural = {tokenizer.cls_id, tokenizer.pad_id, *tokenizer.special_ids} - {
             tokenizer.unk_id, tokenizer.mask_id}
         return HFEncoderClassifier(net, self.pretrained, self._options(), mask_id=tokenizer.mask_id,
-                                   special_ids=sorted(structural))
+                                   special_ids=sorted(structural),
+                                   substitute_ranges=id_ranges(tokenizer.whole_word_ids()))
 
     def _options(self) -> dict[str, Any]:
         return {"freeze_embeddings": self.freeze_embeddings, "freeze_layers": self.freeze_layers,
                 "gradient_checkpointing": self.gradient_checkpointing}
 
 
+def id_ranges(ids: list[int]) -> list[list[int]]:
+    """Sorted ids as [start, stop) runs: [1, 2, 3, 7] -> [[1, 4], [7, 8]]."""
+    runs: list[list[int]] = []
+    for i in sorted(ids):
+        if runs and runs[-1][1] == i:
+            runs[-1][1] = i + 1
+        else:
+            runs.append([i, i + 1])
+    return runs
+
+
 class HFEncoderClassifier(nn.Module):
     """An ``AutoModelForSequenceClassification`` behind glassworks' classifier interface."""
 
     def __init__(self, net: nn.Module, pretrained: str, options: Mapping[str, Any],
-                 mask_id: int | None = None, special_ids: list[int] | None = None):
+                 mask_id: int | None = None, special_ids: list[int] | None = None,
+                 substitute_ranges: list[list[int]] | None = None):
         super().__init__()
         self.net = net
         self.pretrained = pretrained
         self.options = dict(options)
         self.mask_id = mask_id
         self.special_ids = [int(i) for i in special_ids or []]
+        # Whole-word vocabulary ids as [start, stop) runs (compact in the spec): the substitution
+        # attack replaces words by words, never by "##" pieces or specials.
+        self.substitute_ranges = [[int(a), int(b)] for a, b in substitute_ranges or []]
         # from_pretrained returns eval mode, and Lightning keeps submodules' modes: without this
         # fine-tuning would run with dropout off.
         self.net.train()
@@ -241,6 +257,13 @@ class HFEncoderClassifier(nn.Module):
         return int(self.net.config.max_position_embeddings)
 
     @property
+    def substitute_ids(self) -> list[int] | None:
+        """Ids the substitution attack may put in (None: any non-special id)."""
+        if not self.substitute_ranges:
+            return None
+        return [i for a, b in self.substitute_ranges for i in range(a, b)]
+
+    @property
     def tok_emb(self) -> nn.Embedding:
         """The input token embedding (V, C), as on TransformerClassifier (embedding neighbours)."""
         return self.net.get_input_embeddings()
@@ -258,6 +281,7 @@ class HFEncoderClassifier(nn.Module):
             "pad_id": self.pad_id,
             "mask_id": self.mask_id,
             "special_ids": list(self.special_ids),
+            "substitute_ranges": [list(r) for r in self.substitute_ranges],
         }
 
     @classmethod
@@ -276,7 +300,8 @@ class HFEncoderClassifier(nn.Module):
             config, attn_implementation="sdpa", dtype=torch.float32
         )
         return cls(net, str(spec["pretrained"]), dict(spec.get("options") or {}),
-                   mask_id=spec.get("mask_id"), special_ids=spec.get("special_ids"))
+                   mask_id=spec.get("mask_id"), special_ids=spec.get("special_ids"),
+                   substitute_ranges=spec.get("substitute_ranges"))
 
     def save_weights(self, directory: str | Path) -> None:
         """``save_pretrained`` files: config.json + model.safetensors."""
