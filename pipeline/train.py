@@ -21,6 +21,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from glassworks.models.lightning import TextClassifier
+from glassworks.models.summary import MODEL_SUMMARY_ARTIFACT, model_summary
 from glassworks.tracking.pyfunc import log_pyfunc_model
 from glassworks.training.resume import ResumeCheckpoint
 from pipeline.callbacks import objective
@@ -94,6 +95,7 @@ def _log_artifacts(job: Job, module: TextClassifier, trainer: pl.Trainer, best: 
     tokenizer_dir = Path(trainer.default_root_dir) / "tokenizer"
     dm.tokenizer.save(tokenizer_dir)
     tracker.log_artifacts(tokenizer_dir, "tokenizer")
+    tracker.log_dict(model_summary(module.model, dm.tokenizer, dm.max_length), MODEL_SUMMARY_ARTIFACT)
     checkpoint = _model_checkpoint(trainer)
     if tracker.log_checkpoints and checkpoint is not None and checkpoint.dirpath:
         if Path(checkpoint.dirpath).is_dir():

@@ -52,6 +52,7 @@ def test_run_finishes_with_every_stage(hf_run):
     assert "test/acc" in metrics
     for method in ("shap", "raw_attention", "rollout", "flow", "grad_attention", "input_x_gradient"):
         assert f"explain/{method}/comprehensiveness" in metrics, method
+        assert f"explain/{method}/word_rationale_auprc" in metrics, method
     assert any(k.startswith("robustness/") for k in metrics)
     assert run.data.params["model._target_"] == "glassworks.models.hf_encoder.HFEncoderConfig"
 
@@ -90,11 +91,20 @@ def test_shap_local_accuracy_and_sep_kept(hf_run):
         assert rows["score"].sum() + rows["base_value"].iloc[0] == pytest.approx(
             rows["model_output"].iloc[0], abs=1e-4)
         assert rows["token"].iloc[-1] == "[SEP]" and abs(rows["score"].iloc[-1]) < 1e-8
+        assert rows["word_index"].iloc[0] is pd.NA and rows["word_index"].iloc[-1] is pd.NA
+        assert rows["word_index"].iloc[1] == 0
 
 
-def test_report_has_the_run(hf_run):
+def test_report_model_section(hf_run):
     folder = next((hf_run["tmp"] / "reports").iterdir())
-    assert "hf" in (folder / "report.md").read_text() or json.loads((folder / "report.json").read_text())
+    assert "Model" in json.loads((folder / "report.json").read_text())["sections"]
+    md = (folder / "report.md").read_text()
+    assert str(hf_run["folder"]) in md and "trainable" in md and "the model's own" in md
+    summary = json.loads(hf_run["client"].download_artifacts(
+        hf_run["run"].info.run_id, "model_summary.json", str(hf_run["tmp"] / "dl")) and
+        (hf_run["tmp"] / "dl" / "model_summary.json").read_text())
+    assert summary["frozen_parameters"] == 0 and summary["trainable_parameters"] == summary["parameters"]
+    assert summary["max_length"] == 40
 
 
 def test_explain_later_via_cli(hf_run):

@@ -25,6 +25,7 @@ from glassworks.report.document import (
     Code, Details, Document, Gallery, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, TokenExample,
     TokenRow, fmt,
 )  # fmt: skip
+from glassworks.report.model_section import model_section
 from glassworks.report.figures import confusion_matrix, confusion_png, learning_curves_png
 
 # Faithfulness / plausibility columns: (metric key, header, True if higher is better).
@@ -502,6 +503,7 @@ def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
         config_section,
         _environment_section(record),
         _data_section(record, stats, label_names),
+        model_section(record),
         _training_section(record),
         _test_section(record, label_names, predictions, prediction_error, summary),
         _explain_section(record, label_names, options),
