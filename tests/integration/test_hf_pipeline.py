@@ -100,9 +100,10 @@ def test_report_model_section(hf_run):
     assert "Model" in json.loads((folder / "report.json").read_text())["sections"]
     md = (folder / "report.md").read_text()
     assert str(hf_run["folder"]) in md and "trainable" in md and "the model's own" in md
-    summary = json.loads(hf_run["client"].download_artifacts(
-        hf_run["run"].info.run_id, "model_summary.json", str(hf_run["tmp"] / "dl")) and
-        (hf_run["tmp"] / "dl" / "model_summary.json").read_text())
+    (hf_run["tmp"] / "dl").mkdir(exist_ok=True)
+    path = hf_run["client"].download_artifacts(hf_run["run"].info.run_id, "model_summary.json",
+                                               str(hf_run["tmp"] / "dl"))
+    summary = json.loads(open(path, encoding="utf-8").read())
     assert summary["frozen_parameters"] == 0 and summary["trainable_parameters"] == summary["parameters"]
     assert summary["max_length"] == 40
 
