@@ -45,9 +45,12 @@ def train(job: Job, resume: bool = False) -> TrainResult:
     resume checkpoint (same run, same config; see pipeline/resume.py)."""
     cfg, dm, tracker = job.cfg, job.datamodule, job.tracker
     net = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)
+    # Pretrained weights live only in `net`; a from-scratch model is rebuilt from its spec as
+    # before, so the seeded RNG stream (and every seeded result of the tiny model) is unchanged.
     module = TextClassifier(net.spec, optimizer=job.optimizer, scheduler=job.scheduler,
                             label_names=dm.label_names, mask_token_prob=cfg.mask_token_prob,
-                            mask_id=dm.tokenizer.mask_id, net=net)
+                            mask_id=dm.tokenizer.mask_id,
+                            net=net if getattr(net, "pretrained", None) else None)
     logger = tracker.lightning_logger()
     callbacks = list(job.callbacks)
     if not tracker.enabled:
