@@ -44,7 +44,7 @@ def test_shap_local_accuracy_at_word_level(finetuned):
         enc = dm.tokenizer.encode(text, dm.max_length)
         examples.append(ExampleInput(i, text, 0, enc.ids, enc.tokens, None, word_ids=enc.word_ids))
     for example, expl in zip(examples, ShapExplainer(max_evals=64, batch_size=128).explain(model, examples)):
-        assert abs(expl.scores[-1]) < 1e-8  # [SEP] kept
+        assert abs(expl.scores[-1]) < 1e-6  # [SEP] is never hidden: only float noise
         assert local_accuracy_gap(expl, example) <= 1e-6
 
 
