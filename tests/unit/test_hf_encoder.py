@@ -250,7 +250,7 @@ def test_built_model_starts_in_train_mode(config, tok):
 
 
 def test_substitution_candidates_are_whole_words(net, tok):
-    from glassworks.explain.robustness import SubstitutionAttack
+    from glassworks.robustness import SubstitutionAttack
 
     allowed = set(net.substitute_ids)
     vocab = tok.backend.get_vocab()

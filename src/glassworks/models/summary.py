@@ -1,4 +1,4 @@
-"""What a run's model is, in a few plain facts (logged as ``model_summary.json``, shown in the
+"""What a run's model is, in a few plain facts (logged as ``contract.MODEL_SUMMARY``, shown in the
 report's Model section): base model, parameters trainable/frozen, tokenizer, max length."""
 
 from __future__ import annotations
@@ -6,8 +6,6 @@ from __future__ import annotations
 from typing import Any
 
 from torch import nn
-
-MODEL_SUMMARY_ARTIFACT = "model_summary.json"
 
 
 def model_summary(model: nn.Module, tokenizer: Any, max_length: int) -> dict[str, Any]:

@@ -1,12 +1,12 @@
-"""The run report's Model section, from the run's ``model_summary.json``."""
+"""The run report's Model section, from the run's ``contract.MODEL_SUMMARY``."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from glassworks.models.summary import MODEL_SUMMARY_ARTIFACT
 from glassworks.report.collect import RunRecord
 from glassworks.report.document import KeyValues, Section, fmt
+from glassworks.tracking import contract as C
 
 _ROWS = (("base_model", "base model"), ("class", "architecture"), ("layers", "layers"),
          ("heads", "attention heads"), ("parameters", "parameters"),
@@ -16,7 +16,7 @@ _ROWS = (("base_model", "base model"), ("class", "architecture"), ("layers", "la
 
 def model_section(record: RunRecord) -> Section | None:
     """None for runs logged before the summary existed."""
-    summary: Any = record.artifacts.json(MODEL_SUMMARY_ARTIFACT) if record.artifacts else None
+    summary: Any = record.artifacts.json(C.MODEL_SUMMARY) if record.artifacts else None
     if not summary:
         return None
     items = [(label, fmt(summary[key]) if isinstance(summary[key], (int, float)) else str(summary[key]))
