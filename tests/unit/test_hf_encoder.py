@@ -256,6 +256,6 @@ def test_substitution_candidates_are_whole_words(net, tok):
     vocab = tok.backend.get_vocab()
     assert not any(vocab[t] in allowed for t in ("##s", "##ing", "[CLS]", "[SEP]", "[MASK]", "[PAD]", "[UNK]"))
     assert vocab["movie"] in allowed
-    index = SubstitutionAttack(n_candidates=5).neighbour_index(net)
+    index = SubstitutionAttack(n_candidates=5).neighbour_index(net, sorted(tok.special_ids))
     candidates = index(vocab["movie"])
     assert candidates and set(candidates) <= allowed - {vocab["movie"]}

@@ -179,11 +179,14 @@ class ShapExplainer:
         self.last_batch_stats = None  # RowBatcher.stats of the most recent cross-example explain
         self.last_n_evals = 0  # model rows evaluated for the most recent example
 
-    def _shap_explainer(self, fn: _BatchedIdModel):
-        model = fn.model
+    def _masker(self, model: nn.Module) -> TokenIdMasker:
+        """Hidden tokens become the model's own [MASK] (a pretrained tokenizer's) unless
+        ``mask_id`` is set (else 3); the model's special ids are never hidden."""
         mask_id = self.mask_id if self.mask_id is not None else int(getattr(model, "mask_id", 3))
         keep_ids = frozenset(getattr(model, "special_ids", ()))
-        masker = TokenIdMasker(mask_id, hierarchical=self.algorithm == "partition", keep_ids=keep_ids)
+        return TokenIdMasker(mask_id, hierarchical=self.algorithm == "partition", keep_ids=keep_ids)
+
+    def _shap_explainer(self, fn: _BatchedIdModel, masker: TokenIdMasker):
         if self.algorithm == "partition":
             return shap.explainers.Partition(fn, masker)
         if self.algorithm == "exact":
@@ -219,15 +222,17 @@ class ShapExplainer:
         for example in examples:  # fail before spending time on any example
             self._check_length(example, len(example.ids) - 1)
         pad_id = resolve_pad_id(model, self.pad_id)
+        masker = self._masker(model)
         if self.concurrent_examples == 1 or len(examples) <= 1:
             evaluate = self._direct(model, pad_id)
-            return [self._explain_one(evaluate, example) for example in examples]
-        return self._explain_batched(model, pad_id, examples)
+            return [self._explain_one(evaluate, example, masker) for example in examples]
+        return self._explain_batched(model, pad_id, examples, masker)
 
     def _direct(self, model: nn.Module, pad_id: int) -> Evaluate:
         return lambda ids: predict_logits(model, ids, pad_id, self.batch_size)  # (N, T) -> (N, C)
 
-    def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput]) -> list[Explanation]:
+    def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
+                         masker: TokenIdMasker) -> list[Explanation]:
         batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size)
         queue = deque(enumerate(examples))
         results: list[Explanation | None] = [None] * len(examples)
@@ -236,7 +241,7 @@ class ShapExplainer:
             # Only the task holding the batcher's baton runs, so popping the shared queue is safe.
             while queue:
                 index, example = queue.popleft()
-                results[index] = self._explain_one(submit, example)
+                results[index] = self._explain_one(submit, example, masker)
 
         start = time.perf_counter()
         n_workers = min(self.concurrent_examples, len(examples))
@@ -252,7 +257,7 @@ class ShapExplainer:
                   len(examples), batcher.stats.rows, batcher.stats.forward_calls)
         return explanations
 
-    def _explain_one(self, evaluate: Evaluate, example: ExampleInput) -> Explanation:
+    def _explain_one(self, evaluate: Evaluate, example: ExampleInput, masker: TokenIdMasker) -> Explanation:
         start = time.perf_counter()
         ids = np.asarray(example.ids, dtype=np.int64)  # (T,)
         cls_id = int(ids[0])
@@ -274,7 +279,7 @@ class ShapExplainer:
             # batch order, and give the caller back the state it had.
             rng_state = np.random.get_state()
             try:
-                explainer = self._shap_explainer(fn)
+                explainer = self._shap_explainer(fn, masker)
                 np.random.seed(self.seed)
                 result = explainer(
                     ids[None, 1:],
