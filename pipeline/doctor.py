@@ -2,7 +2,8 @@
 
 A run whose process died by SIGKILL or power loss stays RUNNING forever (nothing was left to
 end it). The doctor lists such runs and marks them KILLED (``--dry-run`` only lists), checks
-that the store's schema is current, and lists artifact folders that belong to no run.
+that the store's schema is current, and lists artifact folders that belong to no run
+(``--clean-orphans`` deletes them; with ``--dry-run`` it says what it would delete).
 A run counts as abandoned when it is RUNNING and no metric, param or tag was written for
 ``--stale-minutes`` (default 10), so a pipeline that is alive right now is left alone.
 """
@@ -15,7 +16,9 @@ import sys
 import time
 from pathlib import Path
 
-from glassworks.tracking.doctor import abandoned_runs, mark_abandoned, orphaned_artifact_dirs, started_by
+from glassworks.render.numbers import fmt_bytes
+from glassworks.tracking.doctor import (abandoned_runs, folder_bytes, mark_abandoned, orphaned_artifact_dirs,
+                                        remove_orphans, started_by)
 from glassworks.tracking.runs import RESUMABLE_TASKS
 from glassworks.tracking.store import check_reachable, open_client, resolve_tracking_uri
 
@@ -27,6 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store-dir", default=os.path.join(os.environ.get("GLASSWORKS_ROOT", "."), "mlruns"))
     parser.add_argument("--tracking-uri", default=os.environ.get("MLFLOW_TRACKING_URI"))
     parser.add_argument("--stale-minutes", type=float, default=10.0)
+    parser.add_argument("--clean-orphans", action="store_true",
+                        help="delete artifact folders that belong to no run (preview with --dry-run)")
     args = parser.parse_args(argv)
 
     store_dir = Path(args.store_dir)
@@ -55,9 +60,16 @@ def main(argv: list[str] | None = None) -> int:
 
     orphans = orphaned_artifact_dirs(client, store_dir)
     for path in orphans:
-        print(f"orphaned artifacts (no such run): {path}")
+        print(f"orphaned artifacts (no such run): {path} ({fmt_bytes(folder_bytes(path))})")
     if not orphans:
         print("no orphaned artifact folders")
+    elif args.clean_orphans and args.dry_run:
+        print(f"would delete {len(orphans)} orphaned folder(s); run again without --dry-run to delete them")
+    elif args.clean_orphans:
+        freed = remove_orphans(store_dir, orphans)
+        print(f"deleted {len(orphans)} orphaned folder(s), {fmt_bytes(freed)} freed")
+    else:
+        print("delete them with: python -m pipeline.doctor --clean-orphans  (preview: add --dry-run)")
     return 0
 
 

@@ -36,3 +36,13 @@ def fmt(value: Any, digits: int = 4) -> str:
     if 0 < magnitude < 1e-3:
         return f"{number:.{max(digits - 2, 1)}e}"
     return f"{number:.{digits}f}"
+
+
+def fmt_bytes(n: int) -> str:
+    """A size as people read it: 812 B, 4.2 KB, 21.0 MB."""
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB"):
+        if size < 1024 or unit == "GB":
+            break
+        size /= 1024
+    return f"{int(size)} {unit}" if unit == "B" else f"{size:.1f} {unit}"

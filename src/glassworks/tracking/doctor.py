@@ -3,6 +3,7 @@ folders that belong to no run (``python -m pipeline.doctor`` prints and fixes th
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -65,3 +66,21 @@ def orphaned_artifact_dirs(client: MlflowClient, store_dir: Path) -> list[Path]:
 
 def _is_run_id(name: str) -> bool:
     return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
+def remove_orphans(store_dir: Path, orphans: list[Path]) -> int:
+    """Delete orphaned artifact folders; returns the bytes freed. Only folders named like a run
+    id under ``<store_dir>/artifacts`` are ever removed, whatever the caller passes."""
+    root = (store_dir / "artifacts").resolve()
+    freed = 0
+    for path in orphans:
+        resolved = path.resolve()
+        if not (_is_run_id(resolved.name) and root in resolved.parents and resolved.is_dir()):
+            raise ValueError(f"refusing to remove {path}: not a run's artifact folder under {root}")
+        freed += folder_bytes(resolved)
+        shutil.rmtree(resolved)
+    return freed
