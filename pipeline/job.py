@@ -114,6 +114,10 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         if cfg.data.max_length <= 1:
             raise UserError(f"invalid config data.max_length: must be > 1, got {cfg.data.max_length}")
         job.datamodule = build(cfg.data, "data")
+        # A pretrained model tokenises its data with its own tokenizer (model=hf, model=minilm).
+        model_tokenizer = getattr(job.model_config, "tokenizer", None)
+        if callable(model_tokenizer):
+            job.datamodule.set_tokenizer(model_tokenizer())
         try:
             job.datamodule.prepare()
         except DataError as error:

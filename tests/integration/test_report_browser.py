@@ -23,7 +23,7 @@ LABEL_A = "</textarea><script>document.title='PWNED'</script>"
 LABEL_B = "\"><img src=x onerror=alert(1)>"
 TEXT_PAYLOADS = ("<script>alert(1)</script>", "\"><img src=x onerror=alert(1)>", "</textarea>", TITLE_PAYLOAD)
 RUN_NAME = "../../" + TITLE_PAYLOAD + "/x"
-SECTIONS = ["summary", "config", "environment", "data", "training", "test", "explanations", "robustness",
+SECTIONS = ["summary", "config", "environment", "data", "model", "training", "test", "explanations", "robustness",
             "timings", "reproduce"]
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 # Our own elements only: anything else in the page would have come from the data.

@@ -13,6 +13,7 @@ import torch
 from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 
+from glassworks.data.pretrained_tokenizer import PretrainedTokenizer, PretrainedTokenizerConfig
 from glassworks.data.sampler import EpochShuffleSampler
 from glassworks.data.sources import DataSource
 from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
@@ -44,7 +45,7 @@ class PadCollator:
 class _TokenizeBatch:
     """``Dataset.map`` function; a class rather than a closure so it pickles and hashes."""
 
-    def __init__(self, tokenizer: TextTokenizer, max_length: int) -> None:
+    def __init__(self, tokenizer: TextTokenizer | PretrainedTokenizer, max_length: int) -> None:
         self.tokenizer = tokenizer
         self.max_length = max_length
 
@@ -76,7 +77,7 @@ class TextDataModule(pl.LightningDataModule):
     def __init__(
         self,
         source: DataSource,
-        tokenizer: TokenizerConfig,
+        tokenizer: TokenizerConfig | PretrainedTokenizerConfig,
         max_length: int,
         batch_size: int,
         num_workers: int = 0,
@@ -85,9 +86,11 @@ class TextDataModule(pl.LightningDataModule):
         super().__init__()
         if not callable(getattr(source, "load", None)):
             raise ConfigError("source", f"must have a load() method, got {type(source).__name__}")
-        if not isinstance(tokenizer, TokenizerConfig):
+        # A pretrained model brings its own tokenizer (the model config's tokenizer()).
+        if not isinstance(tokenizer, (TokenizerConfig, PretrainedTokenizerConfig)):
             raise ConfigError(
-                "tokenizer", f"expected TokenizerConfig, got {type(tokenizer).__name__}"
+                "tokenizer",
+                f"expected TokenizerConfig or PretrainedTokenizerConfig, got {type(tokenizer).__name__}",
             )
         for key, value, low in (("max_length", max_length, 2), ("batch_size", batch_size, 1),
                                 ("num_workers", num_workers, 0)):
@@ -102,7 +105,7 @@ class TextDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.seed = seed
         self._loaded: LoadedData | None = None
-        self._tokenizer: TextTokenizer | None = None
+        self._tokenizer: TextTokenizer | PretrainedTokenizer | None = None
         self._encoded: dict[str, Dataset] = {}
         self._digest: str | None = None
         self._stats: dict[str, Any] = {}
@@ -110,15 +113,24 @@ class TextDataModule(pl.LightningDataModule):
 
     # ---- preparation -------------------------------------------------------------------
 
+    def set_tokenizer(self, tokenizer: TokenizerConfig | PretrainedTokenizerConfig) -> None:
+        """Replace ``data.tokenizer`` before :meth:`prepare`: a pretrained model brings its own."""
+        if self._loaded is not None:
+            raise RuntimeError("set_tokenizer: the data is already tokenised")
+        if not isinstance(tokenizer, (TokenizerConfig, PretrainedTokenizerConfig)):
+            raise ConfigError("tokenizer", f"expected a tokenizer config, got {type(tokenizer).__name__}")
+        self.tokenizer_config = tokenizer
+
     def prepare(self) -> None:
-        """Load, validate, train the tokenizer on train, tokenise once, fingerprint. Idempotent."""
+        """Load, validate, train (or load a pretrained) tokenizer, tokenise once, fingerprint.
+        Idempotent."""
         if self._loaded is not None:
             return
         import datasets
 
         loaded = self.source.load()
         digest = data_digest(loaded.splits, loaded.label_names)
-        tokenizer = TextTokenizer.train(loaded.splits["train"]["text"], self.tokenizer_config)
+        tokenizer = self.tokenizer_config.build(loaded.splits["train"]["text"])
         fn = _TokenizeBatch(tokenizer, self.max_length)
         tok_hash = hashlib.sha256(tokenizer.backend.to_str().encode("utf-8")).hexdigest()
         bars_were_on = datasets.is_progress_bar_enabled()
@@ -203,7 +215,7 @@ class TextDataModule(pl.LightningDataModule):
     # ---- results of prepare() ----------------------------------------------------------
 
     @property
-    def tokenizer(self) -> TextTokenizer:
+    def tokenizer(self) -> TextTokenizer | PretrainedTokenizer:
         self._require()
         assert self._tokenizer is not None
         return self._tokenizer

@@ -52,6 +52,10 @@ class TokenizerConfig(Validated):
             self.min_frequency >= 1, "min_frequency", f"must be >= 1, got {self.min_frequency}"
         )
 
+    def build(self, texts: Iterable[str]) -> "TextTokenizer":
+        """The DataModule's tokenizer: trained on ``texts`` (the train split)."""
+        return TextTokenizer.train(texts, self)
+
 
 @dataclass
 class Encoded:

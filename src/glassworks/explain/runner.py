@@ -36,6 +36,7 @@ from glassworks.explain.plots import attention_heatmaps_png, global_importance_p
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.render import IndexRow, render_example_html, render_index_html
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
+from glassworks.explain.word_units import word_indices, word_plausibility
 from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENSORS, ATTRIBUTIONS,
                                           EXPLAIN_EXAMPLES_DIR, EXPLAIN_INDEX, EXPLAIN_METRICS_JSON,
                                           EXPLAIN_METRICS_PNG, EXPLANATIONS_DIR, GLOBAL_IMPORTANCE_PNG,
@@ -45,7 +46,7 @@ log = logging.getLogger(__name__)
 
 TABLE_COLUMNS = (
     "example_id", "method", "position", "token", "token_id", "score", "base_value", "model_output",
-    "target", "label", "prediction", "rationale",
+    "target", "label", "prediction", "rationale", "word_index",
 )  # fmt: skip
 
 
@@ -187,6 +188,7 @@ class ExplainRunner:
                 fractions=self.fractions, batch_size=self.batch_size,
             )  # fmt: skip
             scores.update(plausibility(explanations, examples))
+            scores.update(word_plausibility(explanations, examples))
             scores["seconds_per_example"] = wall / len(examples)
             per_method[explainer.name] = scores
             metrics.update({f"{explainer.name}/{k}": float(v) for k, v in scores.items()})
@@ -228,6 +230,7 @@ class ExplainRunner:
                 columns["label"] += [ex.label] * t
                 columns["prediction"] += [int(pred)] * t
                 columns["rationale"] += list(ex.rationale) if ex.rationale is not None else [None] * t
+                columns["word_index"] += word_indices(ex.word_ids or [], t)
         return pd.DataFrame(
             {
                 "example_id": np.asarray(columns["example_id"], dtype=np.int64),
@@ -242,6 +245,7 @@ class ExplainRunner:
                 "label": np.asarray(columns["label"], dtype=np.int64),
                 "prediction": np.asarray(columns["prediction"], dtype=np.int64),
                 "rationale": pd.array(columns["rationale"], dtype="Int8"),  # <NA> without rationales
+                "word_index": pd.array(columns["word_index"], dtype="Int32"),  # <NA> for specials
             }
         )
 

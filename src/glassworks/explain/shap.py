@@ -83,8 +83,10 @@ class TokenIdMasker(shap.maskers.Masker):
     shap computes plain Shapley values there (with a tree, shap's Exact computes Owen values).
     """
 
-    def __init__(self, mask_id: int, hierarchical: bool) -> None:
+    def __init__(self, mask_id: int, hierarchical: bool, keep_ids: frozenset[int] = frozenset()) -> None:
         self.mask_id = int(mask_id)
+        # Special tokens ([SEP] of a pretrained encoder) are never hidden: their SHAP value is 0.
+        self.keep_ids = np.asarray(sorted(keep_ids), dtype=np.int64)
         self.shape = self._row_shape
         self.clustering = self._row_clustering if hierarchical else None
 
@@ -92,7 +94,8 @@ class TokenIdMasker(shap.maskers.Masker):
         # shap passes either a (M,) bool mask (True = keep the token) or a bare True/False for all.
         if mask is True or mask is False:
             mask = np.full(len(x), mask, dtype=bool)
-        return np.where(np.asarray(mask, dtype=bool), x, self.mask_id)[None, :]  # (1, M)
+        keep = np.asarray(mask, dtype=bool) | np.isin(x, self.keep_ids)  # (M,)
+        return np.where(keep, x, self.mask_id)[None, :]  # (1, M)
 
     def _row_shape(self, x) -> tuple[int, int]:
         return 1, len(x)
@@ -147,7 +150,7 @@ class ShapExplainer:
         seed: int = 0,
         output: ShapOutput = "probability",
         exact_max_tokens: int = 12,
-        mask_id: int = 3,
+        mask_id: int | None = None,
         pad_id: int | None = None,
         concurrent_examples: int = 16,
     ) -> None:
@@ -170,14 +173,20 @@ class ShapExplainer:
         self.seed = int(seed)
         self.output = output
         self.exact_max_tokens = int(exact_max_tokens)
-        self.mask_id = int(mask_id)
+        self.mask_id = mask_id  # None: the model's own (a pretrained tokenizer's [MASK]), else 3
         self.pad_id = pad_id
         self.concurrent_examples = int(concurrent_examples)
         self.last_batch_stats = None  # RowBatcher.stats of the most recent cross-example explain
         self.last_n_evals = 0  # model rows evaluated for the most recent example
 
-    def _shap_explainer(self, fn: _BatchedIdModel):
-        masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
+    def _masker(self, model: nn.Module) -> TokenIdMasker:
+        """Hidden tokens become the model's own [MASK] (a pretrained tokenizer's) unless
+        ``mask_id`` is set (else 3); the model's special ids are never hidden."""
+        mask_id = self.mask_id if self.mask_id is not None else int(getattr(model, "mask_id", 3))
+        keep_ids = frozenset(getattr(model, "special_ids", ()))
+        return TokenIdMasker(mask_id, hierarchical=self.algorithm == "partition", keep_ids=keep_ids)
+
+    def _shap_explainer(self, fn: _BatchedIdModel, masker: TokenIdMasker):
         if self.algorithm == "partition":
             return shap.explainers.Partition(fn, masker)
         if self.algorithm == "exact":
@@ -213,15 +222,17 @@ class ShapExplainer:
         for example in examples:  # fail before spending time on any example
             self._check_length(example, len(example.ids) - 1)
         pad_id = resolve_pad_id(model, self.pad_id)
+        masker = self._masker(model)
         if self.concurrent_examples == 1 or len(examples) <= 1:
             evaluate = self._direct(model, pad_id)
-            return [self._explain_one(evaluate, example) for example in examples]
-        return self._explain_batched(model, pad_id, examples)
+            return [self._explain_one(evaluate, example, masker) for example in examples]
+        return self._explain_batched(model, pad_id, examples, masker)
 
     def _direct(self, model: nn.Module, pad_id: int) -> Evaluate:
         return lambda ids: predict_logits(model, ids, pad_id, self.batch_size)  # (N, T) -> (N, C)
 
-    def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput]) -> list[Explanation]:
+    def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
+                         masker: TokenIdMasker) -> list[Explanation]:
         batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size)
         queue = deque(enumerate(examples))
         results: list[Explanation | None] = [None] * len(examples)
@@ -230,7 +241,7 @@ class ShapExplainer:
             # Only the task holding the batcher's baton runs, so popping the shared queue is safe.
             while queue:
                 index, example = queue.popleft()
-                results[index] = self._explain_one(submit, example)
+                results[index] = self._explain_one(submit, example, masker)
 
         start = time.perf_counter()
         n_workers = min(self.concurrent_examples, len(examples))
@@ -246,7 +257,7 @@ class ShapExplainer:
                   len(examples), batcher.stats.rows, batcher.stats.forward_calls)
         return explanations
 
-    def _explain_one(self, evaluate: Evaluate, example: ExampleInput) -> Explanation:
+    def _explain_one(self, evaluate: Evaluate, example: ExampleInput, masker: TokenIdMasker) -> Explanation:
         start = time.perf_counter()
         ids = np.asarray(example.ids, dtype=np.int64)  # (T,)
         cls_id = int(ids[0])
@@ -268,7 +279,7 @@ class ShapExplainer:
             # batch order, and give the caller back the state it had.
             rng_state = np.random.get_state()
             try:
-                explainer = self._shap_explainer(fn)
+                explainer = self._shap_explainer(fn, masker)
                 np.random.seed(self.seed)
                 result = explainer(
                     ids[None, 1:],

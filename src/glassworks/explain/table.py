@@ -29,7 +29,9 @@ def explanations_from_table(table: pd.DataFrame) -> tuple[list[ExampleInput], di
         examples.append(ExampleInput(
             example_id=int(example_id), text=" ".join(tokens[1:]),
             label=int(first_method["label"].iloc[0]), ids=[int(i) for i in first_method["token_id"]],
-            tokens=tokens, rationale=rationale))
+            tokens=tokens, rationale=rationale,
+            word_ids=([None if pd.isna(v) else int(v) for v in first_method["word_index"]]
+                      if "word_index" in first_method else None)))
         for method, method_rows in rows.groupby("method", sort=True):
             base = method_rows["base_value"].iloc[0] if "base_value" in method_rows else np.nan
             by_method[method].append(Explanation(

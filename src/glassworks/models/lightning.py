@@ -53,6 +53,7 @@ class TextClassifier(pl.LightningModule):
         label_names: list[str] | None = None,
         mask_token_prob: float = 0.0,
         mask_id: int = 3,
+        net: torch.nn.Module | None = None,
     ):
         super().__init__()
         if not 0.0 <= mask_token_prob < 1.0:
@@ -67,7 +68,11 @@ class TextClassifier(pl.LightningModule):
         model_spec = _plain(model_spec)
         label_names = None if label_names is None else [str(n) for n in label_names]
         self.save_hyperparameters("model_spec", "label_names")
-        self.model = build_from_spec(model_spec)
+        # `net`: an already built model of this spec (pretrained weights, frozen layers); without
+        # it the spec's untrained architecture, whose weights a checkpoint then fills in.
+        if net is not None and _plain(getattr(net, "spec", None)) != model_spec:
+            raise ValueError("net: its spec differs from model_spec")
+        self.model = net if net is not None else build_from_spec(model_spec)
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.label_names = label_names
@@ -183,7 +188,10 @@ class TextClassifier(pl.LightningModule):
 
     # ---- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self) -> Any:
-        opt = self.optimizer_factory(self.parameters())
+        # A model may split its parameters into groups (HF encoders: no decay on LayerNorm/bias,
+        # frozen layers left out).
+        groups = getattr(self.model, "parameter_groups", None)
+        opt = self.optimizer_factory(groups() if groups is not None else self.parameters())
         if self.scheduler_factory is None:
             return opt
         total = self.trainer.estimated_stepping_batches

@@ -9,6 +9,7 @@ from torch import nn
 
 from glassworks.models.decoder import DecoderLM
 from glassworks.models.hf_causal import HFCausalLM
+from glassworks.models.hf_encoder import HFEncoderClassifier
 from glassworks.models.transformer import TransformerClassifier
 
 # A dict rather than if/else so a new architecture (e.g. a Hugging Face wrapper) is one entry.
@@ -16,6 +17,7 @@ MODEL_CLASSES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
     "TransformerClassifier": TransformerClassifier.from_spec,
     "DecoderLM": DecoderLM.from_spec,
     "HFCausalLM": HFCausalLM.from_spec,
+    "HFEncoderClassifier": HFEncoderClassifier.from_spec,
 }
 
 

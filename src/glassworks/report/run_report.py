@@ -24,6 +24,7 @@ from glassworks.report.document import (
     Code, Details, Document, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, fmt,
 )  # fmt: skip
 from glassworks.report.figures import learning_curves_png
+from glassworks.report.model_section import model_section
 from glassworks.tracking import contract as C
 
 ENV_KEYS = ("python", "platform", "device", "torch.threads")
@@ -299,6 +300,7 @@ def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
         config_section,
         _environment_section(record),
         _data_section(record, stats, label_names),
+        model_section(record),
         _training_section(record),
         *(task_sections or classifier_sections)(record, label_names, predictions, prediction_error, options, summary),
         _timings_section(record),

@@ -94,7 +94,9 @@ class SubstitutionAttack:
         emb = getattr(model, "tok_emb", None)
         if not isinstance(emb, nn.Embedding):
             raise ValueError(f"SubstitutionAttack: model {type(model).__name__} has no `tok_emb` embedding to find neighbours in")
-        allowed = word_list_ids(self.word_list, token_to_id, special_ids) if self.word_list is not None else None
+        # A pretrained encoder's wordpiece vocabulary: only whole words (model.substitute_ids).
+        allowed = (word_list_ids(self.word_list, token_to_id, special_ids) if self.word_list is not None
+                   else getattr(model, "substitute_ids", None))
         return NeighbourIndex(emb.weight, self.n_candidates, special_ids, allowed)
 
     def _evaluate(self, model: nn.Module, rows: list[list[int]], pad_id: int) -> tuple[np.ndarray, int]:

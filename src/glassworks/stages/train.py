@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
+from glassworks.models.summary import model_summary
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.training.checkpoint_io import remove_partial_writes
@@ -121,6 +122,7 @@ def _log_artifacts(inputs: TrainInputs, tracker: Any, module: pl.LightningModule
     tokenizer_dir = Path(trainer.default_root_dir) / C.TOKENIZER_DIR
     dm.tokenizer.save(tokenizer_dir)
     tracker.log_artifacts(tokenizer_dir, C.TOKENIZER_DIR)
+    tracker.log_dict(model_summary(module.model, dm.tokenizer, dm.max_length), C.MODEL_SUMMARY)
     checkpoint = model_checkpoint(trainer)
     if tracker.log_checkpoints and checkpoint is not None and checkpoint.dirpath:
         if Path(checkpoint.dirpath).is_dir():

@@ -34,9 +34,12 @@ class ClassifyTask:
                      mask_token_prob: float) -> TextClassifier:
         tokenizer = datamodule.tokenizer
         net = model_config.build(datamodule.vocab_size, datamodule.n_classes, tokenizer.pad_id)
+        # Pretrained weights live only in `net`; a from-scratch model is rebuilt from its spec as
+        # before, so the seeded RNG stream (and every seeded result of the tiny model) is unchanged.
         return TextClassifier(net.spec, optimizer=optimizer, scheduler=scheduler,
                               label_names=datamodule.label_names, mask_token_prob=mask_token_prob,
-                              mask_id=tokenizer.mask_id)
+                              mask_id=tokenizer.mask_id,
+                              net=net if getattr(net, "pretrained", None) else None)
 
     def log_model(self, tracker: Any, module: TextClassifier, datamodule: Any) -> None:
         examples = datamodule.split_frame("test")["text"].tolist()[:N_INPUT_EXAMPLES]
@@ -60,7 +63,8 @@ class ClassifyTask:
             rationale = token_rationale(words, encoded.word_ids) if words else None
             examples.append(ExampleInput(example_id=int(row), text=texts[row],
                                          label=int(test["label"].iloc[row]), ids=list(encoded.ids),
-                                         tokens=list(encoded.tokens), rationale=rationale))
+                                         tokens=list(encoded.tokens), rationale=rationale,
+                                         word_ids=list(encoded.word_ids)))
         return examples
 
     def test_predictions(self, loaded: LoadedModel, datamodule: Any) -> tuple[np.ndarray, np.ndarray]:

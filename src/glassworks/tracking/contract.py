@@ -34,6 +34,7 @@ artifacts
     ``config/config.yaml`` (the resolved config: what ``resume`` and ``reproduce`` replay),
     ``config/overrides.txt``, ``config/hydra/*.yaml`` (Hydra's own files);
     ``data/stats.json`` (label names, split sizes); ``tokenizer/``; ``checkpoints/``;
+    ``model_summary.json`` (base model, parameters trainable/frozen, tokenizer, max length);
     ``model/`` (an MLflow 3 pyfunc model: raw text in, probabilities out; weights as tensors,
     loaded with ``weights_only=True``); ``explanations/`` (``attributions.parquet``: one row per
     example x method x token with token, score, base value and model output; ``metrics.json``,
@@ -126,6 +127,7 @@ TOKENIZER_DIR = "tokenizer"
 CHECKPOINTS_DIR = "checkpoints"
 MODEL_DIR = "model"
 MODEL_MLMODEL = "model/MLmodel"
+MODEL_SUMMARY = "model_summary.json"  # base model, parameters trainable/frozen, tokenizer
 ERROR_TRACEBACK = "error.txt"
 
 EXPLANATIONS_DIR = "explanations"

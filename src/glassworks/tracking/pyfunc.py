@@ -2,7 +2,9 @@
 
 Artifacts are plain files (weights as a tensor state dict, the model spec and tokenizer as
 JSON) so that loading needs only the installed ``glassworks`` package and ``torch.load``
-with ``weights_only=True``. The explain stage loads a run's model through the same class.
+with ``weights_only=True``. A Hugging Face encoder's weights are ``save_pretrained`` files
+(config.json + model.safetensors) in ``hf/`` and its tokenizer the tokenizer's own
+``save_pretrained`` files. The explain stage loads a run's model through the same class.
 """
 
 from __future__ import annotations
@@ -23,17 +25,20 @@ from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
+from glassworks.data.pretrained_tokenizer import PretrainedTokenizer, load_tokenizer
 from glassworks.data.tokenizer import TextTokenizer
 from glassworks.models.registry import build_from_spec
 from glassworks.tracking import contract as C
 
 TEXT_COLUMN = "text"
+WEIGHTS_FILE = "weights.pt"
+HF_WEIGHTS_DIR = "hf"
 
 
 @dataclass
 class LoadedModel:
     model: torch.nn.Module
-    tokenizer: TextTokenizer
+    tokenizer: TextTokenizer | PretrainedTokenizer
     label_names: list[str]
     max_length: int
 
@@ -60,20 +65,30 @@ def load_model_dir(path: str | Path) -> LoadedModel:
     path = Path(path)
     meta = json.loads((path / "model.json").read_text())
     model = build_from_spec(meta["spec"])
-    state = torch.load(path / "weights.pt", map_location="cpu", weights_only=True)
-    model.load_state_dict(state)
+    weights = meta.get("weights", WEIGHTS_FILE)
+    if weights == WEIGHTS_FILE:
+        state = torch.load(path / WEIGHTS_FILE, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    else:
+        model.load_weights(path / weights)  # save_pretrained files (safetensors)
     model.eval()
-    tokenizer = TextTokenizer.load(path / "tokenizer")
+    tokenizer = load_tokenizer(path / "tokenizer")
     return LoadedModel(model, tokenizer, list(meta["label_names"]), int(meta["max_length"]))
 
 
-def save_model_files(model: torch.nn.Module, tokenizer: TextTokenizer, label_names: list[str],
-                     max_length: int, path: str | Path) -> Path:
+def save_model_files(model: torch.nn.Module, tokenizer: TextTokenizer | PretrainedTokenizer,
+                     label_names: list[str], max_length: int, path: str | Path) -> Path:
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    torch.save(state, path / "weights.pt")
-    meta = {"spec": model.spec, "label_names": list(label_names), "max_length": int(max_length)}
+    if hasattr(model, "save_weights"):  # a Hugging Face model: its own save_pretrained files
+        weights = HF_WEIGHTS_DIR
+        model.save_weights(path / weights)
+    else:
+        weights = WEIGHTS_FILE
+        state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        torch.save(state, path / weights)
+    meta = {"spec": model.spec, "label_names": list(label_names), "max_length": int(max_length),
+            "weights": weights}
     (path / "model.json").write_text(json.dumps(meta, indent=2))
     tokenizer.save(path / "tokenizer")
     return path
@@ -106,11 +121,11 @@ def _texts(model_input: Any) -> list[str]:
 def pip_requirements() -> list[str]:
     from importlib.metadata import version
 
-    names = ["torch", "tokenizers", "pandas", "numpy", "mlflow"]
+    names = ["torch", "tokenizers", "transformers", "safetensors", "pandas", "numpy", "mlflow"]
     return [f"{n}=={version(n)}" for n in names]
 
 
-def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokenizer,
+def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokenizer | PretrainedTokenizer,
                      label_names: list[str], max_length: int, examples: list[str]) -> None:
     """Save the pyfunc model locally and log it as the run's ``model/`` artifact."""
     tmp = Path(tempfile.mkdtemp(prefix="glassworks-model-"))

@@ -6,6 +6,9 @@ swapped. These compare a pyfunc's (or a scoring server's, or a registered model'
 the in-process ``predict_proba`` of the same weights, column by column in label order, and check
 that a clearly positive sentence of the synthetic task scores higher on ``positive`` than a
 clearly negative one.
+
+Submodules: :mod:`glassworks.testing.hf` (``tiny_bert_dir``: a tiny random BERT on disk for the
+Hugging Face path). Helpers that tests and benchmarks share; never imported by the library itself.
 """
 
 from __future__ import annotations
