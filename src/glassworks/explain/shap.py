@@ -16,7 +16,7 @@ import shap
 from torch import nn
 
 from glassworks.explain.predict import predict_logits, predict_proba, resolve_pad_id
-from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
 log = logging.getLogger(__name__)
 
@@ -171,14 +171,15 @@ class ShapExplainer:
         return shap.explainers.Permutation(fn, masker, seed=self.seed)
 
     def _check_length(self, example: ExampleInput, n_features: int) -> None:
+        """A limit hit by one example skips that example (counted by the runner), never the run."""
         if self.algorithm == "exact" and n_features > self.exact_max_tokens:
-            raise ValueError(
+            raise ExampleSkipped(
                 f"explain.shap.exact_max_tokens={self.exact_max_tokens} but example {example.example_id} has "
                 f"{n_features} tokens besides [CLS] (exact SHAP needs 2**{n_features} evaluations); "
                 "use algorithm=partition or raise explain.shap.exact_max_tokens"
             )
         if self.algorithm == "permutation" and self.max_evals < 2 * n_features + 1:
-            raise ValueError(
+            raise ExampleSkipped(
                 f"explain.shap.max_evals={self.max_evals} is too low for permutation SHAP on example "
                 f"{example.example_id} with {n_features} tokens: needs >= {2 * n_features + 1}"
             )
@@ -189,10 +190,13 @@ class ShapExplainer:
         return self.max_evals
 
     def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
-        for example in examples:  # fail before spending time on any example
-            self._check_length(example, len(example.ids) - 1)
         results = []
         for example in examples:
+            try:
+                self._check_length(example, len(example.ids) - 1)
+            except ExampleSkipped as skip:
+                results.append(skipped_explanation(self.name, example, str(skip)))
+                continue
             results.append(self._explain_one(model, example))
         return results
 

@@ -375,6 +375,12 @@ def _explain_section(record: RunRecord, label_names: list[str], options: RunRepo
         + " (a seeded, class-stratified sample that includes misclassified ones). Faithfulness: how much the "
         "prediction depends on the top-attributed tokens (ERASER comprehensiveness/sufficiency, AOPC); "
         "plausibility: agreement with the planted ground-truth rationale. Green cells beat the random baseline."))
+    skipped = {k.split("/")[1]: int(v) for k, v in m.items()
+               if k.startswith("explain/") and k.endswith("/n_skipped") and v > 0}
+    if skipped:  # a method's limit (input length, budget) skipped these; its metrics cover the rest
+        blocks.append(Paragraph("Skipped by a method's limit (its metrics cover the other examples): " + ", ".join(
+            f"{method} {count} example{'s' if count != 1 else ''}" for method, count in sorted(skipped.items())) + ".",
+            "note"))
     faith = _method_table(m, "explain/", EXPLAIN_COLUMNS, EXPLAIN_BASELINE,
                           "Faithfulness and plausibility against the random baseline",
                           extra=(("seconds_per_example", "s / example"),))
