@@ -9,16 +9,17 @@ the run already finished are skipped, so a job killed while explaining does not 
 from __future__ import annotations
 
 import logging
-import tempfile
 from typing import Any
 
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glassworks.tracking.metadata import redact
+from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.training.checkpoint_io import remove_partial_writes
 from glassworks.training.resume import ResumeCheckpoint
+from glassworks.scratch import scratch_dir
 from pipeline.stage import Job, UserError, build, open_run
 
 log = logging.getLogger("glassworks.resume")
@@ -40,7 +41,7 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None]:
     run = _find_run(tracker, str(cfg.resume), str(cfg.task_name))
     run_id = run.info.run_id
     try:
-        path = tracker.client.download_artifacts(run_id, "config/config.yaml", tempfile.mkdtemp(prefix="glassworks-"))
+        path = tracker.client.download_artifacts(run_id, "config/config.yaml", str(scratch_dir("resume")))
     except Exception as error:  # noqa: BLE001 - MlflowException or OSError: the file isn't there
         raise UserError(f"resume={cfg.resume}: run {run_id} has no config/config.yaml (it died before "
                         "training started); start a new run instead") from error
@@ -68,7 +69,9 @@ def _find_run(tracker: Any, ref: str, task: str) -> Run:
         run = runs[0]
     else:
         try:
-            run = client.get_run(ref)
+            run = client.get_run(resolve_run_id(client, ref, "resume"))
+        except RunIdError as error:
+            raise UserError(f"{error} in {redact(tracker.uri)}") from error
         except Exception as error:  # noqa: BLE001 - MlflowException: no such run
             raise UserError(f"resume={ref}: no such run in {redact(tracker.uri)}") from error
     run_id = run.info.run_id

@@ -24,7 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from glassworks.data.errors import DataError
+from glassworks.explain.settings import ExplainSettings, RobustnessSettings, check_settings
+from glassworks.training.trainer_args import check_trainer_args
 from glassworks.tracking.dataset import dataset_inputs
+from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.tracking.metadata import command_line, environment, git_state, redact
 from glassworks.validation import ConfigError
@@ -45,6 +48,9 @@ _TRAINER_TYPES: dict[str, tuple[type, ...]] = {
 }
 _TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "betas"),
                          ("weight_decay", "weight_decay"), ("momentum", "momentum"))
+
+
+RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
 
 
 class UserError(Exception):
@@ -94,6 +100,8 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         tracker.check()
     except StoreUnreachable as error:
         raise UserError(f"invalid config logger.tracking_uri: {error}") from error
+    if tracker.enabled:  # short ids (as report folders show them) become full ones before anything reads them
+        _resolve_run_ids(cfg, tracker)
     job = Job(cfg=cfg, tracker=tracker)
     if "model" in cfg:
         job.model_config = build(cfg.model, "model")
@@ -104,12 +112,16 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     # Built here, not in the train stage: a bad callback value must fail before the run exists.
     job.callbacks = [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
                      if node is not None]
+    if cfg.get("trainer") is not None:
+        check_trainer_args(cfg.trainer)  # a misspelled key fails here, not when training starts
     for key, types in _TRAINER_TYPES.items():
         if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
             _check_type(f"trainer.{key}", cfg.trainer[key], types)
     if cfg.get("explain") is not None:
         _check_explain(cfg.explain)
     robust = cfg.get("robustness")
+    if robust is not None:
+        _settings(RobustnessSettings, robust, "robustness")
     if robust is not None and robust.get("enabled", True) and robust.get("attack") is not None:
         build(robust.attack, "robustness.attack")
     if with_data and "data" in cfg:
@@ -129,6 +141,16 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     return job
 
 
+def _resolve_run_ids(cfg: DictConfig, tracker: Any) -> None:
+    for key in RUN_ID_KEYS:
+        ref = OmegaConf.select(cfg, key)
+        if ref and str(ref) != "last":
+            try:
+                OmegaConf.update(cfg, key, resolve_run_id(tracker.client, str(ref), key))
+            except RunIdError as error:
+                raise UserError(f"{error} in {redact(tracker.uri)}") from error
+
+
 def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
     if isinstance(value, bool) or not isinstance(value, types):
         expected = " or ".join(t.__name__ for t in types)
@@ -138,12 +160,20 @@ def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
 def _check_explain(explain_cfg: DictConfig) -> None:
     """Unknown methods and bad budgets fail here, not after training (pipeline.run) or after a
     finished run was reopened (pipeline.explain), where they would mark the run FAILED."""
+    _settings(ExplainSettings, explain_cfg, "explain")
     known = [k for k in explain_cfg if isinstance(explain_cfg[k], DictConfig)]
     unknown = [m for m in explain_cfg.methods if m not in known]
     if unknown:
         raise UserError(f"invalid config explain.methods: unknown method(s) {unknown}; choose from {known}")
     for method in explain_cfg.methods:
         build(explain_cfg[method], f"explain.{method}", pad_id=0)  # the real pad id comes with the model
+
+
+def _settings(cls: type, node: DictConfig, prefix: str) -> None:
+    try:
+        check_settings(cls, node, prefix)
+    except ConfigError as error:
+        raise UserError(f"invalid config {error}") from error
 
 
 def _check_optimizer(job: Job) -> None:
