@@ -10,7 +10,6 @@ through exactly this path (the model is read back from MLflow, not taken from me
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.explain.selection import select_examples
 from glassworks.explain.types import ExampleInput
 from glassworks.tracking.pyfunc import LoadedModel, load_run_model
+from glassworks.scratch import scratch_dir, scratch_session
 from pipeline.stage import build, build_job, clean_errors, finished_run, print_run_location, require_artifact
 
 log = logging.getLogger("glassworks.explain")
@@ -69,7 +69,7 @@ def explain(cfg: DictConfig, tracker: Any, datamodule: Any = None) -> ExplainRes
     examples = examples_for(loaded, datamodule, explain_cfg.n_examples, explain_cfg.seed)
     runner = ExplainRunner(explainers, mask_id=loaded.tokenizer.mask_id, pad_id=pad_id,
                            n_heatmaps=explain_cfg.n_heatmaps, random_seed=explain_cfg.seed)
-    out_dir = Path(tempfile.mkdtemp(prefix="glassworks-explain-"))
+    out_dir = scratch_dir("explain")
     context = {"run_id": tracker.run_id, "data": datamodule.name, "seed": explain_cfg.seed,
                "methods": ", ".join(explain_cfg.methods)}
     result = runner.run(loaded.model, examples, loaded.label_names, out_dir, context)
@@ -79,12 +79,13 @@ def explain(cfg: DictConfig, tracker: Any, datamodule: Any = None) -> ExplainRes
     tracker.log_artifacts(out_dir, "explanations")
     tracker.log_table(result.table, "explanations/attributions.json")
     tracker.log_text(OmegaConf.to_yaml(explain_cfg, resolve=True), "explanations/config.yaml")
+    log.info("explanations logged to %s", tracker.artifact_uri("explanations"))
     return result
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         job = build_job(cfg, with_data=False)
         tracker = job.tracker
         finished_run(tracker, cfg.run_id)

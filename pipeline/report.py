@@ -27,6 +27,7 @@ from glassworks.report.sweep_report import Child, SweepObjective, build_sweep_re
 from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.tracker import metric_name
 from glassworks.validation import ConfigError
+from glassworks.scratch import scratch_session
 from pipeline.explain import load_run_data
 from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
 
@@ -134,7 +135,7 @@ def sweep_report(cfg: DictConfig, tracker: Any, sweep_id: str) -> WrittenReport:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def main(cfg: DictConfig) -> None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         if bool(cfg.run_id) == bool(cfg.sweep_id):
             raise UserError("give exactly one of run_id=<run id> or sweep_id=<sweep parent run id>")
         tracker = build_job(cfg, with_data=False).tracker

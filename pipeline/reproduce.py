@@ -26,6 +26,7 @@ from rich.table import Table
 
 from glassworks.report.compare import ComparisonResult, compare_metrics
 from glassworks.tracking.metadata import git_state
+from glassworks.scratch import scratch_session
 from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
 
 log = logging.getLogger("glassworks.reproduce")
@@ -144,7 +145,7 @@ def _num(value: float | None) -> str:
 def main(cfg: DictConfig) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
     rcfg = cfg.reproduce
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
         original = finished_run(tracker, cfg.run_id)
         tracker.run_id = cfg.run_id  # read-only use (download); the original run is never reopened

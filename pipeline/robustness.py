@@ -11,7 +11,6 @@ folder ``robustness/``.
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from omegaconf import DictConfig
 from glassworks.explain.robustness import RobustnessResult, RobustnessRunner
 from glassworks.explain.table import explanations_from_table
 from glassworks.tracking.pyfunc import load_run_model
+from glassworks.scratch import scratch_dir, scratch_session
 from pipeline.stage import build, build_job, clean_errors, finished_run, print_run_location, require_artifact
 
 log = logging.getLogger("glassworks.robustness")
@@ -45,18 +45,19 @@ def robustness(cfg: DictConfig, tracker: Any) -> RobustnessResult:
         n_stability=rcfg.n_stability, seed=rcfg.seed, mask_id=loaded.tokenizer.mask_id,
         pad_id=pad_id, stability_examples=rcfg.stability_examples,
         max_html_examples=rcfg.max_html_examples)
-    out_dir = Path(tempfile.mkdtemp(prefix="glassworks-robustness-"))
+    out_dir = scratch_dir("robustness")
     result = runner.run(loaded.model, examples, explanations, explainers,
                         loaded.tokenizer.id_to_token, loaded.label_names, out_dir,
                         token_to_id=loaded.tokenizer.token_to_id)
     tracker.log_metrics({f"robustness/{k}": v for k, v in result.metrics.items() if np.isfinite(v)})
     tracker.log_artifacts(out_dir, "robustness")
+    log.info("robustness results logged to %s", tracker.artifact_uri("robustness"))
     return result
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
         finished_run(tracker, cfg.run_id)
         require_artifact(tracker, cfg.run_id, ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first")

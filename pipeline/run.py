@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.scratch import scratch_session
 from pipeline.callbacks import objective
 from pipeline.explain import explain
 from pipeline.report import report
@@ -33,7 +34,7 @@ def _no_metrics(_: Any) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="run")
 def main(cfg: DictConfig) -> float | None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         tracker = job.tracker

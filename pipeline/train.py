@@ -23,6 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from glassworks.models.lightning import TextClassifier
 from glassworks.tracking.pyfunc import log_pyfunc_model
 from glassworks.training.resume import ResumeCheckpoint
+from glassworks.scratch import scratch_session
 from pipeline.callbacks import objective
 from pipeline.resume import mark_done, resume_checkpoint, resume_config, run_metrics, start_run
 from pipeline.stage import Job, build, build_job, clean_errors, print_run_location
@@ -109,7 +110,7 @@ def _log_artifacts(job: Job, module: TextClassifier, trainer: pl.Trainer, best: 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         done = start_run(job, resumed)

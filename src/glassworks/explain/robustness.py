@@ -49,6 +49,7 @@ import torch.nn.functional as F
 from scipy.stats import ConstantInputWarning, spearmanr
 from torch import nn
 
+from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.metrics import ranking
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
@@ -691,7 +692,8 @@ class RobustnessRunner:
         predicted = dict(zip(ids, base_probs.argmax(axis=1).tolist(), strict=True))  # example_id -> class
         for method, expls in explanations.items():
             _by_id(examples, expls, method)  # fail fast, naming the method and example
-            mismatched = [e.example_id for e in expls if e.example_id in predicted and e.target != predicted[e.example_id]]
+            mismatched = [e.example_id for e in expls if e.example_id in predicted and e.target != predicted[e.example_id]
+                          and np.all(np.isfinite(e.scores))]  # skipped examples explain no class
             if mismatched:
                 log.warning("robustness: method %r explained another class than the prediction on examples %s", method, mismatched[:10])
         neighbours = self.attack.neighbour_index(model, token_to_id)
@@ -730,7 +732,7 @@ class RobustnessRunner:
                 stab = s.mean
                 if s.n_rejected:
                     log.debug("stability %s: %d perturbations changed the prediction and were dropped", method, s.n_rejected)
-            elif expls is not None and self.n_stability > 0:
+            elif expls is not None and self.n_stability > 0 and method != RandomExplainer.name:  # no stability by design
                 log.warning("robustness: no explainer named %r was given; its stability is NaN", method)
             metrics[f"{method}/stability"] = float(stab)
             log.info(
@@ -753,8 +755,8 @@ class RobustnessRunner:
         flip_rate_png({m: c.flip_rates() for m, c in curves.items()}, out_dir / "flip_rate.png", baseline=RANDOM_ORDER)
         page = render_adversarial_html(all_records, id_to_token, label_names, metrics, max_examples=self.max_html_examples)
         (out_dir / "adversarial_examples.html").write_text(page, encoding="utf-8")
-        log.info("robustness: %d examples x %d methods, %.3f s/example; artifacts in %s",
-                 len(examples), len(methods), metrics["seconds_per_example"], out_dir)  # fmt: skip
+        log.info("robustness: %d examples x %d methods, %.3f s/example",
+                 len(examples), len(methods), metrics["seconds_per_example"])  # fmt: skip
         return RobustnessResult(metrics=metrics, attacks=attacks, out_dir=out_dir, curves=curves,
                                 records=records, stability=stability)  # fmt: skip
 

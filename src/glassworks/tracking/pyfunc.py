@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from mlflow.types.schema import ColSpec, Schema
 
 from glassworks.data.tokenizer import TextTokenizer
 from glassworks.models.registry import build_from_spec
+from glassworks.scratch import scratch_dir
 
 TEXT_COLUMN = "text"
 
@@ -112,7 +112,7 @@ def pip_requirements() -> list[str]:
 def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokenizer,
                      label_names: list[str], max_length: int, examples: list[str]) -> None:
     """Save the pyfunc model locally and log it as the run's ``model/`` artifact."""
-    tmp = Path(tempfile.mkdtemp(prefix="glassworks-model-"))
+    tmp = scratch_dir("model")
     try:
         files = save_model_files(model, tokenizer, label_names, max_length, tmp / "files")
         signature = ModelSignature(
@@ -139,7 +139,7 @@ def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
     (``mlflow.pyfunc.load_model`` would unpickle ``python_model.pkl``)."""
     # Download with an explicit client: mlflow.set_tracking_uri would export the URI to the whole
     # process (and to every later job of an in-process sweep).
-    local = tempfile.mkdtemp(prefix="glassworks-run-model-")
+    local = str(scratch_dir("run-model"))
     path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
                                                     tracking_uri=tracking_uri, dst_path=local))
     flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]
