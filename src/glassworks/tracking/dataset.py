@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import mlflow.data
@@ -24,9 +25,14 @@ def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) 
     """One input per split; the digest is the DataModule's, identical for identical data."""
     inputs = []
     for split, frame in frames.items():
-        dataset = mlflow.data.from_pandas(
-            frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
-        )
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values; the labels never miss
+            # one (the data validation refuses it), so the hint only alarms.
+            warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column",
+                                    category=UserWarning)
+            dataset = mlflow.data.from_pandas(
+                frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
+            )
         tags = [InputTag(key="mlflow.data.context", value=split)]
         inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
     return inputs
