@@ -93,9 +93,9 @@ def main(cfg: DictConfig) -> None:
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("explain"):
             result = explain(cfg, tracker)
-        print_run_location(tracker)
-        log.info("explained %d examples: %s", result.table["example_id"].nunique(),
-                 {k: round(v, 3) for k, v in result.metrics.items() if k.endswith("comprehensiveness")})
+        scores = {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("/comprehensiveness")}
+        print_run_location(tracker, done=f"pipeline.explain finished: {result.table['example_id'].nunique()} "
+                                         f"examples, comprehensiveness {scores}; see explanations/index.html")
 
 
 if __name__ == "__main__":

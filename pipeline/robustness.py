@@ -64,9 +64,8 @@ def main(cfg: DictConfig) -> None:
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("robustness"):
             result = robustness(cfg, tracker)
-        print_run_location(tracker)
-        log.info("attack success: %s", {k: round(v, 3) for k, v in result.metrics.items()
-                                        if k.endswith("attack_success")})
+        print_run_location(tracker, done="pipeline.robustness finished: attack success " + str(
+            {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("attack_success")}))
 
 
 if __name__ == "__main__":

@@ -44,6 +44,7 @@ def main(cfg: DictConfig) -> float | None:
         done = start_run(job, resumed)
         metrics: dict[str, Any] = run_metrics(tracker) if done else {}
         timings: dict[str, float] = {}
+        written: dict[str, Any] = {}  # the report, for the last lines
 
         def stage(name: str, work: Callable[[], dict[str, float]], log_time: bool = True) -> None:
             if name in done:
@@ -69,11 +70,11 @@ def main(cfg: DictConfig) -> float | None:
             if cfg.get("report") is not None and cfg.report.enabled:
                 # Last, so the report shows every stage's metrics and timings (its own time is
                 # not logged: the report holds exactly the run's metrics).
-                stage("report", lambda: _no_metrics(report(cfg, tracker, datamodule=job.datamodule)),
-                      log_time=False)
-        print_run_location(tracker)
-        log.info("test/acc=%.4f  stage seconds: %s", metrics.get("test/acc", float("nan")),
-                 {k: round(v, 1) for k, v in timings.items()})
+                stage("report", lambda: _no_metrics(written.setdefault(
+                    "report", report(cfg, tracker, datamodule=job.datamodule))), log_time=False)
+        print_run_location(tracker, report=written.get("report"), done=(
+            f"pipeline.run finished: test/acc={metrics.get('test/acc', float('nan')):.4f}, stage seconds "
+            f"{ {k.removeprefix('time/').removesuffix('_s'): round(v, 1) for k, v in timings.items()} }"))
     return objective(cfg, metrics)
 
 

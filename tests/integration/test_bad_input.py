@@ -289,3 +289,15 @@ def test_cli_debug_traceback_shows_the_traceback(tmp_path):
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "nope.csv (train): file not found" in out.stderr
     assert store_runs(tmp_path) == {}
+
+
+def test_cli_bad_group_option_points_to_debug_traceback(tmp_path):
+    """A misspelled group option is Hydra's error (exit 1, its list of options); its hint names the
+    project's switch, and that switch really shows the traceback of such an error."""
+    out = run_cli("pipeline.run", "model=smal", cwd=tmp_path)
+    assert out.returncode == 1 and "Could not find 'model/smal'" in out.stderr and "tiny" in out.stderr
+    assert "Add debug=traceback to the command" in out.stderr
+    assert "HYDRA_FULL_ERROR" not in out.stderr and "Traceback" not in out.stderr
+    full = run_cli("pipeline.run", "model=smal", "debug=traceback", cwd=tmp_path)
+    assert full.returncode == 1 and "Traceback" in full.stderr and "Could not find 'model/smal'" in full.stderr
+    assert store_runs(tmp_path) == {}

@@ -165,6 +165,7 @@ class SweepSummary:
     best_value: float | None
     best_metrics: dict[str, float]
     failures: list[str]
+    registered_model: str | None = None  # "<name>/<version>" when the best child's model was registered
 
 
 def child_runs(client: MlflowClient, experiment_ids: Sequence[str], parent_run_id: str) -> list[Any]:
@@ -416,6 +417,7 @@ class SweepParent:
         registered = self._register(summary)
         if registered:
             tags["glassworks.sweep.registered_model"] = registered
+            summary.registered_model = registered
         tags["mlflow.note.content"] = self._note(summary, registered)
         tracker.set_tags(tags)
 
