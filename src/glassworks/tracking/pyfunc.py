@@ -27,6 +27,7 @@ from glassworks.models.registry import build_from_spec
 from glassworks.scratch import scratch_dir
 
 TEXT_COLUMN = "text"
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")  # what MLflow runs to build the model class
 
 
 @dataclass
@@ -121,7 +122,7 @@ def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokeni
         )
         mlflow.pyfunc.save_model(
             path=str(tmp / "model"),
-            python_model=TextClassifierPyfunc(),
+            python_model=str(MODEL_CODE),  # models from code: no python_model.pkl
             artifacts={"model_files": str(files)},
             signature=signature,
             input_example=pd.DataFrame({TEXT_COLUMN: examples[:3]}),
