@@ -19,43 +19,46 @@ T = TypeVar("T", bound=Validated)
 
 @dataclass
 class ExplainSettings(Validated):
-    methods: list[str]
-    n_examples: int
-    seed: int
-    n_heatmaps: int
+    """A key the group lacks (the logged config of an older run) is None and not checked."""
+
+    methods: list[str] | None = None
+    n_examples: int | None = None
+    seed: int | None = None
+    n_heatmaps: int | None = None
 
     def validate(self) -> None:
-        self.require(self.n_examples >= 1, "n_examples", f"must be >= 1, got {self.n_examples}")
-        self.require(self.n_heatmaps >= 0, "n_heatmaps", f"must be >= 0 (0: no heatmaps), got {self.n_heatmaps}")
-        self.require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _at_least(self, "n_examples", 1)
+        _at_least(self, "n_heatmaps", 0, " (0: no heatmaps)")
+        _at_least(self, "seed", 0)
 
 
 @dataclass
 class RobustnessSettings(Validated):
-    enabled: bool
-    curve_k: int
-    n_stability: int
-    stability_examples: int | None
-    max_html_examples: int
-    seed: int
+    enabled: bool | None = None
+    curve_k: int | None = None
+    n_stability: int | None = None
+    stability_examples: int | None = None  # None in the config too: every example
+    max_html_examples: int | None = None
+    seed: int | None = None
 
     def validate(self) -> None:
-        self.require(self.curve_k >= 1, "curve_k", f"must be >= 1, got {self.curve_k}")
-        self.require(self.n_stability >= 0, "n_stability", f"must be >= 0 (0: no stability), got {self.n_stability}")
-        self.require(self.stability_examples is None or self.stability_examples >= 1, "stability_examples",
-                     f"must be >= 1 or null (every example), got {self.stability_examples}")
-        self.require(self.max_html_examples >= 0, "max_html_examples", f"must be >= 0, got {self.max_html_examples}")
-        self.require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _at_least(self, "curve_k", 1)
+        _at_least(self, "n_stability", 0, " (0: no stability)")
+        _at_least(self, "stability_examples", 1, " or null (every example)")
+        _at_least(self, "max_html_examples", 0)
+        _at_least(self, "seed", 0)
+
+
+def _at_least(settings: Validated, key: str, low: int, note: str = "") -> None:
+    value = getattr(settings, key)
+    settings.require(value is None or value >= low, key, f"must be >= {low}{note}, got {value}")
 
 
 def check_settings(cls: type[T], values: Mapping[str, Any], prefix: str) -> T:
-    """``cls`` built from the group's values of its own fields; a bad one raises ConfigError named
-    ``<prefix>.<key>`` (a missing one too)."""
+    """``cls`` built from the group's values of its own fields; a bad one raises ConfigError
+    named ``<prefix>.<key>``."""
     names = [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
-    missing = [n for n in names if n not in values]
-    if missing:
-        raise ConfigError(f"{prefix}.{missing[0]}", "missing from the config")
     try:
-        return cls(**{n: values[n] for n in names})
+        return cls(**{n: values[n] for n in names if n in values})
     except ConfigError as error:
         raise ConfigError(f"{prefix}.{error.key}", str(error).split(": ", 1)[1]) from error
