@@ -71,7 +71,8 @@ def real_run(tmp_path_factory) -> dict:
         f"data.source.validation={root}/validation.csv", f"data.source.test={root}/test.csv",
         "data.source.text_column=review", "data.source.label_column=topic", f"data.max_length={MAX_LENGTH}",
         "data.tokenizer.min_frequency=1", "trainer=cpu", "trainer.max_epochs=3",
-        "explain.n_examples=8", "explain.shap.max_evals=200", "robustness.stability_examples=2",
+        "explain.n_examples=8", "explain.shap.max_evals=100", "robustness.stability_examples=2",
+        "robustness.n_stability=1", "robustness.curve_k=5", "robustness.attack.n_candidates=5",
         "logger.system_metrics=false", cwd=root, env={"TMPDIR": str(tmpdir)}, timeout=900,
     )
     client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
