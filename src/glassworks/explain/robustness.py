@@ -654,7 +654,7 @@ class RobustnessRunner:
         names = [*methods, RANDOM_ORDER] if RANDOM_ORDER not in methods else list(methods)
         per = [f"flip_rate@{k}" for k in FLIP_KS if k <= self.curve_k]
         per += ["deletion_auc", "insertion_auc", "attack_success", "mean_edits", "mean_prob_drop",
-                "model_calls_per_attack", "stability"]  # fmt: skip
+                "model_calls_per_attack", "stability", "n_skipped"]  # fmt: skip
         return [f"{m}/{p}" for m in names for p in per] + ["seconds_per_example"]
 
     def run(
@@ -708,6 +708,8 @@ class RobustnessRunner:
         for method, expls in methods.items():
             t0 = time.perf_counter()
             orders = method_orders(examples, expls, method, self.seed)
+            # Examples the method could not explain (a limit skipped them, or non-finite scores) get no order.
+            metrics[f"{method}/n_skipped"] = float(sum(len(e.ids) > 1 for e in examples) - len(orders))
             curves[method] = c = perturbation_curves(
                 model, examples, orders, base_probs, self.curve_k, method, self.mask_id, self.pad_id, self.batch_size
             )
