@@ -63,7 +63,8 @@ def main() -> None:
     lengths = (32, 64, 128, 256)
     print(f"{'layers':<8}" + "".join(f"{t:>9} tok" for t in lengths))
     for n_layers in (2, 6, 12):
-        cells = [timed(lambda: attention_flow(stack(n_layers, t, args.heads, seed=t)))[0] for t in lengths]
+        inputs = {t: stack(n_layers, t, args.heads, seed=t) for t in lengths}
+        cells = [timed(lambda x=inputs[t]: attention_flow(x))[0] for t in lengths]
         print(f"{n_layers:<8}" + "".join(f"{c:>13.2f}" for c in cells))
 
 

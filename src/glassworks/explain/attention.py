@@ -63,19 +63,45 @@ def attention_rollout(attentions: Sequence[ArrayLike], add_residual: bool = True
 _FLOW_SCALE = float(2**24)
 
 
-def _layered_graph(a: np.ndarray) -> csr_matrix:
-    """(L, T, T) head-mean attentions -> the flow network as an integer CSR matrix over (L+1)*T nodes.
+def _scaled(caps: np.ndarray) -> np.ndarray:
+    return np.rint(caps * _FLOW_SCALE).astype(np.int32)
 
-    Node l*T + i is token i after layer l (l = 0 is the input); edge (l-1, j) -> (l, i) carries
-    A'_l[i, j]. Only consecutive layers are joined, so the matrix is block-superdiagonal.
+
+class _FlowNetwork:
+    """The layered graph of attention flow with its dead ends cut off, for one source at a time.
+
+    Of layer 0 only the source token can carry flow (the others have no way in), and of layer L
+    only the sink ([CLS]) is a destination, so both layers shrink to one node: node 0 is the
+    source, node 1 + (l-1)*T + i is token i after layer l (1 <= l < L), the last node the sink.
+    That leaves (L-2)*T^2 + 2T edges instead of L*T^2, shared by the T problems but the T source
+    edges, which are the only part that depends on the source.
     """
-    n_layers, n_tokens, _ = a.shape
-    caps = np.rint(a * _FLOW_SCALE).astype(np.int32)  # (L, T, T), caps[l, i, j] for edge j -> i
-    layer, i, j = np.nonzero(caps)
-    rows = layer * n_tokens + j  # from (l, j) ...
-    cols = (layer + 1) * n_tokens + i  # ... to (l+1, i)
-    size = (n_layers + 1) * n_tokens
-    return csr_matrix((caps[layer, i, j], (rows, cols)), shape=(size, size), dtype=np.int32)
+
+    def __init__(self, a: np.ndarray) -> None:  # (L, T, T) with L >= 2
+        n_layers, n_tokens, _ = a.shape
+        self.a, self.n_tokens = a, n_tokens
+        self.sink = 1 + (n_layers - 1) * n_tokens
+        rows, cols, caps = [], [], []
+        for layer in range(1, n_layers - 1):  # edges (layer, jj) -> (layer + 1, i) carry a[layer, i, jj]
+            i, jj = np.nonzero(_scaled(a[layer]))
+            rows.append(1 + (layer - 1) * n_tokens + jj)
+            cols.append(1 + layer * n_tokens + i)
+            caps.append(_scaled(a[layer, i, jj]))
+        last = _scaled(a[-1, 0, :])  # (T,): (L-1, k) -> sink carries a[L-1, 0, k]
+        rows.append(1 + (n_layers - 2) * n_tokens + np.arange(n_tokens))
+        cols.append(np.full(n_tokens, self.sink))
+        caps.append(last)
+        self.rows, self.cols, self.caps = np.concatenate(rows), np.concatenate(cols), np.concatenate(caps)
+
+    def max_flow(self, source: int) -> float:
+        first = _scaled(self.a[0, :, source])  # (T,): source -> (1, i) carries a[0, i, source]
+        rows = np.concatenate([np.zeros(self.n_tokens, dtype=np.int64), self.rows])
+        cols = np.concatenate([1 + np.arange(self.n_tokens), self.cols])
+        caps = np.concatenate([first, self.caps])
+        keep = caps > 0
+        size = self.sink + 1
+        graph = csr_matrix((caps[keep], (rows[keep], cols[keep])), shape=(size, size), dtype=np.int32)
+        return maximum_flow(graph, 0, self.sink, method="dinic").flow_value / _FLOW_SCALE
 
 
 def attention_flow(attentions: Sequence[ArrayLike], max_tokens: int | None = None) -> np.ndarray:
@@ -83,21 +109,23 @@ def attention_flow(attentions: Sequence[ArrayLike], max_tokens: int | None = Non
 
     The graph has a node per (layer, token) for layers 0..L; the edge from token j at layer l-1
     to token i at layer l has capacity A'_l[i, j] (head-mean attention with the residual added).
-    The T max-flow problems share one layered graph, solved by scipy's Dinic in C on capacities
-    scaled to integers (exact to ~1e-6): a BERT-base-sized 12 x 128 x 128 input takes about a
-    second instead of networkx's minutes, so no input length the model accepts is refused.
-    `max_tokens` (None: no limit) is a budget the caller may still set; longer inputs raise.
+    One or two layers have closed forms (a single edge; parallel two-edge paths). Deeper stacks
+    are T max-flow problems on the layered graph without its dead ends (`_FlowNetwork`), solved by
+    scipy's Dinic in C on capacities scaled to integers (within ~1e-6 of the float max-flow);
+    bench/bench_flow.py compares it with networkx. `max_tokens` (None: no limit) is a budget a
+    caller may still set; longer inputs raise.
     """
     a = _residual_mean(_stack(attentions, "attention_flow"), add_residual=True).numpy()  # (L, T, T)
     n_layers, n_tokens, _ = a.shape
     if max_tokens is not None and n_tokens > max_tokens:
         raise ValueError(f"explain.flow.max_tokens={max_tokens} but the input has {n_tokens} tokens")
-    graph = _layered_graph(a)
-    sink = n_layers * n_tokens  # (L, 0): [CLS] after the last layer
-    flows = np.zeros(n_tokens, dtype=np.float64)  # (T,)
-    for j in range(n_tokens):
-        flows[j] = maximum_flow(graph, j, sink, method="dinic").flow_value / _FLOW_SCALE
-    return flows
+    if n_layers == 1:
+        return a[0, 0, :].copy()  # (T,): the only path j -> [CLS] is one edge
+    if n_layers == 2:
+        # Paths j -> (1, k) -> [CLS] share no edge: each carries min of its two capacities.
+        return np.minimum(a[0], a[1, 0, :][:, None]).sum(axis=0)  # (T,) from (T_k, T_j)
+    network = _FlowNetwork(a)
+    return np.array([network.max_flow(j) for j in range(n_tokens)])  # (T,)
 
 
 def grad_weighted_relevance(attentions: Sequence[ArrayLike], grads: Sequence[ArrayLike]) -> np.ndarray:
