@@ -99,7 +99,7 @@ def test_real_text_runs_to_finished_with_every_default_method(real_run):
 
     frame = pd.read_parquet(table)
     lengths = frame[frame["method"] == "flow"].groupby("example_id")["position"].max() + 1
-    assert lengths.max() == MAX_LENGTH  # flow ran on full-length inputs (the old cap was 32 tokens)
+    assert 32 < lengths.max() <= MAX_LENGTH  # flow ran past the old 32-token cap
     assert frame["score"].notna().all()
     model_files = {a.path for a in real_run["client"].list_artifacts(run.info.run_id, "model")}
     assert "model/pyfunc_code.py" in model_files and "model/python_model.pkl" not in model_files
