@@ -16,6 +16,9 @@ import warnings
 _DEPENDENCY_WARNINGS = (
     # torch 2.13 deprecated LeafSpec; Lightning 2.6 still builds one for every batch it moves.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"pytorch_lightning\.utilities\._pytree"),
+    # One warning per missing glyph per figure when a token is CJK or emoji and the machine has no
+    # font for it (matplotlib draws a box); real text makes dozens, the figure is still right.
+    (r"Glyph \d+ .* missing from font", UserWarning, r"glassworks\..*|matplotlib\..*"),
 )
 # Lightning's advertisements for its cloud products, logged at INFO on every Trainer.
 _LIGHTNING_TIPS = ("\N{ELECTRIC LIGHT BULB} Tip:",)

@@ -33,6 +33,7 @@ def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) 
             dataset = mlflow.data.from_pandas(
                 frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
             )
+            entity = dataset._to_mlflow_entity()  # the schema is inferred here, lazily
         tags = [InputTag(key="mlflow.data.context", value=split)]
-        inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
+        inputs.append(DatasetInput(dataset=entity, tags=tags))
     return inputs
