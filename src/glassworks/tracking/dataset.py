@@ -16,7 +16,12 @@ def _source(uri: str) -> Any:
     """A file or URL MLflow knows how to resolve; otherwise (synthetic://, hub names) the URI
     is kept as a tag of a code source so it still shows in the UI."""
     try:
-        return resolve_dataset_source(uri)
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice and warns that a path "can be
+            # interpreted in multiple ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource".
+            warnings.filterwarnings("ignore", message=r"The specified dataset source can be interpreted in multiple ways",
+                                    category=UserWarning)
+            return resolve_dataset_source(uri)
     except MlflowException:
         return CodeDatasetSource(tags={"uri": uri})
 
