@@ -111,7 +111,7 @@ def test_default_run_console_is_quiet_and_ends_with_where_to_look(real_run):
     for noise in NOISE:
         assert noise not in console, (noise, console[-6000:])
     (run,) = real_run["runs"]
-    tail = "\n".join(console.strip().splitlines()[-8:])
+    tail = "\n".join(out.stdout.strip().splitlines()[-8:])  # the last lines a user reads
     assert run.info.run_id in tail and "http://127.0.0.1:5000/#/experiments/" in tail
     assert "report:" in tail and ".html" in tail
     # The project's own progress is still there.
