@@ -1,44 +1,41 @@
-"""Explain-stage benchmark: python bench/bench_explain.py [--examples 20] [--max-evals 500]
+"""Explain-stage benchmark: python bench/bench_explain.py [--repeats 5] [--epochs 4]
 
-Prints, measured side by side in this one process on the same model and inputs:
-1. our SHAP stage vs its floor: the same number of masked evaluations pushed through the model
-   as plain batched forward passes (ratio; aim <= 1.5x);
-2. our SHAP stage vs shap used as its docs show for text: a function of strings with
-   ``shap.maskers.Text`` and the default batch size, same max_evals (speed-up; aim >= 5x);
-3. seconds per example of every method at 16 / 64 / 256 tokens.
-numba compiles shap's kernels on first use; a warm-up call runs before anything is timed.
+Measured side by side in this one process (repeats interleaved, medians):
+1. the SHAP stage of a default run against captum's ShapleyValueSampling: the default model is
+   trained first (shap's kernels warm up in a background thread meanwhile, as in
+   ``pipeline.run``), then our SHAP explains the 40 test examples the explain stage picks, first
+   call in this process included, and captum (25 permutations) explains the same examples;
+   seconds per example and ERASER comprehensiveness ([MASK] replacement) of both (aim: ours
+   <= 0.5x captum's time at equal or better comprehensiveness). captum is a benchmark-only
+   dependency: ``pip install captum``.
+2. our SHAP Partition against its floor, the same number of masked rows pushed through the
+   model as plain forwards of 512 rows, at 16 and 64 tokens on the trained model (aim <= 1.3x);
+3. our SHAP against shap used as its docs show for text: a function of strings with
+   ``shap.maskers.Text`` and the default batch size, same max_evals (aim >= 5x faster);
+4. seconds per example of every method at 16 / 64 / 256 tokens (untrained model, one pass).
+The last line is one JSON object: {"bench": "explain", "ratios": {...}, "absolute": {...}}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import statistics
+import sys
+import tempfile
 import time
+from pathlib import Path
 
-import numpy as np
-import shap
-import torch
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
-from glassworks.explain.attention import (FlowExplainer, GradAttentionExplainer, RawAttentionExplainer,
-                                          RolloutExplainer)
-from glassworks.explain.gradient import InputXGradientExplainer
-from glassworks.explain.predict import predict_proba
-from glassworks.explain.shap import ShapExplainer
-from glassworks.explain.types import ExampleInput
-from glassworks.models.transformer import TransformerConfig
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from glassworks.explain.warmup import start_shap_warmup  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(300)]
-
-
-def make_examples(tokenizer: TextTokenizer, n: int, n_words: int, seed: int) -> list[ExampleInput]:
-    rng = np.random.default_rng(seed)
-    examples = []
-    for i in range(n):
-        text = " ".join(rng.choice(WORDS, size=n_words))
-        enc = tokenizer.encode(text, n_words + 1)
-        examples.append(ExampleInput(i, text, 0, enc.ids, enc.tokens, None))
-    return examples
 
 
 def timed(fn) -> float:
@@ -47,70 +44,251 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--examples", type=int, default=20)
-    parser.add_argument("--max-evals", type=int, default=500)
-    parser.add_argument("--words", type=int, default=24)
-    args = parser.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+def train_default_model(tmp: Path, epochs: int):
+    """The default config's model, trained and logged like pipeline.run's train stage."""
+    from pipeline.stage import build_job, open_run
+    from pipeline.train import train
+    from tests.conftest import compose_config
+
+    cfg = compose_config(tmp, ["trainer=cpu", f"trainer.max_epochs={epochs}", "logger.system_metrics=false"],
+                         config_name="run", tiny=False)
+    job = build_job(cfg)
+    open_run(job)
+    with job.tracker.lifecycle("train"):
+        result = train(job)
+    return cfg, job, result
+
+
+def stage_vs_captum(args, tmp: Path) -> dict:
+    from glassworks.tasks.classify import ClassifyTask
+    from glassworks.explain.metrics import faithfulness
+    from glassworks.tracking.pyfunc import load_run_model
+
+    warmup = start_shap_warmup(["partition"])
+    t_train = time.perf_counter()
+    cfg, job, result = train_default_model(tmp / "run", args.epochs)
+    t_train = time.perf_counter() - t_train
+    warm_ready = warmup.wait(0)
+    loaded = load_run_model(job.tracker.run_id, job.tracker.uri)
+    model = loaded.model.eval()
+    mask_id, pad_id = loaded.tokenizer.mask_id, loaded.tokenizer.pad_id
+    examples = ClassifyTask().explain_examples(loaded, job.datamodule, cfg.explain.n_examples, cfg.explain.seed)
+    warmup.wait()
+
+    from glassworks.explain.shap import ShapExplainer
+
+    shap_cfg = {k: v for k, v in cfg.explain.shap.items() if k != "_target_"}
+    ours = ShapExplainer(**shap_cfg, pad_id=pad_id, mask_id=mask_id)
+
+    def run_ours():
+        out = []
+        for start in range(0, len(examples), 16):  # the runner's chunks
+            out += ours.explain(model, examples[start : start + 16])
+        return out
+
+    from captum.attr import ShapleyValueSampling
+
+    from glassworks.explain.predict import predicted_target
+    from glassworks.explain.types import Explanation
+
+    def forward(ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, C) probabilities
+        return torch.softmax(model(input_ids=ids, attention_mask=(ids != pad_id).long()).logits, dim=-1)
+
+    svs = ShapleyValueSampling(forward)
+
+    def run_captum():
+        out = []
+        with torch.no_grad():
+            for ex in examples:
+                start = time.perf_counter()
+                target, prob = predicted_target(model, ex.ids, pad_id)
+                ids = torch.tensor([ex.ids], dtype=torch.long)  # (1, T)
+                base = ids.clone()
+                base[:, 1:] = mask_id  # [CLS] kept: its attribution is 0
+                attr = svs.attribute(ids, baselines=base, target=target, n_samples=args.captum_samples,
+                                     perturbations_per_eval=args.captum_batch)  # (1, T)
+                out.append(Explanation("captum_svs", ex.example_id, target, attr[0].double().numpy(), None,
+                                       prob, None, time.perf_counter() - start))
+        return out
+
+    # First calls in this process: ours right after training (kernels warmed up in the background).
+    t0 = time.perf_counter()
+    ours_expl = run_ours()
+    first_ours = (time.perf_counter() - t0) / len(examples)
+    t0 = time.perf_counter()
+    captum_expl = run_captum()
+    first_captum = (time.perf_counter() - t0) / len(examples)
+    ours_t, captum_t = [first_ours], [first_captum]
+    for _ in range(args.repeats - 1):
+        ours_t.append(timed(run_ours) / len(examples))
+        captum_t.append(timed(run_captum) / len(examples))
+    comp_ours = faithfulness(model, examples, ours_expl, mask_id, pad_id)["comprehensiveness"]
+    comp_captum = faithfulness(model, examples, captum_expl, mask_id, pad_id)["comprehensiveness"]
+    med = statistics.median
+    print(f"default model: {result.train_steps} steps trained in {t_train:.1f} s, test/acc "
+          f"{result.metrics.get('test/acc', float('nan')):.4f}; shap warm-up {warmup.seconds:.1f} s in the "
+          f"background, {'ready' if warm_ready else 'NOT ready'} when training ended")
+    print(f"SHAP stage vs captum ShapleyValueSampling ({args.captum_samples} permutations, "
+          f"perturbations_per_eval={args.captum_batch}), {len(examples)} test examples, median of {args.repeats}")
+    print(f"  ours   first call {first_ours:.4f} s/example   median {med(ours_t):.4f} s/example   "
+          f"comprehensiveness {comp_ours:.3f}")
+    print(f"  captum first call {first_captum:.4f} s/example   median {med(captum_t):.4f} s/example   "
+          f"comprehensiveness {comp_captum:.3f}")
+    print(f"  ratio ours/captum time: first call {first_ours / first_captum:.2f}, median "
+          f"{med(ours_t) / med(captum_t):.2f} (aim <= 0.5 at equal or better comprehensiveness)")
+    return {
+        "model": model, "tokenizer": loaded.tokenizer, "ours": ours,
+        "ratios": {"stage_vs_captum_svs_first_call": first_ours / first_captum,
+                   "stage_vs_captum_svs": med(ours_t) / med(captum_t),
+                   "comprehensiveness_ours_minus_captum": comp_ours - comp_captum},
+        "absolute": {"shap_stage_first_call_s_per_example": first_ours,
+                     "shap_stage_s_per_example": med(ours_t),
+                     "captum_svs_s_per_example": med(captum_t),
+                     "comprehensiveness_shap": comp_ours, "comprehensiveness_captum_svs": comp_captum,
+                     "shap_warmup_s": warmup.seconds, "warmup_ready_after_training": bool(warm_ready),
+                     "train_s": t_train},
+    }
+
+
+def random_examples(tokenizer, n: int, n_tokens: int, seed: int):
+    """n examples of [CLS] + n_tokens - 1 ordinary vocabulary ids."""
+    from glassworks.explain.types import ExampleInput
+
+    rng = np.random.default_rng(seed)
+    first = max(tokenizer.mask_id, tokenizer.pad_id, tokenizer.cls_id, tokenizer.unk_id) + 1
+    examples = []
+    for i in range(n):
+        ids = [int(tokenizer.cls_id)] + [int(x) for x in rng.integers(first, tokenizer.vocab_size, n_tokens - 1)]
+        examples.append(ExampleInput(i, "", 0, ids, [str(x) for x in ids], None))
+    return examples
+
+
+def floor_ratios(args, model, tokenizer, ours) -> dict:
+    from glassworks.explain.predict import predict_proba
+
+    pad_id, mask_id = tokenizer.pad_id, tokenizer.mask_id
+    rng = np.random.default_rng(0)
+    results = {}
+    inputs = {t: random_examples(tokenizer, args.examples, t, seed=t) for t in (16, 64)}
+    rows = {}
+    for t, exs in inputs.items():
+        n_evals = [int(e.extras["n_evals"]) for e in ours.explain(model, exs)]
+        masked = np.repeat(np.array([e.ids for e in exs]), n_evals, axis=0)  # (sum(n_evals), T)
+        hide = rng.random(masked.shape) < 0.5
+        hide[:, 0] = False
+        rows[t] = np.where(hide, mask_id, masked)
+        results[t] = {"ours": [], "floor": [], "evals": sum(n_evals)}
+    for _ in range(args.repeats):
+        for t, exs in inputs.items():
+            results[t]["ours"].append(timed(lambda: ours.explain(model, exs)))
+            results[t]["floor"].append(timed(lambda: predict_proba(model, rows[t], pad_id, batch_size=512)))
+    ratios, absolute = {}, {}
+    med = statistics.median
+    print(f"\nSHAP partition vs its floor (same rows as forwards of 512), {args.examples} examples, "
+          f"max_evals={ours.max_evals}, concurrent_examples={ours.concurrent_examples}, median of {args.repeats}")
+    for t, r in results.items():
+        ratio = med(r["ours"]) / med(r["floor"])
+        print(f"  {t:>3} tokens: {r['evals']} rows   ours {med(r['ours']):.3f} s   floor {med(r['floor']):.3f} s   "
+              f"ratio {ratio:.2f}x (aim <= 1.3x)")
+        ratios[f"partition_vs_floor_{t}tok"] = ratio
+        absolute[f"partition_s_per_example_{t}tok"] = med(r["ours"]) / args.examples
+        absolute[f"floor_s_per_example_{t}tok"] = med(r["floor"]) / args.examples
+    return {"ratios": ratios, "absolute": absolute}
+
+
+def documented_ratio(args, model, tokenizer, ours) -> dict:
+    import shap
+
+    from glassworks.explain.predict import predict_proba
+    from glassworks.explain.types import ExampleInput
+
+    n_words = args.words
+    rng = np.random.default_rng(1)
+    first = max(tokenizer.mask_id, tokenizer.pad_id, tokenizer.cls_id, tokenizer.unk_id) + 1
+    vocab = [w for w in (tokenizer.id_to_token(i) for i in range(first, tokenizer.vocab_size)) if w.isalnum()]
+    examples = []
+    for i in range(args.examples):
+        text = " ".join(rng.choice(vocab, size=n_words))
+        enc = tokenizer.encode(text, n_words + 1)
+        examples.append(ExampleInput(i, text, 0, enc.ids, enc.tokens, None))
+
+    def f(texts: np.ndarray) -> np.ndarray:
+        encoded = tokenizer.encode_batch([str(t) for t in texts], n_words + 1)
+        return predict_proba(model, [e.ids for e in encoded], tokenizer.pad_id)
+
+    documented = shap.Explainer(f, shap.maskers.Text(r"\W+", mask_token="[MASK]"), algorithm="partition")
+    documented([examples[0].text], max_evals=ours.max_evals)  # its own first call
+    t_ours, t_doc = [], []
+    for _ in range(args.repeats):
+        t_ours.append(timed(lambda: ours.explain(model, examples)))
+        t_doc.append(timed(lambda: documented([ex.text for ex in examples], max_evals=ours.max_evals)))
+    med = statistics.median
+    speedup = med(t_doc) / med(t_ours)
+    print(f"\nours vs shap as documented (strings, Text masker, default batch size), {args.examples} x "
+          f"{n_words} words, median of {args.repeats}")
+    print(f"  ours {med(t_ours):.2f} s   documented {med(t_doc):.2f} s   ours is {speedup:.1f}x faster (aim >= 5x)")
+    return {"ratios": {"documented_shap_over_ours": speedup},
+            "absolute": {"documented_shap_s_per_example": med(t_doc) / args.examples}}
+
+
+def methods_table(args) -> dict:
+    from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
+    from glassworks.explain.attention import (FlowExplainer, GradAttentionExplainer, RawAttentionExplainer,
+                                              RolloutExplainer)
+    from glassworks.explain.gradient import InputXGradientExplainer
+    from glassworks.explain.shap import ShapExplainer
+    from glassworks.models.transformer import TransformerConfig
+
     torch.manual_seed(0)
     tokenizer = TextTokenizer.train(WORDS, TokenizerConfig(kind="wordlevel", vocab_size=1000))
     model = TransformerConfig(max_positions=300).build(tokenizer.vocab_size, 2, tokenizer.pad_id).eval()
-    examples = make_examples(tokenizer, args.examples, args.words, seed=1)
-    ours = ShapExplainer(max_evals=args.max_evals, pad_id=tokenizer.pad_id)
-    ours.explain(model, examples[:1])  # numba warm-up
-
-    # 1. ours vs the floor: the same rows as plain batched forwards.
-    n_evals: list[int] = []
-
-    def run_ours() -> None:
-        for expl in ours.explain(model, examples):
-            n_evals.append(int(expl.extras["n_evals"]))
-
-    t_ours = timed(run_ours)
-    rng = np.random.default_rng(0)
-    rows = [list(ex.ids) for ex, k in zip(examples, n_evals) for _ in range(k)]
-    for row in rows:  # masked rows look like this: some ids replaced by [MASK]
-        hide = rng.random(len(row)) < 0.5
-        hide[0] = False
-        for j in np.flatnonzero(hide):
-            row[j] = tokenizer.mask_id
-    t_floor = timed(lambda: predict_proba(model, rows, tokenizer.pad_id, batch_size=512))
-    print(f"SHAP partition, {args.examples} examples x {args.words} tokens, max_evals={args.max_evals}: "
-          f"{sum(n_evals)} masked evaluations")
-    print(f"  ours {t_ours:.2f} s   floor (same rows, batched forward) {t_floor:.2f} s   "
-          f"ratio {t_ours / t_floor:.2f}x (aim <= 1.5x)")
-
-    # 2. ours vs shap as documented for text: f(list[str]) + shap.maskers.Text, default batch size.
-    def f(texts: np.ndarray) -> np.ndarray:
-        encoded = tokenizer.encode_batch([str(t) for t in texts], args.words + 1)
-        return predict_proba(model, [e.ids for e in encoded], tokenizer.pad_id)
-
-    masker = shap.maskers.Text(r"\W+", mask_token="[MASK]")
-    documented = shap.Explainer(f, masker, algorithm="partition")
-    documented([examples[0].text], max_evals=args.max_evals)  # warm-up
-    t_doc = timed(lambda: documented([ex.text for ex in examples], max_evals=args.max_evals))
-    print(f"  shap as documented (strings, Text masker, default batch size) {t_doc:.2f} s   "
-          f"ours is {t_doc / t_ours:.1f}x faster (aim >= 5x)")
-
-    # 3. cost as inputs grow.
     methods = {
-        "shap": ours, "raw_attention": RawAttentionExplainer(pad_id=0), "rollout": RolloutExplainer(pad_id=0),
+        "shap": ShapExplainer(pad_id=tokenizer.pad_id, mask_id=tokenizer.mask_id),
+        "raw_attention": RawAttentionExplainer(pad_id=0), "rollout": RolloutExplainer(pad_id=0),
         "flow": FlowExplainer(pad_id=0), "grad_attention": GradAttentionExplainer(pad_id=0),
         "input_x_gradient": InputXGradientExplainer(pad_id=0),
     }
     lengths = (16, 64, 256)
     n = max(3, args.examples // 4)
-    print(f"\nseconds per example ({n} examples each)")
+    print(f"\nseconds per example ({n} examples each, untrained model, one pass)")
     print(f"{'method':<18}" + "".join(f"{t:>10} tok" for t in lengths))
-    inputs = {t: make_examples(tokenizer, n, t - 1, seed=t) for t in lengths}
+    inputs = {t: random_examples(tokenizer, n, t, seed=t) for t in lengths}
+    absolute = {}
     for name, explainer in methods.items():
         cells = []
         for t in lengths:
             seconds = timed(lambda e=explainer, x=inputs[t]: e.explain(model, x)) / n
+            absolute[f"{name}_s_per_example_{t}tok"] = seconds
             cells.append(f"{seconds:>14.4f}")
         print(f"{name:<18}" + "".join(cells))
+    return {"ratios": {}, "absolute": absolute}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--examples", type=int, default=20, help="examples per floor/documented measurement")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=4, help="training epochs of the default model")
+    parser.add_argument("--words", type=int, default=24)
+    parser.add_argument("--captum-samples", type=int, default=25)
+    parser.add_argument("--captum-batch", type=int, default=64, help="captum perturbations_per_eval")
+    parser.add_argument("--skip-methods", action="store_true", help="leave out the per-method table")
+    args = parser.parse_args()
+    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    load = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory() as d:
+        stage = stage_vs_captum(args, Path(d))
+        parts = [stage, floor_ratios(args, stage["model"], stage["tokenizer"], stage["ours"]),
+                 documented_ratio(args, stage["model"], stage["tokenizer"], stage["ours"])]
+        if not args.skip_methods:
+            parts.append(methods_table(args))
+    ratios = {k: round(v, 4) for p in parts for k, v in p["ratios"].items()}
+    absolute = {k: (round(v, 5) if isinstance(v, float) else v) for p in parts for k, v in p["absolute"].items()}
+    absolute["load_average_start"] = round(load, 2)
+    absolute["load_average_end"] = round(os.getloadavg()[0], 2)
+    absolute["repeats"] = args.repeats
+    print(json.dumps({"bench": "explain", "ratios": ratios, "absolute": absolute}))
 
 
 if __name__ == "__main__":

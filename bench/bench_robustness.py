@@ -14,7 +14,9 @@ Run: ``python bench/bench_robustness.py [--examples 32] [--candidates 20] [--thr
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -27,7 +29,7 @@ from glassworks.explain.attention import RolloutExplainer
 from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.gradient import InputXGradientExplainer
 from glassworks.explain.predict import predict_proba
-from glassworks.explain.robustness import (
+from glassworks.robustness import (
     RANDOM_ORDER,
     RobustnessRunner,
     SubstitutionAttack,
@@ -37,7 +39,8 @@ from glassworks.explain.robustness import (
 from glassworks.explain.types import ExampleInput
 from glassworks.models.transformer import TransformerConfig
 
-PAD, CLS, EVIDENCE = 0, 2, 4
+PAD, CLS, MASK, EVIDENCE = 0, 2, 3, 4
+SPECIAL_IDS = (0, 1, 2, 3)  # [PAD] [UNK] [CLS] [MASK], as in id_to_token below
 VOCAB, BODY = 200, 24
 NOISE = np.arange(6, VOCAB)
 
@@ -113,7 +116,7 @@ def main() -> None:
     explainers = {e.name: e for e in (InputXGradientExplainer(), RolloutExplainer(), RandomExplainer(seed=0))}
     explanations = {name: e.explain(model, examples) for name, e in explainers.items()}
     attack = SubstitutionAttack(max_edits=args.max_edits, n_candidates=args.candidates)
-    runner = RobustnessRunner(curve_k=10, attack=attack, n_stability=3)
+    runner = RobustnessRunner(curve_k=10, attack=attack, n_stability=3, mask_id=MASK, pad_id=PAD, special_ids=SPECIAL_IDS)
     with tempfile.TemporaryDirectory() as tmp:
         result, stage_s = timed(lambda: runner.run(model, examples, explanations, explainers, id_to_token,
                                                    ["neg", "pos"], Path(tmp)))  # fmt: skip
@@ -125,22 +128,27 @@ def main() -> None:
     print("-" * len(header))
     for method in [*explanations, RANDOM_ORDER]:
         g = lambda k: m[f"{method}/{k}"]  # noqa: E731
-        print(f"{method:<18}{g('deletion_auc'):>9.3f}{g('insertion_auc'):>9.3f}{g('flip_rate@1'):>8.2f}"
+        print(f"{method:<18}{g('deletion_auc'):>9.3f}{g('insertion_auc'):>9.3f}{g('flip_rate_at_1'):>8.2f}"
               f"{g('attack_success'):>9.2f}{g('mean_edits'):>7.2f}{g('mean_prob_drop'):>8.3f}"
               f"{g('model_calls_per_attack'):>11.1f}{g('stability'):>10.3f}")  # fmt: skip
 
     # ---- batched vs naive attack, same orders, same examples, interleaved
     naive = NaiveAttack(max_edits=args.max_edits, n_candidates=args.candidates)
-    neighbours = attack.neighbour_index(model)
+    neighbours = attack.neighbour_index(model, SPECIAL_IDS)
     base = predict_proba(model, [e.ids for e in examples], PAD)
     print(f"\nattack: batched (one forward per step) vs naive (one forward per candidate), {args.candidates} candidates")
     header = f"{'order':<18}{'batched s':>10}{'naive s':>10}{'ratio':>8}{'fwd batched':>13}{'fwd naive':>11}{'same outcome':>14}"
     print(header)
     print("-" * len(header))
+    ratios: dict[str, float] = {}
+    absolute: dict[str, float] = {"stage_s_per_example": m["seconds_per_example"], "train_s": train_s,
+                                  "accuracy": acc, "load_average": os.getloadavg()[0]}
     for method, expls in (("input_x_gradient", explanations["input_x_gradient"]), (RANDOM_ORDER, None)):
         orders = method_orders(examples, expls, method, 0)
-        fast, fast_s = timed(lambda: attack.run(model, examples, orders, method, PAD, base, neighbours=neighbours))
-        slow, slow_s = timed(lambda: naive.run(model, examples, orders, method, PAD, base, neighbours=neighbours))
+        fast, fast_s = timed(lambda: attack.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
+                                                           neighbours=neighbours))
+        slow, slow_s = timed(lambda: naive.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
+                                                          neighbours=neighbours))
         # Same outcome, not bit-identical ids: a batched matmul rounds differently from a one-row one,
         # which can swap near-tied candidates whose probabilities differ by ~1e-9.
         same = all(a.success == b.success and a.n_edits == b.n_edits and a.edited_positions == b.edited_positions
@@ -148,9 +156,15 @@ def main() -> None:
         calls_fast = sum(r.n_model_calls for r in fast)
         calls_slow = sum(r.n_model_calls for r in slow)
         print(f"{method:<18}{fast_s:>10.3f}{slow_s:>10.3f}{slow_s / fast_s:>7.1f}x{calls_fast:>13d}{calls_slow:>11d}{str(same):>14}")
+        ratios[f"naive_over_batched_attack_{method}"] = slow_s / fast_s
+        absolute[f"forwards_batched_{method}"] = calls_fast
+        absolute[f"forwards_naive_{method}"] = calls_slow
+        absolute[f"same_outcome_{method}"] = same
         s = attack_summary(fast)
         print(f"{'':<18}success {s['attack_success']:.2f}, mean edits {s['mean_edits']:.2f}, "
               f"{s['model_calls_per_attack']:.1f} forwards/attack batched")  # fmt: skip
+    print(json.dumps({"bench": "robustness", "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                      "absolute": {k: round(v, 5) if isinstance(v, float) else v for k, v in absolute.items()}}))
 
 
 if __name__ == "__main__":

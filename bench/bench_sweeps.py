@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import statistics
 import subprocess
@@ -159,6 +160,17 @@ def main() -> None:
     print("\n".join(lines))
     if not args.no_append:
         append_readme(lines)
+    print(json.dumps({"bench": "sweeps", "ratios": {
+        "machinery_per_job_over_job_time": round(machinery / job_s, 4),
+        "machinery_per_job_over_job_time_existing_store": round(again / job_s, 4),
+        "joblib2_over_sequential_wall": round(par_wall / seq_wall, 4),
+        "joblib2_1thread_over_sequential_wall": round(one_wall / seq_wall, 4),
+    }, "absolute": {
+        "job_s": round(job_s, 3), "parent_open_s": round(open_s, 4), "parent_open_existing_store_s": round(open_again_s, 4),
+        "parent_summary_s": round(summary_s, 4), "per_job_bookkeeping_ms": round(per_job * 1000, 3),
+        "sequential_wall_s": round(seq_wall, 2), "joblib2_wall_s": round(par_wall, 2),
+        "joblib2_1thread_wall_s": round(one_wall, 2), "load_average_start": round(load_before, 2),
+        "load_average_end": round(os.getloadavg()[0], 2), "repeats": args.repeats}}))
 
 
 def append_readme(lines: list[str]) -> None:

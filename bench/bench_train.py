@@ -1,4 +1,4 @@
-"""Train-stage benchmark: python bench/bench_train.py [--epochs 3] [--repeats 3]
+"""Train-stage benchmark: python bench/bench_train.py [--epochs 3] [--repeats 5] [--run-wall-vs REV]
 
 Prints, measured side by side in this one process:
 1. the default ``python -m pipeline.train`` end to end (imports included, a subprocess) and its
@@ -7,12 +7,17 @@ Prints, measured side by side in this one process:
    size: training steps per second (ratio);
 3. tracking overhead: logger=mlflow vs logger=none, same config (ratio);
 4. resume checkpoints (every 50 steps and each validation, atomic writes) vs none (ratio).
+5. with ``--run-wall-vs REV``: the default ``python -m pipeline.run`` (train, explain, robustness,
+   report; imports included) wall time of this tree against git revision REV (checked out in a
+   temporary folder by git archive), interleaved, with the run's test/acc and SHAP comprehensiveness.
 Repeats are interleaved so drift on a shared machine hits both sides alike; the median counts.
+The last line is one JSON object: {"bench": "train", "ratios": {...}, "absolute": {...}}.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -53,6 +58,31 @@ def end_to_end(tmp: Path) -> tuple[float, str]:
     client = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     return wall, f"{runs[0].data.metrics['test/acc']:.4f}"
+
+
+def pipeline_run(tmp: Path, code: Path) -> dict[str, float]:
+    """Wall time and key metrics of the default ``python -m pipeline.run`` of the tree at `code`."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "GLASSWORKS_ROOT": str(tmp), "PYTHONPATH": f"{code / 'src'}{os.pathsep}{code}",
+           "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+    env.pop("MLFLOW_TRACKING_URI", None)
+    where = subprocess.run([sys.executable, "-c", "import glassworks, pipeline; print(glassworks.__file__)"],
+                           cwd=tmp, env=env, capture_output=True, text=True, check=True).stdout.strip()
+    if not where.startswith(str(code)):
+        raise SystemExit(f"pipeline_run: glassworks imported from {where}, not from {code}")
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "pipeline.run"], cwd=tmp, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - start
+    if out.returncode != 0:
+        raise SystemExit(out.stderr[-3000:])
+    from mlflow import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()])[0]
+    m = run.data.metrics
+    return {"wall_s": wall, "test_acc": m.get("test/acc", float("nan")),
+            "shap_comprehensiveness": m.get("explain/shap/comprehensiveness", float("nan")),
+            **{k.replace("/", "_"): v for k, v in m.items() if k.startswith("time/")}}
 
 
 def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[str, ...] = ()) -> tuple[float, int]:
@@ -96,30 +126,63 @@ def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--run-wall-vs", metavar="REV", help="also time python -m pipeline.run against REV")
+    parser.add_argument("--run-wall-only", action="store_true", help="only the pipeline.run comparison")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
+    med = statistics.median
+    ratios: dict[str, float] = {}
+    absolute: dict[str, object] = {"load_average_start": round(os.getloadavg()[0], 2), "repeats": args.repeats}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
-        wall, acc = end_to_end(tmp / "e2e")
-        print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
-        ours, plain, untracked, unresumable = [], [], [], []
-        for i in range(args.repeats):
-            plain.append(plain_loop_steps_per_sec(tmp / f"p{i}", args.epochs))
-            ours.append(lightning_steps_per_sec(tmp / f"o{i}", args.epochs, "mlflow")[0])
-            untracked.append(lightning_steps_per_sec(tmp / f"u{i}", args.epochs, "none")[0])
-            unresumable.append(lightning_steps_per_sec(tmp / f"r{i}", args.epochs, "mlflow",
-                                                       ("callbacks.resume_checkpoint=null",))[0])
-        tracked = ours
-    med = statistics.median
-    print(f"{'variant':<38}{'steps/s (median)':>18}")
-    print(f"{'hand-written PyTorch loop':<38}{med(plain):>18.1f}")
-    print(f"{'pipeline.train, logger=none':<38}{med(untracked):>18.1f}")
-    print(f"{'pipeline.train, logger=mlflow':<38}{med(tracked):>18.1f}")
-    print(f"{'  ... without resume checkpoints':<38}{med(unresumable):>18.1f}")
-    print(f"ratio ours(mlflow)/plain loop: {med(tracked) / med(plain):.3f}  (aim >= 0.95)")
-    print(f"ratio logger=mlflow/logger=none: {med(tracked) / med(untracked):.3f}  (aim >= 0.97)")
-    print(f"ratio resume checkpoints on/off: {med(tracked) / med(unresumable):.3f}")
+        if not args.run_wall_only:
+            wall, acc = end_to_end(tmp / "e2e")
+            print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
+            absolute.update({"pipeline_train_wall_s": round(wall, 2), "pipeline_train_test_acc": float(acc)})
+            ours, plain, untracked, unresumable = [], [], [], []
+            for i in range(args.repeats):
+                plain.append(plain_loop_steps_per_sec(tmp / f"p{i}", args.epochs))
+                ours.append(lightning_steps_per_sec(tmp / f"o{i}", args.epochs, "mlflow")[0])
+                untracked.append(lightning_steps_per_sec(tmp / f"u{i}", args.epochs, "none")[0])
+                unresumable.append(lightning_steps_per_sec(tmp / f"r{i}", args.epochs, "mlflow",
+                                                           ("callbacks.resume_checkpoint=null",))[0])
+            print(f"{'variant':<38}{'steps/s (median)':>18}")
+            print(f"{'hand-written PyTorch loop':<38}{med(plain):>18.1f}")
+            print(f"{'pipeline.train, logger=none':<38}{med(untracked):>18.1f}")
+            print(f"{'pipeline.train, logger=mlflow':<38}{med(ours):>18.1f}")
+            print(f"{'  ... without resume checkpoints':<38}{med(unresumable):>18.1f}")
+            print(f"ratio ours(mlflow)/plain loop: {med(ours) / med(plain):.3f}  (aim >= 0.97)")
+            print(f"ratio logger=mlflow/logger=none: {med(ours) / med(untracked):.3f}  (aim >= 0.97)")
+            print(f"ratio resume checkpoints on/off: {med(ours) / med(unresumable):.3f}")
+            ratios.update({"ours_mlflow_over_plain_loop": med(ours) / med(plain),
+                           "mlflow_over_no_logger": med(ours) / med(untracked),
+                           "resume_checkpoint_on_over_off": med(ours) / med(unresumable)})
+            absolute.update({"plain_loop_steps_per_s": med(plain), "ours_mlflow_steps_per_s": med(ours),
+                             "ours_no_logger_steps_per_s": med(untracked),
+                             "ours_no_resume_steps_per_s": med(unresumable)})
+        if args.run_wall_vs:
+            before = tmp / "before"  # REV's files (git archive: no worktree, no change to .git)
+            before.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.run_wall_vs], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(before)], input=archive, check=True)
+            runs: dict[str, list[dict[str, float]]] = {"before": [], "now": []}
+            for i in range(args.repeats):
+                runs["before"].append(pipeline_run(tmp / f"run-before{i}", before))
+                runs["now"].append(pipeline_run(tmp / f"run-now{i}", ROOT))
+            print(f"\ndefault python -m pipeline.run, {args.run_wall_vs} vs this tree, median of {args.repeats}")
+            for key in runs["now"][0]:
+                b = med(r.get(key, float("nan")) for r in runs["before"])
+                n = med(r[key] for r in runs["now"])
+                print(f"  {key:<36}{b:>10.3f}{n:>10.3f}")
+                absolute[f"pipeline_run_{key}_before"] = b
+                absolute[f"pipeline_run_{key}"] = n
+            ratios["pipeline_run_wall_now_over_before"] = (med(r["wall_s"] for r in runs["now"])
+                                                           / med(r["wall_s"] for r in runs["before"]))
+    absolute["load_average_end"] = round(os.getloadavg()[0], 2)
+    print(json.dumps({"bench": "train", "ratios": {k: round(v, 4) for k, v in ratios.items()},
+                      "absolute": {k: round(v, 4) if isinstance(v, float) else v for k, v in absolute.items()}}))
 
 
 if __name__ == "__main__":

@@ -15,51 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from mlflow import MlflowClient
-from mlflow.entities import ViewType
-
+from glassworks.tracking.doctor import abandoned_runs, mark_abandoned, orphaned_artifact_dirs, started_by
+from glassworks.tracking.runs import RESUMABLE_TASKS
 from glassworks.tracking.store import check_reachable, open_client, resolve_tracking_uri
-
-
-def last_activity_ms(client: MlflowClient, run) -> int:
-    """Newest timestamp the run wrote (metrics carry one; the start time otherwise)."""
-    newest = run.info.start_time or 0
-    for key in run.data.metrics:
-        history = client.get_metric_history(run.info.run_id, key)
-        if history:
-            newest = max(newest, max(m.timestamp for m in history))
-    return newest
-
-
-def abandoned_runs(client: MlflowClient, stale_minutes: float) -> list:
-    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
-    if not experiments:
-        return []
-    running = client.search_runs(experiments, filter_string="attributes.status = 'RUNNING'",
-                                 run_view_type=ViewType.ALL, max_results=10_000)
-    cutoff = (time.time() - stale_minutes * 60) * 1000
-    return [r for r in running if last_activity_ms(client, r) < cutoff]
-
-
-def orphaned_artifact_dirs(client: MlflowClient, store_dir: Path) -> list[Path]:
-    root = store_dir / "artifacts"
-    if not root.is_dir():
-        return []
-    orphans = []
-    # Runs' artifacts live in <root>/<run_id>/ (one artifact root for the store); tolerate a
-    # per-experiment level too, as stores created by other tools use <root>/<exp>/<run_id>/.
-    candidates = [p for p in root.iterdir() if p.is_dir()]
-    candidates += [q for p in candidates if not _is_run_id(p.name) for q in p.iterdir() if q.is_dir()]
-    for run_dir in sorted(p for p in candidates if _is_run_id(p.name)):
-        try:
-            client.get_run(run_dir.name)
-        except Exception:  # noqa: BLE001 - any lookup failure means no such run
-            orphans.append(run_dir)
-    return orphans
-
-
-def _is_run_id(name: str) -> bool:
-    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,12 +44,11 @@ def main(argv: list[str] | None = None) -> int:
     verb = "would mark" if args.dry_run else "marked"
     for run in stale:
         if not args.dry_run:
-            client.set_tag(run.info.run_id, "glassworks.error", "abandoned: process ended without closing the run")
-            client.set_terminated(run.info.run_id, "KILLED")
+            mark_abandoned(client, run)
         print(f"{verb} KILLED: {run.info.run_id} ({run.info.run_name}), RUNNING since "
               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.info.start_time / 1000))}")
-        task = run.data.tags.get("glassworks.task")
-        if task in ("run", "train"):
+        task = started_by(run)
+        if task in RESUMABLE_TASKS:
             print(f"  continue it with: python -m pipeline.{task} resume={run.info.run_id}")
     if not stale:
         print("no abandoned RUNNING runs")

@@ -2,12 +2,10 @@
 
 Builds ONE self-contained HTML file and the same content as Markdown from what MLflow holds
 (params, tags, metric history, artifacts), writes them to ``reports/<run name>-<id8>/`` and logs
-them to the run as ``report/``. ``pipeline.run`` calls :func:`report` as its last stage.
-
-The entry point supplies the two things MLflow does not store as such: the task's default config
-(composed here with Hydra, for the "differences from the defaults" table) and the test-split
-predictions behind the confusion matrix (the run's logged model on the test split rebuilt from
-the run's logged config, exactly as ``pipeline.explain`` rebuilds it).
+them to the run as ``report/`` (:mod:`glassworks.stages.report`). ``pipeline.run`` runs the same
+library stage last. This entry point supplies what MLflow does not store as such: the default
+config (composed with Hydra, for the "differences from the defaults" table) and the run's data
+rebuilt from its logged config (for the task's test predictions).
 """
 
 from __future__ import annotations
@@ -16,121 +14,44 @@ import logging
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from glassworks.data.errors import DataError
-from glassworks.report.collect import RunRecord, load_run, sweep_children
-from glassworks.report.config_diff import flatten_values
-from glassworks.report.output import WrittenReport, report_dir_name, write_report
-from glassworks.report.run_report import DefaultConfig, RunReportOptions, TestPredictions, build_run_report
-from glassworks.report.sweep_report import Child, SweepObjective, build_sweep_report
-from glassworks.tracking.pyfunc import load_run_model
-from glassworks.tracking.tracker import metric_name
-from glassworks.validation import ConfigError
 from glassworks.scratch import scratch_session
-from pipeline.explain import load_run_data
-from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
+from glassworks.report.output import WrittenReport
+from glassworks.stages import report as report_stage
+from glassworks.tasks.classify import ClassifyTask
+from pipeline.defaults import default_config
+from pipeline.plans import report_settings, sweep_report_settings
+from pipeline.stage import UserError, build_job, clean_errors, finished_run, run_datamodule, run_task
 
 log = logging.getLogger("glassworks.report")
-CONF_DIR = REPO_DIR / "conf"
 
 
-def _compose(config_name: str) -> DictConfig:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    if GlobalHydra.instance().is_initialized():  # inside an @hydra.main app: same search path
-        return compose(config_name=config_name)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name)
-
-
-def default_config(task_name: str) -> DefaultConfig | None:
-    """The task's config composed with no overrides, as plain values for the library.
-
-    Keys whose default interpolates a location (``paths.*``, ``hydra:``) or an environment
-    variable are skipped: they describe the machine, not choices of the experiment.
-    """
-    try:
-        cfg = _compose(task_name)
-    except Exception as error:  # noqa: BLE001 - no default config: the report says so instead
-        log.warning("report: could not compose the default %r config: %s", task_name, error)
-        return None
-    raw = flatten_values(OmegaConf.to_container(cfg, resolve=False))
-    values, interpolations, skip = {}, {}, set()
-    for key, value in raw.items():
-        if isinstance(value, str) and "${" in value:
-            # Locations and the environment (MLFLOW_TRACKING_URI, ...) are not experiment choices.
-            if "hydra:" in value or "paths." in value or "oc.env:" in value:
-                skip.add(key)
-                continue
-            interpolations[key] = value
-        try:
-            resolved = OmegaConf.select(cfg, key, throw_on_resolution_failure=True)
-        except Exception:  # noqa: BLE001 - unresolvable here (a runtime value): not compared
-            skip.add(key)
-            continue
-        values[key] = OmegaConf.to_container(resolved, resolve=True) if OmegaConf.is_config(resolved) else resolved
-    return DefaultConfig(values, interpolations, skip, name=f"conf/{task_name}.yaml")
-
-
-def predict_test_split(tracker: Any, record: RunRecord, datamodule: Any = None) -> tuple[TestPredictions | None, str | None]:
-    """The run's logged model on its test split; (None, reason) when either cannot be rebuilt."""
-    if not record.artifacts.exists("model/MLmodel"):
-        return None, "the run has no model/ artifact (logger.log_model=false?)"
-    try:
-        loaded = load_run_model(record.run_id, tracker.uri)
-        datamodule = load_run_data(tracker, datamodule)
-    except (UserError, DataError, ConfigError, OSError) as error:
-        return None, f"the test split could not be rebuilt from the run's config ({error})"
-    test = datamodule.split_frame("test")
-    predicted = loaded.predict_proba(test["text"].tolist()).argmax(axis=1)  # (N,)
-    logged = record.tags.get("glassworks.data.digest")
-    source = ("Predicted for this report by the run's logged model (model/) on the test split rebuilt from "
-              "config/config.yaml.")
-    if logged and logged != datamodule.digest:
-        source += f" WARNING: the rebuilt data's digest {datamodule.digest[:12]} differs from the run's {logged[:12]}."
-    return TestPredictions(test["label"].to_numpy(), predicted, source), None
-
-
-def report(cfg: DictConfig, tracker: Any, run_id: str | None = None, datamodule: Any = None) -> WrittenReport | None:
+def report(cfg: DictConfig, tracker: Any, run_id: str | None = None, datamodule: Any = None,
+           task: Any = None) -> WrittenReport | None:
     """Build, write and log the report of ``run_id`` (default: the tracker's run)."""
     if not tracker.enabled:
         log.info("report: logger=none, nothing to report from")
         return None
-    rcfg = cfg.report
-    record = load_run(tracker.client, run_id or tracker.run_id)
-    try:
-        predictions, error = (predict_test_split(tracker, record, datamodule) if rcfg.confusion_matrix
-                              else (None, "disabled (report.confusion_matrix=false)"))
-        doc = build_run_report(record, default_config(record.task), predictions, error,
-                               RunReportOptions(n_examples=rcfg.n_examples, top_tokens=rcfg.top_tokens))
-        written = write_report(doc, rcfg.out_dir, report_dir_name(record.name, record.run_id))
-    finally:
-        record.artifacts.close()
-    if rcfg.log_to_run:
-        tracker.client.log_artifacts(record.run_id, str(written.folder), "report")
-    log.info("report written to %s", written.html)
-    return written
+    run_id = run_id or tracker.run_id
+    return report_stage.report(tracker, run_id, task or _task(tracker), report_settings(cfg),
+                               lambda: run_datamodule(tracker, datamodule), default_config)
 
 
 def sweep_report(cfg: DictConfig, tracker: Any, sweep_id: str) -> WrittenReport:
     """The sweep report of parent run ``sweep_id``, written and logged to the parent."""
-    rcfg, client = cfg.report, tracker.client
-    parent = load_run(client, sweep_id)
+    return report_stage.sweep_report(tracker, sweep_id, sweep_report_settings(cfg))
+
+
+def _task(tracker: Any) -> Any:
     try:
-        children = [Child.from_run(r) for r in sweep_children(client, sweep_id, rcfg.sweep.max_children)]
-        # The sweep may name its own objective on the parent; the config is the fallback.
-        objective = SweepObjective(metric_name(parent.tags.get("glassworks.sweep.optimized_metric", rcfg.sweep.metric)),
-                                   parent.tags.get("glassworks.sweep.mode", rcfg.sweep.mode))
-        doc = build_sweep_report(parent, children, objective, rcfg.sweep.accuracy_metric, rcfg.sweep.quality_metric)
-        written = write_report(doc, rcfg.out_dir, report_dir_name(parent.name, parent.run_id))
-    finally:
-        parent.artifacts.close()
-    if rcfg.log_to_run:
-        client.log_artifacts(sweep_id, str(written.folder), "report")
-    log.info("sweep report (%d children) written to %s", len(children), written.html)
-    return written
+        return run_task(tracker)
+    except UserError:
+        raise
+    except Exception as error:  # noqa: BLE001 - no config artifact: the report says so itself
+        log.warning("report: the run's task could not be read from its config (%s); reporting it "
+                    "as a classifier", error)
+        return ClassifyTask()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")

@@ -15,7 +15,6 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 import hydra
@@ -24,67 +23,33 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
-from glassworks.report.compare import ComparisonResult, compare_metrics
-from glassworks.tracking.metadata import git_state
 from glassworks.scratch import scratch_session
+from glassworks.render import fmt
+from glassworks.report.compare import ComparisonResult, compare_metrics
+from glassworks.tracking import contract as C
+from glassworks.tracking.reproduction import REPRODUCIBLE, code_state_warnings, logged_threads, rebase_locations
+from glassworks.tracking.runs import find_reproduction
 from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
 
 log = logging.getLogger("glassworks.reproduce")
-STAGES = {"run": "pipeline.run", "train": "pipeline.train"}
-REPRODUCES_TAG = "glassworks.reproduces"
-
-
-def warn_code_state(original: Any) -> list[str]:
-    """Warnings when the code that runs now may not be the code that ran then."""
-    tags, now = original.data.tags, git_state(REPO_DIR)
-    warnings = []
-    then_commit = tags.get("mlflow.source.git.commit")
-    if then_commit and now.get("mlflow.source.git.commit") and then_commit != now["mlflow.source.git.commit"]:
-        warnings.append(f"the run was made at commit {then_commit[:12]}, this checkout is at "
-                        f"{now['mlflow.source.git.commit'][:12]} (git checkout {then_commit})")
-    if tags.get("glassworks.git_dirty") == "true":
-        warnings.append("the run was made from a dirty tree: its uncommitted changes are not in git")
-    if now.get("glassworks.git_dirty") == "true":
-        warnings.append("this checkout has uncommitted changes")
-    for warning in warnings:
-        log.warning("reproduce: %s", warning)
-    return warnings
-
-
-def _rebase(node: Any, moves: list[tuple[str, str]]) -> Any:
-    """Replace old location prefixes in every string of a plain config tree."""
-    if isinstance(node, dict):
-        return {k: _rebase(v, moves) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_rebase(v, moves) for v in node]
-    if isinstance(node, str):
-        for old, new in moves:
-            if node == old or node.startswith(old.rstrip("/") + "/"):
-                return new + node[len(old):]
-    return node
 
 
 def reproduction_config(cfg: DictConfig, tracker: Any, original: Any) -> DictConfig:
     """The run's logged config with this invocation's locations, the reproduction tag, overrides."""
     try:
-        logged = OmegaConf.to_container(OmegaConf.load(tracker.download("config/config.yaml")), resolve=False)
+        logged = OmegaConf.to_container(OmegaConf.load(tracker.download(C.CONFIG)), resolve=False)
     except Exception as error:  # noqa: BLE001 - no artifact / unreadable YAML
-        raise UserError(f"run_id={original.info.run_id}: no readable config/config.yaml artifact") from error
+        raise UserError(f"run_id={original.info.run_id}: no readable {C.CONFIG} artifact") from error
     task = logged.get("task_name")
-    if task not in STAGES:
+    if task not in REPRODUCIBLE:
         raise UserError(f"run_id={original.info.run_id}: task {task!r} cannot be re-run; "
-                        f"reproducible tasks are {sorted(STAGES)}")
+                        f"reproducible tasks are {sorted(REPRODUCIBLE)}")
     # Locations are this invocation's: the new run must not write into the original's folders.
-    old_paths, new_paths = logged.get("paths") or {}, OmegaConf.to_container(cfg.paths, resolve=True)
-    moves = sorted(((str(old_paths[k]), str(new_paths[k])) for k in new_paths
-                    if k in old_paths and old_paths[k] and Path(str(old_paths[k])).is_absolute()),
-                   key=lambda m: -len(m[0]))
-    logged = _rebase(logged, moves)
-    logged["paths"] = new_paths
+    logged = rebase_locations(logged, OmegaConf.to_container(cfg.paths, resolve=True))
     # The new run goes to the store this command reads from (the original's store).
     logged.setdefault("logger", {}).update({k: cfg.logger.get(k) for k in ("store_dir", "tracking_uri")})
     logged["run_name"] = f"{original.info.run_name or original.info.run_id}-reproduction"
-    logged["tags"] = {**(logged.get("tags") or {}), REPRODUCES_TAG: original.info.run_id}
+    logged["tags"] = {**(logged.get("tags") or {}), C.TAG_REPRODUCES: original.info.run_id}
     run_cfg = OmegaConf.create(logged)
     extra = list(cfg.reproduce.overrides or [])
     if extra:
@@ -97,26 +62,22 @@ def reproduction_config(cfg: DictConfig, tracker: Any, original: Any) -> DictCon
 
 
 def match_threads(original: Any) -> None:
-    threads = original.data.tags.get("glassworks.env.torch.threads")
-    if threads and threads.isdigit() and int(threads) != torch.get_num_threads():
+    threads = logged_threads(original.data.tags)
+    if threads is not None and threads != torch.get_num_threads():
         log.info("reproduce: using %s torch threads like the original run (was %d)", threads, torch.get_num_threads())
-        torch.set_num_threads(int(threads))
+        torch.set_num_threads(threads)
 
 
 def rerun(run_cfg: DictConfig, tracker: Any, original_id: str) -> str:
     """Run the original's stage in-process on ``run_cfg``; the id of the run it created."""
-    stage = importlib.import_module(STAGES[run_cfg.task_name])
+    stage = importlib.import_module(REPRODUCIBLE[run_cfg.task_name])
     # A @hydra.main function called with a config runs its body on it (Hydra's passthrough):
     # the exact code path of `python -m pipeline.<task>`, without re-composing anything.
     stage.main(run_cfg)
-    experiment = tracker.client.get_experiment_by_name(run_cfg.logger.experiment_name)
-    found = tracker.client.search_runs(
-        [experiment.experiment_id], filter_string=f"tags.`{REPRODUCES_TAG}` = '{original_id}'",
-        order_by=["attributes.start_time DESC"], max_results=1,
-    ) if experiment is not None else []
-    if not found:
+    found = find_reproduction(tracker, run_cfg.logger.experiment_name, original_id)
+    if found is None:
         raise UserError(f"the reproduction of {original_id} created no run")
-    return found[0].info.run_id
+    return found
 
 
 def print_comparison(console: Console, result: ComparisonResult, original: Any, reproduction: Any,
@@ -138,7 +99,7 @@ def print_comparison(console: Console, result: ComparisonResult, original: Any, 
 
 
 def _num(value: float | None) -> str:
-    return "–" if value is None else f"{value:.10g}"
+    return fmt(value, digits=10)  # the one number format, precise enough to see a reproduction differ
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="reproduce")
@@ -152,7 +113,7 @@ def main(cfg: DictConfig) -> None:
         if rcfg.against:
             reproduction = finished_run(tracker, rcfg.against)
         else:
-            warn_code_state(original)
+            code_state_warnings(original.data.tags, REPO_DIR)
             run_cfg = reproduction_config(cfg, tracker, original)
             if rcfg.match_threads:
                 match_threads(original)
@@ -161,7 +122,7 @@ def main(cfg: DictConfig) -> None:
         result = compare_metrics(original.data.metrics, reproduction.data.metrics, rtol=float(rcfg.rtol),
                                  atol=float(rcfg.atol), exclude=list(rcfg.exclude))
         print_comparison(console, result, original, reproduction, float(rcfg.rtol), float(rcfg.atol))
-        digests = [r.data.tags.get("glassworks.data.digest") for r in (original, reproduction)]
+        digests = [r.data.tags.get(C.TAG_DATA_DIGEST) for r in (original, reproduction)]
         same_data = digests[0] == digests[1]
         if not same_data:
             console.print(f"[bold red]data digest differs:[/] {digests[0]} vs {digests[1]}", highlight=False)

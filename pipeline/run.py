@@ -17,13 +17,18 @@ import hydra
 from omegaconf import DictConfig
 
 from glassworks.scratch import scratch_session
-from pipeline.callbacks import objective
-from pipeline.explain import explain
-from pipeline.report import report
-from pipeline.resume import mark_done, resume_config, run_metrics, start_run
-from pipeline.robustness import robustness
-from pipeline.stage import UserError, build_job, clean_errors, print_run_location
-from pipeline.train import train
+from glassworks.explain.warmup import start_shap_warmup
+from glassworks.stages import explain as explain_stage
+from glassworks.stages import report as report_stage
+from glassworks.stages import robustness as robustness_stage
+from glassworks.stages import train as train_stage
+from glassworks.tracking import contract as C
+from glassworks.tracking.runs import mark_done, run_metrics
+from pipeline.defaults import default_config
+from pipeline.plans import explain_settings, report_settings, robustness_settings
+from pipeline.resume import resume_config, start_run
+from pipeline.stage import (UserError, build_job, clean_errors, objective, print_run_location, run_datamodule,
+                            train_inputs)
 
 log = logging.getLogger("glassworks.run")
 
@@ -53,25 +58,28 @@ def main(cfg: DictConfig) -> float | None:
             tracker.stage = name
             start = time.perf_counter()
             metrics.update(work())
-            timings[f"time/{name}_s"] = time.perf_counter() - start
+            timings[C.stage_time_key(name)] = time.perf_counter() - start
             if log_time:
                 # Each stage's time as it ends: a later stage may die, and the report shows them.
-                tracker.log_metrics({f"time/{name}_s": timings[f"time/{name}_s"]})
+                tracker.log_metrics({C.stage_time_key(name): timings[C.stage_time_key(name)]})
             mark_done(tracker, name, done)
 
+        if "shap" in cfg.explain.methods:  # shap's numba kernels compile in a thread while the model trains
+            start_shap_warmup([cfg.explain.shap.algorithm])
         with tracker.lifecycle("train"):
-            stage("train", lambda: train(job, resume=resumed is not None).metrics)
+            stage("train", lambda: train_stage.train(train_inputs(job), tracker, resume=resumed is not None).metrics)
             if cfg.explain.methods:
-                stage("explain", lambda: {f"explain/{k}": v for k, v in
-                                          explain(cfg, tracker, job.datamodule).metrics.items()})
+                stage("explain", lambda: C.prefixed(C.EXPLAIN_PREFIX, explain_stage.explain(
+                    tracker, job.task, run_datamodule(tracker, job.datamodule), explain_settings(cfg)).metrics))
                 if cfg.robustness.enabled:
-                    stage("robustness", lambda: {f"robustness/{k}": v for k, v in
-                                                 robustness(cfg, tracker).metrics.items()})
-            if cfg.get("report") is not None and cfg.report.enabled:
+                    stage("robustness", lambda: C.prefixed(C.ROBUSTNESS_PREFIX, robustness_stage.robustness(
+                        tracker, job.task, robustness_settings(cfg)).metrics))
+            if cfg.get("report") is not None and cfg.report.enabled and tracker.enabled:
                 # Last, so the report shows every stage's metrics and timings (its own time is
                 # not logged: the report holds exactly the run's metrics).
-                stage("report", lambda: _no_metrics(written.setdefault(
-                    "report", report(cfg, tracker, datamodule=job.datamodule))), log_time=False)
+                stage("report", lambda: _no_metrics(written.setdefault("report", report_stage.report(
+                    tracker, tracker.run_id, job.task, report_settings(cfg),
+                    lambda: run_datamodule(tracker, job.datamodule), default_config))), log_time=False)
         print_run_location(tracker, report=written.get("report"), done=(
             f"pipeline.run finished: test/acc={metrics.get('test/acc', float('nan')):.4f}, stage seconds "
             f"{ {k.removeprefix('time/').removesuffix('_s'): round(v, 1) for k, v in timings.items()} }"))

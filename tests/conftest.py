@@ -87,15 +87,50 @@ def tracking_uri(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
 
 
+def pythonpath(*first: Path) -> str:
+    """PYTHONPATH for a subprocess: ``first`` (e.g. tests/faults), then this checkout's src/ and
+    root. src/ must come before any editable install of another checkout, or a CLI test would
+    run that checkout's glassworks and a bug in this one would survive."""
+    return os.pathsep.join(str(p) for p in (*first, ROOT / "src", ROOT))
+
+
 def cli_env(cwd: Path, env: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of an entry point run from ``cwd``: its store and outputs land there."""
-    full_env = {**os.environ, "GLASSWORKS_ROOT": str(cwd), "PYTHONPATH": str(ROOT), **(env or {})}
+    """The environment of an entry point run from ``cwd``: its store and outputs land there.
+    A ``PYTHONPATH`` in ``env`` goes before this checkout's (see :func:`pythonpath`)."""
+    extra = dict(env or {})
+    first = [Path(p) for p in extra.pop("PYTHONPATH", "").split(os.pathsep) if p]
+    full_env = {**os.environ, "GLASSWORKS_ROOT": str(cwd), "PYTHONPATH": pythonpath(*first), **extra}
     full_env.pop("MLFLOW_TRACKING_URI", None)
     return full_env
 
 
+def imported_packages(env: dict[str, str], cwd: Path) -> dict[str, Path]:
+    """Where a subprocess with ``env`` imports ``glassworks`` and ``pipeline`` from."""
+    code = "import glassworks, pipeline; print(glassworks.__file__); print(pipeline.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
+                         timeout=120, check=True)
+    glassworks_file, pipeline_file = out.stdout.split()
+    return {"glassworks": Path(glassworks_file).resolve(), "pipeline": Path(pipeline_file).resolve()}
+
+
+def assert_imports_this_checkout(env: dict[str, str], cwd: Path) -> None:
+    where = imported_packages(env, cwd)
+    expected = {"glassworks": ROOT / "src" / "glassworks" / "__init__.py", "pipeline": ROOT / "pipeline" / "__init__.py"}
+    assert where == {k: v.resolve() for k, v in expected.items()}, (
+        f"a CLI subprocess imports {where}, not this checkout ({ROOT})")
+
+
+_checked_cli_env = False
+
+
 def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """Run a pipeline entry point as a user would, from ``cwd`` (its outputs land there)."""
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=cli_env(cwd, env),
+    """Run a pipeline entry point as a user would, from ``cwd`` (its outputs land there).
+    The first call in a process checks that the subprocess imports this checkout's code."""
+    global _checked_cli_env
+    full_env = cli_env(cwd, env)
+    if not _checked_cli_env:
+        assert_imports_this_checkout(full_env, cwd)
+        _checked_cli_env = True
+    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)

@@ -3,6 +3,11 @@
 Every config object of the library (data sources, tokenizer, model sizes, explain budgets) is a
 dataclass deriving from :class:`Validated`. Hydra instantiates them from ``_target_`` before any
 MLflow run exists, so a bad value fails fast with a :class:`ConfigError` naming the key.
+
+This is the one validation style: a config object is a ``Validated`` dataclass whose
+:meth:`Validated.validate` calls :meth:`Validated.require`; everything a user can get wrong
+surfaces as a :class:`UserError` (``ConfigError``, ``DataError`` or a plain ``UserError`` for
+run ids and cross-group rules), which the entry points turn into one line on stderr.
 """
 
 from __future__ import annotations
@@ -14,7 +19,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 
-class ConfigError(ValueError):
+class UserError(Exception):
+    """Bad input from the user (config, data, a run id): the one path for user-facing errors.
+
+    Entry points print its message as one line and exit 2 (``debug=traceback`` shows the
+    traceback); the message names the key, file or row. :class:`ConfigError` and
+    :class:`glassworks.data.errors.DataError` are its kinds.
+    """
+
+
+class ConfigError(UserError, ValueError):
     """A config value is invalid. ``key`` is the offending field (dotted when nested)."""
 
     def __init__(self, key: str, message: str):
@@ -53,6 +67,12 @@ def _matches(value: Any, tp: Any) -> bool:
     return True
 
 
+def check_type(key: str, value: Any, tp: Any) -> None:
+    """ConfigError naming ``key`` unless ``value`` is of the annotated type ``tp``."""
+    if not _matches(value, tp):
+        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
 class Validated:
     """Mixin: checks every annotated field's type, then runs :meth:`validate` for ranges and
     cross-field rules. Subclasses raise :class:`ConfigError` (via :meth:`require`)."""
@@ -62,11 +82,7 @@ class Validated:
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, field.name)
             tp = hints.get(field.name, Any)
-            if not _matches(value, tp):
-                raise ConfigError(
-                    field.name,
-                    f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})",
-                )
+            check_type(field.name, value, tp)
             if tp is float and isinstance(value, int):
                 object.__setattr__(self, field.name, float(value))
             elif isinstance(value, Sequence) and not isinstance(value, (str, bytes, tuple, list)):

@@ -115,7 +115,7 @@ def _raise_in(stage: str) -> None:
 
         ExplainRunner.run = fail
     elif stage == "robustness":
-        from glassworks.explain.robustness import RobustnessRunner
+        from glassworks.robustness import RobustnessRunner
 
         RobustnessRunner.run = fail
     elif stage == "report":

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 from mlflow import MlflowClient
+from mlflow.entities import ViewType
 
 from pipeline.stage import UserError, build_job
 from tests.conftest import CONF, compose_config, run_cli
@@ -48,8 +49,25 @@ def test_bad_config_value_names_the_key(tmp_path, override, expected):
     with pytest.raises(UserError) as info:
         build_job(cfg)
     assert expected in str(info.value)
-    assert not (tmp_path / "mlruns" / "mlflow.db").exists() or not MlflowClient(
-        f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}").search_runs(["0"])
+    assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
+
+
+def assert_no_runs(db: Path) -> None:
+    """No run in ANY experiment of the store (runs go to `glassworks`, not to experiment 0)."""
+    if not db.exists():
+        return
+    client = MlflowClient(f"sqlite:///{db}")
+    experiments = [e.experiment_id for e in client.search_experiments(view_type=ViewType.ALL)]
+    runs = client.search_runs(experiments, run_view_type=ViewType.ALL) if experiments else []
+    assert not runs, [(r.info.experiment_id, r.info.run_name, r.info.status) for r in runs]
+
+
+def test_assert_no_runs_sees_a_run_outside_experiment_0(tmp_path):
+    db = tmp_path / "mlflow.db"
+    client = MlflowClient(f"sqlite:///{db}")
+    client.create_run(client.create_experiment("glassworks"))
+    with pytest.raises(AssertionError, match="glassworks|RUNNING"):
+        assert_no_runs(db)
 
 
 def test_bad_data_file_fails_before_a_run(tmp_path):
@@ -68,11 +86,7 @@ def test_cli_bad_value_one_message_exit_2_no_run(tmp_path):
     assert out.returncode == 2
     assert "model" in out.stderr and "n_heads" in out.stderr
     assert "Traceback" not in out.stderr
-    db = tmp_path / "mlruns" / "mlflow.db"
-    if db.exists():
-        client = MlflowClient(f"sqlite:///{db}")
-        exps = [e.experiment_id for e in client.search_experiments()]
-        assert not client.search_runs(exps)
+    assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
 
 
 @pytest.mark.slow

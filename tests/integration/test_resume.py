@@ -33,7 +33,7 @@ KILLED = -signal.SIGKILL
 
 
 def pipeline(cwd: Path, *args: str, fault: str | None = None):
-    env = {"PYTHONPATH": f"{ROOT / 'tests' / 'faults'}:{ROOT}"}
+    env = {"PYTHONPATH": str(ROOT / "tests" / "faults")}  # cli_env puts this checkout's src/ after it
     if fault:
         env["GLASSWORKS_FAULT"] = fault
     return run_cli("pipeline.run", *args, cwd=cwd, env=env)

@@ -4,7 +4,6 @@ crash recorded as FINISHED."""
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -14,15 +13,15 @@ import pytest
 import torch
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, assert_imports_this_checkout, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_marks_the_run_killed(tmp_path, sig):
-    env = {**os.environ, "GLASSWORKS_ROOT": str(tmp_path), "PYTHONPATH": str(ROOT)}
-    env.pop("MLFLOW_TRACKING_URI", None)
+    env = cli_env(tmp_path)
+    assert_imports_this_checkout(env, tmp_path)
     log = tmp_path / "out.txt"
     with open(log, "w") as out:
         proc = subprocess.Popen(
@@ -47,7 +46,7 @@ def test_signal_marks_the_run_killed(tmp_path, sig):
     assert checkpoint["global_step"] > 0
 
 
-FAULTS = {"PYTHONPATH": f"{ROOT / 'tests' / 'faults'}:{ROOT}"}
+FAULTS = {"PYTHONPATH": str(ROOT / "tests" / "faults")}  # cli_env puts this checkout's src/ after it
 SMALL = [*TINY, "trainer.max_epochs=1", "explain.methods=[rollout]", "explain.n_examples=8",
          "robustness.stability_examples=4"]
 

@@ -29,9 +29,9 @@ from hydra.utils import instantiate
 from mlflow import MlflowClient
 
 import pipeline.report
+from glassworks.report.figures import plot_name as _plot_name
 from glassworks.report.output import report_dir_name
 from glassworks.tracking.names import safe_name
-from glassworks.tracking.sweep import _plot_name
 from glassworks.tracking.tracker import MLflowTracker
 from pipeline.stage import Job, open_run
 from tests.conftest import ROOT, compose_config, run_cli

@@ -21,14 +21,26 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from glassworks.testing import MEANING_TEXTS, assert_columns_follow_label_order
+from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.sweep import child_run_name
-from pipeline.callbacks import swept
+from pipeline.sweep_callback import swept
 from tests.conftest import TINY, compose_config, run_cli
 
 FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",
         "explain.methods=[rollout,input_x_gradient]", "explain.n_heatmaps=0",
         "robustness.enabled=false", "report.enabled=false"]
 TEXTS = pd.DataFrame({"text": ["a truly great film", "a dull and awful plot"]})
+
+
+def assert_registered_model_is_the_runs(run_id: str, tracking_uri: str) -> None:
+    """models:/glassworks-best/latest (through the current tracking URI) answers with the best run's
+    probabilities, column by column in label order. (One epoch on 200 examples: too little training
+    to also require positive > negative, which tests/unit/test_pyfunc_meaning.py checks.)"""
+    texts = [*TEXTS["text"], *MEANING_TEXTS]
+    predictions = mlflow.pyfunc.load_model("models:/glassworks-best/latest").predict(pd.DataFrame({"text": texts}))
+    reference = load_run_model(run_id, tracking_uri).predict_proba(texts)
+    assert_columns_follow_label_order(predictions, reference, ["negative", "positive"])
 
 
 def sweep(cwd: Path, *overrides: str, multirun: bool = True) -> subprocess.CompletedProcess[str]:
@@ -170,8 +182,7 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
     assert f"parent run {parent_id}: http://127.0.0.1:5000/" in tail
     versions = client.search_model_versions("name='glassworks-best'")
     assert [v.run_id for v in versions] == [best.info.run_id]
-    predictions = mlflow.pyfunc.load_model("models:/glassworks-best/latest").predict(TEXTS)
-    assert predictions.shape == (2, 2)
+    assert_registered_model_is_the_runs(best.info.run_id, client.tracking_uri)
 
 
 @pytest.mark.slow
@@ -289,5 +300,4 @@ def test_optuna_search_through_an_mlflow_server(mlflow_server, tmp_path):
     assert "sweep/summary.csv" in artifact_files(client, parent_id)
     assert len(summary_csv(client, parent_id, tmp_path)) == 3
     mlflow.set_tracking_uri(mlflow_server)
-    predictions = mlflow.pyfunc.load_model("models:/glassworks-best/latest").predict(TEXTS)
-    assert predictions.shape == (2, 2)
+    assert_registered_model_is_the_runs(parent.data.tags["glassworks.sweep.best_run_id"], mlflow_server)

@@ -24,6 +24,7 @@ def tok(request) -> TextTokenizer:
 
 def test_specials_have_fixed_ids(tok):
     assert [tok.pad_id, tok.unk_id, tok.cls_id, tok.mask_id] == [0, 1, 2, 3]
+    assert tok.special_ids == (tok.pad_id, tok.unk_id, tok.cls_id, tok.mask_id)  # what robustness never substitutes
     assert [tok.id_to_token(i) for i in range(4)] == ["[PAD]", "[UNK]", "[CLS]", "[MASK]"]
     assert tok.token_to_id("[MASK]") == 3 and tok.token_to_id("zzzz-not-a-token") == 1
     assert tok.vocab_size <= 120

@@ -73,15 +73,15 @@ def test_faithfulness_perfect_attribution_is_maximal_and_beats_worst_and_random(
     perfect = faithfulness(model, examples, [_expl("perfect", e, _perfect(e)) for e in examples], MASK, PAD)
     # The key token is top-1: every bin removes it -> comprehensiveness is the full drop, always.
     assert perfect["comprehensiveness"] == pytest.approx(drop)
-    assert perfect["comprehensiveness@1"] == pytest.approx(drop)
+    assert perfect["comprehensiveness_at_1"] == pytest.approx(drop)
     assert perfect["sufficiency"] == pytest.approx(0.0, abs=1e-12)  # keeping top-k keeps the key token
     assert perfect["aopc"] == pytest.approx(drop)
     for f in (1, 5, 10, 20, 50):
-        assert f"comprehensiveness@{f}" in perfect and f"sufficiency@{f}" in perfect
+        assert f"comprehensiveness_at_{f}" in perfect and f"sufficiency_at_{f}" in perfect
 
     worst = faithfulness(model, examples, [_expl("worst", e, -_perfect(e)) for e in examples], MASK, PAD)
-    assert worst["comprehensiveness@1"] == pytest.approx(0.0, abs=1e-12)
-    assert worst["sufficiency@1"] == pytest.approx(drop)
+    assert worst["comprehensiveness_at_1"] == pytest.approx(0.0, abs=1e-12)
+    assert worst["sufficiency_at_1"] == pytest.approx(drop)
 
     rng = np.random.default_rng(0)
     noise = [_expl("random", e, rng.uniform(size=len(e.ids))) for e in examples]

@@ -10,8 +10,10 @@ import pandas as pd
 import pytest
 
 from glassworks.explain.plots import attention_heatmaps_png, global_importance_png, metric_comparison_png
-from glassworks.explain.render import IndexRow, esc, render_example_html, render_index_html, token_colour
+from glassworks.explain.render import IndexRow, render_example_html, render_index_html
+from glassworks.testing import GLOBAL_IMPORTANCE_BAR, png_bars
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.render import esc, token_colour
 
 EVIL = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "<!--", "'onmouseover='alert(1)", "a&b", "$x^2$"]
 OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "dl", "dt", "dd", "div", "span",
@@ -117,7 +119,7 @@ def test_index_page_links_are_relative_and_escaped():
 
 
 def test_colour_scale_and_escape_helper():
-    assert esc('<a href="x">\'') == "&lt;a href=&quot;x&quot;&gt;&#x27;"
+    assert esc('<a href="x">\'') == "&lt;a href=&#34;x&#34;&gt;&#39;"  # Jinja's escape, quotes included
     assert token_colour(2.0, 1.0) == token_colour(1.0, 1.0)  # clipped
     assert token_colour(1.0, 1.0)[0].startswith("rgba(214") and token_colour(-1.0, 1.0)[0].startswith("rgba(31")
     assert token_colour(0.5, 0.0)[0].endswith(",0.000)")
@@ -152,3 +154,18 @@ def test_plots_write_pngs(tmp_path):
     }
     assert _png(metric_comparison_png(metrics, tmp_path / "m.png"))
     assert _png(metric_comparison_png({}, tmp_path / "empty.png"))
+
+
+def test_global_importance_png_draws_one_bar_per_token(tmp_path):
+    table = pd.DataFrame(
+        {
+            "example_id": np.repeat([0, 1], 5), "method": ["rollout"] * 10, "position": list(range(5)) * 2,
+            "token": ["[CLS]", "a", "$b$", "c", "a"] * 2, "score": np.linspace(0.1, 1.0, 10),
+        }
+    )  # fmt: skip
+    # figsize (7.5, 0.32 * top + 1.4) inches at 100 dpi
+    size, bars = png_bars(global_importance_png(table, tmp_path / "g.png"), GLOBAL_IMPORTANCE_BAR)
+    assert (size, bars) == ((750, 780), 3)  # a, $b$, c; [CLS] left out
+    assert png_bars(global_importance_png(table, tmp_path / "g2.png", top=2), GLOBAL_IMPORTANCE_BAR) == ((750, 204), 2)
+    assert png_bars(global_importance_png(table.assign(score=np.nan), tmp_path / "g_nan.png"),
+                    GLOBAL_IMPORTANCE_BAR)[1] == 0

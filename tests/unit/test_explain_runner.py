@@ -108,7 +108,7 @@ def test_runner_writes_every_artifact_with_real_explainers(model, tmp_path):
     # Metrics: "<method>/<metric>" for every method (random added automatically), agreement pairs.
     for m in methods:
         for metric in (
-            "comprehensiveness", "sufficiency", "aopc", "comprehensiveness@1", "sufficiency@50",
+            "comprehensiveness", "sufficiency", "aopc", "comprehensiveness_at_1", "sufficiency_at_50",
             "seconds_per_example", "rationale_auprc", "rationale_f1",
         ):  # fmt: skip
             assert f"{m}/{metric}" in result.metrics, f"{m}/{metric}"

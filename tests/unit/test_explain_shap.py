@@ -159,13 +159,13 @@ def test_shap_model_calls_are_batched(model, monkeypatch):
     import glassworks.explain.shap as shap_module
 
     calls: list[int] = []
-    real = shap_module.predict_proba
+    real = shap_module.predict_logits
 
     def counting(model, ids, pad_id, batch_size=512):
         calls.append(len(ids))
         return real(model, ids, pad_id, batch_size)
 
-    monkeypatch.setattr(shap_module, "predict_proba", counting)
+    monkeypatch.setattr(shap_module, "predict_logits", counting)
     explainer = ShapExplainer(algorithm="exact", batch_size=64)
     explainer.explain(model, [example(9)])
     assert sum(calls) == explainer.last_n_evals == 2**8 + 1

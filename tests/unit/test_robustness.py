@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.gradient import InputXGradientExplainer
 from glassworks.explain.predict import predict_proba
-from glassworks.explain.robustness import (
+from glassworks.robustness import (
     ATTACK_COLUMNS,
     RANDOM_ORDER,
     NeighbourIndex,
@@ -35,6 +35,7 @@ from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.models.transformer import TransformerClassifier, TransformerConfig
 
 PAD, UNK, CLS, MASK = 0, 1, 2, 3
+SPECIAL_IDS = (PAD, UNK, CLS, MASK)  # as a TextTokenizer's special_ids
 EVIDENCE = 4
 NOISE = list(range(5, 40))
 VOCAB = 40
@@ -145,8 +146,8 @@ def test_deleting_the_evidence_first_drops_the_probability_more_than_random(mode
     examples = _examples(20, seed=3, only_positive=True)
     expls = PerfectExplainer().explain(model, examples)
     base = predict_proba(model, [e.ids for e in examples], PAD)
-    perfect = perturbation_curves(model, examples, method_orders(examples, expls, "perfect", 0), base, k_max=10)
-    rand = perturbation_curves(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), base, k_max=10)
+    perfect = perturbation_curves(model, examples, method_orders(examples, expls, "perfect", 0), base, k_max=10, mask_id=MASK, pad_id=PAD)
+    rand = perturbation_curves(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), base, k_max=10, mask_id=MASK, pad_id=PAD)
 
     assert perfect.deletion.shape == (20, 11) and perfect.insertion.shape == (20, 11)
     np.testing.assert_allclose(perfect.deletion[:, 0], base[:, 1])  # k=0: nothing masked
@@ -166,7 +167,7 @@ def test_curve_k_is_capped_by_the_example_length(model):
     ex = _examples(1, seed=4, only_positive=True)[0]
     short = ExampleInput(example_id=9, text="", label=1, ids=ex.ids[:4], tokens=ex.tokens[:4], rationale=None)
     base = predict_proba(model, [short.ids], PAD)
-    curves = perturbation_curves(model, [short], method_orders([short], None, RANDOM_ORDER, 0), base, k_max=10)
+    curves = perturbation_curves(model, [short], method_orders([short], None, RANDOM_ORDER, 0), base, k_max=10, mask_id=MASK, pad_id=PAD)
     # Past the 3 tokens the curve holds the all-masked (deletion) / all-kept (insertion) value.
     assert np.all(curves.deletion[0, 3:] == curves.deletion[0, 3])
     np.testing.assert_allclose(curves.insertion[0, 3:], base[0, int(base[0].argmax())])
@@ -177,8 +178,10 @@ def test_attack_guided_by_the_perfect_attribution_needs_fewer_edits_than_random(
     examples = _examples(20, seed=5, only_positive=True)
     expls = PerfectExplainer().explain(model, examples)
     attack = SubstitutionAttack(max_edits=5, n_candidates=10)
-    perfect = attack.run(model, examples, method_orders(examples, expls, "perfect", 0), "perfect")
-    rand = attack.run(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), RANDOM_ORDER)
+    perfect = attack.run(model, examples, method_orders(examples, expls, "perfect", 0), "perfect", pad_id=PAD,
+                         special_ids=SPECIAL_IDS)
+    rand = attack.run(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), RANDOM_ORDER, pad_id=PAD,
+                      special_ids=SPECIAL_IDS)
 
     assert all(r.success and r.n_edits == 1 for r in perfect)
     assert all(r.perturbed_ids[r.edited_positions[0]] != EVIDENCE for r in perfect)
@@ -197,7 +200,8 @@ def test_attack_respects_the_budget_and_spends_one_forward_per_step(model):
     try:
         base = predict_proba(model, [e.ids for e in examples], PAD)
         counter.calls = counter.rows = 0
-        records = attack.run(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), base_probs=base)
+        records = attack.run(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), base_probs=base,
+                             pad_id=PAD, special_ids=SPECIAL_IDS)
     finally:
         counter.close()
     assert len(records) == 12
@@ -218,7 +222,8 @@ def test_attack_respects_the_budget_and_spends_one_forward_per_step(model):
 def test_attack_batch_size_splits_a_step_and_is_counted(model):
     examples = _examples(3, seed=7)
     attack = SubstitutionAttack(max_edits=1, n_candidates=9, batch_size=4)
-    records = attack.run(model, examples, method_orders(examples, None, RANDOM_ORDER, 0))
+    records = attack.run(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), pad_id=PAD,
+                         special_ids=SPECIAL_IDS)
     for r in records:
         assert r.n_model_calls == 3 * (r.n_rows // 9)  # ceil(9 / 4) forwards per step
 
@@ -229,18 +234,19 @@ def test_word_list_restricts_the_substitutes(model):
     vocab = {id_to_token(i): i for i in range(VOCAB)}
     attack = SubstitutionAttack(max_edits=3, n_candidates=20, word_list=words)
     expls = PerfectExplainer().explain(model, examples)
-    records = attack.run(model, examples, method_orders(examples, expls, "perfect", 0), token_to_id=vocab)
+    records = attack.run(model, examples, method_orders(examples, expls, "perfect", 0), token_to_id=vocab,
+                         pad_id=PAD, special_ids=SPECIAL_IDS)
     for r in records:
         assert all(r.perturbed_ids[p] in (30, 31, 32) for p in r.edited_positions)
         assert r.n_rows <= 3 * r.n_model_calls
     with pytest.raises(ValueError, match="token_to_id"):
-        attack.neighbour_index(model)
+        attack.neighbour_index(model, SPECIAL_IDS)
     with pytest.raises(ValueError, match="none of the 1 word_list"):
-        SubstitutionAttack(word_list=["zzz"]).neighbour_index(model, vocab.get)
+        SubstitutionAttack(word_list=["zzz"]).neighbour_index(model, SPECIAL_IDS, vocab.get)
 
 
 def test_neighbours_exclude_specials_and_the_token_itself(model):
-    index = NeighbourIndex(model.tok_emb.weight, n_candidates=5)
+    index = NeighbourIndex(model.tok_emb.weight, n_candidates=5, special_ids=SPECIAL_IDS)
     for t in (EVIDENCE, 10, MASK):
         near = index(t)
         assert len(near) == 5 and t not in near and not set(near) & {PAD, UNK, CLS, MASK}
@@ -263,7 +269,7 @@ def test_attack_arguments_are_validated(kwargs, key):
 def test_stability_keeps_predictions_and_is_perfect_for_an_input_independent_truth(model):
     examples = _examples(10, seed=9, only_positive=True)
     base = predict_proba(model, [e.ids for e in examples], PAD)
-    index = NeighbourIndex(model.tok_emb.weight, n_candidates=5)
+    index = NeighbourIndex(model.tok_emb.weight, n_candidates=5, special_ids=SPECIAL_IDS)
     explainer = PerfectExplainer()
     seen: list[ExampleInput] = []
 
@@ -273,7 +279,7 @@ def test_stability_keeps_predictions_and_is_perfect_for_an_input_independent_tru
             return super().explain(model, examples)
 
     result = explanation_stability(model, examples, explainer.explain(model, examples), Spy(), index, id_to_token,
-                                   base, n_perturbations=2)  # fmt: skip
+                                   base, n_perturbations=2, pad_id=PAD)  # fmt: skip
     assert result.mean == pytest.approx(1.0)
     assert 0 < result.n_perturbations <= 20 and len(seen) == result.n_perturbations
     assert (predict_proba(model, [e.ids for e in seen], PAD).argmax(axis=1) == 1).all()
@@ -292,7 +298,8 @@ def _run(model, tmp_path: Path, examples, label_names, tokens=id_to_token, metho
     for name, ex in explainers.items():
         explanations[name] = ex.explain(model, examples)
     runner = RobustnessRunner(curve_k=runner_kwargs.pop("curve_k", 10),
-                              attack=SubstitutionAttack(max_edits=3, n_candidates=8), n_stability=2, **runner_kwargs)  # fmt: skip
+                              attack=SubstitutionAttack(max_edits=3, n_candidates=8), n_stability=2, mask_id=MASK, pad_id=PAD,
+                              special_ids=SPECIAL_IDS, **runner_kwargs)  # fmt: skip
     result = runner.run(model, examples, explanations, explainers, tokens, label_names, tmp_path / "out")
     return runner, result, list(explanations)
 
@@ -305,7 +312,7 @@ def test_runner_reports_every_metric_and_writes_every_file(model, tmp_path):
     assert sorted(result.metrics) == sorted(expected)
     for m in [*methods, RANDOM_ORDER]:
         for k in (1, 2, 3, 5, 10):
-            assert f"{m}/flip_rate@{k}" in result.metrics
+            assert f"{m}/flip_rate_at_{k}" in result.metrics
         for key in ("deletion_auc", "insertion_auc", "attack_success", "mean_edits", "mean_prob_drop",
                     "model_calls_per_attack", "stability"):  # fmt: skip
             assert f"{m}/{key}" in result.metrics
@@ -337,7 +344,7 @@ def test_runner_reports_every_metric_and_writes_every_file(model, tmp_path):
 def test_flip_rate_keys_are_capped_at_curve_k(model, tmp_path):
     examples = _examples(4, seed=11)
     runner, result, methods = _run(model, tmp_path, examples, ["a", "b"], curve_k=3)
-    assert {k.split("@")[1] for k in result.metrics if "flip_rate@" in k} == {"1", "2", "3"}
+    assert {k.split("_at_")[1] for k in result.metrics if "flip_rate_at_" in k} == {"1", "2", "3"}
     assert sorted(result.metrics) == sorted(runner.metric_keys(methods))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from glassworks.explain.settings import ExplainSettings, RobustnessSettings, check_settings
+from glassworks.stages.settings import ExplainSettings, RobustnessSettings, check_settings
 from glassworks.validation import ConfigError
 
 

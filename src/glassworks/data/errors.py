@@ -3,8 +3,10 @@ column, so a user can open the file and fix it without reading a traceback."""
 
 from __future__ import annotations
 
+from glassworks.validation import UserError
 
-class DataError(ValueError):
+
+class DataError(UserError, ValueError):
     """Bad or unreadable data. ``origin`` is the file path (or hub split / synthetic split),
     ``row`` the 1-based data row, ``column`` the offending column, when known."""
 

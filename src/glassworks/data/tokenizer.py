@@ -171,6 +171,11 @@ class TextTokenizer:
         return 3
 
     @property
+    def special_ids(self) -> tuple[int, ...]:
+        """Ids of [PAD], [UNK], [CLS], [MASK]: never text, never a substitute in an attack."""
+        return (self.pad_id, self.unk_id, self.cls_id, self.mask_id)
+
+    @property
     def vocab_size(self) -> int:
         return self._tok.get_vocab_size(with_added_tokens=True)
 

@@ -24,11 +24,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from scipy.stats import ConstantInputWarning, spearmanr
-from sklearn.metrics import average_precision_score
 from torch import nn
 
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.tracking.contract import at_key
 
 log = logging.getLogger(__name__)
 
@@ -101,15 +101,16 @@ def faithfulness(
 ) -> dict[str, float]:
     """ERASER comprehensiveness / sufficiency (mean over bins, and per bin) and MoRF AOPC.
 
-    Keys: ``comprehensiveness``, ``sufficiency``, ``comprehensiveness@<pct>``,
-    ``sufficiency@<pct>`` (pct = fraction * 100, e.g. ``@1``, ``@5``) and ``aopc``.
+    Keys: ``comprehensiveness``, ``sufficiency``, ``comprehensiveness_at_<pct>``,
+    ``sufficiency_at_<pct>`` (pct = fraction * 100, e.g. ``_at_1``, ``_at_5``: MLflow-safe, see
+    :func:`glassworks.tracking.contract.at_key`) and ``aopc``.
     Values are NaN when no explanation has finite scores.
     """
     fractions = [float(f) for f in fractions]
     if not fractions or any(not 0.0 < f <= 1.0 for f in fractions):
         raise ValueError(f"faithfulness: fractions must be in (0, 1], got {fractions}")
     keys = ["comprehensiveness", "sufficiency", "aopc"]
-    keys += [f"comprehensiveness@{bin_key(f)}" for f in fractions] + [f"sufficiency@{bin_key(f)}" for f in fractions]
+    keys += [at_key("comprehensiveness", bin_key(f)) for f in fractions] + [at_key("sufficiency", bin_key(f)) for f in fractions]
     pairs = _finite(_pair(examples, explanations, "faithfulness"), "faithfulness")
     pairs = [(ex, expl) for ex, expl in pairs if len(ex.ids) > 1]  # nothing to mask without tokens
     if not pairs:
@@ -153,8 +154,8 @@ def faithfulness(
         "aopc": float(aopc.mean()),
     }
     for j, f in enumerate(fractions):
-        out[f"comprehensiveness@{bin_key(f)}"] = float(comp[:, j].mean())
-        out[f"sufficiency@{bin_key(f)}"] = float(suff[:, j].mean())
+        out[at_key("comprehensiveness", bin_key(f))] = float(comp[:, j].mean())
+        out[at_key("sufficiency", bin_key(f))] = float(suff[:, j].mean())
     return out
 
 
@@ -180,6 +181,8 @@ def plausibility(explanations: Sequence[Explanation], examples: Sequence[Example
     usable = _finite(usable, "plausibility")
     if not usable:
         return {"rationale_auprc": math.nan, "rationale_f1": math.nan}
+    from sklearn.metrics import average_precision_score  # ~0.4 s to import: only where it is used
+
     auprc, f1 = [], []
     for ex, expl in usable:
         truth = np.asarray(ex.rationale[1:], dtype=np.int64)  # (T-1,) [CLS] carries no rationale

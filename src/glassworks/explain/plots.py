@@ -1,6 +1,7 @@
 """PNG figures of the explain stage: attention heatmaps, global token importance, metric comparison.
 
-Figures are built on ``matplotlib.figure.Figure`` with an explicit Agg canvas instead of pyplot:
+Figures are built on ``matplotlib.figure.Figure`` and saved by :func:`glassworks.render.save_png` (an
+explicit Agg canvas) instead of pyplot:
 no global backend switch, no display needed, and nothing leaks between calls in a long process.
 Token strings are drawn with mathtext off, so a ``$`` in the data is shown literally.
 """
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from glassworks.render.png import save_png
 
 log = logging.getLogger(__name__)
 
@@ -36,14 +38,6 @@ def _ticks(tokens: Sequence[str]) -> tuple[list[int], list[str]]:
     step = max(1, math.ceil(len(tokens) / MAX_TICK_LABELS))
     positions = list(range(0, len(tokens), step))
     return positions, [_label(tokens[p]) for p in positions]
-
-
-def _save(fig: Figure, path: Path, dpi: float) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=dpi, format="png")
-    return path
 
 
 def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: Path) -> Path:
@@ -85,7 +79,7 @@ def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: 
                 ax.set_xticks([])
     if image is not None:
         fig.colorbar(image, ax=axes, shrink=0.6, label="attention probability")
-    return _save(fig, path, dpi)
+    return save_png(fig, path, dpi)
 
 
 def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method: str | None = None) -> Path:
@@ -110,7 +104,7 @@ def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method
     if rows.empty:
         ax.text(0.5, 0.5, "no finite attributions", ha="center", va="center")
         ax.set_axis_off()
-        return _save(fig, path, 100)
+        return save_png(fig, path, 100)
     stats = rows.assign(abs_score=rows["score"].abs()).groupby("token")["abs_score"].agg(["mean", "count"])
     stats = stats.sort_values(["mean", "count"], ascending=[False, False]).head(top).iloc[::-1]
     labels = [f"{_label(tok)} (n={n})" for tok, n in zip(stats.index, stats["count"], strict=True)]
@@ -119,7 +113,7 @@ def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method
     ax.set_xlabel(f"mean |{method} score| per occurrence")
     n_examples = rows["example_id"].nunique()
     ax.set_title(f"Top {len(stats)} tokens by mean |{method}| over {n_examples} examples", fontsize=10)
-    return _save(fig, path, 100)
+    return save_png(fig, path, 100)
 
 
 _COMPARED = (
@@ -147,7 +141,7 @@ def metric_comparison_png(
     if not panels:
         axes[0].text(0.5, 0.5, "no metrics", ha="center", va="center")
         axes[0].set_axis_off()
-        return _save(fig, path, 100)
+        return save_png(fig, path, 100)
     for ax, (key, title) in zip(axes, panels, strict=True):
         values = np.array([float(metrics_by_method[m].get(key, math.nan)) for m in methods])
         colours = ["#8c959f" if m == baseline else "#1f77b4" for m in methods]
@@ -164,4 +158,4 @@ def metric_comparison_png(
         )
         ax.set_title(title, fontsize=10)
         ax.axhline(0, color="black", linewidth=0.5)
-    return _save(fig, path, 100)
+    return save_png(fig, path, 100)

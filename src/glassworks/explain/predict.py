@@ -67,8 +67,14 @@ def predict_proba(
     and masked, so padding never changes a row's prediction. A 2-D tensor/array is taken as
     already rectangular; its `pad_id` entries are masked out.
     """
-    logits = predict_logits(model, ids_batch, pad_id, batch_size)  # (N, C)
-    # float64 softmax on the host: SHAP's local-accuracy check compares sums of these to 1e-4.
+    return softmax(predict_logits(model, ids_batch, pad_id, batch_size))  # (N, C)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Row-wise softmax (N, C) -> (N, C) in float64 on the host.
+
+    float64: SHAP's local-accuracy check compares sums of these to 1e-4.
+    """
     z = logits - logits.max(axis=1, keepdims=True)
     e = np.exp(z)
     return e / e.sum(axis=1, keepdims=True)  # (N, C)

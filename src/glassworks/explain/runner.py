@@ -37,6 +37,10 @@ from glassworks.explain.plots import attention_heatmaps_png, global_importance_p
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.render import IndexRow, render_example_html, render_index_html
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
+from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENSORS, ATTRIBUTIONS,
+                                          EXPLAIN_EXAMPLES_DIR, EXPLAIN_INDEX, EXPLAIN_METRICS_JSON,
+                                          EXPLAIN_METRICS_PNG, EXPLANATIONS_DIR, GLOBAL_IMPORTANCE_PNG,
+                                          file_name, relative_to)
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +61,7 @@ class ExplainResult:
 
 def example_page(example_id: int) -> str:
     """Path of an example's page relative to the output folder."""
-    return f"examples/example_{int(example_id)}.html"
+    return f"{relative_to(EXPLAIN_EXAMPLES_DIR, EXPLANATIONS_DIR)}/example_{int(example_id)}.html"
 
 
 class ExplainRunner:
@@ -192,7 +196,7 @@ class ExplainRunner:
             scores.update(plausibility(explanations, examples))
             scores["seconds_per_example"] = wall / len(examples)
             skipped[explainer.name] = [e.example_id for e in explanations if "skipped" in e.extras]
-            scores["n_skipped"] = float(len(skipped[explainer.name]))
+            scores[C.N_SKIPPED] = float(len(skipped[explainer.name]))
             per_method[explainer.name] = scores
             metrics.update({f"{explainer.name}/{k}": float(v) for k, v in scores.items()})
             log.info(
@@ -202,8 +206,8 @@ class ExplainRunner:
         metrics.update({f"agreement/{k}": float(v) for k, v in rank_agreement(by_method).items()})
 
         table = self._table(examples, by_method, predictions)
-        table.to_parquet(out_dir / "attributions.parquet", index=False)
-        (out_dir / "metrics.json").write_text(
+        table.to_parquet(out_dir / file_name(ATTRIBUTIONS), index=False)
+        (out_dir / file_name(EXPLAIN_METRICS_JSON)).write_text(
             json.dumps({k: (v if math.isfinite(v) else None) for k, v in metrics.items()}, indent=2, sort_keys=True)
         )
 
@@ -211,8 +215,8 @@ class ExplainRunner:
             context["skipped (method limits)"] = "; ".join(
                 f"{m}: {len(ids)} of {len(examples)} examples" for m, ids in skipped.items() if ids)
         heatmaps = self._write_attention(model, examples[: self.n_heatmaps], out_dir)
-        global_importance_png(table, out_dir / "global_importance.png")
-        metric_comparison_png(per_method, out_dir / "metrics.png")
+        global_importance_png(table, out_dir / file_name(GLOBAL_IMPORTANCE_PNG))
+        metric_comparison_png(per_method, out_dir / file_name(EXPLAIN_METRICS_PNG))
         self._write_pages(examples, by_method, label_names, probs, predictions, metrics, heatmaps, context, out_dir)
         log.debug("explain: artifacts written to %s", out_dir)
         return ExplainResult(metrics=metrics, table=table, out_dir=out_dir, explanations=by_method, skipped=skipped)
@@ -262,10 +266,10 @@ class ExplainRunner:
                 log.warning("explain: the model returned no attentions; no heatmaps")
                 break
             tensors[f"example_{ex.example_id}"] = att
-            rel = f"attention/example_{ex.example_id}.png"
+            rel = f"{relative_to(ATTENTION_HEATMAPS_DIR, EXPLANATIONS_DIR)}/example_{ex.example_id}.png"
             attention_heatmaps_png(att, ex.tokens, out_dir / rel)
             pngs.append(rel)
-        np.savez_compressed(out_dir / "attention_tensors.npz", **tensors)
+        np.savez_compressed(out_dir / file_name(ATTENTION_TENSORS), **tensors)
         return pngs
 
     def _write_pages(
@@ -280,7 +284,7 @@ class ExplainRunner:
         context: dict[str, Any],
         out_dir: Path,
     ) -> None:
-        (out_dir / "examples").mkdir(exist_ok=True)
+        (out_dir / relative_to(EXPLAIN_EXAMPLES_DIR, EXPLANATIONS_DIR)).mkdir(exist_ok=True)
         rows = []
         for i, ex in enumerate(examples):
             pred = int(predictions[i])
@@ -295,8 +299,8 @@ class ExplainRunner:
                     probability=float(probs[i, pred]), correct=pred == ex.label,
                 )
             )  # fmt: skip
-        index = render_index_html(rows, metrics, context, images=["metrics.png", "global_importance.png", *heatmaps])
-        (out_dir / "index.html").write_text(index, encoding="utf-8")
+        index = render_index_html(rows, metrics, context, images=[file_name(EXPLAIN_METRICS_PNG), file_name(GLOBAL_IMPORTANCE_PNG), *heatmaps])
+        (out_dir / file_name(EXPLAIN_INDEX)).write_text(index, encoding="utf-8")
 
 
 def _name(label_names: Sequence[str], index: int) -> str:

@@ -2,20 +2,25 @@
 
 The explained features of one example are its non-[CLS] token positions. Hiding a feature
 replaces its id with [MASK]; [CLS] is always kept. shap sees only 2-D integer arrays of masked id
-rows, which go through the model in large batches via `predict_proba` (nothing is re-tokenised).
+rows, which go through the model in large batches (nothing is re-tokenised). Several examples are
+explained at once with their masked rows gathered into shared forward passes
+(`concurrent_examples`, see `glassworks.explain.batcher`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 import shap
 from torch import nn
 
-from glassworks.explain.predict import predict_logits, predict_proba, resolve_pad_id
+from glassworks.explain.batcher import RowBatcher
+from glassworks.explain.predict import predict_logits, resolve_pad_id, softmax
 from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
 log = logging.getLogger(__name__)
@@ -99,25 +104,29 @@ class TokenIdMasker(shap.maskers.Masker):
         return [(len(x),)]
 
 
+# evaluate(ids) -> logits: full id rows (N, T) with [CLS] -> (N, C) raw logits.
+Evaluate = Callable[[np.ndarray], np.ndarray]
+
+
 class _BatchedIdModel:
     """The function shap calls: masked id rows (N, M) -> outputs (N, C), counting evaluations."""
 
-    def __init__(self, model: nn.Module, cls_id: int, pad_id: int, batch_size: int, output: ShapOutput) -> None:
-        self.model = model
+    def __init__(self, evaluate: Evaluate, cls_id: int, output: ShapOutput) -> None:
+        self.evaluate = evaluate
         self.cls_id = cls_id
-        self.pad_id = pad_id
-        self.batch_size = batch_size
         self.output = output
         self.n_evals = 0
 
-    def __call__(self, rows: np.ndarray) -> np.ndarray:
+    def logits(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)  # (N, M)
         cls = np.full((rows.shape[0], 1), self.cls_id, dtype=np.int64)
         ids = np.concatenate([cls, rows], axis=1)  # (N, T)
         self.n_evals += ids.shape[0]
-        if self.output == "logit":
-            return predict_logits(self.model, ids, self.pad_id, self.batch_size)  # (N, C)
-        return predict_proba(self.model, ids, self.pad_id, self.batch_size)  # (N, C)
+        return self.evaluate(ids)  # (N, C)
+
+    def __call__(self, rows: np.ndarray) -> np.ndarray:
+        logits = self.logits(rows)  # (N, C)
+        return logits if self.output == "logit" else softmax(logits)
 
 
 class ShapExplainer:
@@ -140,6 +149,7 @@ class ShapExplainer:
         exact_max_tokens: int = 12,
         mask_id: int = 3,
         pad_id: int | None = None,
+        concurrent_examples: int = 16,
     ) -> None:
         if algorithm not in _ALGORITHMS:
             raise ValueError(f"explain.shap.algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
@@ -152,6 +162,8 @@ class ShapExplainer:
         if not 1 <= exact_max_tokens <= 20:
             # 2**20 masked rows per example is already ~a million forwards.
             raise ValueError(f"explain.shap.exact_max_tokens must be in [1, 20], got {exact_max_tokens}")
+        if concurrent_examples < 1:
+            raise ValueError(f"explain.shap.concurrent_examples must be >= 1, got {concurrent_examples}")
         self.algorithm = algorithm
         self.max_evals = int(max_evals)
         self.batch_size = int(batch_size)
@@ -160,6 +172,8 @@ class ShapExplainer:
         self.exact_max_tokens = int(exact_max_tokens)
         self.mask_id = int(mask_id)
         self.pad_id = pad_id
+        self.concurrent_examples = int(concurrent_examples)
+        self.last_batch_stats = None  # RowBatcher.stats of the most recent cross-example explain
         self.last_n_evals = 0  # model rows evaluated for the most recent example
 
     def _shap_explainer(self, fn: _BatchedIdModel):
@@ -190,24 +204,67 @@ class ShapExplainer:
         return self.max_evals
 
     def explain(self, model: nn.Module, examples: list[ExampleInput]) -> list[Explanation]:
-        results = []
-        for example in examples:
+        """Explain every example; `concurrent_examples` > 1 batches their model calls together.
+
+        With cross-example batching, up to `concurrent_examples` shap explainers run at once
+        (cooperative threads, see `glassworks.explain.batcher`) and their masked rows go through
+        the model in shared forward passes; the values equal those of explaining each example
+        alone (up to float rounding of differently shaped batches).
+        """
+        skipped: dict[int, Explanation] = {}
+        for index, example in enumerate(examples):  # a method's limit skips an example, never fails the stage
             try:
                 self._check_length(example, len(example.ids) - 1)
             except ExampleSkipped as skip:
-                results.append(skipped_explanation(self.name, example, str(skip)))
-                continue
-            results.append(self._explain_one(model, example))
-        return results
+                skipped[index] = skipped_explanation(self.name, example, str(skip))
+        todo = [example for index, example in enumerate(examples) if index not in skipped]
+        pad_id = resolve_pad_id(model, self.pad_id)
+        if not todo:
+            explained: list[Explanation] = []
+        elif self.concurrent_examples == 1 or len(todo) <= 1:
+            evaluate = self._direct(model, pad_id)
+            explained = [self._explain_one(evaluate, example) for example in todo]
+        else:
+            explained = self._explain_batched(model, pad_id, todo)
+        remaining = iter(explained)
+        return [skipped[index] if index in skipped else next(remaining) for index in range(len(examples))]
 
-    def _explain_one(self, model: nn.Module, example: ExampleInput) -> Explanation:
+    def _direct(self, model: nn.Module, pad_id: int) -> Evaluate:
+        return lambda ids: predict_logits(model, ids, pad_id, self.batch_size)  # (N, T) -> (N, C)
+
+    def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput]) -> list[Explanation]:
+        batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size)
+        queue = deque(enumerate(examples))
+        results: list[Explanation | None] = [None] * len(examples)
+
+        def worker(submit: Callable[[np.ndarray], np.ndarray]) -> None:
+            # Only the task holding the batcher's baton runs, so popping the shared queue is safe.
+            while queue:
+                index, example = queue.popleft()
+                results[index] = self._explain_one(submit, example)
+
+        start = time.perf_counter()
+        n_workers = min(self.concurrent_examples, len(examples))
+        batcher.run([worker] * n_workers)
+        explanations = [r for r in results if r is not None]
+        # An example's own wall time includes waiting for the others: report the shared time.
+        per_example = (time.perf_counter() - start) / len(examples)
+        for expl in explanations:
+            expl.seconds = per_example
+        self.last_batch_stats = batcher.stats
+        self.last_n_evals = int(explanations[-1].extras["n_evals"])
+        log.debug("shap cross-example batching: %d examples, %d rows in %d forwards",
+                  len(examples), batcher.stats.rows, batcher.stats.forward_calls)
+        return explanations
+
+    def _explain_one(self, evaluate: Evaluate, example: ExampleInput) -> Explanation:
         start = time.perf_counter()
         ids = np.asarray(example.ids, dtype=np.int64)  # (T,)
         cls_id = int(ids[0])
-        pad_id = resolve_pad_id(model, self.pad_id)
-        fn = _BatchedIdModel(model, cls_id, pad_id, self.batch_size, self.output)
-        full = fn(ids[None, 1:])[0]  # (C,) explained output on the full input
-        probs = full if self.output == "probability" else predict_proba(model, ids[None, :], pad_id)[0]
+        fn = _BatchedIdModel(evaluate, cls_id, self.output)
+        full_logits = fn.logits(ids[None, 1:])[0]  # (C,) logits on the full input
+        probs = softmax(full_logits[None, :])[0]  # (C,)
+        full = probs if self.output == "probability" else full_logits  # explained output
         target = int(np.argmax(probs))
         n_classes = full.shape[0]
         n_features = len(ids) - 1

@@ -130,7 +130,9 @@ class TextClassifier(pl.LightningModule):
         # Summed on device: calling .item() every step would force a GPU sync.
         if self._epoch_tokens is not None:
             self._epoch_tokens += batch["attention_mask"].sum()
-        self.train_acc(logits, batch["labels"])
+        # update(), not forward(): forward also computes the batch's accuracy (a second pass over
+        # the metric state each step), which on_step=False never shows.
+        self.train_acc.update(logits, batch["labels"])
         self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                  batch_size=batch_size)
         self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=batch_size)
@@ -154,8 +156,8 @@ class TextClassifier(pl.LightningModule):
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         loss, logits = self._shared_step(batch)
         batch_size = batch["labels"].shape[0]
-        self.val_acc(logits, batch["labels"])
-        self.val_f1(logits, batch["labels"])
+        self.val_acc.update(logits, batch["labels"])  # epoch values only: no per-batch compute
+        self.val_f1.update(logits, batch["labels"])
         # sync_dist only matters for the plain loss tensor; torchmetrics objects sync their own
         # state across ranks in compute().
         self.log("val/loss", loss, on_step=False, on_epoch=True, prog_bar=True,
@@ -167,8 +169,8 @@ class TextClassifier(pl.LightningModule):
     def test_step(self, batch: Batch, batch_idx: int) -> None:
         loss, logits = self._shared_step(batch)
         batch_size = batch["labels"].shape[0]
-        self.test_acc(logits, batch["labels"])
-        self.test_f1(logits, batch["labels"])
+        self.test_acc.update(logits, batch["labels"])
+        self.test_f1.update(logits, batch["labels"])
         self.log("test/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
                  batch_size=batch_size)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True, batch_size=batch_size)

@@ -19,3 +19,13 @@ class ClassifierOutput:
 
     logits: Tensor  # (B, C)
     attentions: tuple[Tensor, ...] | None = None  # n_layers x (B, H, T, T)
+
+
+@dataclass
+class CausalLMOutput:
+    """What every causal language model in :mod:`glassworks.models` returns: next-token logits at
+    every position (row t predicts token t + 1) and, on request, the per-layer ``(B, H, T, T)``
+    attention probabilities (causal: the upper triangle is exactly 0)."""
+
+    logits: Tensor  # (B, T, V)
+    attentions: tuple[Tensor, ...] | None = None  # n_layers x (B, H, T, T)

@@ -7,11 +7,15 @@ from typing import Any
 
 from torch import nn
 
+from glassworks.models.decoder import DecoderLM
+from glassworks.models.hf_causal import HFCausalLM
 from glassworks.models.transformer import TransformerClassifier
 
 # A dict rather than if/else so a new architecture (e.g. a Hugging Face wrapper) is one entry.
 MODEL_CLASSES: dict[str, Callable[[Mapping[str, Any]], nn.Module]] = {
     "TransformerClassifier": TransformerClassifier.from_spec,
+    "DecoderLM": DecoderLM.from_spec,
+    "HFCausalLM": HFCausalLM.from_spec,
 }
 
 

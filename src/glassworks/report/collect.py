@@ -19,6 +19,8 @@ import pandas as pd
 from mlflow import MlflowClient
 from glassworks.scratch import scratch_dir
 
+from glassworks.tracking import contract as C
+
 log = logging.getLogger(__name__)
 
 # Metrics whose full history is drawn as learning curves ("lr-*" is matched by prefix).
@@ -53,7 +55,7 @@ class RunRecord:
 
     @property
     def task(self) -> str:
-        return self.tags.get("glassworks.task", "run")
+        return self.tags.get(C.TAG_TASK, "run")
 
 
 class ArtifactReader:
@@ -116,7 +118,7 @@ def load_run(client: MlflowClient, run_id: str) -> RunRecord:
             histories[key] = [(int(m.step), float(m.value)) for m in sorted(points, key=lambda m: (m.step, m.timestamp))]
     datasets = []
     for item in run.inputs.dataset_inputs if run.inputs else []:
-        context = next((t.value for t in item.tags if t.key == "mlflow.data.context"), "")
+        context = next((t.value for t in item.tags if t.key == C.TAG_DATASET_CONTEXT), "")
         d = item.dataset
         datasets.append(DatasetRef(name=d.name, context=context, digest=d.digest, source_type=d.source_type,
                                    source=d.source, profile=d.profile or ""))
@@ -133,6 +135,6 @@ def sweep_children(client: MlflowClient, sweep_id: str, max_results: int = 1000)
     """Child runs of a sweep parent (tag ``mlflow.parentRunId``), oldest first."""
     parent = client.get_run(sweep_id)
     return client.search_runs(
-        [parent.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{sweep_id}'",
+        [parent.info.experiment_id], filter_string=f"tags.`{C.TAG_PARENT_RUN}` = '{sweep_id}'",
         max_results=max_results, order_by=["attributes.start_time ASC"],
     )  # fmt: skip

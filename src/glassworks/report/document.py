@@ -1,40 +1,15 @@
 """A report as plain data: sections of blocks, rendered once to HTML and once to Markdown.
 
-Every number is formatted to a string here, when the block is built, so the two renderings
-cannot disagree: both print the same cell strings. Renderers only escape and lay out.
+Every number is formatted to a string (:func:`glassworks.render.fmt`) when the block is built,
+so the two renderings cannot disagree: both print the same cell strings. Renderers only escape and lay out.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """One number format for the whole report: fixed decimals for scores, fewer for big values."""
-    if value is None:
-        return "–"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, int):
-        return f"{value:,}" if abs(value) >= 10_000 else str(value)
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    if math.isnan(number):
-        return "nan"
-    if math.isinf(number):
-        return "inf" if number > 0 else "-inf"
-    magnitude = abs(number)
-    if magnitude >= 10_000:
-        return f"{number:,.0f}"
-    if magnitude >= 100:
-        return f"{number:.1f}"
-    if 0 < magnitude < 1e-3:
-        return f"{number:.{max(digits - 2, 1)}e}"
-    return f"{number:.{digits}f}"
+from glassworks.render.numbers import fmt  # noqa: F401 - the one number format, used by every report builder
 
 
 @dataclass

@@ -1,30 +1,28 @@
-"""PNG figures of the report, returned as bytes (the HTML embeds them, the Markdown links files).
+"""PNG figures of the reports, returned as bytes (the HTML embeds them, the Markdown links files),
+and the one owner of the sweep figures: the sweep report and the sweep parent's ``sweep/plots/``
+(:func:`sweep_plots`) draw them with the same functions.
 
-Built on ``matplotlib.figure.Figure`` with an explicit Agg canvas, as in
-:mod:`glassworks.explain.plots`: no pyplot state, no display. Labels from data (class names,
+Built on ``matplotlib.figure.Figure`` and turned into bytes by :func:`glassworks.render.png_bytes`:
+no pyplot state, no display. Labels from data (class names,
 parameter values) are drawn with ``parse_math=False`` so a ``$`` is shown literally.
 """
 
 from __future__ import annotations
 
-import io
 import math
+import re
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
+import pandas as pd
 from matplotlib.figure import Figure
+
+from glassworks.render.png import png_bytes
+from glassworks.tracking.names import safe_name
 
 History = Sequence[tuple[int, float]]  # (step, value), in step order
 
 _COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#e377c2", "#17becf")
-
-
-def _png(fig: Figure, dpi: float = 100) -> bytes:
-    FigureCanvasAgg(fig)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, dpi=dpi, format="png")
-    return buffer.getvalue()
 
 
 def _short(text: str, n: int = 28) -> str:
@@ -65,7 +63,7 @@ def learning_curves_png(histories: Mapping[str, History]) -> bytes:
             ax.legend(fontsize=7)
         else:
             ax.text(0.5, 0.5, "no history logged", ha="center", va="center", transform=ax.transAxes)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
@@ -96,7 +94,7 @@ def confusion_png(matrix: np.ndarray, label_names: Sequence[str]) -> bytes:
     ax.set_ylabel("true", fontsize=9)
     ax.set_title("Confusion matrix (test split)", fontsize=10)
     fig.colorbar(image, ax=ax, shrink=0.8, label="share of the true class")
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def _as_number(values: Sequence[str]) -> np.ndarray | None:
@@ -146,7 +144,7 @@ def metric_vs_params_png(params: Mapping[str, Sequence[str]], metric: Sequence[f
     for ax in axes[len(names):] if names else axes[1:]:
         ax.set_axis_off()
     fig.suptitle(f"{metric_name} against each swept parameter", fontsize=10)
-    return _png(fig)
+    return png_bytes(fig)
 
 
 def accuracy_vs_explanations_png(accuracy: Sequence[float], quality: Mapping[str, Sequence[float]],
@@ -172,4 +170,37 @@ def accuracy_vs_explanations_png(accuracy: Sequence[float], quality: Mapping[str
     ax.set_ylabel(quality_name, fontsize=9)
     ax.set_title(f"Accuracy vs explanation quality ({quality_name})", fontsize=10)
     ax.grid(alpha=0.3)
-    return _png(fig)
+    return png_bytes(fig)
+
+
+def sweep_plots(table: pd.DataFrame, swept_keys: Sequence[str], metric: str, best_run_id: str | None,
+                quality: str = "comprehensiveness") -> dict[str, bytes]:
+    """The sweep parent's ``sweep/plots/``: file name -> PNG, drawn by the same functions as the
+    sweep report (:func:`metric_vs_params_png` per swept key, :func:`accuracy_vs_explanations_png`).
+
+    `table` is the sweep summary (one row per job: ``status``, ``run_id``, the swept keys, the
+    metrics under their MLflow names). Only finished jobs are drawn; a figure with nothing to draw
+    is left out.
+    """
+    done = table[table["status"] == "FINISHED"]
+    plots: dict[str, bytes] = {}
+    scored = done[done[metric].notna()] if metric in done.columns else done.iloc[:0]
+    best = [i for i, run_id in enumerate(scored["run_id"]) if best_run_id and run_id == best_run_id]
+    for key in swept_keys:
+        if key in scored.columns and not scored.empty:
+            png = metric_vs_params_png({key: scored[key].astype(str).tolist()}, scored[metric].tolist(), metric,
+                                       best[0] if best else None)  # fmt: skip
+            plots[f"{plot_name(key)}_vs_{plot_name(metric)}.png"] = png
+    accuracy = next((m for m in ("test/acc", "val/acc") if m in done.columns), None)
+    methods = [c.split("/")[1] for c in done.columns if re.fullmatch(rf"explain/[^/]+/{re.escape(quality)}", c)]
+    if accuracy is not None and methods and not done.empty:
+        ordered = [m for m in methods if m != "random"] + [m for m in methods if m == "random"]
+        values = {m: done[f"explain/{m}/{quality}"].astype(float).tolist() for m in ordered}
+        plots["accuracy_vs_faithfulness.png"] = accuracy_vs_explanations_png(
+            done[accuracy].astype(float).tolist(), values, accuracy, quality)
+    return plots
+
+
+def plot_name(text: str) -> str:
+    """``val/loss`` -> ``val_loss``: a swept key or metric as part of a plot's file name."""
+    return safe_name(text, fallback="value", replacement="_")

@@ -11,41 +11,21 @@ from __future__ import annotations
 import datetime as dt
 import math
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-import pandas as pd
 import yaml
 
 from glassworks.report.collect import RunRecord
+from glassworks.report.classifier_sections import RunReportOptions, TestPredictions, classifier_sections
 from glassworks.report.config_diff import ConfigChange, config_diff, flatten_values, show
 from glassworks.report.document import (
-    Code, Details, Document, Gallery, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, TokenExample,
-    TokenRow, fmt,
+    Code, Details, Document, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, fmt,
 )  # fmt: skip
-from glassworks.report.figures import confusion_matrix, confusion_png, learning_curves_png
+from glassworks.report.figures import learning_curves_png
+from glassworks.tracking import contract as C
 
-# Faithfulness / plausibility columns: (metric key, header, True if higher is better).
-EXPLAIN_COLUMNS = (
-    ("comprehensiveness", "comprehensiveness ↑", True),
-    ("sufficiency", "sufficiency ↓", False),
-    ("aopc", "AOPC ↑", True),
-    ("rationale_auprc", "rationale AUPRC ↑", True),
-    ("rationale_f1", "rationale F1 ↑", True),
-)
-ROBUSTNESS_COLUMNS = (
-    ("deletion_auc", "deletion AUC ↓", False),
-    ("insertion_auc", "insertion AUC ↑", True),
-    ("flip_rate_at_1", "flip rate @1 ↑", True),
-    ("flip_rate_at_5", "flip rate @5 ↑", True),
-    ("attack_success", "attack success ↑", True),
-    ("mean_edits", "mean edits ↓", False),
-    ("stability", "stability ↑", True),
-)
-EXPLAIN_BASELINE = "random"
-ROBUSTNESS_BASELINE = "random_order"
 ENV_KEYS = ("python", "platform", "device", "torch.threads")
 
 
@@ -59,21 +39,6 @@ class DefaultConfig:
     skip: set[str] = field(default_factory=set)
     skip_prefixes: tuple[str, ...] = ("paths.", "hydra.")
     name: str = ""
-
-
-@dataclass
-class TestPredictions:
-    """The run's model on the test split: true and predicted class per example."""
-
-    y_true: np.ndarray  # (N,)
-    y_pred: np.ndarray  # (N,)
-    source: str  # how they were obtained, shown under the matrix
-
-
-@dataclass
-class RunReportOptions:
-    n_examples: int = 3
-    top_tokens: int = 5
 
 
 def format_time(ms: int | None) -> str:
@@ -91,15 +56,11 @@ def _seconds(value: float | None) -> str:
 
 
 def _label_names(record: RunRecord) -> list[str]:
-    stats = record.artifacts.json("data/stats.json") if record.artifacts else None
+    stats = record.artifacts.json(C.DATA_STATS) if record.artifacts else None
     if stats and stats.get("label_names"):
         return [str(n) for n in stats["label_names"]]
     names = record.params.get("data.label_names")
     return names.split(",") if names else []
-
-
-def _name(label_names: Sequence[str], index: int) -> str:
-    return str(label_names[index]) if 0 <= index < len(label_names) else str(index)
 
 
 # --------------------------------------------------------------------------- sections
@@ -125,19 +86,19 @@ def _summary(record: RunRecord, config: Mapping[str, Any]) -> Section:
         ("status", status),
         ("task", f"pipeline.{record.task}"),
         ("started", format_time(record.start_ms)),
-        ("data", record.tags.get("glassworks.data.name", "–")),
+        ("data", record.tags.get(C.TAG_DATA_NAME, "–")),
         ("model", f"{str(model.get('_target_', '')).rsplit('.', 1)[-1]} {model_text}".strip()),
-        ("seed", record.tags.get("glassworks.seed", record.params.get("seed", "–"))),
+        ("seed", record.tags.get(C.TAG_SEED, record.params.get("seed", "–"))),
     ]
-    if record.tags.get("glassworks.reproduces"):
-        items.append(("reproduces run", record.tags["glassworks.reproduces"]))
-    if record.tags.get("mlflow.parentRunId"):
-        items.append(("sweep (parent run)", record.tags["mlflow.parentRunId"]))
+    if record.tags.get(C.TAG_REPRODUCES):
+        items.append(("reproduces run", record.tags[C.TAG_REPRODUCES]))
+    if record.tags.get(C.TAG_PARENT_RUN):
+        items.append(("sweep (parent run)", record.tags[C.TAG_PARENT_RUN]))
     blocks: list[Any] = [Headline(cards), KeyValues(items)]
-    if record.tags.get("glassworks.error"):
-        stage = record.tags.get("glassworks.failed_stage", "?")
-        blocks.insert(0, Paragraph(f"The run failed in stage {stage}: {record.tags['glassworks.error']} "
-                                   "(traceback: artifact error.txt)", "warning"))
+    if record.tags.get(C.TAG_ERROR):
+        stage = record.tags.get(C.TAG_FAILED_STAGE, "?")
+        blocks.insert(0, Paragraph(f"The run failed in stage {stage}: {record.tags[C.TAG_ERROR]} "
+                                   "(traceback: artifact {C.ERROR_TRACEBACK})", "warning"))
     return Section("summary", "Summary", blocks)
 
 
@@ -150,7 +111,7 @@ def _duration(record: RunRecord) -> float | None:
 
 def _best_method(metrics: Mapping[str, float]) -> tuple[str, float] | None:
     scores = {k.split("/")[1]: v for k, v in metrics.items()
-              if k.startswith("explain/") and k.endswith("/comprehensiveness") and k.split("/")[1] != EXPLAIN_BASELINE}
+              if k.startswith("explain/") and k.endswith("/comprehensiveness") and k.split("/")[1] != C.EXPLAIN_BASELINE}
     scores = {k: v for k, v in scores.items() if math.isfinite(v)}
     if not scores:
         return None
@@ -161,7 +122,7 @@ def _best_method(metrics: Mapping[str, float]) -> tuple[str, float] | None:
 def _config_section(record: RunRecord, config_text: str | None, defaults: DefaultConfig | None,
                     overrides: list[str]) -> tuple[Section, list[ConfigChange]]:
     blocks: list[Any] = [KeyValues([("task", f"pipeline.{record.task}"),
-                                    ("command line", record.tags.get("glassworks.command", "–"))])]
+                                    ("command line", record.tags.get(C.TAG_COMMAND, "–"))])]
     blocks.append(Paragraph("Overrides given on the command line:" if overrides else
                             "No overrides: the run used the default config."))
     if overrides:
@@ -169,7 +130,7 @@ def _config_section(record: RunRecord, config_text: str | None, defaults: Defaul
     changes: list[ConfigChange] = []
     config = yaml.safe_load(config_text) if config_text else None
     if config is None:
-        blocks.append(Paragraph("The run has no config/config.yaml artifact.", "warning"))
+        blocks.append(Paragraph(f"The run has no {C.CONFIG} artifact.", "warning"))
     elif defaults is None:
         blocks.append(Paragraph("The default config could not be composed; no comparison.", "note"))
     else:
@@ -186,16 +147,16 @@ def _config_section(record: RunRecord, config_text: str | None, defaults: Defaul
                                 "output folders) are not compared. \"follows\" marks a value that changed "
                                 "only because the key it interpolates did.", "note"))
     if config_text:
-        blocks.append(Details("Full resolved config (config/config.yaml)", Code(config_text, "yaml")))
+        blocks.append(Details(f"Full resolved config ({C.CONFIG})", Code(config_text, "yaml")))
     return Section("config", "What was run", blocks), changes
 
 
 def _environment_section(record: RunRecord) -> Section:
     tags = record.tags
-    env = {k.removeprefix("glassworks.env."): v for k, v in tags.items() if k.startswith("glassworks.env.")}
-    dirty = tags.get("glassworks.git_dirty")
+    env = {k.removeprefix(C.TAG_ENV_PREFIX): v for k, v in tags.items() if k.startswith(C.TAG_ENV_PREFIX)}
+    dirty = tags.get(C.TAG_GIT_DIRTY)
     items = [(k, env[k]) for k in ENV_KEYS if k in env]
-    items += [("git commit", tags.get("mlflow.source.git.commit", "– (not a git checkout)")),
+    items += [("git commit", tags.get(C.TAG_GIT_COMMIT, "– (not a git checkout)")),
               ("uncommitted changes", {"true": "yes: the tree was dirty", "false": "no"}.get(dirty or "", "–"))]
     blocks: list[Any] = [KeyValues(items)]
     if dirty == "true":
@@ -213,7 +174,7 @@ def _environment_section(record: RunRecord) -> Section:
 
 def _data_section(record: RunRecord, stats: Mapping[str, Any] | None, label_names: list[str]) -> Section:
     tags = record.tags
-    items = [("dataset", tags.get("glassworks.data.name", "–")), ("digest", tags.get("glassworks.data.digest", "–"))]
+    items = [("dataset", tags.get(C.TAG_DATA_NAME, "–")), ("digest", tags.get(C.TAG_DATA_DIGEST, "–"))]
     sources = list(dict.fromkeys(d.source for d in record.datasets))
     items += [("source", s) for s in sources]
     items.append(("classes", ", ".join(label_names) if label_names else "–"))
@@ -237,7 +198,7 @@ def _data_section(record: RunRecord, stats: Mapping[str, Any] | None, label_name
         if extra:
             blocks.append(KeyValues(extra))
     else:
-        blocks.append(Paragraph("The run has no data/stats.json artifact.", "warning"))
+        blocks.append(Paragraph(f"The run has no {C.DATA_STATS} artifact.", "warning"))
     if record.datasets:
         blocks.append(Table(["context", "MLflow dataset", "digest", "profile"],
                             [[d.context, d.name, d.digest, d.profile] for d in record.datasets],
@@ -260,186 +221,11 @@ def _training_section(record: RunRecord) -> Section:
             rows.append([str(e), fmt(step), *[fmt(h[k][e][1]) if e < len(h[k]) else "–" for k in keys]])
         blocks.append(Table(["epoch", "step", *keys], rows, numeric=set(range(1, len(keys) + 2)),
                             caption="Per-epoch values"))
-    if "glassworks.best_checkpoint" in record.tags:
-        blocks.append(Paragraph(f"Tested and shipped checkpoint: {record.tags['glassworks.best_checkpoint']}", "note"))
+    if C.TAG_BEST_CHECKPOINT in record.tags:
+        blocks.append(Paragraph(f"Tested and shipped checkpoint: {record.tags[C.TAG_BEST_CHECKPOINT]}", "note"))
     if not blocks:
         blocks.append(Paragraph("No training metrics were logged.", "warning"))
     return Section("training", "Learning curves", blocks)
-
-
-def _test_section(record: RunRecord, label_names: list[str], predictions: TestPredictions | None,
-                  prediction_error: str | None, summary: dict[str, Any]) -> Section:
-    m = record.metrics
-    keys = [k for k in ("test/acc", "test/f1", "test/loss", "val/acc", "val/f1", "val/loss", "train/loss") if k in m]
-    blocks: list[Any] = [Table(["metric", "value"], [[k, fmt(m[k])] for k in keys], numeric={1},
-                               caption="Final metrics (latest logged value)")] if keys else []
-    if predictions is not None and len(predictions.y_true):
-        n = max(len(label_names), int(max(predictions.y_true.max(), predictions.y_pred.max())) + 1)
-        names = [_name(label_names, i) for i in range(n)]
-        matrix = confusion_matrix(predictions.y_true, predictions.y_pred, n)
-        accuracy = float(np.trace(matrix) / matrix.sum())
-        rows = [[f"true {names[i]}", *[str(v) for v in matrix[i]], fmt(matrix[i, i] / max(1, matrix[i].sum()))]
-                for i in range(n)]
-        blocks.append(Table(["", *[f"pred {x}" for x in names], "recall"], rows, numeric=set(range(1, n + 2)),
-                            highlight={(i, i + 1) for i in range(n)},
-                            caption=f"Confusion matrix, test split ({int(matrix.sum())} examples)"))
-        blocks.append(Image("confusion_matrix.png", confusion_png(matrix, names), "confusion matrix"))
-        logged = m.get("test/acc")
-        agree = logged is not None and abs(logged - accuracy) <= 1.0 / matrix.sum() + 1e-6
-        blocks.append(Paragraph(
-            f"{predictions.source} Accuracy from the matrix: {fmt(accuracy)}"
-            + (f"; logged test/acc: {fmt(logged)}." if logged is not None else "."),
-            "note" if agree or logged is None else "warning"))
-        summary["confusion_matrix"] = {"labels": names, "counts": matrix.tolist(), "accuracy": accuracy}
-    elif prediction_error:
-        blocks.append(Paragraph(f"No confusion matrix: {prediction_error}", "warning"))
-    if not blocks:
-        blocks.append(Paragraph("The run logged no test metrics (test=false?).", "note"))
-    return Section("test", "Test results", blocks)
-
-
-def _method_table(metrics: Mapping[str, float], prefix: str, columns: Sequence[tuple[str, str, bool]],
-                  baseline: str, caption: str, extra: Sequence[tuple[str, str]] = ()) -> Table | None:
-    methods = list(dict.fromkeys(k.split("/")[1] for k in metrics
-                                 if k.startswith(prefix) and k.count("/") == 2 and k.split("/")[1] != "agreement"))
-    if not methods:
-        return None
-    methods = [m for m in methods if m != baseline] + ([baseline] if baseline in methods else [])
-    columns = [c for c in columns if any(f"{prefix}{m}/{c[0]}" in metrics for m in methods)]
-    rows, highlight = [], set()
-    for r, method in enumerate(methods):
-        row = [method + (" (baseline)" if method == baseline else "")]
-        for c, (key, _, higher) in enumerate(columns, start=1):
-            value = metrics.get(f"{prefix}{method}/{key}")
-            base = metrics.get(f"{prefix}{baseline}/{key}")
-            row.append(fmt(value))
-            if method != baseline and value is not None and base is not None and math.isfinite(value) \
-                    and math.isfinite(base) and (value > base if higher else value < base):
-                highlight.add((r, c))
-        for key, _ in extra:
-            row.append(fmt(metrics.get(f"{prefix}{method}/{key}")))
-        rows.append(row)
-    headers = ["method", *[c[1] for c in columns], *[e[1] for e in extra]]
-    return Table(headers, rows, caption=caption, numeric=set(range(1, len(headers))), highlight=highlight)
-
-
-def _examples(record: RunRecord, table: pd.DataFrame, label_names: list[str], options: RunReportOptions) -> list[TokenExample]:
-    methods = list(dict.fromkeys(table["method"]))
-    first = table.sort_values(["example_id", "position"]).groupby("example_id", sort=True).first()
-    wrong = [int(i) for i, r in first.iterrows() if int(r["prediction"]) != int(r["label"])]
-    right = [int(i) for i, r in first.iterrows() if int(r["prediction"]) == int(r["label"])]
-    # One misclassified example when there is one: it is what a reader most wants to inspect.
-    chosen = sorted((wrong[:1] + right + wrong[1:])[: max(0, options.n_examples)])
-    out = []
-    for example_id in chosen:
-        rows_of = table[table["example_id"] == example_id]
-        head = first.loc[example_id]
-        label, prediction = int(head["label"]), int(head["prediction"])
-        info = [("true label", _name(label_names, label)),
-                ("prediction", f"{_name(label_names, prediction)} (p={fmt(float(head['model_output']))})"),
-                ("verdict", "correct" if label == prediction else "misclassified")]
-        rows = []
-        for method in methods:
-            mr = rows_of[rows_of["method"] == method].sort_values("position")
-            if mr.empty:
-                continue
-            tokens = mr["token"].astype(str).tolist()
-            scores = mr["score"].to_numpy(dtype=np.float64)  # (T,)
-            rationale = None
-            if "rationale" in mr and not mr["rationale"].isna().any():
-                rationale = [int(v) for v in mr["rationale"]]
-            order = [p for p in np.argsort(-np.nan_to_num(scores[1:], nan=-np.inf), kind="stable") + 1][: options.top_tokens]
-            top = [(tokens[p], fmt(scores[p], 3)) for p in order if math.isfinite(scores[p])]
-            base = mr["base_value"].iloc[0] if "base_value" in mr else float("nan")
-            meta = f"explains {_name(label_names, int(mr['target'].iloc[0]))}"
-            if pd.notna(base):
-                meta += f" · base value {fmt(float(base))} + Σ scores {fmt(float(base) + float(np.nansum(scores)))}"
-            rows.append(TokenRow(method, tokens, scores.tolist(), rationale, top, meta))
-        out.append(TokenExample(f"Test example {example_id}", info, rows))
-    return out
-
-
-def _explain_section(record: RunRecord, label_names: list[str], options: RunReportOptions) -> Section | None:
-    m = record.metrics
-    if not any(k.startswith("explain/") for k in m):
-        return None
-    art = record.artifacts
-    table = art.parquet("explanations/attributions.parquet") if art else None
-    blocks: list[Any] = []
-    n = int(table["example_id"].nunique()) if table is not None else None
-    methods = [k.split("/")[1] for k in m if k.startswith("explain/") and k.endswith("/comprehensiveness")
-               and k.split("/")[1] != EXPLAIN_BASELINE]
-    blocks.append(Paragraph(
-        f"{len(methods)} method{'s' if len(methods) != 1 else ''} ({', '.join(methods)}) and the random baseline"
-        + (f" on {n} test examples" if n else "")
-        + " (a seeded, class-stratified sample that includes misclassified ones). Faithfulness: how much the "
-        "prediction depends on the top-attributed tokens (ERASER comprehensiveness/sufficiency, AOPC); "
-        "plausibility: agreement with the planted ground-truth rationale. Green cells beat the random baseline."))
-    skipped = {k.split("/")[1]: int(v) for k, v in m.items()
-               if k.startswith("explain/") and k.endswith("/n_skipped") and v > 0}
-    if skipped:  # a method's limit (input length, budget) skipped these; its metrics cover the rest
-        blocks.append(Paragraph("Skipped by a method's limit (its metrics cover the other examples): " + ", ".join(
-            f"{method} {count} example{'s' if count != 1 else ''}" for method, count in sorted(skipped.items())) + ".",
-            "note"))
-    faith = _method_table(m, "explain/", EXPLAIN_COLUMNS, EXPLAIN_BASELINE,
-                          "Faithfulness and plausibility against the random baseline",
-                          extra=(("seconds_per_example", "s / example"),))
-    if faith:
-        blocks.append(faith)
-    agreement = sorted((k.removeprefix("explain/agreement/"), v) for k, v in m.items() if k.startswith("explain/agreement/"))
-    if agreement:
-        blocks.append(Table(["methods", "rank agreement (Spearman ρ)"], [[k.replace("_vs_", " vs "), fmt(v)] for k, v in agreement],
-                            numeric={1}, caption="Agreement between methods"))
-    figures = []
-    for path, name, caption in (("explanations/metrics.png", "explain_metrics.png", "Every method against the random baseline (dashed)"),
-                                ("explanations/global_importance.png", "global_importance.png", "Global token importance")):
-        png = art.bytes(path) if art else None
-        if png:
-            figures.append(Image(name, png, caption, f"{caption} (artifact {path})"))
-    blocks.extend(figures)  # full width each: the metric panels are wide
-    if table is not None and not table.empty and options.n_examples > 0:
-        blocks.append(Paragraph("Examples, every method side by side:", "text"))
-        blocks.extend(_examples(record, table, label_names, options))
-        blocks.append(Paragraph("Every explained example has its own page in the run's explanations/examples/ "
-                                "artifact folder (explanations/index.html links them).", "note"))
-    return Section("explanations", "Explanations", blocks)
-
-
-def _robustness_section(record: RunRecord, label_names: list[str]) -> Section | None:
-    m = record.metrics
-    if not any(k.startswith("robustness/") for k in m):
-        return None
-    blocks: list[Any] = [Paragraph(
-        "Masking each method's top-k tokens (deletion) or keeping only them (insertion), and a greedy word-"
-        "substitution attack guided by the attributions. A faithful method makes the prediction fall fast "
-        "(low deletion AUC, high flip rate) and needs few edits; stability is the rank correlation of its "
-        "attributions under prediction-preserving edits. Green cells beat the random order.")]
-    table = _method_table(m, "robustness/", ROBUSTNESS_COLUMNS, ROBUSTNESS_BASELINE,
-                          "Robustness per attribution method against a random order",
-                          extra=(("mean_prob_drop", "mean p drop"),))
-    if table:
-        blocks.append(table)
-    art = record.artifacts
-    figures = []
-    for path, caption in (("robustness/curves_deletion.png", "Deletion curves"),
-                          ("robustness/curves_insertion.png", "Insertion curves"),
-                          ("robustness/flip_rate.png", "Flip rate at k")):
-        png = art.bytes(path) if art else None
-        if png:
-            figures.append(Image(path.split("/")[-1], png, caption, f"{caption} (artifact {path})"))
-    if figures:
-        blocks.append(Gallery(figures))
-    attacks = art.parquet("robustness/attacks.parquet") if art else None
-    if attacks is not None and not attacks.empty:
-        hits = attacks[attacks["success"]].sort_values(["n_edits", "method", "example_id"]).head(5)
-        if not hits.empty:
-            rows = [[str(r.method), str(int(r.example_id)), str(int(r.n_edits)),
-                     f"{fmt(r.prob_before)} → {fmt(r.prob_after)}", _name(label_names, int(r.prediction_after)),
-                     str(r.original_text), str(r.perturbed_text)] for r in hits.itertuples()]
-            blocks.append(Table(["method", "example", "edits", "p(original class)", "new prediction", "original",
-                                 "perturbed"], rows, numeric={1, 2},
-                                caption="Successful attacks with the fewest edits (all: robustness/adversarial_examples.html)"))
-    return Section("robustness", "Robustness", blocks)
 
 
 def _timings_section(record: RunRecord) -> Section:
@@ -464,13 +250,13 @@ def _timings_section(record: RunRecord) -> Section:
 
 
 def reproduce_commands(record: RunRecord, overrides: Sequence[str]) -> str:
-    commit = record.tags.get("mlflow.source.git.commit")
+    commit = record.tags.get(C.TAG_GIT_COMMIT)
     lines = []
     if commit:
-        dirty = record.tags.get("glassworks.git_dirty") == "true"
+        dirty = record.tags.get(C.TAG_GIT_DIRTY) == "true"
         lines.append(f"git checkout {commit}" + ("   # the tree was dirty: uncommitted changes are not in git" if dirty else ""))
     lines.append(f"python -m pipeline.reproduce run_id={record.run_id}   # re-run from the logged config, compare every metric")
-    if not record.tags.get("glassworks.reproduces"):
+    if not record.tags.get(C.TAG_REPRODUCES):
         lines.append("# or from scratch, with the same overrides:")
         lines.append(" ".join(["python", "-m", f"pipeline.{record.task}", *[shlex.quote(o) for o in overrides]]))
     return "\n".join(lines)
@@ -478,7 +264,7 @@ def reproduce_commands(record: RunRecord, overrides: Sequence[str]) -> str:
 
 def _reproduce_section(record: RunRecord, overrides: Sequence[str]) -> Section:
     blocks: list[Any] = [Code(reproduce_commands(record, overrides), "bash"),
-                         Paragraph("pipeline.reproduce starts a new run tagged glassworks.reproduces with this run's "
+                         Paragraph(f"pipeline.reproduce starts a new run tagged {C.TAG_REPRODUCES} with this run's "
                                    "config and exits non-zero when any final metric (timings, throughput and system "
                                    "metrics excluded) differs beyond reproduce.atol / reproduce.rtol.", "note")]
     return Section("reproduce", "Reproduce", blocks)
@@ -487,15 +273,20 @@ def _reproduce_section(record: RunRecord, overrides: Sequence[str]) -> Section:
 # --------------------------------------------------------------------------- the report
 def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
                      predictions: TestPredictions | None = None, prediction_error: str | None = None,
-                     options: RunReportOptions | None = None) -> Document:
-    """The whole report of one run as a :class:`Document` (render it with render_html / render_markdown)."""
+                     options: RunReportOptions | None = None,
+                     task_sections: Callable[..., list[Section]] | None = None) -> Document:
+    """The whole report of one run as a :class:`Document` (render it with render_html / render_markdown).
+
+    ``task_sections(record, label_names, predictions, prediction_error, options, summary)``: the
+    sections the run's task contributes (``Task.report_sections``); default: a classifier's.
+    """
     options = options or RunReportOptions()
     art = record.artifacts
-    config_text = art.text("config/config.yaml") if art else None
-    overrides_text = art.text("config/overrides.txt") if art else None
+    config_text = art.text(C.CONFIG) if art else None
+    overrides_text = art.text(C.CONFIG_OVERRIDES) if art else None
     overrides = [line for line in (overrides_text or "").splitlines() if line.strip()]
     config = (yaml.safe_load(config_text) if config_text else None) or {}
-    stats = art.json("data/stats.json") if art else None
+    stats = art.json(C.DATA_STATS) if art else None
     label_names = _label_names(record)
     summary: dict[str, Any] = {"run_id": record.run_id, "run_name": record.name, "status": record.status,
                                "metrics": dict(sorted(record.metrics.items())),
@@ -509,9 +300,7 @@ def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
         _environment_section(record),
         _data_section(record, stats, label_names),
         _training_section(record),
-        _test_section(record, label_names, predictions, prediction_error, summary),
-        _explain_section(record, label_names, options),
-        _robustness_section(record, label_names),
+        *(task_sections or classifier_sections)(record, label_names, predictions, prediction_error, options, summary),
         _timings_section(record),
         _reproduce_section(record, overrides),
     ]
@@ -519,5 +308,5 @@ def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
     summary["sections"] = [s.title for s in sections]
     summary["reproduce"] = reproduce_commands(record, overrides)
     subtitle = (f"MLflow run {record.run_id} · experiment {record.experiment_name} · "
-                f"{record.tags.get('glassworks.data.name', 'data')} · started {format_time(record.start_ms)}")
+                f"{record.tags.get(C.TAG_DATA_NAME, 'data')} · started {format_time(record.start_ms)}")
     return Document(f"Run report: {record.name}", subtitle, sections, summary)

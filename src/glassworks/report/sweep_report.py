@@ -18,7 +18,10 @@ from glassworks.report.document import (
     Code, Document, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, fmt,
 )  # fmt: skip
 from glassworks.report.figures import accuracy_vs_explanations_png, metric_vs_params_png
-from glassworks.report.run_report import EXPLAIN_BASELINE, format_time
+from glassworks.report.run_report import format_time
+from glassworks.tracking import contract as C
+from glassworks.tracking.objective import MODES, pick_best
+from glassworks.validation import ConfigError
 
 LOCATION_PREFIXES = ("paths.", "hydra.")
 # Where the run was stored, not what it did (MLFLOW_TRACKING_URI may differ between jobs).
@@ -31,8 +34,8 @@ class SweepObjective:
     mode: str = "max"  # max | min
 
     def __post_init__(self) -> None:
-        if self.mode not in ("max", "min"):
-            raise ValueError(f"report.sweep.mode must be 'max' or 'min', got {self.mode!r}")
+        if self.mode not in MODES:
+            raise ConfigError("report.sweep.mode", f"must be one of {list(MODES)}, got {self.mode!r}")
 
 
 @dataclass
@@ -71,18 +74,15 @@ def swept_params(children: Sequence[Child]) -> list[str]:
 
 
 def best_child(children: Sequence[Child], objective: SweepObjective) -> int | None:
-    scored = [(i, c.metrics[objective.metric]) for i, c in enumerate(children)
-              if c.status == "FINISHED" and math.isfinite(c.metrics.get(objective.metric, math.nan))]
-    if not scored:
-        return None
-    pick = max if objective.mode == "max" else min
-    return pick(scored, key=lambda item: item[1])[0]
+    """Index of the best child, picked as the sweep's parent run picks it."""
+    return pick_best(((i, c.status, c.metrics.get(objective.metric)) for i, c in enumerate(children)),
+                     objective.mode)
 
 
 def _methods(children: Sequence[Child]) -> list[str]:
     methods = dict.fromkeys(k.split("/")[1] for c in children for k in c.metrics
                             if k.startswith("explain/") and k.endswith("/comprehensiveness"))
-    return [m for m in methods if m != EXPLAIN_BASELINE] + ([EXPLAIN_BASELINE] if EXPLAIN_BASELINE in methods else [])
+    return [m for m in methods if m != C.EXPLAIN_BASELINE] + ([C.EXPLAIN_BASELINE] if C.EXPLAIN_BASELINE in methods else [])
 
 
 def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: SweepObjective,
@@ -107,8 +107,8 @@ def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: 
                    ("objective", f"{objective.mode} {objective.metric}"),
                    ("swept parameters", ", ".join(swept) or "none differ")]),
     ])
-    if parent.tags.get("glassworks.command"):
-        overview.blocks.append(Code(parent.tags["glassworks.command"]))
+    if parent.tags.get(C.TAG_COMMAND):
+        overview.blocks.append(Code(parent.tags[C.TAG_COMMAND]))
 
     # Children table
     metric_cols = [k for k in dict.fromkeys([objective.metric, "val/acc", accuracy_metric, "test/f1"])
@@ -126,14 +126,14 @@ def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: 
     children_section = Section("children", "Children", [
         Table(headers, rows, caption=f"{len(children)} child runs (best by {objective.mode} {objective.metric} in bold)",
               numeric=set(range(n_text, len(headers))), highlight=highlight)
-        if children else Paragraph("The sweep has no child runs (tag mlflow.parentRunId) yet.", "warning"),
+        if children else Paragraph(f"The sweep has no child runs (tag {C.TAG_PARENT_RUN}) yet.", "warning"),
     ])
 
     sections = [overview, children_section]
     if best is not None:
         b = children[best]
-        overrides = b.tags.get("glassworks.overrides", "")
-        task = b.tags.get("glassworks.task", "run")
+        overrides = b.tags.get(C.TAG_OVERRIDES, "")
+        task = b.tags.get(C.TAG_TASK, "run")
         command = "\n".join([f"python -m pipeline.reproduce run_id={b.run_id}",
                              "# or from scratch:",
                              " ".join(["python", "-m", f"pipeline.{task}",

@@ -11,6 +11,8 @@ from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
 
+from glassworks.tracking import contract as C
+
 
 def _source(uri: str) -> Any:
     """A file or URL MLflow knows how to resolve; otherwise (synthetic://, hub names) the URI
@@ -39,6 +41,6 @@ def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) 
                 frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
             )
             entity = dataset._to_mlflow_entity()  # the schema is inferred here, lazily
-        tags = [InputTag(key="mlflow.data.context", value=split)]
+        tags = [InputTag(key=C.TAG_DATASET_CONTEXT, value=split)]
         inputs.append(DatasetInput(dataset=entity, tags=tags))
     return inputs

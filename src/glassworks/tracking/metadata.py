@@ -9,6 +9,8 @@ import sys
 from importlib import metadata
 from pathlib import Path
 
+from glassworks.tracking import contract as C
+
 # "scheme://user:password@host": the userinfo part of any URL (a tracking server, a database).
 _USERINFO = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s/@'\"]+@")
 
@@ -28,7 +30,7 @@ def git_state(repo_dir: str | Path) -> dict[str, str]:
         dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):
         return {}
-    return {"mlflow.source.git.commit": commit, "glassworks.git_dirty": str(dirty).lower()}
+    return {C.TAG_GIT_COMMIT: commit, C.TAG_GIT_DIRTY: str(dirty).lower()}
 
 
 def environment() -> dict[str, str]:

@@ -25,6 +25,7 @@ from mlflow.types.schema import ColSpec, Schema
 from glassworks.data.tokenizer import TextTokenizer
 from glassworks.models.registry import build_from_spec
 from glassworks.scratch import scratch_dir
+from glassworks.tracking import contract as C
 
 TEXT_COLUMN = "text"
 MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")  # what MLflow runs to build the model class
@@ -129,7 +130,7 @@ def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokeni
             pip_requirements=pip_requirements(),
             metadata={"label_names": list(label_names), "glassworks_run_id": tracker.run_id},
         )
-        tracker.log_artifacts(tmp / "model", "model")
+        tracker.log_artifacts(tmp / "model", C.MODEL_DIR)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
@@ -141,7 +142,7 @@ def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
     # Download with an explicit client: mlflow.set_tracking_uri would export the URI to the whole
     # process (and to every later job of an in-process sweep).
     local = str(scratch_dir("run-model"))
-    path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model",
+    path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=C.MODEL_DIR,
                                                     tracking_uri=tracking_uri, dst_path=local))
     flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]
     return load_model_dir(path / flavor["artifacts"]["model_files"]["path"])

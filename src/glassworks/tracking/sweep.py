@@ -21,28 +21,31 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from glassworks.report.figures import sweep_plots
+from glassworks.tracking import contract as C
 from glassworks.tracking.names import safe_name
+from glassworks.tracking.objective import MODES, pick_best
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
+
+if TYPE_CHECKING:  # matplotlib is imported by the plots that use it, not by every entry point
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
 SWEEP_ENV = "GLASSWORKS_SWEEP_FILE"
 INFO_FILE = "glassworks_sweep.json"
 JOBS_DIR = "glassworks_jobs"
-PARENT_TAG = "mlflow.parentRunId"
-SWEEP_TAG = "glassworks.sweep_id"
-JOB_TAG = "glassworks.sweep_job"
-ROLE_TAG = "glassworks.sweep_role"
-MODES = ("max", "min")
+PARENT_TAG = C.TAG_PARENT_RUN
+SWEEP_TAG = C.TAG_SWEEP_ID
+JOB_TAG = C.TAG_SWEEP_JOB
+ROLE_TAG = C.TAG_SWEEP_ROLE
 MAX_RUN_NAME = 120
 # Metrics that go into the parent as best/<name> and lead the summary table.
 _HEADLINE = re.compile(r"^(test|val)/(acc|f1|loss)$"
@@ -92,7 +95,7 @@ class SweepInfo:
 
     def child_tags(self, job_num: int) -> dict[str, str]:
         return {PARENT_TAG: self.parent_run_id, SWEEP_TAG: self.parent_run_id,
-                JOB_TAG: str(job_num), ROLE_TAG: "child", "glassworks.sweep_name": self.name}
+                JOB_TAG: str(job_num), ROLE_TAG: "child", C.TAG_SWEEP_NAME: self.name}
 
     # -- job records -----------------------------------------------------------------------
 
@@ -191,7 +194,7 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
     rows = []
     for num in sorted(set(runs) | set(by_job)):
         run, record = runs.get(num), by_job.get(num)
-        overrides = record.overrides if record else (run.data.tags.get("glassworks.overrides", "").split())
+        overrides = record.overrides if record else (run.data.tags.get(C.TAG_OVERRIDES, "").split())
         swept = [o for o in overrides if split_override(o)[0] in info.swept_keys] or overrides
         if run is not None:
             status = run.info.status
@@ -199,7 +202,7 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
             status = "FINISHED" if record is not None and record.status == "COMPLETED" else "FAILED"
         if record is not None and record.status == "FAILED":
             status = "FAILED"
-        error = (record.error if record else None) or (run.data.tags.get("glassworks.error") if run else None)
+        error = (record.error if record else None) or (run.data.tags.get(C.TAG_ERROR) if run else None)
         if run is None and status == "FINISHED":
             error = "finished, but its run is not in the parent's store (logger.tracking_uri differs?)"
         row: dict[str, Any] = {
@@ -226,9 +229,8 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
     best_metrics: dict[str, float] = {}
     metric = metric_name(optimized_metric)
     if metric in table.columns:
-        candidates = table[(table["status"] == "FINISHED") & table[metric].notna()]
-        if not candidates.empty:
-            index = candidates[metric].idxmax() if mode == "max" else candidates[metric].idxmin()
+        index = pick_best(zip(table.index, table["status"], table[metric], strict=True), mode)
+        if index is not None:
             best = table.loc[index]
             best_id, best_name, best_value = best["run_id"], best["run_name"], float(best[metric])
             best_metrics = {k: float(best[k]) for k in table.columns
@@ -251,79 +253,6 @@ def _column_order(table: pd.DataFrame, swept_keys: Sequence[str]) -> list[str]:
     metrics = [k for k in table.columns if k not in ident and k not in params]
     headline = sorted(k for k in metrics if _HEADLINE.match(k))
     return ident + params + headline + sorted(k for k in metrics if k not in headline)
-
-
-# -- plots ---------------------------------------------------------------------------------
-
-
-def _numeric(values: pd.Series) -> pd.Series | None:
-    converted = pd.to_numeric(values, errors="coerce")
-    return converted if converted.notna().all() else None
-
-
-def param_plot(table: pd.DataFrame, key: str, metric: str, path: Path,
-               best_job: int | None = None) -> Path | None:
-    """The optimized metric of every finished job against one swept parameter (best starred)."""
-    done = table[(table["status"] == "FINISHED")]
-    if key not in done.columns or metric not in done.columns or done[metric].notna().sum() == 0:
-        return None
-    done = done[done[metric].notna()]
-    fig = Figure(figsize=(5, 3.6))
-    ax = fig.add_subplot()
-    x = _numeric(done[key])
-    if x is None:  # categorical: one column per value, in order of appearance
-        labels = list(dict.fromkeys(done[key].astype(str)))
-        x = done[key].astype(str).map({v: i for i, v in enumerate(labels)})
-        ax.set_xticks(range(len(labels)), labels, rotation=30 if len(labels) > 4 else 0)
-    elif x.nunique() <= 10:
-        ax.set_xticks(sorted(x.unique()))
-    ax.scatter(x, done[metric], s=36, alpha=0.8)
-    best = (done["job"] == best_job).to_numpy()
-    if best.any():
-        ax.scatter(x[best], done[metric][best], s=160, marker="*", color="tab:red", label="best", zorder=3)
-    means = pd.DataFrame({"x": x, "y": done[metric]}).groupby("x")["y"].mean()
-    ax.plot(means.index, means.values, color="tab:gray", lw=1, label="mean")
-    for xi, yi, job in zip(x, done[metric], done["job"]):
-        ax.annotate(str(job), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel(key)
-    ax.set_ylabel(metric)
-    ax.set_title(f"{metric} vs {key}", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def faithfulness_plot(table: pd.DataFrame, path: Path,
-                      faithfulness: str = "comprehensiveness") -> Path | None:
-    """Accuracy against explanation faithfulness, one series per attribution method: does the
-    more accurate model also explain itself more faithfully?"""
-    done = table[table["status"] == "FINISHED"]
-    acc = next((m for m in ("test/acc", "val/acc") if m in done.columns), None)
-    columns = sorted(c for c in done.columns if re.fullmatch(rf"explain/[^/]+/{faithfulness}", c))
-    if acc is None or not columns:
-        return None
-    fig = Figure(figsize=(5.5, 4))
-    ax = fig.add_subplot()
-    for column in columns:
-        points = done[[column, acc, "job"]].dropna()
-        if points.empty:
-            continue
-        ax.scatter(points[column], points[acc], s=36, alpha=0.8, label=column.split("/")[1])
-        for xi, yi, job in zip(points[column], points[acc], points["job"]):
-            ax.annotate(str(job), (xi, yi), textcoords="offset points", xytext=(4, 3), fontsize=7)
-    ax.set_xlabel(f"explain/<method>/{faithfulness}")
-    ax.set_ylabel(acc)
-    ax.set_title(f"{acc} vs explanation {faithfulness} (labels: job)", fontsize=10)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=110, format="png")
-    return path
 
 
 # -- the parent run ------------------------------------------------------------------------
@@ -359,12 +288,12 @@ class SweepParent:
         tracker = self.tracker
         began = time.perf_counter()
         run_id = tracker.start(self.name, {**tags, ROLE_TAG: "parent"})
-        tracker.set_tags({SWEEP_TAG: run_id, "glassworks.sweep.dir": str(self.sweep_dir),
-                          "glassworks.sweep.optimized_metric": self.optimized_metric,
-                          "glassworks.sweep.mode": self.mode})
+        tracker.set_tags({SWEEP_TAG: run_id, C.TAG_SWEEP_DIR: str(self.sweep_dir),
+                          C.TAG_SWEEP_OPTIMIZED_METRIC: self.optimized_metric,
+                          C.TAG_SWEEP_MODE: self.mode})
         tracker.log_params(params)
-        tracker.log_text(config_yaml, "config/config.yaml")
-        tracker.log_text("\n".join(overrides) + "\n", "config/overrides.txt")
+        tracker.log_text(config_yaml, C.CONFIG)
+        tracker.log_text("\n".join(overrides) + "\n", C.CONFIG_OVERRIDES)
         self.info = SweepInfo(parent_run_id=run_id, experiment_id=str(tracker.experiment_id),
                               tracking_uri=tracker.uri, name=self.name, sweep_dir=str(self.sweep_dir),
                               swept_keys=self.swept_keys)
@@ -391,7 +320,7 @@ class SweepParent:
         else:
             status = "FINISHED"
         if status != "FINISHED":
-            tracker.set_tags({"glassworks.error": _failure_text(summary, aborted)[:5000]})
+            tracker.set_tags({C.TAG_ERROR: _failure_text(summary, aborted)[:5000]})
         tracker.end(status)
         return summary
 
@@ -405,38 +334,37 @@ class SweepParent:
                    "sweep/wall_s": time.perf_counter() - self.started}
         metrics.update({f"best/{k}": v for k, v in summary.best_metrics.items()})
         tracker.log_metrics(metrics)
-        tags = {"glassworks.sweep.n_jobs": summary.n_jobs, "glassworks.sweep.n_failed": summary.n_failed}
+        tags = {C.TAG_SWEEP_N_JOBS: summary.n_jobs, C.TAG_SWEEP_N_FAILED: summary.n_failed}
         if summary.best_run_id:
-            tags.update({"glassworks.sweep.best_run_id": summary.best_run_id,
-                         "glassworks.sweep.best_run_name": summary.best_run_name,
-                         "glassworks.sweep.best_value": summary.best_value})
+            tags.update({C.TAG_SWEEP_BEST_RUN_ID: summary.best_run_id,
+                         C.TAG_SWEEP_BEST_RUN_NAME: summary.best_run_name,
+                         C.TAG_SWEEP_BEST_VALUE: summary.best_value})
         if summary.failures:
-            tags["glassworks.sweep.failures"] = "\n".join(summary.failures)
+            tags[C.TAG_SWEEP_FAILURES] = "\n".join(summary.failures)
         if aborted and not summary.n_failed:
-            tags["glassworks.sweep.aborted"] = "true"
+            tags[C.TAG_SWEEP_ABORTED] = "true"
         registered = self._register(summary)
         if registered:
-            tags["glassworks.sweep.registered_model"] = registered
+            tags[C.TAG_SWEEP_REGISTERED_MODEL] = registered
             summary.registered_model = registered
-        tags["mlflow.note.content"] = self._note(summary, registered)
+        tags[C.TAG_NOTE] = self._note(summary, registered)
         tracker.set_tags(tags)
 
         with tempfile.TemporaryDirectory(prefix="glassworks-sweep-") as tmp:
             out = Path(tmp)
             summary.table.to_csv(out / "summary.csv", index=False)
-            metric = metric_name(self.optimized_metric)
-            table = summary.table
-            best_job = int(table.loc[table["run_id"] == summary.best_run_id, "job"].iloc[0]) \
-                if summary.best_run_id else None
-            for key in self.swept_keys:
-                param_plot(table, key, metric, out / "plots" / f"{_plot_name(key)}_vs_{_plot_name(metric)}.png",
-                           best_job)
-            faithfulness_plot(summary.table, out / "plots" / "accuracy_vs_faithfulness.png")
+            # The same figures as the sweep report, from their one owner (report/figures.py).
+            plots = sweep_plots(summary.table, self.swept_keys, metric_name(self.optimized_metric),
+                                summary.best_run_id)
+            plots_dir = out / C.relative_to(C.SWEEP_PLOTS_DIR, C.SWEEP_DIR)
+            plots_dir.mkdir()
+            for name, png in plots.items():
+                (plots_dir / name).write_bytes(png)
             for name in ("multirun.yaml", "optimization_results.yaml"):
                 if (self.sweep_dir / name).is_file():
                     (out / name).write_bytes((self.sweep_dir / name).read_bytes())
-            tracker.log_artifacts(out, "sweep")
-        tracker.log_table(summary.table, "sweep/summary.json")
+            tracker.log_artifacts(out, C.SWEEP_DIR)
+        tracker.log_table(summary.table, C.SWEEP_SUMMARY)
         tracker.log_metrics({"sweep/summary_s": time.perf_counter() - began})
         return summary
 
@@ -449,7 +377,7 @@ class SweepParent:
                 log.warning("child run %s was still RUNNING at the end of the sweep: marked %s",
                             run.info.run_id, status)
                 error = "the job's process ended without ending its run (killed or interrupted)"
-                with_retry(lambda: client.set_tag(run.info.run_id, "glassworks.error", error), "tagging run")
+                with_retry(lambda: client.set_tag(run.info.run_id, C.TAG_ERROR, error), "tagging run")
                 with_retry(lambda: client.set_terminated(run.info.run_id, status), "ending orphaned run")
 
     def _register(self, summary: SweepSummary) -> str | None:
@@ -457,9 +385,9 @@ class SweepParent:
             return None
         try:
             version = register_model(self.tracker.uri, summary.best_run_id, self.register_model_as, {
-                "glassworks.sweep_id": self.info.parent_run_id,
-                "glassworks.optimized_metric": self.optimized_metric,
-                "glassworks.best_value": summary.best_value,
+                C.TAG_MODEL_SWEEP_ID: self.info.parent_run_id,
+                C.TAG_MODEL_OPTIMIZED_METRIC: self.optimized_metric,
+                C.TAG_MODEL_BEST_VALUE: summary.best_value,
             })
         except Exception as error:  # noqa: BLE001 - a registry problem must not lose the summary
             log.warning("could not register the best model as %r: %s", self.register_model_as, error)
@@ -476,11 +404,6 @@ class SweepParent:
         lines += [f"- {f}" for f in summary.failures]
         lines.append("Table: artifact `sweep/summary.csv`; plots: `sweep/plots/`.")
         return "\n\n".join(lines)
-
-
-def _plot_name(text: str) -> str:
-    """``val/loss`` -> ``val_loss``: a swept key or metric as part of a plot's file name."""
-    return safe_name(text, fallback="value", replacement="_")
 
 
 def _failure_text(summary: SweepSummary, aborted: bool) -> str:

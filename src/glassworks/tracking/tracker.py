@@ -23,6 +23,7 @@ from typing import Any
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from glassworks.tracking import contract as C
 from glassworks.tracking.history import logged_points, unlogged
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.params import flatten
@@ -36,7 +37,7 @@ log = logging.getLogger(__name__)
 # MLflow's per-request limits for log_batch.
 _MAX_METRICS, _MAX_PARAMS, _MAX_TAGS = 1000, 100, 100
 # The tag through which the MLflow UI knows which artifacts are tables.
-_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
+_LOGGED_ARTIFACTS = C.TAG_LOGGED_ARTIFACTS
 
 
 @dataclass
@@ -104,12 +105,12 @@ class MLflowTracker(Validated):
         self.experiment_id = run.info.experiment_id
         if resume:
             self._logged = with_retry(lambda: logged_points(self.client, run), "reading metrics")
-            for key in ("glassworks.error", "glassworks.failed_stage"):
+            for key in (C.TAG_ERROR, C.TAG_FAILED_STAGE):
                 if key in run.data.tags:
                     with_retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
-            resumes = int(run.data.tags.get("glassworks.resumes", "0")) + 1
-            self.set_tags({"glassworks.resumes": resumes,
-                           f"glassworks.resume.{resumes}": f"was {run.info.status} at "
+            resumes = int(run.data.tags.get(C.TAG_RESUMES, "0")) + 1
+            self.set_tags({C.TAG_RESUMES: resumes,
+                           f"{C.TAG_RESUME_PREFIX}{resumes}": f"was {run.info.status} at "
                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}"})
         if run.info.status != "RUNNING":
             with_retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
@@ -122,11 +123,11 @@ class MLflowTracker(Validated):
         self._stop_system_metrics()
         if error is not None:
             message = f"{type(error).__name__}: {error}"[:5000]
-            tags = {"glassworks.error": message}
+            tags = {C.TAG_ERROR: message}
             if stage:
-                tags["glassworks.failed_stage"] = stage
+                tags[C.TAG_FAILED_STAGE] = stage
             self.set_tags(tags)
-            self.log_text("".join(traceback.format_exception(error))[-100_000:], "error.txt")
+            self.log_text("".join(traceback.format_exception(error))[-100_000:], C.ERROR_TRACEBACK)
         with_retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending run")
 
     @contextmanager

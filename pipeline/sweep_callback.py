@@ -1,10 +1,14 @@
 """Sweeps in MLflow, the Hydra side: python -m pipeline.run -m model.n_layers=1,2 seed=0,1
 
+(Longer than an entry point: this is not one, but Hydra's callback; everything here talks to
+Hydra's config, overrides parser and job returns. The sweep's MLflow side, the summary and the
+best child, is :mod:`glassworks.tracking.sweep` and :mod:`glassworks.tracking.objective`.)
+
 :class:`MLflowSweepCallback` (hooked in ``conf/hydra/default.yaml``) opens the sweep's parent
 run before the first job (creating store and experiment once, so parallel jobs never race for
 them), collects how every job ended, and after the last one writes the summary into the parent,
-registers the best child's model and exits non-zero if any job failed. :func:`sweep_child` makes
-a job's run a nested child (called by ``pipeline.stage.open_run``).
+registers the best child's model and exits non-zero if any job failed. A job's run becomes a
+nested child through ``pipeline.hydra_context.sweep_child`` (called when a stage opens its run).
 
 Hydra swallows exceptions raised by callbacks (they become warnings), so the callback ends the
 process with ``sys.exit`` where it must. A failed job makes the basic sweeper raise before
@@ -22,7 +26,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
@@ -30,40 +33,15 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import command_line, git_state, redact
+from glassworks.tracking.objective import MODES
 from glassworks.tracking.params import flatten
-from glassworks.tracking.tracker import metric_name
-from glassworks.tracking.sweep import (INFO_FILE, MODES, SWEEP_ENV, JobRecord, SweepInfo, SweepParent,
-                                       SweepSummary)
+from glassworks.tracking.sweep import INFO_FILE, SWEEP_ENV, JobRecord, SweepInfo, SweepParent, SweepSummary
+from pipeline.hydra_context import sweep_dir
 
 log = logging.getLogger("glassworks.sweep")
 REPO_DIR = Path(__file__).resolve().parents[1]
-
-
-def in_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-
-
-def sweep_dir(hydra_cfg: Any) -> Path:
-    """``hydra.sweep.dir`` as an absolute path (relative ones are relative to the launch directory,
-    which a job with ``hydra.job.chdir=true`` no longer runs in)."""
-    path = Path(str(hydra_cfg.sweep.dir))
-    return path if path.is_absolute() else Path(str(hydra_cfg.runtime.cwd)) / path
-
-
-def sweep_child(tracking_uri: str | None = None) -> tuple[str, dict[str, str]] | None:
-    """(run name, tags) for the current job's run when it belongs to a sweep with a parent run."""
-    if not in_multirun():
-        return None
-    hydra_cfg = HydraConfig.get()
-    info = SweepInfo.find(sweep_dir(hydra_cfg))
-    if info is None:
-        return None
-    if tracking_uri and tracking_uri != info.tracking_uri:
-        log.warning("this job tracks into %s but its sweep's parent run is in %s: set "
-                    "logger.tracking_uri the same for every job", tracking_uri, info.tracking_uri)
-    num = int(hydra_cfg.job.num)
-    return info.child_run_name(num, [redact(o) for o in hydra_cfg.overrides.task]), info.child_tags(num)
 
 
 class MLflowSweepCallback(Callback):
@@ -110,13 +88,13 @@ class MLflowSweepCallback(Callback):
                              mode, options.get("register_model_as"), list(sweeps))
         choices = config.hydra.runtime.choices
         tags = {
-            "glassworks.task": f"{config.task_name}-sweep",
-            "glassworks.command": command_line(),
-            "glassworks.sweep.overrides": " ".join(overrides) or "(none)",
-            "glassworks.sweep.launcher": str(choices.get("hydra/launcher")),
-            "glassworks.sweep.sweeper": str(choices.get("hydra/sweeper")),
-            "mlflow.source.name": f"pipeline.{config.task_name}",
-            "mlflow.source.type": "LOCAL",
+            C.TAG_TASK: f"{config.task_name}-sweep",
+            C.TAG_COMMAND: command_line(),
+            C.TAG_SWEEP_OVERRIDES: " ".join(overrides) or "(none)",
+            C.TAG_SWEEP_LAUNCHER: str(choices.get("hydra/launcher")),
+            C.TAG_SWEEP_SWEEPER: str(choices.get("hydra/sweeper")),
+            C.TAG_SOURCE_NAME: f"pipeline.{config.task_name}",
+            C.TAG_SOURCE_TYPE: "LOCAL",
             **git_state(REPO_DIR),
             **{str(k): redact(str(v)) for k, v in (config.get("tags") or {}).items()},
         }
@@ -259,13 +237,3 @@ def _report(parent: SweepParent, summary: SweepSummary) -> None:
     lines.append(f"  parent run {info.parent_run_id}: {tracker.run_url()}")
     stream = sys.stderr if summary.n_failed else sys.stdout
     print("\n".join(lines) + "\n", file=stream, flush=True)
-
-
-def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """What a stage's main returns to the sweeper: ``metrics[cfg.optimized_metric]``."""
-    key = metric_name(str(cfg.get("optimized_metric") or "val/acc"))
-    value = {metric_name(k): v for k, v in metrics.items()}.get(key)
-    if value is None:
-        log.warning("optimized_metric=%s is not among this run's metrics (%s)", key,
-                    ", ".join(sorted(metrics)[:20]))
-    return None if value is None else float(value)

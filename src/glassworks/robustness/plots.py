@@ -1,7 +1,7 @@
 """PNG figures of the robustness stage: mean deletion / insertion curves and flip rate per method.
 
-Built on ``matplotlib.figure.Figure`` with an explicit Agg canvas (as ``plots.py``): no global
-backend switch and nothing shared between calls. Method names come from config, so their ``$``
+Built on ``matplotlib.figure.Figure`` and written by :func:`glassworks.render.save_png` (an explicit Agg
+canvas): no global backend switch and nothing shared between calls. Method names come from config, so their ``$``
 is escaped to stop mathtext from interpreting it.
 """
 
@@ -11,21 +11,15 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from glassworks.render.png import save_png
+from glassworks.tracking.contract import ROBUSTNESS_BASELINE
 
 
 def _name(method: str, max_chars: int = 28) -> str:
     method = str(method).replace("$", r"\$").replace("\n", " ")
     return method if len(method) <= max_chars else method[: max_chars - 1] + "\u2026"
-
-
-def _save(fig: Figure, path: Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    FigureCanvasAgg(fig)
-    fig.savefig(path, dpi=100, format="png")
-    return path
 
 
 def _lines(ax, series: Mapping[str, np.ndarray], baseline: str, start_k: int) -> None:
@@ -40,7 +34,7 @@ def _lines(ax, series: Mapping[str, np.ndarray], baseline: str, start_k: int) ->
         ax.legend(fontsize=7, loc="best")
 
 
-def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baseline: str = "random_order") -> Path:
+def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baseline: str = ROBUSTNESS_BASELINE) -> Path:
     """Mean p(original class) against k, one line per method (`curves`: method -> (K+1,) for k = 0..K)."""
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
@@ -48,10 +42,10 @@ def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baselin
     ax.set_ylabel("p(originally predicted class)")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title(title, fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
-def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: str = "random_order") -> Path:
+def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: str = ROBUSTNESS_BASELINE) -> Path:
     """Fraction of examples whose prediction flipped after deleting the top-k tokens (k = 1..K)."""
     fig = Figure(figsize=(6.4, 4.0), layout="constrained")
     ax = fig.subplots()
@@ -59,4 +53,4 @@ def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: st
     ax.set_ylabel("flip rate")
     ax.set_ylim(-0.02, 1.02)
     ax.set_title("Prediction flips when the top-k attributed tokens are masked", fontsize=10)
-    return _save(fig, path)
+    return save_png(fig, path)

@@ -1,0 +1,195 @@
+"""Config -> validated objects, before any run exists: python objects for every cfg group.
+(Not an entry point; a little over 150 lines because every cross-group rule lives here.)
+
+Order matters: everything that can be wrong with the config or the data is found in
+:func:`build_job`, before :func:`pipeline.stage.open_run` creates anything in MLflow. Errors
+name the config key (:class:`glassworks.validation.UserError`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from glassworks.data.errors import DataError
+from glassworks.tasks.base import Task
+from glassworks.tasks.classify import ClassifyTask
+from glassworks.stages.settings import RobustnessSettings, check_settings
+from glassworks.tracking.metadata import redact
+from glassworks.tracking.run_ids import RunIdError, resolve_run_id
+from glassworks.tracking.store import StoreUnreachable
+from glassworks.training.trainer_args import check_trainer_args
+from glassworks.validation import ConfigError, UserError
+
+# Trainer arguments Lightning range-checks in its constructor but only uses (and trips over, deep
+# inside fit) later: a string here must fail before the run, named by its key.
+_TRAINER_TYPES: dict[str, tuple[type, ...]] = {
+    **dict.fromkeys(("max_epochs", "min_epochs", "max_steps", "min_steps", "log_every_n_steps",
+                     "check_val_every_n_epoch", "accumulate_grad_batches", "num_sanity_val_steps"),
+                    (int,)),
+    **dict.fromkeys(("gradient_clip_val", "val_check_interval", "limit_train_batches",
+                     "limit_val_batches", "limit_test_batches", "limit_predict_batches",
+                     "overfit_batches"), (int, float)),
+}
+_TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "betas"),
+                         ("weight_decay", "weight_decay"), ("momentum", "momentum"))
+
+RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
+
+
+@dataclass
+class Job:
+    cfg: DictConfig
+    tracker: Any
+    datamodule: Any = None
+    model_config: Any = None
+    optimizer: Any = None
+    scheduler: Any = None
+    task: Task = field(default_factory=ClassifyTask)
+    callbacks: list[Any] = field(default_factory=list)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
+    """``instantiate`` whose errors name the config key instead of a Hydra stack."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        cause = error.__cause__
+        match = re.search(r"full_key: (\S+)", str(error))
+        where = match.group(1) if match else key
+        if isinstance(cause, ConfigError):
+            raise UserError(f"invalid config {where}.{cause.key}: {str(cause).split(': ', 1)[1]}") from error
+        if isinstance(cause, DataError):
+            raise UserError(str(cause)) from error
+        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
+            bad = re.search(r"argument '(\w+)'", str(cause))
+            raise UserError(f"unknown config key {where}.{bad.group(1) if bad else '?'}") from error
+        raise UserError(f"invalid config {where}: {cause or error}") from error
+
+
+def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
+    """Validate everything (config values, cross-group rules, the data) before any run exists."""
+    _check_type("seed", cfg.seed, (int,))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    tracker = build(cfg.logger, "logger")
+    try:
+        tracker.check()
+    except StoreUnreachable as error:
+        raise UserError(f"invalid config logger.tracking_uri: {error}") from error
+    if tracker.enabled:  # short ids (as report folders show them) become full ones before anything reads them
+        _resolve_run_ids(cfg, tracker)
+    job = Job(cfg=cfg, tracker=tracker, task=build_task(cfg.get("task")))
+    if "model" in cfg:
+        job.model_config = build(cfg.model, "model")
+    if "optimizer" in cfg:
+        job.optimizer = build(cfg.optimizer, "optimizer")
+        job.scheduler = build(cfg.scheduler, "scheduler") if cfg.get("scheduler") else None
+        _check_optimizer(job)
+    # Built here, not in the train stage: a bad callback value must fail before the run exists.
+    job.callbacks = [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
+                     if node is not None]
+    if cfg.get("trainer") is not None:
+        check_trainer_args(cfg.trainer)  # a misspelled key fails here, not when training starts
+    for key, types in _TRAINER_TYPES.items():
+        if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
+            _check_type(f"trainer.{key}", cfg.trainer[key], types)
+    if cfg.get("explain") is not None:
+        _check_explain(cfg.explain)
+    from pipeline import plans  # plans builds with this module's build(): imported here, not at the top
+
+    if cfg.get("explain") is not None:
+        plans.explain_settings(cfg)
+
+    robust = cfg.get("robustness")
+    if robust is not None:  # its own values, even when disabled or without an attack
+        try:
+            check_settings(RobustnessSettings, robust, "robustness")
+        except ConfigError as error:
+            raise UserError(f"invalid config {error}") from error
+    if robust is not None and robust.get("enabled", True) and robust.get("attack") is not None:
+        plans.robustness_settings(cfg)  # builds the attack too
+    if cfg.get("report") is not None and cfg.report.get("enabled", True):
+        plans.report_settings(cfg)
+    if with_data and "data" in cfg:
+        max_positions = getattr(job.model_config, "max_positions", None)
+        if max_positions is not None and cfg.data.max_length > max_positions:
+            raise UserError(
+                f"invalid config data.max_length: {cfg.data.max_length} exceeds "
+                f"model.max_positions={max_positions}"
+            )
+        if cfg.data.max_length <= 1:
+            raise UserError(f"invalid config data.max_length: must be > 1, got {cfg.data.max_length}")
+        job.datamodule = build(cfg.data, "data")
+        try:
+            job.datamodule.prepare()
+        except DataError as error:
+            raise UserError(str(error)) from error
+    return job
+
+
+def _resolve_run_ids(cfg: DictConfig, tracker: Any) -> None:
+    for key in RUN_ID_KEYS:
+        ref = OmegaConf.select(cfg, key)
+        if ref and str(ref) != "last":
+            try:
+                OmegaConf.update(cfg, key, resolve_run_id(tracker.client, str(ref), key))
+            except RunIdError as error:
+                raise UserError(f"{error} in {redact(tracker.uri)}") from error
+
+
+def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
+    if isinstance(value, bool) or not isinstance(value, types):
+        expected = " or ".join(t.__name__ for t in types)
+        raise UserError(f"invalid config {key}: expected {expected}, got {value!r} ({type(value).__name__})")
+
+
+def _check_explain(explain_cfg: DictConfig) -> None:
+    """Unknown methods and bad budgets fail here, not after training (pipeline.run) or after a
+    finished run was reopened (pipeline.explain), where they would mark the run FAILED."""
+    known = [k for k in explain_cfg if isinstance(explain_cfg[k], DictConfig)]
+    unknown = [m for m in explain_cfg.methods if m not in known]
+    if unknown:
+        raise UserError(f"invalid config explain.methods: unknown method(s) {unknown}; choose from {known}")
+    for method in explain_cfg.methods:
+        build(explain_cfg[method], f"explain.{method}", pad_id=0)  # the real pad id comes with the model
+
+
+def _check_optimizer(job: Job) -> None:
+    """Construct optimizer and schedule once on a dummy parameter: torch's own checks
+    (negative lr, bad betas) then fire here, before a run exists, named by key."""
+    arguments = getattr(job.optimizer, "keywords", {})  # a functools.partial (_partial_: true)
+    for key in ("lr", "weight_decay", "eps", "momentum"):
+        if arguments.get(key) is not None:
+            _check_type(f"optimizer.{key}", arguments[key], (int, float))
+    dummy = [torch.nn.Parameter(torch.zeros(1))]
+    try:
+        opt = job.optimizer(dummy)
+    except (ValueError, TypeError) as error:
+        # torch names the argument in words ("Invalid learning rate: -1"); the user needs the key.
+        key = next((k for words, k in _TORCH_ARGUMENT_WORDS if words in str(error)), None)
+        raise UserError(f"invalid config optimizer{'.' + key if key else ''}: {error}") from error
+    if job.scheduler is not None:
+        try:
+            job.scheduler(opt, total_steps=10)
+        except (ValueError, TypeError) as error:
+            raise UserError(f"invalid config scheduler: {error}") from error
+
+
+def build_task(node: DictConfig | None) -> Task:
+    """The ``task`` group's object; a config without one (a run logged before tasks existed)
+    is a classifier, which is what every such run was."""
+    if node is None:
+        return ClassifyTask()
+    task = build(node, "task")
+    if not isinstance(task, Task):
+        raise UserError(f"invalid config task._target_: {type(task).__name__} does not implement "
+                        "glassworks.tasks.base.Task")
+    return task

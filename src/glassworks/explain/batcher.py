@@ -1,0 +1,217 @@
+"""Cross-example batching for explainers that call a model function row-block by row-block.
+
+shap's explainers (Partition, Exact, Permutation) evaluate one example at a time: Partition, for
+instance, expands its tree level by level and calls the model ~8 times with ~50 masked rows each.
+`run_batched` runs several examples' explanations at once, one thread per example, with their
+model calls gathered into large forward passes:
+
+- each task runs until it calls its model function, which submits its rows to the shared
+  `RowBatcher` and blocks;
+- when every live task is blocked (or the pending rows reach `max_pending_rows`), the batcher
+  runs ONE forward over all pending rows (in chunks of `batch_size`) and hands each task its
+  slice of the outputs.
+
+The tasks run cooperatively: exactly one thread runs at a time (it holds the "baton"), and it
+gives the baton away only inside `submit` or when it finishes. Two consequences:
+
+- the order of everything is deterministic (tasks resume in the order they submitted);
+- numpy's global RNG, which shap uses for Partition's tie-breaking and Permutation's shuffles,
+  is saved when a task blocks and restored when it resumes, so every task sees exactly the random
+  stream it would see running alone. Results therefore equal the one-example-at-a-time ones up to
+  the last bits of a matmul over a differently shaped batch (different padding and batch size).
+
+Nothing here knows about shap: a task is any callable taking a model function.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+# forward(rows) -> outputs: rows is a rectangular (B, T) int64 array padded with pad_id, outputs (B, C).
+Forward = Callable[[np.ndarray], np.ndarray]
+ModelFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class _Request:
+    task: int
+    rows: list[np.ndarray]  # each (T_i,) int64, unpadded
+    out: np.ndarray | None = None
+    error: BaseException | None = None  # the forward's error, re-raised in the submitting task
+
+
+@dataclass
+class _Task:
+    index: int
+    rng_state: Any = None
+    started: bool = False
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    request: _Request | None = None
+    n_rows: int = 0
+
+
+@dataclass
+class BatchStats:
+    """What the batcher did: forward passes (chunks of <= batch_size rows) and rows evaluated."""
+
+    flushes: int = 0
+    forward_calls: int = 0
+    rows: int = 0
+    row_counts: list[int] = field(default_factory=list)  # rows per flush
+
+
+class RowBatcher:
+    """Gathers the id rows of several cooperative tasks and runs them as one padded forward.
+
+    `forward` gets rectangular (B, T) int64 chunks padded with `pad_id` (B <= batch_size) and
+    must return (B, C) outputs; rows are sorted by length before chunking, so a chunk is padded
+    only to its own longest row.
+    """
+
+    def __init__(self, forward: Forward, pad_id: int, batch_size: int = 512, max_pending_rows: int | None = None):
+        if batch_size < 1:
+            raise ValueError(f"RowBatcher: batch_size must be >= 1, got {batch_size}")
+        self.forward = forward
+        self.pad_id = int(pad_id)
+        self.batch_size = int(batch_size)
+        self.max_pending_rows = int(max_pending_rows) if max_pending_rows is not None else 8 * self.batch_size
+        if self.max_pending_rows < 1:
+            raise ValueError(f"RowBatcher: max_pending_rows must be >= 1, got {max_pending_rows}")
+        self.stats = BatchStats()
+        self._cond = threading.Condition()
+        self._tasks: list[_Task] = []
+        self._runnable: deque[int] = deque()
+        self._pending: list[_Request] = []
+        self._pending_rows = 0
+        self._current: int | None = None  # the task holding the baton
+        self._local = threading.local()
+
+    # ---- called from task threads -------------------------------------------------------------
+    def submit(self, rows: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
+        """Evaluate `rows` (N, T) for the calling task; blocks until the batched forward ran."""
+        task = self._tasks[self._local.task]
+        request = _Request(task.index, [np.asarray(r, dtype=np.int64) for r in rows])
+        if not request.rows:
+            raise ValueError("RowBatcher.submit: no rows")
+        with self._cond:
+            task.rng_state = np.random.get_state()
+            task.request = request
+            task.n_rows += len(request.rows)
+            self._pending.append(request)
+            self._pending_rows += len(request.rows)
+            self._pass_baton()
+            self._wait_for_baton(task.index)
+            np.random.set_state(task.rng_state)
+        task.request = None
+        if request.error is not None:
+            raise request.error
+        assert request.out is not None
+        return request.out
+
+    # ---- scheduling (always called with self._cond held, by the baton holder) ------------------
+    def _pass_baton(self) -> None:
+        if self._pending and (not self._runnable or self._pending_rows >= self.max_pending_rows):
+            self._flush()
+        self._current = self._runnable.popleft() if self._runnable else None
+        self._cond.notify_all()
+
+    def _wait_for_baton(self, index: int) -> None:
+        while self._current != index:
+            self._cond.wait()
+
+    def _flush(self) -> None:
+        requests, self._pending, self._pending_rows = self._pending, [], 0
+        try:
+            self._evaluate(requests)
+        except Exception as exc:  # every waiting task gets the error, none is left blocked
+            for req in requests:
+                req.error = exc
+        for req in requests:
+            self._runnable.append(req.task)
+
+    def _evaluate(self, requests: list[_Request]) -> None:
+        rows = [r for req in requests for r in req.rows]
+        outputs: list[np.ndarray | None] = [None] * len(rows)
+        order = sorted(range(len(rows)), key=lambda i: len(rows[i]))  # stable: ties keep submit order
+        for start in range(0, len(order), self.batch_size):
+            chunk = order[start : start + self.batch_size]
+            width = len(rows[chunk[-1]])
+            ids = np.full((len(chunk), width), self.pad_id, dtype=np.int64)  # (B, T)
+            for j, i in enumerate(chunk):
+                ids[j, : len(rows[i])] = rows[i]
+            out = np.asarray(self.forward(ids))  # (B, C)
+            if out.shape[0] != len(chunk):
+                raise ValueError(f"RowBatcher: forward returned {out.shape[0]} rows for {len(chunk)}")
+            for j, i in enumerate(chunk):
+                outputs[i] = out[j]
+            self.stats.forward_calls += 1
+        self.stats.flushes += 1
+        self.stats.rows += len(rows)
+        self.stats.row_counts.append(len(rows))
+        pos = 0
+        for req in requests:
+            req.out = np.stack(outputs[pos : pos + len(req.rows)])  # (N, C)
+            pos += len(req.rows)
+
+    # ---- driver ------------------------------------------------------------------------------
+    def run(self, tasks: Sequence[Callable[[ModelFn], Any]], rng_seed: int | None = None) -> list[Any]:
+        """Run every task(model_fn) cooperatively; return their results in order.
+
+        Each task starts with numpy's global RNG seeded with `rng_seed` (when given), as if it
+        ran alone after `np.random.seed(rng_seed)`; the caller's RNG state is restored afterwards.
+        The first task error is re-raised once every task has stopped.
+        """
+        if self._tasks:
+            raise RuntimeError("RowBatcher.run is not re-entrant")
+        caller_state = np.random.get_state()
+        self._tasks = [_Task(i) for i in range(len(tasks))]
+        self._runnable = deque(range(len(tasks)))
+        threads = [
+            threading.Thread(target=self._task_main, args=(i, fn, rng_seed), name=f"explain-task-{i}", daemon=True)
+            for i, fn in enumerate(tasks)
+        ]
+        try:
+            for t in threads:
+                t.start()
+            with self._cond:
+                self._current = self._runnable.popleft() if self._runnable else None
+                self._cond.notify_all()
+                while not all(t.done for t in self._tasks):
+                    self._cond.wait()
+            for t in threads:
+                t.join()
+            for task in self._tasks:
+                if task.error is not None:
+                    raise task.error
+            return [task.result for task in self._tasks]
+        finally:
+            self._tasks = []
+            np.random.set_state(caller_state)
+
+    def _task_main(self, index: int, fn: Callable[[ModelFn], Any], rng_seed: int | None) -> None:
+        self._local.task = index
+        task = self._tasks[index]
+        with self._cond:
+            self._wait_for_baton(index)
+        try:
+            if rng_seed is not None:
+                np.random.seed(rng_seed)
+            task.started = True
+            task.result = fn(self.submit)
+        except BaseException as exc:  # handed to the driver, which re-raises it
+            task.error = exc
+        finally:
+            with self._cond:
+                task.done = True
+                self._pass_baton()

@@ -1,0 +1,212 @@
+"""Explanations per generated token: each method attributes a step's explained output (the
+generated token's log-probability, or log p(target) - log p(foil)) to every prefix position.
+
+Methods (``GENERATION_METHODS``):
+
+* ``shap``: the real ``shap`` library on token ids (Partition over a contiguous hierarchy, or
+  Exact = plain Shapley values); hidden positions -> [MASK], [BOS] always kept; masked variants go
+  through the model in large batches (:func:`step_outputs`). Additive: scores + base = output.
+* ``attention``: head-mean attention paid by the last position in the last layer.
+* ``rollout``: attention rollout (residual-mixed, causal) row of the last position.
+* ``grad_attention``: Chefer et al. gradient-weighted attention relevance of the output.
+* ``input_x_gradient``: token embedding x gradient of the output, summed over features.
+* ``random``: uniform scores seeded per (seed, example, step), the baseline every score is
+  compared against.
+
+Every method returns a (T_s,) row with [BOS] at 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import shap
+import torch
+from torch import nn
+
+from glassworks.explain.attention import attention_rollout, grad_weighted_relevance
+from glassworks.explain.explanation import embedding_leaf, eval_forward
+from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
+from glassworks.explain.shap import TokenIdMasker
+
+log = logging.getLogger(__name__)
+
+GENERATION_METHODS: tuple[str, ...] = (
+    "shap", "attention", "rollout", "grad_attention", "input_x_gradient", "random",
+)
+SHAP_ALGORITHMS: tuple[str, ...] = ("partition", "exact")
+
+
+@dataclass
+class StepAttribution:
+    """One method's attribution of one generated token. ``scores`` (T_s,) over the prefix
+    positions ([BOS] = 0); ``base_value`` is SHAP's output with every position masked (None for
+    non-additive methods); ``explained_output`` the model's output on the full prefix."""
+
+    method: str
+    example_id: int
+    step: int
+    scores: np.ndarray
+    explained_output: float
+    base_value: float | None
+    seconds: float
+    extras: dict = field(default_factory=dict)
+
+
+@dataclass
+class GenerationShap:
+    """SHAP settings; ``exact_max_positions`` bounds Exact's 2**M evaluations."""
+
+    algorithm: str = "partition"
+    max_evals: int = 500
+    batch_size: int = 512
+    seed: int = 0
+    mask_id: int = 3
+    exact_max_positions: int = 12
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in SHAP_ALGORITHMS:
+            raise ValueError(f"explain.shap.algorithm must be one of {SHAP_ALGORITHMS}, got {self.algorithm!r}")
+        if self.max_evals < 3:
+            raise ValueError(f"explain.shap.max_evals must be >= 3, got {self.max_evals}")
+        if self.batch_size < 1:
+            raise ValueError(f"explain.shap.batch_size must be >= 1, got {self.batch_size}")
+        if not 1 <= self.exact_max_positions <= 20:
+            raise ValueError(f"explain.shap.exact_max_positions must be in [1, 20], got {self.exact_max_positions}")
+
+    def explain(self, model: nn.Module, step: GenerationStep) -> tuple[np.ndarray, float, dict]:
+        """(T_s,) Shapley/Owen values, the base value, extras (n_evals)."""
+        ids = np.asarray(step.prefix_ids, dtype=np.int64)  # (T_s,)
+        n_features = len(ids) - 1
+        if self.algorithm == "exact" and n_features > self.exact_max_positions:
+            raise ValueError(
+                f"explain.shap.exact_max_positions={self.exact_max_positions} but example {step.example_id} "
+                f"step {step.step} has {n_features} positions after [BOS]; use algorithm=partition")
+        n_evals = 0
+
+        def fn(rows: np.ndarray) -> np.ndarray:
+            # shap's masked rows (N, M) lack [BOS]; put it back and score the step.
+            nonlocal n_evals
+            rows = np.asarray(rows, dtype=np.int64)
+            full = np.concatenate([np.full((len(rows), 1), ids[0]), rows], axis=1)  # (N, T_s)
+            n_evals += len(rows)
+            return step_outputs(model, full, step, self.batch_size)  # (N,)
+
+        if n_features == 0:
+            value = float(fn(ids[None, 1:])[0])
+            return np.zeros(1), value, {"n_evals": n_evals}
+        masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
+        rng_state = np.random.get_state()
+        try:
+            # Partition breaks ties with numpy's global RNG: seed it, give the caller its state back.
+            np.random.seed(self.seed)
+            if self.algorithm == "partition":
+                explainer = shap.explainers.Partition(fn, masker)
+                max_evals = self.max_evals
+            else:
+                explainer = shap.explainers.Exact(fn, masker)
+                max_evals = 2**n_features
+            result = explainer(ids[None, 1:], max_evals=max_evals, batch_size=self.batch_size, silent=True)
+        finally:
+            np.random.set_state(rng_state)
+        values = np.asarray(result.values[0], dtype=np.float64).reshape(n_features)  # (M,)
+        base = float(np.asarray(result.base_values[0], dtype=np.float64).reshape(-1)[0])
+        return np.concatenate([[0.0], values]), base, {"n_evals": n_evals}
+
+
+def _attentions_and_grads(model: nn.Module, step: GenerationStep, need_grads: bool):
+    """L x (H, T_s, T_s) attentions (and their gradients w.r.t. the explained output), the
+    (1, T_s, C) embedding leaf and its gradient, from one eval-mode forward."""
+    with eval_forward(model) as device, torch.enable_grad():
+        input_ids, embeds = embedding_leaf(model, step.prefix_ids, device)  # (1, T_s), (1, T_s, C)
+        out = model(inputs_embeds=embeds, attention_mask=torch.ones_like(input_ids), output_attentions=True)
+        if not out.attentions:
+            raise ValueError(f"{type(model).__name__} returned no attentions for output_attentions=True")
+        value = explained_output_tensor(out.logits, step)
+        grads = torch.autograd.grad(value, [*out.attentions, embeds]) if need_grads else None
+    attentions = tuple(a[0].detach().cpu() for a in out.attentions)  # L x (H, T_s, T_s)
+    if grads is None:
+        return attentions, None, None, None
+    att_grads = tuple(g[0].detach().cpu() for g in grads[:-1])  # L x (H, T_s, T_s)
+    return attentions, att_grads, embeds.detach(), grads[-1].detach()
+
+
+def last_layer_attention(model: nn.Module, step: GenerationStep) -> np.ndarray:
+    attentions, *_ = _attentions_and_grads(model, step, need_grads=False)
+    return attentions[-1][:, -1, :].double().mean(dim=0).numpy()  # (T_s,)
+
+
+def causal_rollout(model: nn.Module, step: GenerationStep) -> np.ndarray:
+    # Causal attention is lower-triangular, and so is the residual-mixed product: the last row
+    # covers every prefix position.
+    attentions, *_ = _attentions_and_grads(model, step, need_grads=False)
+    return attention_rollout(attentions, add_residual=True)[-1]  # (T_s,)
+
+
+def grad_attention(model: nn.Module, step: GenerationStep) -> np.ndarray:
+    attentions, grads, _, _ = _attentions_and_grads(model, step, need_grads=True)
+    return grad_weighted_relevance(attentions, grads)[-1]  # (T_s,)
+
+
+def input_x_gradient(model: nn.Module, step: GenerationStep) -> np.ndarray:
+    _, _, embeds, grad = _attentions_and_grads(model, step, need_grads=True)
+    return (embeds * grad).sum(dim=-1)[0].cpu().double().numpy()  # (T_s,)
+
+
+def random_scores(seed: int, step: GenerationStep) -> np.ndarray:
+    rng = np.random.default_rng([seed, step.example_id, step.step])
+    return rng.uniform(size=step.n_positions)  # (T_s,)
+
+
+_GRADIENT_AND_ATTENTION = {
+    "attention": last_layer_attention,
+    "rollout": causal_rollout,
+    "grad_attention": grad_attention,
+    "input_x_gradient": input_x_gradient,
+}
+
+
+class GenerationExplainer:
+    """Runs the chosen methods on every step; one :class:`StepAttribution` per (step, method)."""
+
+    def __init__(self, methods: tuple[str, ...] | list[str] = GENERATION_METHODS,
+                 shap_config: GenerationShap | None = None, seed: int = 0) -> None:
+        unknown = [m for m in methods if m not in GENERATION_METHODS]
+        if unknown:
+            raise ValueError(f"explain.methods: unknown generation methods {unknown}; known: {list(GENERATION_METHODS)}")
+        if not methods:
+            raise ValueError("explain.methods: name at least one method")
+        self.methods = list(methods)
+        self.shap = shap_config or GenerationShap()
+        self.seed = int(seed)
+
+    def explain_step(self, model: nn.Module, step: GenerationStep) -> list[StepAttribution]:
+        full = float(step_outputs(model, np.asarray([step.prefix_ids]), step)[0])
+        results = []
+        for method in self.methods:
+            start = time.perf_counter()
+            base: float | None = None
+            extras: dict = {}
+            if method == "shap":
+                scores, base, extras = self.shap.explain(model, step)
+            elif method == "random":
+                scores = random_scores(self.seed, step)
+            else:
+                scores = _GRADIENT_AND_ATTENTION[method](model, step)
+            scores = np.asarray(scores, dtype=np.float64).copy()
+            if method != "shap":
+                # [BOS] is never masked: its score means nothing to the metrics; keep the raw one.
+                extras["bos_score"] = float(scores[0])
+                scores[0] = 0.0
+            results.append(StepAttribution(method, step.example_id, step.step, scores, full, base,
+                                           time.perf_counter() - start, extras))
+        return results
+
+    def explain(self, model: nn.Module, steps: list[GenerationStep]) -> list[StepAttribution]:
+        out = []
+        for step in steps:
+            out.extend(self.explain_step(model, step))
+        return out

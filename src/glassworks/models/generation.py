@@ -1,0 +1,67 @@
+"""Token generation for every causal LM of :mod:`glassworks.models` (typed ``CausalLMOutput``).
+
+No key/value cache: prompts and answers here are tens of tokens, and a full forward per step
+keeps one code path for our decoder and Hugging Face models alike.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+def context_length(model: nn.Module) -> int | None:
+    """The longest input the model accepts (None: unknown)."""
+    value = getattr(model, "max_positions", None)
+    return None if value is None else int(value)
+
+
+def check_fits(model: nn.Module, n_prompt: int, max_new_tokens: int, what: str = "prompt") -> None:
+    """ValueError when ``n_prompt`` tokens plus ``max_new_tokens`` exceed the model's context."""
+    limit = context_length(model)
+    if limit is not None and n_prompt + max_new_tokens > limit:
+        raise ValueError(
+            f"{what} has {n_prompt} tokens ([BOS] included); with max_new_tokens={max_new_tokens} "
+            f"that exceeds the model's context of {limit} positions"
+        )
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    eos_id: int | None = None,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+) -> list[int]:
+    """Continue ``prompt_ids`` (``[BOS] ...``) by up to ``max_new_tokens`` tokens, stopping after
+    ``eos_id`` (which is not returned). ``temperature`` 0 is greedy (argmax); above 0, tokens are
+    sampled from ``softmax(logits / temperature)`` with ``generator``. Eval mode for the call."""
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if not prompt_ids:
+        raise ValueError("generate: the prompt is empty (it needs at least [BOS])")
+    check_fits(model, len(prompt_ids), max_new_tokens)
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = torch.as_tensor([prompt_ids], dtype=torch.long, device=device)  # (1, T)
+    out: list[int] = []
+    try:
+        for _ in range(max_new_tokens):
+            logits = model(ids).logits[0, -1].float()  # (V,): the next token's scores
+            if temperature == 0.0:
+                token = int(logits.argmax())
+            else:
+                probs = torch.softmax(logits / temperature, dim=-1).cpu()
+                token = int(torch.multinomial(probs, 1, generator=generator))
+            if eos_id is not None and token == eos_id:
+                break
+            out.append(token)
+            ids = torch.cat([ids, ids.new_tensor([[token]])], dim=1)  # (1, T + 1)
+    finally:
+        model.train(was_training)
+    return out

@@ -1,0 +1,126 @@
+"""The train stage: fit the task's LightningModule, test the best checkpoint, log the artifacts
+(tokenizer, checkpoints, the task's pyfunc model) into the tracker's run."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+
+from glassworks.tasks.base import Task
+from glassworks.tracking import contract as C
+from glassworks.training.checkpoint_io import remove_partial_writes
+from glassworks.training.resume import ResumeCheckpoint
+
+log = logging.getLogger("glassworks.train")
+
+
+@dataclass
+class TrainResult:
+    module: pl.LightningModule
+    metrics: dict[str, float]
+    best_checkpoint: str | None
+    fit_seconds: float
+    train_steps: int
+
+
+@dataclass
+class TrainInputs:
+    """The train stage's objects, built from cfg by the entry point before the run exists."""
+
+    task: Task
+    model_config: Any
+    datamodule: Any
+    optimizer: Any
+    scheduler: Any
+    callbacks: Sequence[Any]
+    make_trainer: Callable[..., pl.Trainer]   # the trainer config, completed with these kwargs
+    mask_token_prob: float
+    test: bool
+
+
+def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResult:
+    """Fit, test the best checkpoint, log the artifacts. ``resume``: continue from the run's
+    resume checkpoint (same run, same config)."""
+    dm = inputs.datamodule
+    module = inputs.task.build_module(inputs.model_config, dm, inputs.optimizer, inputs.scheduler,
+                                      inputs.mask_token_prob)
+    logger = tracker.lightning_logger()
+    callbacks = list(inputs.callbacks)
+    if not tracker.enabled:
+        callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+    trainer = inputs.make_trainer(callbacks=callbacks, logger=logger)
+    keeper = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
+    if keeper is not None:
+        tracker.set_tags({C.TAG_RESUME_CHECKPOINT: str(keeper.path)})
+    ckpt_path = resume_checkpoint(keeper) if resume else None
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    fit_seconds = time.perf_counter() - start
+
+    checkpoint = model_checkpoint(trainer)
+    best = getattr(checkpoint, "best_model_path", "") or None
+    if best and Path(best).is_file():
+        # Test and ship the best epoch, not the last one.
+        state = torch.load(best, map_location="cpu", weights_only=True)["state_dict"]
+        module.load_state_dict(state)
+
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    if inputs.test:
+        # One device for test: a DistributedSampler would pad the split with duplicates.
+        tester = inputs.make_trainer(devices=1, strategy="auto", logger=logger, callbacks=[],
+                                     enable_progress_bar=False)
+        for row in tester.test(module, datamodule=dm, verbose=False):
+            metrics.update({k: float(v) for k, v in row.items()})
+    if hasattr(logger, "flush"):
+        logger.flush()
+        logger.wait()
+
+    if tracker.enabled:
+        _log_artifacts(inputs, tracker, module, trainer, best)
+    return TrainResult(module=module, metrics=metrics, best_checkpoint=best,
+                       fit_seconds=fit_seconds, train_steps=int(trainer.global_step))
+
+
+def model_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
+    """The best-model checkpoint callback (not the resume one: both are Checkpoints)."""
+    return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def resume_checkpoint(keeper: ResumeCheckpoint | None) -> str | None:
+    """The checkpoint ``keeper`` wrote to continue from; None: train from the start (in the same run)."""
+    if keeper is None:
+        log.warning("callbacks has no resume_checkpoint: training again from the start")
+        return None
+    for partial in remove_partial_writes(keeper.dirpath):
+        log.warning("removed %s, a checkpoint write the crash interrupted", partial)
+    if keeper.path.is_file():
+        log.info("continuing from %s", keeper.path)
+        return str(keeper.path)
+    log.warning("no checkpoint in %s yet: training again from the start", keeper.dirpath)
+    return None
+
+
+def _log_artifacts(inputs: TrainInputs, tracker: Any, module: pl.LightningModule, trainer: pl.Trainer,
+                   best: str | None) -> None:
+    dm = inputs.datamodule
+    tokenizer_dir = Path(trainer.default_root_dir) / C.TOKENIZER_DIR
+    dm.tokenizer.save(tokenizer_dir)
+    tracker.log_artifacts(tokenizer_dir, C.TOKENIZER_DIR)
+    checkpoint = model_checkpoint(trainer)
+    if tracker.log_checkpoints and checkpoint is not None and checkpoint.dirpath:
+        if Path(checkpoint.dirpath).is_dir():
+            tracker.log_artifacts(checkpoint.dirpath, C.CHECKPOINTS_DIR)
+        if best:
+            tracker.set_tags({C.TAG_BEST_CHECKPOINT: C.checkpoint_artifact(Path(best).name)})
+    if tracker.log_model:
+        inputs.task.log_model(tracker, module, dm)
+    shutil.rmtree(tokenizer_dir, ignore_errors=True)

@@ -1,0 +1,80 @@
+"""``task=classify``: a text classifier (our encoder, or any ``model=`` family that builds a
+sequence classifier with ``model_config.build(vocab_size, n_classes, pad_id)``).
+
+Explanations explain the predicted class's probability; the pyfunc model takes raw text and
+returns one probability column per class; the report shows a confusion matrix, faithfulness
+against the random baseline and the attribution-guided robustness probe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from glassworks.data.rationale import token_rationale
+from glassworks.explain.selection import select_examples
+from glassworks.explain.table import explanations_from_table
+from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.models.lightning import TextClassifier
+from glassworks.tasks.base import LoadedModel
+from glassworks.tracking.pyfunc import load_run_model, log_pyfunc_model
+
+N_INPUT_EXAMPLES = 3  # raw texts stored with the pyfunc model as its input example
+
+
+@dataclass
+class ClassifyTask:
+    name: str = "classify"
+
+    def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
+                     mask_token_prob: float) -> TextClassifier:
+        tokenizer = datamodule.tokenizer
+        net = model_config.build(datamodule.vocab_size, datamodule.n_classes, tokenizer.pad_id)
+        return TextClassifier(net.spec, optimizer=optimizer, scheduler=scheduler,
+                              label_names=datamodule.label_names, mask_token_prob=mask_token_prob,
+                              mask_id=tokenizer.mask_id)
+
+    def log_model(self, tracker: Any, module: TextClassifier, datamodule: Any) -> None:
+        examples = datamodule.split_frame("test")["text"].tolist()[:N_INPUT_EXAMPLES]
+        log_pyfunc_model(tracker, module.model.cpu(), datamodule.tokenizer, datamodule.label_names,
+                         datamodule.max_length, examples)
+
+    def load_model(self, run_id: str, tracking_uri: str) -> LoadedModel:
+        return load_run_model(run_id, tracking_uri)
+
+    def explain_examples(self, loaded: LoadedModel, datamodule: Any, n: int, seed: int) -> list[ExampleInput]:
+        """A seeded, class-stratified sample of the test split (misclassified ones included),
+        each with its planted rationale mapped to tokens when the data has one."""
+        test = datamodule.split_frame("test")
+        texts = test["text"].tolist()
+        predictions = loaded.predict_proba(texts).argmax(axis=1)  # (N,)
+        rows = select_examples(test, predictions, n=min(n, len(test)), seed=seed)
+        examples = []
+        for row in rows:
+            encoded = loaded.tokenizer.encode(texts[row], loaded.max_length)
+            words = list(test["rationale"].iloc[row]) if datamodule.has_rationales else []
+            rationale = token_rationale(words, encoded.word_ids) if words else None
+            examples.append(ExampleInput(example_id=int(row), text=texts[row],
+                                         label=int(test["label"].iloc[row]), ids=list(encoded.ids),
+                                         tokens=list(encoded.tokens), rationale=rationale))
+        return examples
+
+    def test_predictions(self, loaded: LoadedModel, datamodule: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(true class, predicted class) per test example, both (N,)."""
+        test = datamodule.split_frame("test")
+        predicted = loaded.predict_proba(test["text"].tolist()).argmax(axis=1)  # (N,)
+        return test["label"].to_numpy(), predicted
+
+    def robustness_inputs(self, table: pd.DataFrame) -> tuple[list[ExampleInput], dict[str, list[Explanation]]]:
+        return explanations_from_table(table)
+
+    def report_sections(self, record: Any, label_names: Sequence[str], predictions: Any,
+                        prediction_error: str | None, options: Any, summary: dict[str, Any]) -> list[Any]:
+        # Imported here: the report's figures (matplotlib) are not needed to train or explain.
+        from glassworks.report.classifier_sections import classifier_sections
+
+        return classifier_sections(record, list(label_names), predictions, prediction_error, options, summary)

@@ -1,0 +1,161 @@
+"""Opening, finding and checking runs: the store queries every stage shares.
+
+:func:`open_run` writes what is known before training (tags, params, config, data inputs; see
+:mod:`glassworks.tracking.contract`); :func:`finished_run` and :func:`require_artifact` check a
+later stage's input before it reopens a run; :func:`resumable_run` finds the run a ``resume=``
+continues; :func:`stages_done` / :func:`mark_done` record which pipeline stages finished.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+from typing import Any
+
+from mlflow.entities import Run
+
+from glassworks.tracking import contract as C
+from glassworks.tracking.dataset import dataset_inputs
+from glassworks.tracking.metadata import command_line, environment, git_state, redact
+from glassworks.tracking.run_ids import RunIdError, resolve_run_id
+from glassworks.validation import UserError
+
+log = logging.getLogger("glassworks")
+# pipeline entry points whose killed runs continue with resume=<id>
+RESUMABLE_TASKS = ("run", "train")
+SPLITS = ("train", "validation", "test")
+
+
+@dataclass
+class RunStart:
+    """Everything a new run records before training, as plain values (the entry point reads
+    them from cfg and Hydra)."""
+
+    name: str
+    task_name: str                     # the entry point: run, train, ...
+    seed: int
+    config: dict[str, Any]             # the resolved config (logged flattened as params)
+    config_yaml: str                   # the same, as YAML (config/config.yaml), redacted
+    overrides: list[str]               # redacted command-line overrides
+    repo_dir: Any                      # the checkout whose git state is recorded
+    user_tags: Mapping[str, Any] = field(default_factory=dict)
+    hydra_files: Mapping[str, str] = field(default_factory=dict)   # file name -> redacted text
+    sweep_child: tuple[str, dict[str, str]] | None = None          # (run name, tags) under -m
+
+
+def run_tags(start: RunStart) -> dict[str, Any]:
+    return {
+        C.TAG_SEED: start.seed,
+        C.TAG_OVERRIDES: " ".join(start.overrides) or "(none)",
+        C.TAG_COMMAND: command_line(),
+        C.TAG_TASK: start.task_name,
+        C.TAG_SOURCE_NAME: f"pipeline.{start.task_name}",
+        C.TAG_SOURCE_TYPE: "LOCAL",
+        **git_state(start.repo_dir),
+        **{f"{C.TAG_ENV_PREFIX}{k}": v for k, v in environment().items()},
+        **{str(k): redact(str(v)) for k, v in start.user_tags.items()},
+    }
+
+
+def open_run(tracker: Any, start: RunStart, datamodule: Any = None) -> str | None:
+    """Create the MLflow run and log everything known before training (the run contract)."""
+    tags = run_tags(start)
+    if datamodule is not None:
+        tags[C.TAG_DATA_DIGEST] = datamodule.digest
+        tags[C.TAG_DATA_NAME] = datamodule.name
+    if start.sweep_child is not None:  # under -m: a nested run of the sweep's parent
+        tags.update(start.sweep_child[1])
+    run_id = tracker.start(start.sweep_child[0] if start.sweep_child else start.name, tags)
+    if run_id is None:
+        return None
+    tracker.log_params(start.config)
+    tracker.log_text(start.config_yaml, C.CONFIG)
+    tracker.log_text("\n".join(start.overrides) + "\n", C.CONFIG_OVERRIDES)
+    for name, text in sorted(start.hydra_files.items()):  # Hydra's own files hold argv and overrides too
+        tracker.log_text(text, f"{C.CONFIG_HYDRA_DIR}/{name}")
+    if datamodule is not None:
+        frames = {split: datamodule.split_frame(split) for split in SPLITS}
+        tracker.log_inputs(dataset_inputs(frames, datamodule.name, datamodule.source_uri, datamodule.digest))
+        tracker.log_dict({"label_names": datamodule.label_names, **datamodule.stats}, C.DATA_STATS)
+        tracker.log_params({"data.label_names": ",".join(datamodule.label_names)})
+    log.info("MLflow run %s (%s)", run_id, redact(tracker.uri))
+    return run_id
+
+
+def finished_run(tracker: Any, run_id: str) -> Run:
+    """The run a later stage works on: it must exist and have FINISHED."""
+    if not tracker.enabled:
+        raise UserError("this stage reads a run from MLflow: logger=none has no runs")
+    try:
+        run = tracker.client.get_run(run_id)
+    except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
+        raise UserError(f"run_id={run_id}: no such run in {redact(tracker.uri)} ({type(error).__name__})") from error
+    if run.info.status != "FINISHED":
+        task = run.data.tags.get(C.TAG_TASK)
+        hint = f"; continue it with python -m pipeline.{task} resume={run_id}" if task in RESUMABLE_TASKS else ""
+        raise UserError(f"run_id={run_id}: run is {run.info.status}, not FINISHED{hint}")
+    return run
+
+
+def require_artifact(tracker: Any, run_id: str, path: str, hint: str) -> None:
+    """A later stage's input, checked before it reopens the run: a run that lacks it must stay
+    FINISHED rather than turn FAILED."""
+    if path not in [a.path for a in tracker.client.list_artifacts(run_id, str(PurePosixPath(path).parent))]:
+        raise UserError(f"run_id={run_id}: has no {path} artifact; {hint}")
+
+
+def resumable_run(tracker: Any, ref: str, task: str) -> Run:
+    """The unfinished run ``resume=<ref>`` continues: a run id, or ``last`` (the newest unfinished
+    run of entry point ``task`` in the tracker's experiment)."""
+    client = tracker.client
+    if ref == "last":
+        experiment = client.get_experiment_by_name(tracker.experiment_name)
+        runs = [] if experiment is None else client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"attributes.status != 'FINISHED' and tags.`{C.TAG_TASK}` = '{task}'",
+            order_by=["attributes.start_time DESC"], max_results=1)
+        if not runs:
+            raise UserError(f"resume=last: no unfinished run of pipeline.{task} in experiment "
+                            f"{tracker.experiment_name!r} of {redact(tracker.uri)}")
+        run = runs[0]
+    else:
+        try:
+            run = client.get_run(resolve_run_id(client, ref, "resume"))
+        except RunIdError as error:
+            raise UserError(f"{error} in {redact(tracker.uri)}") from error
+        except Exception as error:  # noqa: BLE001 - MlflowException: no such run
+            raise UserError(f"resume={ref}: no such run in {redact(tracker.uri)}") from error
+    run_id = run.info.run_id
+    if run.info.status == "FINISHED":
+        raise UserError(f"resume={ref}: run {run_id} is FINISHED, nothing to resume")
+    started_by = run.data.tags.get(C.TAG_TASK)
+    if started_by != task:
+        raise UserError(f"resume={ref}: run {run_id} was started by pipeline.{started_by}; "
+                        f"resume it with python -m pipeline.{started_by} resume={run_id}")
+    return run
+
+
+def stages_done(run: Run) -> set[str]:
+    return {s for s in run.data.tags.get(C.TAG_STAGES_DONE, "").split(",") if s}
+
+
+def mark_done(tracker: Any, stage: str, done: set[str]) -> None:
+    done.add(stage)
+    tracker.set_tags({C.TAG_STAGES_DONE: ",".join(sorted(done))})
+
+
+def run_metrics(tracker: Any) -> dict[str, float]:
+    """The latest value of every metric of the current run (a stage done before a resume)."""
+    return dict(tracker.client.get_run(tracker.run_id).data.metrics)
+
+
+def find_reproduction(tracker: Any, experiment_name: str, original_id: str) -> str | None:
+    """The newest run tagged as a reproduction of ``original_id``."""
+    experiment = tracker.client.get_experiment_by_name(experiment_name)
+    found = tracker.client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.`{C.TAG_REPRODUCES}` = '{original_id}'",
+        order_by=["attributes.start_time DESC"], max_results=1,
+    ) if experiment is not None else []
+    return found[0].info.run_id if found else None

@@ -1,0 +1,122 @@
+"""Cross-example SHAP batching: the same values as one example at a time, in fewer forwards."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from glassworks.explain.batcher import RowBatcher
+from glassworks.explain.predict import predict_logits
+from glassworks.explain.shap import ShapExplainer
+from glassworks.explain.types import ExampleInput
+
+from tests.unit.tiny_explain_model import CLS, PAD, VOCAB, tiny_model
+
+
+def example(n_tokens: int, seed: int, example_id: int) -> ExampleInput:
+    rng = np.random.default_rng(seed)
+    ids = [CLS] + [int(i) for i in rng.integers(4, VOCAB, n_tokens - 1)]
+    return ExampleInput(example_id, " ".join(map(str, ids[1:])), 0, ids, [str(i) for i in ids], None)
+
+
+@pytest.fixture(scope="module")
+def model() -> torch.nn.Module:
+    return tiny_model()
+
+
+# Different lengths, so rows of several examples are padded together in one forward.
+LENGTHS = {"partition": [18, 9, 23, 12, 1, 16, 20], "exact": [8, 5, 10, 7], "permutation": [12, 7, 15, 10, 9]}
+
+
+@pytest.mark.parametrize(("algorithm", "max_evals"), [("partition", 500), ("partition", 40), ("exact", 500),
+                                                      ("permutation", 200)])
+def test_batched_equals_one_example_at_a_time(model, algorithm, max_evals):
+    examples = [example(n, seed=i, example_id=i) for i, n in enumerate(LENGTHS[algorithm])]
+    np.random.seed(5)
+    state = np.random.get_state()[1].copy()
+    alone = ShapExplainer(algorithm=algorithm, max_evals=max_evals, seed=3, concurrent_examples=1)
+    batched = ShapExplainer(algorithm=algorithm, max_evals=max_evals, seed=3, concurrent_examples=3,
+                            batch_size=256)
+    a = alone.explain(model, examples)
+    b = batched.explain(model, examples)
+    assert np.array_equal(np.random.get_state()[1], state)  # the caller's RNG is left as it was
+    assert [x.example_id for x in b] == [ex.example_id for ex in examples]
+    for x, y in zip(a, b):
+        assert x.target == y.target and x.extras["n_evals"] == y.extras["n_evals"]
+        assert np.abs(x.class_scores).max() > 1e-4 or len(x.scores) == 1  # not trivially equal
+        np.testing.assert_allclose(y.class_scores, x.class_scores, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(y.extras["base_values"], x.extras["base_values"], atol=1e-6, rtol=0)
+        assert y.model_output == pytest.approx(x.model_output, abs=1e-6)
+        assert y.seconds > 0
+    stats = batched.last_batch_stats
+    assert stats.rows == sum(x.extras["n_evals"] for x in a)
+    # Three examples at a time: far fewer forwards than shap's own per-example calls.
+    assert stats.flushes < sum(x.extras["n_evals"] for x in a) / 10 or algorithm == "exact"
+    assert batched.last_n_evals == b[-1].extras["n_evals"]
+
+
+def test_batcher_gathers_rows_of_every_waiting_task():
+    seen: list[int] = []
+
+    def forward(ids: np.ndarray) -> np.ndarray:  # (B, T) -> (B, 1): sum of the non-pad ids
+        seen.append(ids.shape[0])
+        return (ids * (ids != 0)).sum(axis=1, keepdims=True).astype(np.float64)
+
+    def task(k: int):
+        def run(submit):
+            outs = []
+            for step in range(3):
+                rows = np.full((k + 1, k + 2), step + 1)  # k+1 rows of width k+2
+                outs.append(submit(rows)[:, 0].tolist())
+            return outs
+        return run
+
+    batcher = RowBatcher(forward, pad_id=0, batch_size=4)
+    results = batcher.run([task(k) for k in range(3)])
+    for k, outs in enumerate(results):
+        assert outs == [[float((step + 1) * (k + 2))] * (k + 1) for step in range(3)]
+    # Each step: 1 + 2 + 3 = 6 rows from the three tasks in one flush, in chunks of at most 4.
+    assert batcher.stats.flushes == 3 and batcher.stats.row_counts == [6, 6, 6]
+    assert seen == [4, 2] * 3
+
+
+def test_a_failing_forward_reaches_every_waiting_task_and_nothing_hangs():
+    def forward(ids: np.ndarray) -> np.ndarray:
+        raise RuntimeError("model exploded")
+
+    batcher = RowBatcher(forward, pad_id=0)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        batcher.run([lambda submit: submit(np.ones((2, 3), dtype=np.int64))] * 4)
+
+
+def test_a_failing_task_does_not_stop_the_others():
+    def forward(ids: np.ndarray) -> np.ndarray:
+        return np.zeros((ids.shape[0], 1))
+
+    def bad(submit):
+        submit(np.ones((1, 2), dtype=np.int64))
+        raise ValueError("example 1 is broken")
+
+    good_calls: list[int] = []
+
+    def good(submit):
+        for _ in range(3):
+            good_calls.append(len(submit(np.ones((2, 2), dtype=np.int64))))
+
+    with pytest.raises(ValueError, match="example 1 is broken"):
+        RowBatcher(forward, pad_id=0).run([good, bad, good])
+    assert good_calls == [2] * 6
+
+
+def test_padding_other_examples_rows_does_not_change_a_row(model):
+    rows = [[CLS, 5, 6, 7], [CLS, 8, 9, 10, 11, 12, 13, 14]]
+    batcher = RowBatcher(lambda ids: predict_logits(model, ids, PAD), pad_id=PAD)
+    out = batcher.run([lambda submit, r=r: submit(np.array([r])) for r in rows])
+    for r, o in zip(rows, out):
+        np.testing.assert_allclose(o[0], predict_logits(model, [r], PAD)[0], atol=1e-6)
+
+
+def test_concurrent_examples_must_be_positive():
+    with pytest.raises(ValueError, match="explain.shap.concurrent_examples"):
+        ShapExplainer(concurrent_examples=0)

@@ -1,0 +1,110 @@
+"""The pyfunc users load means what it says: a model trained in seconds on the synthetic task,
+logged to a real sqlite store, loaded back with mlflow.pyfunc. Its columns are predict_proba's
+columns in label order (a swap of the columns fails here) and a positive text scores higher on
+``positive`` than a negative one."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+
+from glassworks.data.synthetic import generate_split
+from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
+from glassworks.models.transformer import TransformerConfig
+from glassworks.testing import (
+    CLEARLY_NEGATIVE,
+    CLEARLY_POSITIVE,
+    MEANING_TEXTS,
+    assert_columns_follow_label_order,
+    assert_positive_scores_higher,
+    prediction_frame,
+)
+from glassworks.tracking.pyfunc import LoadedModel, load_run_model, log_pyfunc_model
+from glassworks.tracking.tracker import MLflowTracker
+
+LABELS = ["negative", "positive"]
+MAX_LENGTH = 16
+
+
+@pytest.fixture(scope="module")
+def logged(tmp_path_factory):
+    """(run_id, tracking uri, the in-process LoadedModel) of a tiny model trained on the synthetic task."""
+    tmp = tmp_path_factory.mktemp("pyfunc")
+    examples = generate_split(512, seed=0, split="train", min_words=3, max_words=8, negation_prob=0.0,
+                              two_evidence_prob=0.0, distractor_prob=0.0)
+    tokenizer = TextTokenizer.train([e.text for e in examples], TokenizerConfig())
+    encoded = tokenizer.encode_batch([e.text for e in examples], MAX_LENGTH)
+    ids = torch.full((len(encoded), MAX_LENGTH), tokenizer.pad_id, dtype=torch.long)  # (N, T)
+    for row, e in enumerate(encoded):
+        ids[row, : len(e.ids)] = torch.tensor(e.ids)
+    labels = torch.tensor([e.label for e in examples])  # (N,)
+    torch.manual_seed(0)
+    model = TransformerConfig(d_model=32, n_heads=2, n_layers=1, d_ff=64, dropout=0.0,
+                              max_positions=MAX_LENGTH).build(tokenizer.vocab_size, len(LABELS), tokenizer.pad_id)
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    model.train()
+    for epoch in range(6):  # ~1 s on one core
+        for start in range(0, len(ids), 64):
+            x, y = ids[start : start + 64], labels[start : start + 64]
+            loss = F.cross_entropy(model(x, (x != tokenizer.pad_id).long()).logits, y)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    tracker = MLflowTracker(tracking_uri=uri, system_metrics=False)
+    run_id = tracker.start("pyfunc-meaning", {})
+    log_pyfunc_model(tracker, model, tokenizer, LABELS, MAX_LENGTH, list(MEANING_TEXTS))
+    tracker.end("FINISHED")
+    return run_id, uri, LoadedModel(model, tokenizer, LABELS, MAX_LENGTH)
+
+
+def test_in_process_model_knows_positive_from_negative(logged):
+    _, _, in_process = logged
+    probs = in_process.predict_proba(list(MEANING_TEXTS))  # (8, 2)
+    assert_positive_scores_higher(lambda texts: pd.DataFrame(in_process.predict_proba(texts), columns=LABELS))
+    assert probs[: len(CLEARLY_POSITIVE), 1].min() > 0.5 > probs[len(CLEARLY_POSITIVE) :, 1].max()
+
+
+def test_pyfunc_columns_are_predict_proba_in_label_order(logged, tmp_path):
+    run_id, uri, in_process = logged
+    # Downloaded with an explicit URI: mlflow.set_tracking_uri would leak into later tests.
+    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", tracking_uri=uri,
+                                                dst_path=str(tmp_path))
+    pyfunc = mlflow.pyfunc.load_model(local)
+    texts = [*MEANING_TEXTS, "", "the plot was fine"]
+    predictions = pyfunc.predict(pd.DataFrame({"text": texts}))
+    assert_columns_follow_label_order(predictions, in_process.predict_proba(texts), LABELS)
+    assert_positive_scores_higher(lambda t: pyfunc.predict(pd.DataFrame({"text": t})))
+    # the same model read back without unpickling (what the explain stage uses)
+    reloaded = load_run_model(run_id, uri)
+    assert reloaded.label_names == LABELS
+    np.testing.assert_allclose(reloaded.predict_proba(texts), in_process.predict_proba(texts), atol=1e-6)
+
+
+def test_the_helpers_fail_on_a_model_with_swapped_columns(logged):
+    """The checks themselves can fail: the mutant the review planted (probs[:, ::-1])."""
+    _, _, in_process = logged
+    texts = list(MEANING_TEXTS)
+    probs = in_process.predict_proba(texts)
+    swapped = pd.DataFrame(probs[:, ::-1], columns=LABELS)
+    with pytest.raises(AssertionError, match="column 'negative'"):
+        assert_columns_follow_label_order(swapped, probs, LABELS)
+    with pytest.raises(AssertionError, match="label order"):
+        assert_columns_follow_label_order(pd.DataFrame(probs, columns=LABELS[::-1]), probs, LABELS)
+    with pytest.raises(AssertionError, match="4/4 pairs"):
+        assert_positive_scores_higher(lambda t: pd.DataFrame(in_process.predict_proba(t)[:, ::-1], columns=LABELS))
+
+
+def test_prediction_frame_reads_a_scoring_server_answer():
+    answer = {"predictions": [{"negative": 0.2, "positive": 0.8}, {"negative": 0.9, "positive": 0.1}]}
+    frame = prediction_frame(answer)
+    assert list(frame.columns) == LABELS and frame["positive"].tolist() == [0.8, 0.1]
+    assert len(CLEARLY_NEGATIVE) == len(CLEARLY_POSITIVE) == 4
+    with pytest.raises(TypeError, match="str"):
+        prediction_frame("not predictions")
