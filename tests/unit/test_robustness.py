@@ -397,7 +397,8 @@ def test_examples_a_method_skipped_are_counted_not_failed(model, tmp_path, caplo
     perfect = PerfectExplainer()
     expls = perfect.explain(model, examples)
     expls[1] = skipped_explanation("perfect", examples[1], "too long for the test")
-    runner = RobustnessRunner(curve_k=3, attack=SubstitutionAttack(max_edits=2, n_candidates=4), n_stability=0)
+    runner = RobustnessRunner(curve_k=3, attack=SubstitutionAttack(max_edits=2, n_candidates=4), n_stability=0,
+                              mask_id=MASK, pad_id=PAD, special_ids=SPECIAL_IDS)
     with caplog.at_level("WARNING"):
         result = runner.run(model, examples, {"perfect": expls}, {}, id_to_token, ["neg", "pos"], tmp_path / "out")
     assert result.metrics["perfect/n_skipped"] == 1 and result.metrics[f"{RANDOM_ORDER}/n_skipped"] == 0

@@ -40,7 +40,7 @@ from glassworks.explain.types import ExampleInput, Explainer, Explanation
 from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENSORS, ATTRIBUTIONS,
                                           EXPLAIN_EXAMPLES_DIR, EXPLAIN_INDEX, EXPLAIN_METRICS_JSON,
                                           EXPLAIN_METRICS_PNG, EXPLANATIONS_DIR, GLOBAL_IMPORTANCE_PNG,
-                                          file_name, relative_to)
+                                          N_SKIPPED, file_name, relative_to)
 
 log = logging.getLogger(__name__)
 
@@ -196,7 +196,7 @@ class ExplainRunner:
             scores.update(plausibility(explanations, examples))
             scores["seconds_per_example"] = wall / len(examples)
             skipped[explainer.name] = [e.example_id for e in explanations if "skipped" in e.extras]
-            scores[C.N_SKIPPED] = float(len(skipped[explainer.name]))
+            scores[N_SKIPPED] = float(len(skipped[explainer.name]))
             per_method[explainer.name] = scores
             metrics.update({f"{explainer.name}/{k}": float(v) for k, v in scores.items()})
             log.info(
