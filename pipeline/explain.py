@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.scratch import scratch_session
 from glassworks.explain.runner import ExplainResult
 from glassworks.stages import explain as explain_stage
 from glassworks.tracking import contract as C
@@ -33,7 +34,7 @@ def explain(cfg: DictConfig, tracker: Any, datamodule: Any = None, task: Any = N
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         job = build_job(cfg, with_data=False)
         tracker = job.tracker
         finished_run(tracker, cfg.run_id)
@@ -41,9 +42,9 @@ def main(cfg: DictConfig) -> None:
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("explain"):
             result = explain(cfg, tracker)
-        print_run_location(tracker)
-        log.info("explained %d examples: %s", result.table["example_id"].nunique(),
-                 {k: round(v, 3) for k, v in result.metrics.items() if k.endswith("comprehensiveness")})
+        scores = {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("/comprehensiveness")}
+        print_run_location(tracker, done=f"pipeline.explain finished: {result.table['example_id'].nunique()} "
+                                         f"examples, comprehensiveness {scores}; see {C.EXPLAIN_INDEX}")
 
 
 if __name__ == "__main__":

@@ -16,13 +16,17 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from glassworks.data.errors import DataError
 from glassworks.tasks.base import Task
 from glassworks.tasks.classify import ClassifyTask
 from glassworks.tracking.ranks import for_this_rank
+from glassworks.stages.settings import RobustnessSettings, check_settings
+from glassworks.tracking.metadata import redact
+from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
+from glassworks.training.trainer_args import check_trainer_args
 from glassworks.validation import ConfigError, UserError
 
 # Trainer arguments Lightning range-checks in its constructor but only uses (and trips over, deep
@@ -37,6 +41,8 @@ _TRAINER_TYPES: dict[str, tuple[type, ...]] = {
 }
 _TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "betas"),
                          ("weight_decay", "weight_decay"), ("momentum", "momentum"))
+
+RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
 
 
 @dataclass
@@ -79,6 +85,8 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         tracker.check()
     except StoreUnreachable as error:
         raise UserError(f"invalid config logger.tracking_uri: {error}") from error
+    if tracker.enabled:  # short ids (as report folders show them) become full ones before anything reads them
+        _resolve_run_ids(cfg, tracker)
     job = Job(cfg=cfg, tracker=tracker, task=build_task(cfg.get("task")))
     if "model" in cfg:
         job.model_config = build(cfg.model, "model")
@@ -89,6 +97,8 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     # Built here, not in the train stage: a bad callback value must fail before the run exists.
     job.callbacks = [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
                      if node is not None]
+    if cfg.get("trainer") is not None:
+        check_trainer_args(cfg.trainer)  # a misspelled key fails here, not when training starts
     for key, types in _TRAINER_TYPES.items():
         if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
             _check_type(f"trainer.{key}", cfg.trainer[key], types)
@@ -100,6 +110,11 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         plans.explain_settings(cfg)
 
     robust = cfg.get("robustness")
+    if robust is not None:  # its own values, even when disabled or without an attack
+        try:
+            check_settings(RobustnessSettings, robust, "robustness")
+        except ConfigError as error:
+            raise UserError(f"invalid config {error}") from error
     if robust is not None and robust.get("enabled", True) and robust.get("attack") is not None:
         plans.robustness_settings(cfg)  # builds the attack too
     if cfg.get("report") is not None and cfg.report.get("enabled", True):
@@ -123,6 +138,16 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         except DataError as error:
             raise UserError(str(error)) from error
     return job
+
+
+def _resolve_run_ids(cfg: DictConfig, tracker: Any) -> None:
+    for key in RUN_ID_KEYS:
+        ref = OmegaConf.select(cfg, key)
+        if ref and str(ref) != "last":
+            try:
+                OmegaConf.update(cfg, key, resolve_run_id(tracker.client, str(ref), key))
+            except RunIdError as error:
+                raise UserError(f"{error} in {redact(tracker.uri)}") from error
 
 
 def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:

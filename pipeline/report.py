@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.scratch import scratch_session
 from glassworks.report.output import WrittenReport
 from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
@@ -55,7 +56,7 @@ def _task(tracker: Any) -> Any:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def main(cfg: DictConfig) -> None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         if bool(cfg.run_id) == bool(cfg.sweep_id):
             raise UserError("give exactly one of run_id=<run id> or sweep_id=<sweep parent run id>")
         tracker = build_job(cfg, with_data=False).tracker

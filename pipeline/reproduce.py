@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
+from glassworks.scratch import scratch_session
 from glassworks.render import fmt
 from glassworks.report.compare import ComparisonResult, compare_metrics
 from glassworks.tracking import contract as C
@@ -105,7 +106,7 @@ def _num(value: float | None) -> str:
 def main(cfg: DictConfig) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
     rcfg = cfg.reproduce
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
         original = finished_run(tracker, cfg.run_id)
         tracker.run_id = cfg.run_id  # read-only use (download); the original run is never reopened

@@ -9,7 +9,6 @@ the run already finished are skipped, so a job killed while explaining does not 
 from __future__ import annotations
 
 import logging
-import tempfile
 
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -17,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from glassworks.tracking import contract as C
 from glassworks.tracking.runs import resumable_run, stages_done
 from glassworks.tracking.store import StoreUnreachable
+from glassworks.scratch import scratch_dir
 from pipeline.stage import Job, UserError, build, open_run
 
 log = logging.getLogger("glassworks.resume")
@@ -36,7 +36,7 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None]:
     run = resumable_run(tracker, str(cfg.resume), str(cfg.task_name))
     run_id = run.info.run_id
     try:
-        path = tracker.client.download_artifacts(run_id, C.CONFIG, tempfile.mkdtemp(prefix="glassworks-"))
+        path = tracker.client.download_artifacts(run_id, C.CONFIG, str(scratch_dir("resume")))
     except Exception as error:  # noqa: BLE001 - MlflowException or OSError: the file isn't there
         raise UserError(f"resume={cfg.resume}: run {run_id} has no {C.CONFIG} (it died before "
                         "training started); start a new run instead") from error

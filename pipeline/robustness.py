@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.scratch import scratch_session
 from glassworks.robustness import RobustnessResult
 from glassworks.stages import robustness as robustness_stage
 from glassworks.tracking import contract as C
@@ -32,16 +33,15 @@ def robustness(cfg: DictConfig, tracker: Any, task: Any = None) -> RobustnessRes
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
         finished_run(tracker, cfg.run_id)
         require_artifact(tracker, cfg.run_id, C.ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first")
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("robustness"):
             result = robustness(cfg, tracker)
-        print_run_location(tracker)
-        log.info("attack success: %s", {k: round(v, 3) for k, v in result.metrics.items()
-                                        if k.endswith("attack_success")})
+        print_run_location(tracker, done="pipeline.robustness finished: attack success " + str(
+            {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("attack_success")}))
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.scratch import scratch_session
 from glassworks.explain.warmup import start_shap_warmup
 from glassworks.stages import explain as explain_stage
 from glassworks.stages import report as report_stage
@@ -39,7 +40,7 @@ def _no_metrics(_: Any) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="run")
 def main(cfg: DictConfig) -> float | None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         tracker = job.tracker
@@ -49,6 +50,7 @@ def main(cfg: DictConfig) -> float | None:
         done = start_run(job, resumed)
         metrics: dict[str, Any] = run_metrics(tracker) if done else {}
         timings: dict[str, float] = {}
+        written: dict[str, Any] = {}  # the report, for the last lines
 
         def stage(name: str, work: Callable[[], dict[str, float]], log_time: bool = True) -> None:
             if name in done:
@@ -76,12 +78,12 @@ def main(cfg: DictConfig) -> float | None:
             if cfg.get("report") is not None and cfg.report.enabled and tracker.enabled and owns_run():
                 # Last, so the report shows every stage's metrics and timings (its own time is
                 # not logged: the report holds exactly the run's metrics).
-                stage("report", lambda: _no_metrics(report_stage.report(
+                stage("report", lambda: _no_metrics(written.setdefault("report", report_stage.report(
                     tracker, tracker.run_id, job.task, report_settings(cfg),
-                    lambda: run_datamodule(tracker, job.datamodule), default_config)), log_time=False)
-        print_run_location(tracker)
-        log.info("test/acc=%.4f  stage seconds: %s", metrics.get("test/acc", float("nan")),
-                 {k: round(v, 1) for k, v in timings.items()})
+                    lambda: run_datamodule(tracker, job.datamodule), default_config))), log_time=False)
+        print_run_location(tracker, report=written.get("report"), done=(
+            f"pipeline.run finished: test/acc={metrics.get('test/acc', float('nan')):.4f}, stage seconds "
+            f"{ {k.removeprefix('time/').removesuffix('_s'): round(v, 1) for k, v in timings.items()} }"))
     return objective(cfg, metrics)
 
 

@@ -110,11 +110,13 @@ def clean_errors(cfg: DictConfig) -> Iterator[None]:
         sys.exit(2)
 
 
-def print_run_location(tracker: Any) -> None:
+def print_run_location(tracker: Any, done: str | None = None, report: Any = None) -> None:
+    """The command's last lines: what was done, the run, how to open it, the report (if written)."""
     if tracker.run_id is None:
         return
-    print(redact(
-        f"\nMLflow run {tracker.run_id} in {tracker.uri}\n"
-        f"  open the UI:  {tracker.ui_command}\n"
-        f"  then browse:  {tracker.run_url()}\n"
-    ))
+    lines = ["", done] if done else [""]
+    lines += [f"MLflow run {tracker.run_id} in {tracker.uri}", f"  open the UI:  {tracker.ui_command}",
+              f"  then browse:  {tracker.run_url()}"]
+    if report is not None:
+        lines.append(f"  report:       {report.html}")
+    print(redact("\n".join(lines) + "\n"))

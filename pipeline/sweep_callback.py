@@ -230,6 +230,9 @@ def _report(parent: SweepParent, summary: SweepSummary) -> None:
     if summary.best_run_id:
         lines.append(f"  best by {parent.optimized_metric} ({parent.mode}): {summary.best_run_name} "
                      f"({summary.best_run_id}) = {summary.best_value:.4f}")
+    if summary.registered_model:
+        lines.append(f"  registered model: models:/{summary.registered_model} "
+                     f"(models:/{summary.registered_model.rpartition('/')[0]}/latest)")
     lines += [f"  FAILED {failure}" for failure in summary.failures]
     lines.append(f"  parent run {info.parent_run_id}: {tracker.run_url()}")
     stream = sys.stderr if summary.n_failed else sys.stdout

@@ -12,6 +12,7 @@ import logging
 import hydra
 from omegaconf import DictConfig
 
+from glassworks.scratch import scratch_session
 from glassworks.stages import train as train_stage
 from glassworks.tracking.runs import mark_done, run_metrics
 from pipeline.resume import resume_config, start_run
@@ -27,7 +28,7 @@ def train(job: Job, resume: bool = False) -> train_stage.TrainResult:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
-    with clean_errors(cfg):
+    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         done = start_run(job, resumed)
@@ -37,8 +38,8 @@ def main(cfg: DictConfig) -> float | None:
             else:
                 metrics = train(job, resume=resumed is not None).metrics
                 mark_done(job.tracker, "train", done)
-        print_run_location(job.tracker)
-        log.info("test metrics: %s", {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")})
+        print_run_location(job.tracker, done="pipeline.train finished: " + str(
+            {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}))
     return objective(cfg, metrics)
 
 

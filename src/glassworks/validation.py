@@ -67,6 +67,12 @@ def _matches(value: Any, tp: Any) -> bool:
     return True
 
 
+def check_type(key: str, value: Any, tp: Any) -> None:
+    """ConfigError naming ``key`` unless ``value`` is of the annotated type ``tp``."""
+    if not _matches(value, tp):
+        raise ConfigError(key, f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})")
+
+
 class Validated:
     """Mixin: checks every annotated field's type, then runs :meth:`validate` for ranges and
     cross-field rules. Subclasses raise :class:`ConfigError` (via :meth:`require`)."""
@@ -76,11 +82,7 @@ class Validated:
         for field in dataclasses.fields(self):  # type: ignore[arg-type]
             value = getattr(self, field.name)
             tp = hints.get(field.name, Any)
-            if not _matches(value, tp):
-                raise ConfigError(
-                    field.name,
-                    f"expected {_type_name(tp)}, got {value!r} ({type(value).__name__})",
-                )
+            check_type(field.name, value, tp)
             if tp is float and isinstance(value, int):
                 object.__setattr__(self, field.name, float(value))
             elif isinstance(value, Sequence) and not isinstance(value, (str, bytes, tuple, list)):

@@ -101,6 +101,12 @@ BEFORE_ANY_RUN = [
     ("unknown-explain-method", "run", ["explain.methods=[shap,lime]"], ["explain.methods", "['lime']"]),
     ("bad-explain-budget", "run", ["explain.shap.max_evals=1"], ["explain.shap", "max_evals must be >= 3"]),
     ("bad-attack-budget", "run", ["robustness.attack.max_edits=0"], ["robustness.attack", "max_edits"]),
+    ("no-examples", "run", ["explain.n_examples=0"], ["invalid config explain.n_examples: must be >= 1, got 0"]),
+    ("negative-heatmaps", "run", ["explain.n_heatmaps=-1"], ["invalid config explain.n_heatmaps: must be >= 0"]),
+    ("bad-robustness-value", "run", ["robustness.curve_k=0"], ["invalid config robustness.curve_k: must be >= 1, got 0"]),
+    ("bad-flow-limit", "run", ["explain.flow.max_tokens=1"], ["explain.flow", "max_tokens must be >= 2 or null"]),
+    ("unknown-trainer-key", "train", ["+trainer.max_epoch=2"],
+     ["unknown config key trainer.max_epoch; did you mean max_epochs?"]),
     ("missing-value", "train", ["data=files"], ["missing value for data.source.train"]),
     ("missing-run-id", "explain", [], ["missing value for run_id"]),
     ("run-logger-none", "run", ["logger=none"], ["logger=none: the explain stage reads the model from MLflow"]),
@@ -116,9 +122,9 @@ BEFORE_ANY_RUN = [
     ("invalid-json", "train", ["data=files", "data.source.train={tmp}/bad.jsonl"],
      ["bad.jsonl (train), row 2", "invalid JSON on line 2"]),
     ("missing-label-column", "train", ["data=files", "data.source.train={tmp}/no_label.csv"],
-     ["no_label.csv, column 'label'", "available columns: 'text', 'sentiment'"]),
+     ["no_label.csv, column 'label'", "available columns: 'text', 'sentiment'; give data.source.label_column=sentiment"]),
     ("missing-text-column", "train", ["data=files", "data.source.train={tmp}/no_text.csv"],
-     ["no_text.csv, column 'text'", "available columns: 'review', 'label'"]),
+     ["no_text.csv, column 'text'", "available columns: 'review', 'label'; give data.source.text_column=review"]),
     ("empty-text", "train", ["data=files", "data.source.train={tmp}/blank_text.csv"],
      ["blank_text.csv, row 2, column 'text'", "empty or whitespace-only"]),
     ("label-outside-set", "train", ["data=files", "data.source.train={tmp}/train.csv",
@@ -185,6 +191,10 @@ ON_A_RUN = [
      "run_id={id}: has no explanations/attributions.parquet artifact; run pipeline.explain run_id={id} first"),
     ("explain-no-model", "explain", "FINISHED", ["run_id={id}"],
      "run_id={id}: has no model/MLmodel artifact; it was trained with logger.log_model=false"),
+    ("explain-short-id-no-match", "explain", None, ["run_id=abcd0123"],
+     "run_id=abcd0123: no such run (no run id starts with abcd0123) in sqlite:///"),
+    ("explain-no-examples", "explain", "FINISHED", ["run_id={id}", "explain.n_examples=0"],
+     "invalid config explain.n_examples: must be >= 1, got 0"),
     ("explain-bad-config", "explain", "FINISHED", ["run_id={id}", "explain.methods=[lime]"],
      "invalid config explain.methods: unknown method(s) ['lime']"),
     ("robustness-bad-config", "robustness", "FINISHED", ["run_id={id}", "robustness.attack.n_candidates=0"],
@@ -278,4 +288,16 @@ def test_cli_debug_traceback_shows_the_traceback(tmp_path):
     out = run_cli("pipeline.train", "debug=traceback", "data=files", "data.source.train=nope.csv", cwd=tmp_path)
     assert out.returncode != 0
     assert "Traceback" in out.stderr and "nope.csv (train): file not found" in out.stderr
+    assert store_runs(tmp_path) == {}
+
+
+def test_cli_bad_group_option_points_to_debug_traceback(tmp_path):
+    """A misspelled group option is Hydra's error (exit 1, its list of options); its hint names the
+    project's switch, and that switch really shows the traceback of such an error."""
+    out = run_cli("pipeline.run", "model=smal", cwd=tmp_path)
+    assert out.returncode == 1 and "Could not find 'model/smal'" in out.stderr and "tiny" in out.stderr
+    assert "Add debug=traceback to the command" in out.stderr
+    assert "HYDRA_FULL_ERROR" not in out.stderr and "Traceback" not in out.stderr
+    full = run_cli("pipeline.run", "model=smal", "debug=traceback", cwd=tmp_path)
+    assert full.returncode == 1 and "Traceback" in full.stderr and "Could not find 'model/smal'" in full.stderr
     assert store_runs(tmp_path) == {}

@@ -176,6 +176,10 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
 
     # the winner is in the registry: models:/glassworks-best/latest
     assert parent.data.tags["glassworks.sweep.registered_model"] == "glassworks-best/1"
+    # ... and the sweep's last lines say so, next to the parent run's link
+    tail = "\n".join(grid["out"].stdout.strip().splitlines()[-6:])
+    assert "registered model: models:/glassworks-best/1 (models:/glassworks-best/latest)" in tail
+    assert f"parent run {parent_id}: http://127.0.0.1:5000/" in tail
     versions = client.search_model_versions("name='glassworks-best'")
     assert [v.run_id for v in versions] == [best.info.run_id]
     assert_registered_model_is_the_runs(best.info.run_id, client.tracking_uri)

@@ -67,9 +67,38 @@ def test_flow_on_one_layer_is_the_residual_attention_row():
     np.testing.assert_allclose(attention_flow([LAYER_1, LAYER_2], max_tokens=8), [0.85, 0.65], atol=1e-9)
 
 
-def test_flow_refuses_too_many_tokens():
-    with pytest.raises(ValueError, match="explain.flow.max_tokens"):
-        attention_flow([np.full((1, 5, 5), 0.2)], max_tokens=4)
+def _networkx_flow(layers: list[np.ndarray]) -> np.ndarray:
+    """The textbook construction (one networkx max-flow per input token) as the reference."""
+    import networkx as nx
+
+    a = np.stack([m.mean(axis=0) for m in layers])  # (L, T, T)
+    a = 0.5 * a + 0.5 * np.eye(a.shape[-1])
+    a = a / a.sum(axis=-1, keepdims=True)
+    n_layers, n_tokens, _ = a.shape
+    graph = nx.DiGraph()
+    for layer in range(1, n_layers + 1):
+        for i in range(n_tokens):
+            for j in range(n_tokens):
+                graph.add_edge((layer - 1, j), (layer, i), capacity=float(a[layer - 1, i, j]))
+    return np.array([nx.maximum_flow_value(graph, (0, j), (n_layers, 0)) for j in range(n_tokens)])
+
+
+@pytest.mark.parametrize(("n_layers", "n_tokens", "seed"), [(1, 4, 0), (2, 6, 1), (3, 9, 2), (4, 12, 3)])
+def test_flow_matches_the_networkx_reference(n_layers, n_tokens, seed):
+    rng = np.random.default_rng(seed)
+    # Peaked rows (Dirichlet 0.3), as trained attention is: many small capacities, a few large.
+    layers = [rng.dirichlet(np.full(n_tokens, 0.3), size=(2, n_tokens)) for _ in range(n_layers)]  # L x (H, T, T)
+    np.testing.assert_allclose(attention_flow(layers), _networkx_flow(layers), atol=1e-5)
+
+
+def test_flow_handles_the_longest_inputs():
+    # 6 layers x 128 tokens, MiniLM's depth at files' max_length: the old cap was 32 tokens.
+    rng = np.random.default_rng(0)
+    layers = [rng.dirichlet(np.full(128, 0.3), size=(2, 128)) for _ in range(6)]
+    flows = attention_flow(layers)  # (T,)
+    assert flows.shape == (128,) and np.all(flows >= 0) and np.all(flows <= 1 + 1e-6)
+    with pytest.raises(ValueError, match="explain.flow.max_tokens=64"):
+        attention_flow(layers, max_tokens=64)
 
 
 def test_grad_relevance_hand_checkable():
@@ -128,11 +157,16 @@ def test_rollout_and_flow_explainers(model):
     check_common(roll, ex, model)
     att = roll.extras["attentions"]
     np.testing.assert_allclose(roll.scores[1:], attention_rollout(list(att))[0, 1:], atol=1e-6)
-    (flow,) = FlowExplainer(max_tokens=10).explain(model, [ex])
+    (flow,) = FlowExplainer().explain(model, [ex])
     check_common(flow, ex, model)
     assert np.all(flow.scores >= 0) and flow.scores.sum() > 0
-    with pytest.raises(ValueError, match="explain.flow.max_tokens"):
-        FlowExplainer(max_tokens=9).explain(model, [ex])
+    # A limit skips the longer example only: NaN scores and the reason, never an exception.
+    short = example(5, seed=3, example_id=1)
+    skipped, kept = FlowExplainer(max_tokens=9).explain(model, [ex, short])
+    assert np.all(np.isnan(skipped.scores)) and "explain.flow.max_tokens=9" in skipped.extras["skipped"]
+    check_common(kept, short, model)
+    with pytest.raises(ValueError, match="explain.flow.max_tokens must be >= 2 or null"):
+        FlowExplainer(max_tokens=1)
 
 
 def test_grad_attention_runs_under_no_grad_with_frozen_weights():

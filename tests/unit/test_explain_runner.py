@@ -81,7 +81,7 @@ def test_runner_writes_every_artifact_with_real_explainers(model, tmp_path):
         ShapExplainer(algorithm="permutation", max_evals=30, pad_id=PAD),  # the cheapest additive SHAP here
         RawAttentionExplainer(pad_id=PAD),
         RolloutExplainer(pad_id=PAD),
-        FlowExplainer(max_tokens=32, pad_id=PAD),
+        FlowExplainer(pad_id=PAD),
         GradAttentionExplainer(pad_id=PAD),
         InputXGradientExplainer(pad_id=PAD),
         NanExplainer(),
@@ -162,3 +162,25 @@ def test_runner_without_heatmaps_still_writes_npz(model, tmp_path):
     assert not (tmp_path / "attention").exists()
     assert set(result.table["method"]) == {"rollout", "random"}
     assert "agreement/random_vs_rollout" in result.metrics
+
+
+def test_a_method_limit_skips_examples_counts_them_and_says_so(model, tmp_path, caplog):
+    """Examples longer than a method's limit are skipped by that method only: counted as
+    <method>/n_skipped, warned about once, named in the result and the index page; its metrics
+    cover the other examples and every other method explains them all."""
+    examples = _examples()  # 6, 8, 10, 12 tokens
+    runner = ExplainRunner([FlowExplainer(max_tokens=8, pad_id=PAD), RolloutExplainer(pad_id=PAD)],
+                           mask_id=MASK, pad_id=PAD, n_heatmaps=0, chunk_size=1)
+    with caplog.at_level("WARNING", logger="glassworks.explain.runner"):
+        result = runner.run(model, examples, LABELS, tmp_path / "explanations")
+    assert result.skipped == {"flow": [12, 13], "rollout": [], "random": []}
+    assert result.metrics["flow/n_skipped"] == 2 and result.metrics["rollout/n_skipped"] == 0
+    assert math.isfinite(result.metrics["flow/comprehensiveness"])  # from the two it did
+    warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]
+    assert len(warnings) == 1 and "explain flow: skipped 2 of 4 examples (ids [12, 13])" in warnings[0]
+    assert "explain.flow.max_tokens=8" in warnings[0]
+    assert json.loads((result.out_dir / "metrics.json").read_text())["flow/n_skipped"] == 2
+    index = (result.out_dir / "index.html").read_text()
+    assert "skipped (method limits)" in index and "flow: 2 of 4 examples" in index
+    flow_rows = result.table[(result.table["method"] == "flow") & (result.table["example_id"] == 12)]
+    assert flow_rows["score"].isna().all()

@@ -87,14 +87,17 @@ def test_logit_output_is_additive_in_logit_space(model):
     assert 0.0 < r.model_output < 1.0  # still the probability, as the contract says
 
 
-def test_exact_refuses_long_inputs(model):
-    with pytest.raises(ValueError, match="explain.shap.exact_max_tokens"):
-        ShapExplainer(algorithm="exact", exact_max_tokens=5).explain(model, [example(7)])
+def test_exact_skips_long_inputs(model):
+    """A per-example limit skips that example (NaN scores, the reason in extras), not the batch."""
+    long, short = example(7), example(4, seed=1)
+    skipped, done = ShapExplainer(algorithm="exact", exact_max_tokens=5).explain(model, [long, short])
+    assert np.all(np.isnan(skipped.scores)) and "explain.shap.exact_max_tokens=5" in skipped.extras["skipped"]
+    assert np.all(np.isfinite(done.scores)) and "skipped" not in done.extras
 
 
-def test_permutation_needs_enough_evals(model):
-    with pytest.raises(ValueError, match="explain.shap.max_evals"):
-        ShapExplainer(algorithm="permutation", max_evals=10).explain(model, [example(12)])
+def test_permutation_skips_examples_it_has_too_few_evals_for(model):
+    (r,) = ShapExplainer(algorithm="permutation", max_evals=10).explain(model, [example(12)])
+    assert "explain.shap.max_evals=10" in r.extras["skipped"] and np.all(np.isnan(r.scores))
 
 
 @pytest.mark.parametrize("kwargs", [{"algorithm": "kernel"}, {"output": "odds"}, {"max_evals": 1}])

@@ -386,3 +386,21 @@ def test_adversarial_html_is_inert_for_hostile_tokens_labels_and_method_names(mo
     assert "http://" not in page and "https://" not in page and "<script" not in page.lower()
     shown = "".join(parser.text)
     assert script in shown and img in shown  # escaped, yet displayed verbatim
+
+
+def test_examples_a_method_skipped_are_counted_not_failed(model, tmp_path, caplog):
+    """Explanations a method's limit skipped (NaN scores) get no order: counted as
+    <method>/n_skipped, never taken for "explained another class"."""
+    from glassworks.explain.types import skipped_explanation
+
+    examples = _examples(6, seed=12)
+    perfect = PerfectExplainer()
+    expls = perfect.explain(model, examples)
+    expls[1] = skipped_explanation("perfect", examples[1], "too long for the test")
+    runner = RobustnessRunner(curve_k=3, attack=SubstitutionAttack(max_edits=2, n_candidates=4), n_stability=0,
+                              mask_id=MASK, pad_id=PAD, special_ids=SPECIAL_IDS)
+    with caplog.at_level("WARNING"):
+        result = runner.run(model, examples, {"perfect": expls}, {}, id_to_token, ["neg", "pos"], tmp_path / "out")
+    assert result.metrics["perfect/n_skipped"] == 1 and result.metrics[f"{RANDOM_ORDER}/n_skipped"] == 0
+    assert "another class" not in caplog.text and "no explainer named" not in caplog.text
+    assert len(result.records["perfect"]) == 5

@@ -65,19 +65,39 @@ class RawSplit:
         return self.rows[i] if self.rows is not None else i + 1
 
 
-def require_columns(available: Sequence[str], wanted: dict[str, str | None], origin: str) -> None:
-    """Raise naming the column, the file and the columns that do exist.
+# Column names a text or label column commonly has, for the suggestion in a missing-column error.
+_COLUMN_HINTS = {
+    "text column": ("text", "sentence", "review", "content", "comment", "body", "document", "tweet", "question"),
+    "label column": ("label", "sentiment", "class", "category", "target", "rating", "polarity"),
+}
 
-    ``wanted`` maps a role ("text column") to the configured column name (None = not wanted).
+
+def require_columns(available: Sequence[str], wanted: dict[str, str | None], origin: str) -> None:
+    """Raise naming the column, the file, the columns that do exist and the override that fixes it.
+
+    ``wanted`` maps a role ("text column") to the configured column name (None = not wanted);
+    the role's key under ``data.source`` is its name with "_" ("text_column").
     """
     for role, column in wanted.items():
         if column is not None and column not in available:
             listing = ", ".join(repr(c) for c in available) or "none"
+            hint = _suggest_column(role, available, [c for c in wanted.values() if c is not None])
+            fix = f"; give data.source.{role.replace(' ', '_')}={hint}" if hint else ""
             raise DataError(
-                f"missing {role} {column!r}; available columns: {listing}",
+                f"missing {role} {column!r}; available columns: {listing}{fix}",
                 origin=origin,
                 column=column,
             )
+
+
+def _suggest_column(role: str, available: Sequence[str], taken: Sequence[str]) -> str | None:
+    """The available column most likely meant for `role`: one named like it, else the only free one."""
+    free = [str(c) for c in available if c not in taken]
+    for hint in _COLUMN_HINTS.get(role, ()):
+        for column in free:
+            if hint in column.lower():
+                return column
+    return free[0] if len(free) == 1 else None
 
 
 def _is_null(value: Any) -> bool:

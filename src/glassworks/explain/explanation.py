@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from glassworks.explain.predict import predicted_target, resolve_pad_id
-from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
 # (model, example, predicted target) -> ((T,) scores with [CLS] still in them, extras for the Explanation)
 ScoreFn = Callable[[nn.Module, ExampleInput, int], tuple[np.ndarray, dict]]
@@ -88,12 +88,17 @@ def explain_each(
     """One Explanation per example, of the class the model predicts for it, in the order given.
 
     Examples run one at a time, unpadded, so every (T,) row covers exactly the example's tokens;
-    an example's `seconds` includes predicting its target.
+    an example's `seconds` includes predicting its target. An example the method's limit
+    refuses (`ExampleSkipped`) comes back as a skipped Explanation.
     """
     results = []
     for example in examples:
         start = time.perf_counter()
         target, prob = predicted_target(model, example.ids, resolve_pad_id(model, pad_id))
-        row, extras = score(model, example, target)  # (T,), dict
+        try:
+            row, extras = score(model, example, target)  # (T,), dict
+        except ExampleSkipped as skip:
+            results.append(skipped_explanation(method, example, str(skip), time.perf_counter() - start))
+            continue
         results.append(cls_zeroed_explanation(method, example, target, prob, row, start, extras, keep_cls_score))
     return results

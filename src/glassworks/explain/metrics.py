@@ -73,11 +73,12 @@ def _pair(
 
 def _finite(pairs: list[tuple[ExampleInput, Explanation]], where: str) -> list[tuple[ExampleInput, Explanation]]:
     kept = [(ex, expl) for ex, expl in pairs if np.all(np.isfinite(np.asarray(expl.scores, dtype=np.float64)))]
-    if len(kept) < len(pairs):
+    n_skipped = sum("skipped" in expl.extras for _, expl in pairs)  # a method's limit: warned about by the runner
+    if len(kept) + n_skipped < len(pairs):
         method = pairs[0][1].method
         log.warning(
             "%s: method %r has non-finite scores on %d of %d examples; they are skipped",
-            where, method, len(pairs) - len(kept), len(pairs),
+            where, method, len(pairs) - len(kept) - n_skipped, len(pairs),
         )  # fmt: skip
     return kept
 

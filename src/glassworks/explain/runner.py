@@ -3,7 +3,8 @@
 Layout of ``out_dir`` (the entry point logs it to MLflow as ``explanations/``)::
 
     attributions.parquet        one row per example x token x method
-    metrics.json                {"<method>/<metric>": value, "agreement/<a>_vs_<b>": value}; NaN -> null
+    metrics.json                {"<method>/<metric>": value, "agreement/<a>_vs_<b>": value}; NaN -> null;
+                                "<method>/n_skipped": examples the method's limit skipped (NaN scores)
     index.html                  metrics table, figures, links to the example pages
     examples/example_<id>.html  tokens coloured by every method, side by side
     attention/example_<id>.png  every layer's and head's attention, first `n_heatmaps` examples
@@ -40,7 +41,7 @@ from glassworks.explain.word_units import word_indices, word_plausibility
 from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENSORS, ATTRIBUTIONS,
                                           EXPLAIN_EXAMPLES_DIR, EXPLAIN_INDEX, EXPLAIN_METRICS_JSON,
                                           EXPLAIN_METRICS_PNG, EXPLANATIONS_DIR, GLOBAL_IMPORTANCE_PNG,
-                                          file_name, relative_to)
+                                          N_SKIPPED, file_name, relative_to)
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class ExplainResult:
     table: pd.DataFrame  # the attributions.parquet table, columns TABLE_COLUMNS
     out_dir: Path
     explanations: dict[str, list[Explanation]] = field(default_factory=dict)  # method -> per example
+    skipped: dict[str, list[int]] = field(default_factory=dict)  # method -> example ids its limit skipped
 
 
 def example_page(example_id: int) -> str:
@@ -126,7 +128,11 @@ class ExplainRunner:
             elapsed = time.perf_counter() - start
             log.info("explain %-16s %4d/%d examples  %.1f s", explainer.name, len(out), len(examples), elapsed)
         wall = time.perf_counter() - start
-        n_bad = sum(not np.all(np.isfinite(e.scores)) for e in out)
+        skipped = [e for e in out if "skipped" in e.extras]
+        if skipped:  # once per method: the reason of the first, the ids of all
+            log.warning("explain %s: skipped %d of %d examples (ids %s): %s", explainer.name, len(skipped),
+                        len(out), [e.example_id for e in skipped][:10], skipped[0].extras["skipped"])
+        n_bad = sum(not np.all(np.isfinite(e.scores)) for e in out) - len(skipped)
         if n_bad:
             log.warning("explain %s: %d of %d explanations have non-finite scores", explainer.name, n_bad, len(out))
         return out, wall
@@ -180,6 +186,7 @@ class ExplainRunner:
         by_method: dict[str, list[Explanation]] = {}
         metrics: dict[str, float] = {}
         per_method: dict[str, dict[str, float]] = {}
+        skipped: dict[str, list[int]] = {}
         for explainer in self.explainers:
             explanations, wall = self._explain(explainer, model, examples)
             by_method[explainer.name] = explanations
@@ -190,6 +197,8 @@ class ExplainRunner:
             scores.update(plausibility(explanations, examples))
             scores.update(word_plausibility(explanations, examples))
             scores["seconds_per_example"] = wall / len(examples)
+            skipped[explainer.name] = [e.example_id for e in explanations if "skipped" in e.extras]
+            scores[N_SKIPPED] = float(len(skipped[explainer.name]))
             per_method[explainer.name] = scores
             metrics.update({f"{explainer.name}/{k}": float(v) for k, v in scores.items()})
             log.info(
@@ -204,12 +213,15 @@ class ExplainRunner:
             json.dumps({k: (v if math.isfinite(v) else None) for k, v in metrics.items()}, indent=2, sort_keys=True)
         )
 
+        if any(skipped.values()):  # the index says so above its metrics table
+            context["skipped (method limits)"] = "; ".join(
+                f"{m}: {len(ids)} of {len(examples)} examples" for m, ids in skipped.items() if ids)
         heatmaps = self._write_attention(model, examples[: self.n_heatmaps], out_dir)
         global_importance_png(table, out_dir / file_name(GLOBAL_IMPORTANCE_PNG))
         metric_comparison_png(per_method, out_dir / file_name(EXPLAIN_METRICS_PNG))
         self._write_pages(examples, by_method, label_names, probs, predictions, metrics, heatmaps, context, out_dir)
-        log.info("explain: artifacts written to %s", out_dir)
-        return ExplainResult(metrics=metrics, table=table, out_dir=out_dir, explanations=by_method)
+        log.debug("explain: artifacts written to %s", out_dir)
+        return ExplainResult(metrics=metrics, table=table, out_dir=out_dir, explanations=by_method, skipped=skipped)
 
     def _table(
         self, examples: list[ExampleInput], by_method: dict[str, list[Explanation]], predictions: np.ndarray

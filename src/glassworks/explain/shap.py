@@ -21,7 +21,7 @@ from torch import nn
 
 from glassworks.explain.batcher import RowBatcher
 from glassworks.explain.predict import predict_logits, resolve_pad_id, softmax
-from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
 log = logging.getLogger(__name__)
 
@@ -194,14 +194,15 @@ class ShapExplainer:
         return shap.explainers.Permutation(fn, masker, seed=self.seed)
 
     def _check_length(self, example: ExampleInput, n_features: int) -> None:
+        """A limit hit by one example skips that example (counted by the runner), never the run."""
         if self.algorithm == "exact" and n_features > self.exact_max_tokens:
-            raise ValueError(
+            raise ExampleSkipped(
                 f"explain.shap.exact_max_tokens={self.exact_max_tokens} but example {example.example_id} has "
                 f"{n_features} tokens besides [CLS] (exact SHAP needs 2**{n_features} evaluations); "
                 "use algorithm=partition or raise explain.shap.exact_max_tokens"
             )
         if self.algorithm == "permutation" and self.max_evals < 2 * n_features + 1:
-            raise ValueError(
+            raise ExampleSkipped(
                 f"explain.shap.max_evals={self.max_evals} is too low for permutation SHAP on example "
                 f"{example.example_id} with {n_features} tokens: needs >= {2 * n_features + 1}"
             )
@@ -219,14 +220,24 @@ class ShapExplainer:
         the model in shared forward passes; the values equal those of explaining each example
         alone (up to float rounding of differently shaped batches).
         """
-        for example in examples:  # fail before spending time on any example
-            self._check_length(example, len(example.ids) - 1)
+        skipped: dict[int, Explanation] = {}
+        for index, example in enumerate(examples):  # a method's limit skips an example, never fails the stage
+            try:
+                self._check_length(example, len(example.ids) - 1)
+            except ExampleSkipped as skip:
+                skipped[index] = skipped_explanation(self.name, example, str(skip))
+        todo = [example for index, example in enumerate(examples) if index not in skipped]
         pad_id = resolve_pad_id(model, self.pad_id)
         masker = self._masker(model)
-        if self.concurrent_examples == 1 or len(examples) <= 1:
+        if not todo:
+            explained: list[Explanation] = []
+        elif self.concurrent_examples == 1 or len(todo) <= 1:
             evaluate = self._direct(model, pad_id)
-            return [self._explain_one(evaluate, example, masker) for example in examples]
-        return self._explain_batched(model, pad_id, examples, masker)
+            explained = [self._explain_one(evaluate, example, masker) for example in todo]
+        else:
+            explained = self._explain_batched(model, pad_id, todo, masker)
+        remaining = iter(explained)
+        return [skipped[index] if index in skipped else next(remaining) for index in range(len(examples))]
 
     def _direct(self, model: nn.Module, pad_id: int) -> Evaluate:
         return lambda ids: predict_logits(model, ids, pad_id, self.batch_size)  # (N, T) -> (N, C)

@@ -34,6 +34,22 @@ class Explanation:
     extras: dict = field(default_factory=dict)  # e.g. {"per_head": (H, T) array} for raw attention
 
 
+class ExampleSkipped(Exception):
+    """A method's per-example limit (input length, budget) was hit: this example gets no scores.
+
+    Raised by an explainer for one example; the explainer returns it as a skipped Explanation
+    (NaN scores, extras["skipped"] = the reason) and the runner counts it as
+    ``<method>/n_skipped``. A limit never fails a run.
+    """
+
+
+def skipped_explanation(method: str, example: ExampleInput, reason: str, seconds: float = 0.0) -> Explanation:
+    """The Explanation of an example a method could not do: NaN scores, which every metric skips."""
+    return Explanation(method=method, example_id=example.example_id, target=-1,
+                       scores=np.full(len(example.ids), np.nan), base_value=None, model_output=float("nan"),
+                       class_scores=None, seconds=seconds, extras={"skipped": reason})
+
+
 class Explainer(Protocol):
     name: str
 

@@ -149,6 +149,12 @@ def explain_section(record: RunRecord, label_names: list[str], options: RunRepor
         + " (a seeded, class-stratified sample that includes misclassified ones). Faithfulness: how much the "
         "prediction depends on the top-attributed tokens (ERASER comprehensiveness/sufficiency, AOPC); "
         "plausibility: agreement with the planted ground-truth rationale. Green cells beat the random baseline."))
+    skipped = {k.split("/")[1]: int(v) for k, v in m.items()
+               if k.startswith("explain/") and k.endswith("/" + C.N_SKIPPED) and v > 0}
+    if skipped:  # a method's limit (input length, budget) skipped these; its metrics cover the rest
+        blocks.append(Paragraph("Skipped by a method's limit (its metrics cover the other examples): " + ", ".join(
+            f"{method} {count} example{'s' if count != 1 else ''}" for method, count in sorted(skipped.items())) + ".",
+            "note"))
     faith = _method_table(m, "explain/", C.EXPLAIN_METRICS, C.EXPLAIN_BASELINE,
                           "Faithfulness and plausibility against the random baseline",
                           extra=(("seconds_per_example", "s / example"),))

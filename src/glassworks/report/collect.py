@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
+from glassworks.scratch import scratch_dir
 
 from glassworks.tracking import contract as C
 
@@ -63,7 +64,7 @@ class ArtifactReader:
     def __init__(self, client: MlflowClient, run_id: str) -> None:
         self.client = client
         self.run_id = run_id
-        self._dir = Path(tempfile.mkdtemp(prefix="glassworks-report-"))
+        self._dir = scratch_dir("report")
         self._listing: dict[str, set[str]] = {}
         self._local: dict[str, Path] = {}
 

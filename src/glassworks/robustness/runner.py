@@ -10,9 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from torch import nn
 
+from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
 from glassworks.robustness.attack import AttackRecord, SubstitutionAttack, attack_summary, attack_table
@@ -23,7 +25,8 @@ from glassworks.robustness.plots import curves_png, flip_rate_png
 from glassworks.robustness.render import render_adversarial_html
 from glassworks.robustness.stability import StabilityResult, explanation_stability
 from glassworks.tracking.contract import (ADVERSARIAL_HTML, ATTACKS, CURVES_DELETION_PNG, CURVES_INSERTION_PNG,
-                                          FLIP_RATE_PNG, ROBUSTNESS_METRICS_JSON, file_name, flip_rate_key)
+                                          FLIP_RATE_PNG, N_SKIPPED, ROBUSTNESS_METRICS_JSON, file_name, flip_rate_key,
+                                          metric_key)
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +89,7 @@ class RobustnessRunner:
         names = [*methods, RANDOM_ORDER] if RANDOM_ORDER not in methods else list(methods)
         per = [flip_rate_key(k) for k in FLIP_KS if k <= self.curve_k]
         per += ["deletion_auc", "insertion_auc", "attack_success", "mean_edits", "mean_prob_drop",
-                "model_calls_per_attack", "stability"]  # fmt: skip
+                "model_calls_per_attack", "stability", N_SKIPPED]  # fmt: skip
         return [f"{m}/{p}" for m in names for p in per] + ["seconds_per_example"]
 
     def run(
@@ -121,7 +124,8 @@ class RobustnessRunner:
         predicted = dict(zip(ids, base_probs.argmax(axis=1).tolist(), strict=True))  # example_id -> class
         for method, expls in explanations.items():
             explanations_by_id(examples, expls, method)  # fail fast, naming the method and example
-            mismatched = [e.example_id for e in expls if e.example_id in predicted and e.target != predicted[e.example_id]]
+            mismatched = [e.example_id for e in expls if e.example_id in predicted and e.target != predicted[e.example_id]
+                          and np.all(np.isfinite(e.scores))]  # skipped examples explain no class
             if mismatched:
                 log.warning("robustness: method %r explained another class than the prediction on examples %s", method, mismatched[:10])
         neighbours = self.attack.neighbour_index(model, self.special_ids, token_to_id)
@@ -136,6 +140,8 @@ class RobustnessRunner:
         for method, expls in methods.items():
             t0 = time.perf_counter()
             orders = method_orders(examples, expls, method, self.seed)
+            # Examples the method could not explain (a limit skipped them, or non-finite scores) get no order.
+            metrics[metric_key(method, N_SKIPPED)] = float(sum(len(e.ids) > 1 for e in examples) - len(orders))
             curves[method] = c = perturbation_curves(
                 model, examples, orders, base_probs, self.curve_k, method, mask_id=self.mask_id, pad_id=self.pad_id,
                 batch_size=self.batch_size,
@@ -162,7 +168,7 @@ class RobustnessRunner:
                 stab = s.mean
                 if s.n_rejected:
                     log.debug("stability %s: %d perturbations changed the prediction and were dropped", method, s.n_rejected)
-            elif expls is not None and self.n_stability > 0:
+            elif expls is not None and self.n_stability > 0 and method != RandomExplainer.name:  # no stability by design
                 log.warning("robustness: no explainer named %r was given; its stability is NaN", method)
             metrics[f"{method}/stability"] = float(stab)
             log.info(
@@ -185,8 +191,8 @@ class RobustnessRunner:
         flip_rate_png({m: c.flip_rates() for m, c in curves.items()}, out_dir / file_name(FLIP_RATE_PNG), baseline=RANDOM_ORDER)
         page = render_adversarial_html(all_records, id_to_token, label_names, metrics, max_examples=self.max_html_examples)
         (out_dir / file_name(ADVERSARIAL_HTML)).write_text(page, encoding="utf-8")
-        log.info("robustness: %d examples x %d methods, %.3f s/example; artifacts in %s",
-                 len(examples), len(methods), metrics["seconds_per_example"], out_dir)  # fmt: skip
+        log.info("robustness: %d examples x %d methods, %.3f s/example",
+                 len(examples), len(methods), metrics["seconds_per_example"])  # fmt: skip
         return RobustnessResult(metrics=metrics, attacks=attacks, out_dir=out_dir, curves=curves,
                                 records=records, stability=stability)  # fmt: skip
 

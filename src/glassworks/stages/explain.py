@@ -8,16 +8,18 @@ same code path.
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import logging
 from typing import Any
 
 import numpy as np
 
 from glassworks.explain.runner import ExplainResult, ExplainRunner
+from glassworks.scratch import scratch_dir
 from glassworks.tasks.base import Task
 from glassworks.stages.settings import ExplainSettings
 from glassworks.tracking import contract as C
+
+log = logging.getLogger("glassworks.explain")
 
 
 def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings) -> ExplainResult:
@@ -28,7 +30,7 @@ def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings
     examples = task.explain_examples(loaded, datamodule, settings.n_examples, settings.seed)
     runner = ExplainRunner(explainers, mask_id=loaded.tokenizer.mask_id, pad_id=pad_id,
                            n_heatmaps=settings.n_heatmaps, random_seed=settings.seed)
-    out_dir = Path(tempfile.mkdtemp(prefix="glassworks-explain-"))
+    out_dir = scratch_dir("explain")
     context = {"run_id": tracker.run_id, "data": datamodule.name, "seed": settings.seed,
                "methods": ", ".join(settings.methods)}
     result = runner.run(loaded.model, examples, loaded.label_names, out_dir, context)
@@ -36,6 +38,7 @@ def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings
     finite = C.prefixed(C.EXPLAIN_PREFIX, {k: v for k, v in result.metrics.items() if np.isfinite(v)})
     tracker.log_metrics(finite)
     tracker.log_artifacts(out_dir, C.EXPLANATIONS_DIR)
+    log.info("explanations logged to %s", tracker.artifact_uri(C.EXPLANATIONS_DIR))
     tracker.log_table(result.table, C.ATTRIBUTIONS_TABLE)
     tracker.log_text(settings.config_yaml, C.EXPLAIN_CONFIG)
     return result

@@ -5,17 +5,19 @@ model and ``explanations/attributions.parquet``); logs ``robustness/<method>/<me
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from glassworks.robustness import RobustnessResult, RobustnessRunner
+from glassworks.scratch import scratch_dir
 from glassworks.tasks.base import Task
 from glassworks.stages.settings import RobustnessSettings
 from glassworks.tracking import contract as C
+
+log = logging.getLogger("glassworks.robustness")
 
 
 def robustness(tracker: Any, task: Task, settings: RobustnessSettings) -> RobustnessResult:
@@ -28,10 +30,11 @@ def robustness(tracker: Any, task: Task, settings: RobustnessSettings) -> Robust
         curve_k=settings.curve_k, attack=settings.attack, n_stability=settings.n_stability,
         seed=settings.seed, mask_id=loaded.tokenizer.mask_id, pad_id=pad_id, special_ids=loaded.tokenizer.special_ids,
         stability_examples=settings.stability_examples, max_html_examples=settings.max_html_examples)
-    out_dir = Path(tempfile.mkdtemp(prefix="glassworks-robustness-"))
+    out_dir = scratch_dir("robustness")
     result = runner.run(loaded.model, examples, explanations, explainers,
                         loaded.tokenizer.id_to_token, loaded.label_names, out_dir,
                         token_to_id=loaded.tokenizer.token_to_id)
     tracker.log_metrics(C.prefixed(C.ROBUSTNESS_PREFIX, {k: v for k, v in result.metrics.items() if np.isfinite(v)}))
     tracker.log_artifacts(out_dir, C.ROBUSTNESS_DIR)
+    log.info("robustness results logged to %s", tracker.artifact_uri(C.ROBUSTNESS_DIR))
     return result

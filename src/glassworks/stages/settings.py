@@ -6,13 +6,16 @@ Light on purpose: an entry point imports these without importing the stages' mac
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, get_type_hints
 
 from glassworks.explain.types import Explainer
 from glassworks.tracking.objective import MODES
-from glassworks.validation import Validated
+from glassworks.validation import ConfigError, Validated, check_type
+
+T = TypeVar("T", bound=Validated)
 
 
 @dataclass
@@ -26,9 +29,9 @@ class ExplainSettings(Validated):
     config_yaml: str            # the explain config as run, logged as explanations/config.yaml
 
     def validate(self) -> None:
-        self.require(self.n_examples >= 1, "n_examples", f"must be >= 1, got {self.n_examples}")
-        self.require(self.n_heatmaps >= 0, "n_heatmaps", f"must be >= 0 (0: none), got {self.n_heatmaps}")
-        self.require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
+        _at_least(self, "n_examples", 1)
+        _at_least(self, "n_heatmaps", 0, " (0: no heatmaps)")
+        _at_least(self, "seed", 0)
 
 
 @dataclass
@@ -45,12 +48,11 @@ class RobustnessSettings(Validated):
 
     def validate(self) -> None:
         # The runner checks these too, but only after training: here they fail before the run.
-        self.require(self.curve_k >= 1, "curve_k", f"must be >= 1, got {self.curve_k}")
-        self.require(self.n_stability >= 0, "n_stability", f"must be >= 0 (0 disables stability), got {self.n_stability}")
-        self.require(self.seed >= 0, "seed", f"must be >= 0, got {self.seed}")
-        self.require(self.stability_examples is None or self.stability_examples >= 1, "stability_examples",
-                     f"must be >= 1 or null, got {self.stability_examples}")
-        self.require(self.max_html_examples >= 0, "max_html_examples", f"must be >= 0, got {self.max_html_examples}")
+        _at_least(self, "curve_k", 1)
+        _at_least(self, "n_stability", 0, " (0: no stability)")
+        _at_least(self, "stability_examples", 1, " or null (every example)")
+        _at_least(self, "max_html_examples", 0)
+        _at_least(self, "seed", 0)
 
 
 @dataclass
@@ -78,3 +80,27 @@ class SweepReportSettings(Validated):
 
     def validate(self) -> None:
         self.require(self.mode in MODES, "sweep.mode", f"must be one of {list(MODES)}, got {self.mode!r}")
+
+
+def _at_least(settings: Validated, key: str, low: int, note: str = "") -> None:
+    """``key`` >= ``low``; None passes (an optional value, or a key :func:`check_settings` lacked)."""
+    value = getattr(settings, key)
+    settings.require(value is None or value >= low, key, f"must be >= {low}{note}, got {value}")
+
+
+def check_settings(cls: type[T], values: Mapping[str, Any], prefix: str) -> None:
+    """The same checks as building ``cls``, on the plain values a config group holds: a key the
+    group lacks (the logged config of an older run; ``make_explainers``, ``attack``, built
+    elsewhere) is not checked. A bad value raises ConfigError named ``<prefix>.<key>``, so a
+    disabled stage's values fail in ``build_job`` too."""
+    hints = get_type_hints(cls)
+    settings = object.__new__(cls)
+    try:
+        for field in dataclasses.fields(cls):  # type: ignore[arg-type]
+            value = values[field.name] if field.name in values else None
+            if field.name in values:
+                check_type(field.name, value, hints.get(field.name, Any))
+            object.__setattr__(settings, field.name, value)
+        settings.validate()
+    except ConfigError as error:
+        raise ConfigError(f"{prefix}.{error.key}", str(error).split(": ", 1)[1]) from error

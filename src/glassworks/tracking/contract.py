@@ -179,6 +179,7 @@ def checkpoint_artifact(file: str) -> str:
 EXPLAIN_PREFIX = "explain"
 ROBUSTNESS_PREFIX = "robustness"
 TIME_PREFIX = "time"
+N_SKIPPED = "n_skipped"  # explain/<method>/n_skipped, robustness/<method>/n_skipped: examples a method's limit skipped
 SWEEP_PREFIX = "sweep"
 BEST_PREFIX = "best"
 SYSTEM_PREFIX = "system"

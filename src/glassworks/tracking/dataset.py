@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import mlflow.data
@@ -17,7 +18,12 @@ def _source(uri: str) -> Any:
     """A file or URL MLflow knows how to resolve; otherwise (synthetic://, hub names) the URI
     is kept as a tag of a code source so it still shows in the UI."""
     try:
-        return resolve_dataset_source(uri)
+        with warnings.catch_warnings():
+            # MLflow registers its local-file source class twice and warns that a path "can be
+            # interpreted in multiple ways: LocalArtifactDatasetSource, LocalArtifactDatasetSource".
+            warnings.filterwarnings("ignore", message=r"The specified dataset source can be interpreted in multiple ways",
+                                    category=UserWarning)
+            return resolve_dataset_source(uri)
     except MlflowException:
         return CodeDatasetSource(tags={"uri": uri})
 
@@ -26,9 +32,15 @@ def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) 
     """One input per split; the digest is the DataModule's, identical for identical data."""
     inputs = []
     for split, frame in frames.items():
-        dataset = mlflow.data.from_pandas(
-            frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
-        )
+        with warnings.catch_warnings():
+            # MLflow hints that integer columns cannot hold missing values; the labels never miss
+            # one (the data validation refuses it), so the hint only alarms.
+            warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column",
+                                    category=UserWarning)
+            dataset = mlflow.data.from_pandas(
+                frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
+            )
+            entity = dataset._to_mlflow_entity()  # the schema is inferred here, lazily
         tags = [InputTag(key=C.TAG_DATASET_CONTEXT, value=split)]
-        inputs.append(DatasetInput(dataset=dataset._to_mlflow_entity(), tags=tags))
+        inputs.append(DatasetInput(dataset=entity, tags=tags))
     return inputs

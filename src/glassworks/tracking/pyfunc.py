@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,13 @@ from mlflow.types.schema import ColSpec, Schema
 from glassworks.data.pretrained_tokenizer import PretrainedTokenizer, load_tokenizer
 from glassworks.data.tokenizer import TextTokenizer
 from glassworks.models.registry import build_from_spec
+from glassworks.scratch import scratch_dir
 from glassworks.tracking import contract as C
 
 TEXT_COLUMN = "text"
 WEIGHTS_FILE = "weights.pt"
 HF_WEIGHTS_DIR = "hf"
+MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")  # what MLflow runs to build the model class
 
 
 @dataclass
@@ -128,7 +129,7 @@ def pip_requirements() -> list[str]:
 def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokenizer | PretrainedTokenizer,
                      label_names: list[str], max_length: int, examples: list[str]) -> None:
     """Save the pyfunc model locally and log it as the run's ``model/`` artifact."""
-    tmp = Path(tempfile.mkdtemp(prefix="glassworks-model-"))
+    tmp = scratch_dir("model")
     try:
         files = save_model_files(model, tokenizer, label_names, max_length, tmp / "files")
         signature = ModelSignature(
@@ -137,7 +138,7 @@ def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokeni
         )
         mlflow.pyfunc.save_model(
             path=str(tmp / "model"),
-            python_model=TextClassifierPyfunc(),
+            python_model=str(MODEL_CODE),  # models from code: no python_model.pkl
             artifacts={"model_files": str(files)},
             signature=signature,
             input_example=pd.DataFrame({TEXT_COLUMN: examples[:3]}),
@@ -155,7 +156,7 @@ def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
     (``mlflow.pyfunc.load_model`` would unpickle ``python_model.pkl``)."""
     # Download with an explicit client: mlflow.set_tracking_uri would export the URI to the whole
     # process (and to every later job of an in-process sweep).
-    local = tempfile.mkdtemp(prefix="glassworks-run-model-")
+    local = str(scratch_dir("run-model"))
     path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=C.MODEL_DIR,
                                                     tracking_uri=tracking_uri, dst_path=local))
     flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
 from safetensors.torch import load_file, save_file
 
+from glassworks.scratch import scratch_dir
 from glassworks.data.lm_vocab import WordVocab
 from glassworks.models.generation import check_fits, generate
 from glassworks.models.registry import build_from_spec
@@ -126,7 +126,7 @@ def save_lm_pyfunc(model: torch.nn.Module, vocab: WordVocab, path: str | Path, e
     """An MLflow pyfunc model folder at ``path`` (``mlflow.pyfunc.load_model`` / ``mlflow models
     serve`` read it)."""
     path = Path(path)
-    tmp = Path(tempfile.mkdtemp(prefix="glassworks-lm-files-"))
+    tmp = scratch_dir("lm-files")
     try:
         files = save_lm_files(model, vocab, tmp / "files")
         mlflow.pyfunc.save_model(
@@ -145,7 +145,7 @@ def save_lm_pyfunc(model: torch.nn.Module, vocab: WordVocab, path: str | Path, e
 
 def log_lm_pyfunc(tracker: Any, model: torch.nn.Module, vocab: WordVocab, examples: list[str]) -> None:
     """Save the pyfunc locally and log it as the run's ``model/`` artifact (as the classifier's)."""
-    tmp = Path(tempfile.mkdtemp(prefix="glassworks-lm-model-"))
+    tmp = scratch_dir("lm-model")
     try:
         save_lm_pyfunc(model, vocab, tmp / "model", examples, {"glassworks_run_id": tracker.run_id})
         tracker.log_artifacts(tmp / "model", "model")

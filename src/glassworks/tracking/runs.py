@@ -19,6 +19,7 @@ from mlflow.entities import Run
 from glassworks.tracking import contract as C
 from glassworks.tracking.dataset import dataset_inputs
 from glassworks.tracking.metadata import command_line, environment, git_state, redact
+from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.validation import UserError
 
 log = logging.getLogger("glassworks")
@@ -121,7 +122,9 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
         run = runs[0]
     else:
         try:
-            run = client.get_run(ref)
+            run = client.get_run(resolve_run_id(client, ref, "resume"))
+        except RunIdError as error:
+            raise UserError(f"{error} in {redact(tracker.uri)}") from error
         except Exception as error:  # noqa: BLE001 - MlflowException: no such run
             raise UserError(f"resume={ref}: no such run in {redact(tracker.uri)}") from error
     run_id = run.info.run_id

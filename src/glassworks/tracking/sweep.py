@@ -168,6 +168,7 @@ class SweepSummary:
     best_value: float | None
     best_metrics: dict[str, float]
     failures: list[str]
+    registered_model: str | None = None  # "<name>/<version>" when the best child's model was registered
 
 
 def child_runs(client: MlflowClient, experiment_ids: Sequence[str], parent_run_id: str) -> list[Any]:
@@ -345,6 +346,7 @@ class SweepParent:
         registered = self._register(summary)
         if registered:
             tags[C.TAG_SWEEP_REGISTERED_MODEL] = registered
+            summary.registered_model = registered
         tags[C.TAG_NOTE] = self._note(summary, registered)
         tracker.set_tags(tags)
 

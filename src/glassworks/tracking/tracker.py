@@ -25,10 +25,12 @@ from mlflow.entities import Metric, Param, RunStatus, RunTag
 
 from glassworks.tracking import contract as C
 from glassworks.tracking.history import logged_points, unlogged
+from glassworks.tracking.metadata import redact
 from glassworks.tracking.params import flatten
 from glassworks.tracking.store import (StoreUnreachable, check_reachable, ensure_experiment, open_client,
                                        resolve_tracking_uri, short_http_retries, with_retry)
 from glassworks.validation import Validated
+from glassworks.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -250,9 +252,15 @@ class MLflowTracker(Validated):
         self._retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
 
     def download(self, artifact_path: str) -> Path:
-        target = Path(tempfile.mkdtemp(prefix="glassworks-"))
+        target = scratch_dir("download")
         return Path(self._retry(lambda: self.client.download_artifacts(self.run_id, artifact_path, str(target)),
                                "downloading artifact"))
+
+    def artifact_uri(self, artifact_path: str = "") -> str:
+        """Where an artifact of the run lives in the store (what a log line should point at,
+        not the scratch folder it was written from)."""
+        root = self.client.get_run(self.run_id).info.artifact_uri
+        return redact(posixpath.join(root, artifact_path) if artifact_path else root)
 
     def lightning_logger(self) -> Any:
         from glassworks.tracking.lightning_logger import MLflowRunLogger

@@ -144,7 +144,9 @@ class ResumeCheckpoint(Checkpoint):
                 persist()
         self._between_steps = between_steps
         try:
-            trainer.save_checkpoint(self.path)
+            # weights_only=False said, not defaulted (Lightning logs that it defaulted): resuming needs the
+            # optimizer, loops and callback state. Loading stays weights_only=True (plain containers).
+            trainer.save_checkpoint(self.path, weights_only=False)
         finally:
             self._between_steps = False
         self._last_saved_step = trainer.global_step

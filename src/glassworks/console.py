@@ -1,0 +1,77 @@
+"""What the console shows: the project's own progress and real warnings, not its dependencies' chatter.
+
+Each silenced message is matched by its text and the module that emits it, so a new warning of
+the same library still shows. Our own noise is fixed where it is made instead (e.g. the MLflow
+dataset schema hint in :mod:`glassworks.tracking.dataset`, the robustness baseline's stability).
+Called once per process by the entry points (``pipeline/__init__.py``), before anything else loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+
+# (message regex, category, module regex) of dependency warnings every default run would print.
+_DEPENDENCY_WARNINGS = (
+    # torch 2.13 deprecated LeafSpec; Lightning 2.6 still builds one for every batch it moves.
+    (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"pytorch_lightning\.utilities\._pytree"),
+    # One warning per missing glyph per figure when a token is CJK or emoji and the machine has no
+    # font for it (matplotlib draws a box); real text makes dozens, the figure is still right.
+    (r"Glyph \d+ .* missing from font", UserWarning, r"glassworks\..*|matplotlib\..*"),
+)
+# Lightning's advertisements for its cloud products, logged at INFO on every Trainer.
+_LIGHTNING_TIPS = ("\N{ELECTRIC LIGHT BULB} Tip:",)
+_LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+
+
+class _DropPrefixes(logging.Filter):
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefixes)
+
+
+def quiet_dependencies() -> None:
+    """Silence the dependency output a default run always prints; idempotent."""
+    # MLflow draws a progress bar per artifact download (dozens per stage); a user's own setting wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for message, category, module in _DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message, category=category, module=module)
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _DropPrefixes) for f in logger.filters):
+            logger.addFilter(_DropPrefixes(_LIGHTNING_TIPS))
+
+
+# Hydra ends every error it reports itself (a misspelled group option, a malformed override) with
+# this line; the project's switch for full tracebacks is debug=traceback, which sets it for Hydra.
+HYDRA_HINT = "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace."
+OUR_HINT = "Add debug=traceback to the command for the complete stack trace."
+TRACEBACK_SWITCHES = ("debug=traceback", "traceback=true", "+traceback=true")
+
+
+class _HintRewriter:
+    """A write-through stderr that swaps Hydra's hint line for ours; everything else is untouched."""
+
+    def __init__(self, stream) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        return self._stream.write(text.replace(HYDRA_HINT, OUR_HINT))
+
+    def __getattr__(self, name: str):
+        return getattr(self._stream, name)
+
+
+def hydra_errors_point_to_debug_traceback(argv: list[str]) -> None:
+    """``debug=traceback`` also shows the traceback of errors Hydra reports before our code runs
+    (composition errors), and Hydra's own hint names that switch instead of HYDRA_FULL_ERROR=1."""
+    import sys
+
+    if any(arg in TRACEBACK_SWITCHES for arg in argv[1:]):
+        os.environ.setdefault("HYDRA_FULL_ERROR", "1")
+    if not isinstance(sys.stderr, _HintRewriter):
+        sys.stderr = _HintRewriter(sys.stderr)
