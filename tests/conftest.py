@@ -106,7 +106,10 @@ def cli_env(cwd: Path, env: dict[str, str] | None = None) -> dict[str, str]:
 
 def imported_packages(env: dict[str, str], cwd: Path) -> dict[str, Path]:
     """Where a subprocess with ``env`` imports ``glassworks`` and ``pipeline`` from."""
-    code = "import glassworks, pipeline; print(glassworks.__file__); print(pipeline.__file__)"
+    # find_spec names the file an import would run, without running it (a shadowing package need
+    # not be importable for the check to report it).
+    code = ("import importlib.util as u; print(u.find_spec('glassworks').origin); "
+            "print(u.find_spec('pipeline').origin)")
     out = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True,
                          timeout=120, check=True)
     glassworks_file, pipeline_file = out.stdout.split()
