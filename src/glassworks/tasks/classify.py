@@ -20,7 +20,7 @@ from glassworks.data.rationale import token_rationale
 from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.explain.selection import select_examples
 from glassworks.explain.table import explanations_from_table
-from glassworks.explain.types import ExampleInput, Explainer, Explanation
+from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.models.lightning import TextClassifier
 from glassworks.robustness import RobustnessResult, RobustnessRunner
 from glassworks.tasks.base import LoadedModel
@@ -79,7 +79,8 @@ class ClassifyTask:
     def check_explainers(self, explainers: Mapping[str, Any]) -> None:
         """Every ``explain.<method>`` must be a classifier explainer (not a generation method)."""
         for method, explainer in explainers.items():
-            if not isinstance(explainer, Explainer):
+            # Explainer is a structural protocol (not runtime-checkable): a named ``explain``.
+            if not (callable(getattr(explainer, "explain", None)) and isinstance(getattr(explainer, "name", None), str)):
                 raise UserError(f"invalid config explain.{method}: {type(explainer).__name__} is not a classifier "
                                 f"explainer (task={self.name}; explain=default holds the classifier's methods)")
 

@@ -30,7 +30,7 @@ from glassworks.explain.generation_metrics import summarise
 from glassworks.explain.generation_table import attribution_matrix, attribution_table
 from glassworks.explain.generation_target import GeneratedExample, GenerationStep, prepare_generation
 from glassworks.models.causal_lm import CausalLM
-from glassworks.models.generation import generate
+from glassworks.models.generation import greedy_batch
 from glassworks.tracking import contract as C
 from glassworks.tracking.pyfunc_lm import load_lm_dir, log_lm_pyfunc
 from glassworks.validation import UserError
@@ -98,14 +98,14 @@ class LMTask:
         return [prepare_generation(loaded.model, loaded.tokenizer, test[i], int(i)) for i in rows]
 
     def test_predictions(self, loaded: LoadedCausalLM, datamodule: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(reference answer, greedy answer) text per test example, both (N,)."""
+        """(reference answer, greedy answer) text per test example, both (N,); the answer has as many
+        tokens as the reference (as ``prepare_generation`` and ``test/answer_acc``), fewer at [EOS]."""
         vocab = loaded.tokenizer
-        refs, outs = [], []
-        for example in datamodule.examples("test"):
-            n_new = max(1, len(example.answer))
-            generated = generate(loaded.model, vocab.encode_words(example.prompt), n_new, eos_id=vocab.eos_id)
-            refs.append(" ".join(example.answer))
-            outs.append(vocab.decode(generated))
+        examples = datamodule.examples("test")
+        n_new = max((len(e.answer) for e in examples), default=1) or 1
+        generated = greedy_batch(loaded.model, [vocab.encode_words(e.prompt) for e in examples], n_new, vocab.eos_id)
+        refs = [" ".join(e.answer) for e in examples]
+        outs = [vocab.decode(g[: len(e.answer) or n_new]) for e, g in zip(examples, generated)]
         return np.asarray(refs, dtype=object), np.asarray(outs, dtype=object)
 
     def check_explainers(self, explainers: Mapping[str, Any]) -> None:
