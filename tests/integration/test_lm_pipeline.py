@@ -15,9 +15,9 @@ from tests.conftest import compose_config, run_cli
 
 pytestmark = pytest.mark.slow
 
-SMALL = ["data.source.n_train=400", "data.source.n_validation=60", "data.source.n_test=60", "data.batch_size=32",
+SMALL = ["data.source.n_train=1500", "data.source.n_validation=60", "data.source.n_test=60", "data.batch_size=32",
          "trainer.max_epochs=1", "trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-         "explain.n_examples=3", "explain.n_heatmaps=2", "explain.shap.max_evals=64", "robustness.curve_k=4"]
+         "explain.n_examples=4", "explain.n_heatmaps=2", "explain.shap.max_evals=64", "robustness.curve_k=4"]
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_one_finished_run_with_the_lm_metrics(lm_run):
     assert metrics["val/perplexity"] > 1.0
     # SHAP's local accuracy per generated token: scores + base value = the explained log-probability
     assert metrics["explain/shap/local_accuracy_error"] <= 1e-6
-    assert run.data.tags[C.TAG_DATA_NAME].startswith("lm_recall")
+    assert run.data.tags[C.TAG_DATA_NAME] == "lm-recall"
 
 
 def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
