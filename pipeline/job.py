@@ -103,7 +103,7 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
         if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
             _check_type(f"trainer.{key}", cfg.trainer[key], types)
     if cfg.get("explain") is not None:
-        _check_explain(cfg.explain)
+        job.task.check_explainers(_check_explain(cfg.explain))
     from pipeline import plans  # plans builds with this module's build(): imported here, not at the top
 
     if cfg.get("explain") is not None:
@@ -156,15 +156,15 @@ def _check_type(key: str, value: Any, types: tuple[type, ...]) -> None:
         raise UserError(f"invalid config {key}: expected {expected}, got {value!r} ({type(value).__name__})")
 
 
-def _check_explain(explain_cfg: DictConfig) -> None:
+def _check_explain(explain_cfg: DictConfig) -> dict[str, Any]:
     """Unknown methods and bad budgets fail here, not after training (pipeline.run) or after a
     finished run was reopened (pipeline.explain), where they would mark the run FAILED."""
     known = [k for k in explain_cfg if isinstance(explain_cfg[k], DictConfig)]
     unknown = [m for m in explain_cfg.methods if m not in known]
     if unknown:
         raise UserError(f"invalid config explain.methods: unknown method(s) {unknown}; choose from {known}")
-    for method in explain_cfg.methods:
-        build(explain_cfg[method], f"explain.{method}", pad_id=0)  # the real pad id comes with the model
+    # the real pad id comes with the model; the task checks the nodes are its kind of method
+    return {method: build(explain_cfg[method], f"explain.{method}", pad_id=0) for method in explain_cfg.methods}
 
 
 def _check_optimizer(job: Job) -> None:

@@ -19,6 +19,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -193,6 +194,29 @@ class LMDataModule(pl.LightningDataModule):
     @property
     def has_evidence(self) -> bool:
         return self._require().has_evidence
+
+    # What the stages read from any datamodule (run tags, dataset inputs, data stats, the
+    # tokenizer artifact); the lm task's "label" is the reference answer and it has no classes.
+    @property
+    def tokenizer(self) -> WordVocab:
+        return self.vocab
+
+    @property
+    def label_names(self) -> list[str]:
+        return []
+
+    @property
+    def stats(self) -> dict[str, Any]:
+        data = self._require()
+        return {"splits": {s: len(data.splits[s]) for s in LM_SPLITS}, "vocab_size": len(self.vocab),
+                "has_evidence": data.has_evidence, "loss_on": data.loss_on}
+
+    def split_frame(self, split: str) -> pd.DataFrame:
+        """One row per example: ``text`` (the prompt) and ``label`` (the reference answer), words
+        joined by spaces."""
+        rows = self.examples(split)
+        return pd.DataFrame({"text": [" ".join(e.prompt) for e in rows],
+                             "label": [" ".join(e.answer) for e in rows]})
 
     def examples(self, split: str) -> list[LMExample]:
         return self._require().splits[split]

@@ -31,6 +31,7 @@ from glassworks.explain.attention import attention_rollout, grad_weighted_releva
 from glassworks.explain.explanation import embedding_leaf, eval_forward
 from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
 from glassworks.explain.shap import TokenIdMasker
+from glassworks.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,33 @@ class GenerationShap:
         values = np.asarray(result.values[0], dtype=np.float64).reshape(n_features)  # (M,)
         base = float(np.asarray(result.base_values[0], dtype=np.float64).reshape(-1)[0])
         return np.concatenate([[0.0], values]), base, {"n_evals": n_evals}
+
+
+@dataclass
+class GenerationMethodConfig:
+    """One ``explain.<method>`` node of ``explain=lm`` (conf/explain/lm.yaml). The shap fields
+    matter for ``method: shap`` only. ``pad_id``: the explain stage builds every node with the
+    model's pad id; generation masks hidden positions with [MASK] and does not use it."""
+
+    method: str
+    pad_id: int = 0
+    algorithm: str = "partition"
+    max_evals: int = 500
+    batch_size: int = 512
+    seed: int = 0
+    exact_max_positions: int = 12
+
+    def __post_init__(self) -> None:
+        if self.method not in GENERATION_METHODS:
+            raise ConfigError("method", f"unknown generation method {self.method!r}; known: {list(GENERATION_METHODS)}")
+        try:
+            self.shap_config(mask_id=0)
+        except ValueError as error:
+            raise ConfigError(str(error).split(" ")[0].rsplit(".", 1)[-1], str(error)) from error
+
+    def shap_config(self, mask_id: int) -> GenerationShap:
+        return GenerationShap(algorithm=self.algorithm, max_evals=self.max_evals, batch_size=self.batch_size,
+                              seed=self.seed, mask_id=mask_id, exact_max_positions=self.exact_max_positions)
 
 
 def _attentions_and_grads(model: nn.Module, step: GenerationStep, need_grads: bool):

@@ -65,3 +65,33 @@ def generate(
     finally:
         model.train(was_training)
     return out
+
+
+@torch.no_grad()
+def greedy_batch(model: nn.Module, prompts: list[list[int]], max_new_tokens: int, eos_id: int | None = None,
+                 batch_size: int = 256) -> list[list[int]]:
+    """:func:`generate` (greedy) for many prompts at once: prompts of equal length go through the
+    model together (no padding, so the result equals one-by-one generation); each output stops
+    before its first ``eos_id``."""
+    for i, p in enumerate(prompts):
+        check_fits(model, len(p), max_new_tokens, what=f"prompt {i}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    out: list[list[int]] = [[] for _ in prompts]
+    by_length: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_length.setdefault(len(p), []).append(i)
+    try:
+        for rows in by_length.values():
+            for start in range(0, len(rows), batch_size):
+                chunk = rows[start : start + batch_size]
+                ids = torch.as_tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)  # (B, T)
+                for _ in range(max_new_tokens):
+                    token = model(ids).logits[:, -1].float().argmax(dim=-1)  # (B,)
+                    ids = torch.cat([ids, token[:, None]], dim=1)  # (B, T + 1)
+                for i, row in zip(chunk, ids[:, len(prompts[chunk[0]]):].tolist()):
+                    out[i] = row[: row.index(eos_id)] if eos_id is not None and eos_id in row else row
+    finally:
+        model.train(was_training)
+    return out

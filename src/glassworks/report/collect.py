@@ -24,7 +24,7 @@ from glassworks.tracking import contract as C
 log = logging.getLogger(__name__)
 
 # Metrics whose full history is drawn as learning curves ("lr-*" is matched by prefix).
-CURVE_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/f1")
+CURVE_METRICS = ("train/loss", "train/acc", "val/loss", "val/acc", "val/f1", "val/perplexity", "val/answer_acc")
 
 
 @dataclass

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.scratch import scratch_dir
 from glassworks.tasks.base import Task
 from glassworks.stages.settings import ExplainSettings
@@ -22,18 +21,14 @@ from glassworks.tracking import contract as C
 log = logging.getLogger("glassworks.explain")
 
 
-def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings) -> ExplainResult:
-    """Explain the model of ``tracker.run_id`` and log everything into that run."""
+def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings) -> Any:
+    """Explain the model of ``tracker.run_id`` with the task's explanations (``Task.explain``) and log
+    everything into that run; returns the task's result (``.metrics``, ``.table``)."""
     loaded = task.load_model(tracker.run_id, tracker.uri)
-    pad_id = loaded.tokenizer.pad_id
-    explainers = list(settings.make_explainers(pad_id, settings.methods).values())
-    examples = task.explain_examples(loaded, datamodule, settings.n_examples, settings.seed)
-    runner = ExplainRunner(explainers, mask_id=loaded.tokenizer.mask_id, pad_id=pad_id,
-                           n_heatmaps=settings.n_heatmaps, random_seed=settings.seed)
     out_dir = scratch_dir("explain")
     context = {"run_id": tracker.run_id, "data": datamodule.name, "seed": settings.seed,
                "methods": ", ".join(settings.methods)}
-    result = runner.run(loaded.model, examples, loaded.label_names, out_dir, context)
+    result = task.explain(loaded, datamodule, settings, out_dir, context)
 
     finite = C.prefixed(C.EXPLAIN_PREFIX, {k: v for k, v in result.metrics.items() if np.isfinite(v)})
     tracker.log_metrics(finite)

@@ -17,7 +17,10 @@ What a task decides, method by method:
 ``explain_examples``       which inputs are explained, and what a score explains
                            (``ExampleInput.label``/``target``: a class; a generated token)
 ``test_predictions``       the task's test-split outputs the report shows
-``robustness_inputs``      the explained examples and explanations a robustness probe starts from
+``check_explainers``       refuses ``explain.<method>`` nodes built for another task (before the run)
+``explain``                explains ``explain_examples`` with the configured methods into an
+                           output folder: metrics ``<method>/<metric>`` and the attribution table
+``robustness``             probes the model guided by the logged attribution table
 ``report_sections``        the report's task-specific sections (test results, explanations,
                            robustness), with the metrics and directions of the run contract
 =========================  ================================================================
@@ -25,13 +28,14 @@ What a task decides, method by method:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import numpy as np
 import pandas as pd
 
-from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.explain.types import ExampleInput
 
 if TYPE_CHECKING:  # annotations only: the stages import this protocol without Lightning
     import pytorch_lightning as pl
@@ -66,7 +70,13 @@ class Task(Protocol):
 
     def test_predictions(self, loaded: LoadedModel, datamodule: Any) -> tuple[np.ndarray, np.ndarray]: ...
 
-    def robustness_inputs(self, table: pd.DataFrame) -> tuple[list[ExampleInput], dict[str, list[Explanation]]]: ...
+    def check_explainers(self, explainers: Mapping[str, Any]) -> None: ...
+
+    def explain(self, loaded: LoadedModel, datamodule: Any, settings: Any, out_dir: Path,
+                context: dict[str, Any]) -> Any: ...  # .metrics {"<method>/<metric>": float}, .table (DataFrame)
+
+    def robustness(self, loaded: LoadedModel, table: pd.DataFrame, settings: Any,
+                   out_dir: Path) -> Any: ...  # .metrics {"<method>/<metric>": float}
 
     def report_sections(self, record: Any, label_names: Sequence[str], predictions: Any,
                         prediction_error: str | None, options: Any, summary: dict[str, Any]) -> list[Any]: ...

@@ -8,20 +8,24 @@ against the random baseline and the attribution-guided robustness probe.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from glassworks.data.rationale import token_rationale
+from glassworks.explain.runner import ExplainResult, ExplainRunner
 from glassworks.explain.selection import select_examples
 from glassworks.explain.table import explanations_from_table
 from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.models.lightning import TextClassifier
+from glassworks.robustness import RobustnessResult, RobustnessRunner
 from glassworks.tasks.base import LoadedModel
 from glassworks.tracking.pyfunc import load_run_model, log_pyfunc_model
+from glassworks.validation import UserError
 
 N_INPUT_EXAMPLES = 3  # raw texts stored with the pyfunc model as its input example
 
@@ -75,6 +79,37 @@ class ClassifyTask:
 
     def robustness_inputs(self, table: pd.DataFrame) -> tuple[list[ExampleInput], dict[str, list[Explanation]]]:
         return explanations_from_table(table)
+
+    def check_explainers(self, explainers: Mapping[str, Any]) -> None:
+        """Every ``explain.<method>`` must be a classifier explainer (not a generation method)."""
+        for method, explainer in explainers.items():
+            # Explainer is a structural protocol (not runtime-checkable): a named ``explain``.
+            if not (callable(getattr(explainer, "explain", None)) and isinstance(getattr(explainer, "name", None), str)):
+                raise UserError(f"invalid config explain.{method}: {type(explainer).__name__} is not a classifier "
+                                f"explainer (task={self.name}; explain=default holds the classifier's methods)")
+
+    def explain(self, loaded: LoadedModel, datamodule: Any, settings: Any, out_dir: Path,
+                context: dict[str, Any]) -> ExplainResult:
+        """A stratified test sample, every configured method, scored and written by the ExplainRunner."""
+        pad_id = loaded.tokenizer.pad_id
+        explainers = list(settings.make_explainers(pad_id, settings.methods).values())
+        examples = self.explain_examples(loaded, datamodule, settings.n_examples, settings.seed)
+        runner = ExplainRunner(explainers, mask_id=loaded.tokenizer.mask_id, pad_id=pad_id,
+                               n_heatmaps=settings.n_heatmaps, random_seed=settings.seed)
+        return runner.run(loaded.model, examples, loaded.label_names, out_dir, context)
+
+    def robustness(self, loaded: LoadedModel, table: pd.DataFrame, settings: Any, out_dir: Path) -> RobustnessResult:
+        """Curves, flip rates, the attribution-guided attack and stability (RobustnessRunner)."""
+        examples, explanations = self.robustness_inputs(table)
+        pad_id = loaded.tokenizer.pad_id
+        explainers = dict(settings.make_explainers(pad_id, list(explanations)))
+        runner = RobustnessRunner(
+            curve_k=settings.curve_k, attack=settings.attack, n_stability=settings.n_stability,
+            seed=settings.seed, mask_id=loaded.tokenizer.mask_id, pad_id=pad_id,
+            special_ids=loaded.tokenizer.special_ids, stability_examples=settings.stability_examples,
+            max_html_examples=settings.max_html_examples)
+        return runner.run(loaded.model, examples, explanations, explainers, loaded.tokenizer.id_to_token,
+                          loaded.label_names, out_dir, token_to_id=loaded.tokenizer.token_to_id)
 
     def report_sections(self, record: Any, label_names: Sequence[str], predictions: Any,
                         prediction_error: str | None, options: Any, summary: dict[str, Any]) -> list[Any]:

@@ -139,6 +139,7 @@ ATTENTION_TENSORS = "explanations/attention_tensors.npz"
 ATTENTION_HEATMAPS_DIR = "explanations/attention"     # attention/example_<id>.png
 EXPLAIN_INDEX = "explanations/index.html"
 EXPLAIN_EXAMPLES_DIR = "explanations/examples"
+GENERATION_HEATMAPS_DIR = "explanations/generation"   # task=lm: example_<i>.png/.html per explained prompt
 EXPLAIN_METRICS_PNG = "explanations/metrics.png"
 GLOBAL_IMPORTANCE_PNG = "explanations/global_importance.png"
 
@@ -149,6 +150,7 @@ CURVES_DELETION_PNG = "robustness/curves_deletion.png"
 CURVES_INSERTION_PNG = "robustness/curves_insertion.png"
 FLIP_RATE_PNG = "robustness/flip_rate.png"
 ADVERSARIAL_HTML = "robustness/adversarial_examples.html"
+GENERATION_DELETION_CURVES = "robustness/deletion_curves.json"   # task=lm: mean curve per method
 
 REPORT_DIR = "report"
 
@@ -238,6 +240,19 @@ ROBUSTNESS_METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("attack_success", "attack success ↑", True),
     MetricSpec("mean_edits", "mean edits ↓", False),
     MetricSpec("stability", "stability ↑", True),
+)
+# task=lm: scores of generation attributions against the gold evidence and the generated
+# token's log-probability (glassworks.explain.generation_metrics), and its deletion curves.
+GENERATION_EXPLAIN_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("hit_at_1", "gold hit@1 ↑", True),
+    MetricSpec("mrr", "gold MRR ↑", True),
+    MetricSpec("auprc", "gold AUPRC ↑", True),
+    MetricSpec("comprehensiveness", "comprehensiveness ↑", True),
+    MetricSpec("sufficiency", "sufficiency ↓", False),
+)
+GENERATION_ROBUSTNESS_METRICS: tuple[MetricSpec, ...] = (
+    MetricSpec("deletion_auc", "deletion AUC ↓", False),
+    MetricSpec("deletion_auc_ratio", "deletion AUC / random ↓", False),
 )
 # The metric whose presence marks a method as explained (one per method, always logged).
 EXPLAIN_PRESENCE_METRIC = "comprehensiveness"

@@ -1,0 +1,115 @@
+"""task=lm end to end: ``python -m pipeline.run experiment=lm_recall`` at a small size trains,
+explains every generated token, probes and reports a causal LM inside ONE MLflow run; bad
+task/explain pairs and prompts longer than the model's context fail before any run exists."""
+
+from __future__ import annotations
+
+import mlflow
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+from glassworks.tracking import contract as C
+from pipeline.stage import UserError, build_job
+from tests.conftest import compose_config, run_cli
+
+pytestmark = pytest.mark.slow
+
+SMALL = ["data.source.n_train=1500", "data.source.n_validation=60", "data.source.n_test=60", "data.batch_size=32",
+         "trainer.max_epochs=1", "trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
+         "explain.n_examples=4", "explain.n_heatmaps=2", "explain.shap.max_evals=64", "robustness.curve_k=4"]
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lm")
+    done = run_cli("pipeline.run", "experiment=lm_recall", *SMALL, cwd=tmp, env={
+        "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    uri = f"sqlite:///{tmp / 'mlruns' / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert len(runs) == 1, [r.info.run_name for r in runs]
+    return {"tmp": tmp, "client": client, "run": runs[0]}
+
+
+def test_one_finished_run_with_the_lm_metrics(lm_run):
+    run = lm_run["run"]
+    metrics = run.data.metrics
+    assert run.info.status == "FINISHED"
+    for key in ("train/loss", "val/loss", "val/perplexity", "test/answer_acc", "explain/shap/hit_at_1",
+                "explain/random/hit_at_1", "explain/rollout/mrr", "explain/shap/auprc",
+                "explain/shap/comprehensiveness", "explain/shap/sufficiency", "robustness/shap/deletion_auc",
+                "robustness/shap/deletion_auc_ratio"):
+        assert key in metrics, key
+    assert 0.0 <= metrics["test/answer_acc"] <= 1.0
+    assert metrics["val/perplexity"] > 1.0
+    # SHAP's local accuracy per generated token: scores + base value = the explained log-probability
+    assert metrics["explain/shap/local_accuracy_error"] <= 1e-6
+    assert run.data.tags[C.TAG_DATA_NAME] == "lm-recall"
+
+
+def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
+    client, run_id = lm_run["client"], lm_run["run"].info.run_id
+    table = pd.read_parquet(client.download_artifacts(run_id, C.ATTRIBUTIONS, str(lm_run["tmp"])))
+    assert list(table.columns) == ["example", "step", "generated_token", "source_position", "source_token",
+                                   "method", "score", "gold"]
+    assert set(table["method"]) == {"shap", "attention", "rollout", "grad_attention", "input_x_gradient", "random"}
+    assert table["gold"].any()
+    views = [a.path for a in client.list_artifacts(run_id, C.GENERATION_HEATMAPS_DIR)]
+    assert sum(p.endswith(".png") for p in views) >= 1 and sum(p.endswith(".html") for p in views) >= 1
+    page = open(client.download_artifacts(run_id, next(p for p in views if p.endswith(".html")),
+                                          str(lm_run["tmp"]))).read()
+    assert "<script" not in page.lower()
+    assert client.list_artifacts(run_id, C.REPORT_DIR)
+    report = next(p for p in (lm_run["tmp"] / "reports").rglob("report.md"))
+    text = report.read_text()
+    assert "Generation results" in text and "Explanations per generated token" in text
+
+
+def test_pyfunc_returns_generated_text(lm_run):
+    client, run_id = lm_run["client"], lm_run["run"].info.run_id
+    local = client.download_artifacts(run_id, C.MODEL_DIR, str(lm_run["tmp"] / "model-copy"))
+    model = mlflow.pyfunc.load_model(local)
+    out = model.predict(pd.DataFrame({"prompt": ["k1 v2 k3 v4 ? k1"]}), params={"max_new_tokens": 2})
+    assert list(out.columns) == ["generated"] and isinstance(out["generated"].iloc[0], str)
+    assert out["generated"].iloc[0].strip()
+
+
+def test_classifier_explain_config_on_an_lm_fails_before_any_run(tmp_path):
+    cfg = compose_config(tmp_path, ["experiment=lm_recall", "explain=default", "data.source.n_train=50"],
+                         config_name="run", tiny=False)
+    with pytest.raises(UserError, match=r"explain\.shap: .*task=lm takes explain=lm"):
+        build_job(cfg)
+
+
+def test_lm_explain_config_on_a_classifier_fails_before_any_run(tmp_path):
+    cfg = compose_config(tmp_path, ["explain=lm"], config_name="run")
+    with pytest.raises(UserError, match=r"explain\.shap: GenerationMethodConfig is not a classifier explainer"):
+        build_job(cfg)
+
+
+def test_prompt_longer_than_the_context_fails_before_any_run(tmp_path):
+    cfg = compose_config(tmp_path, ["experiment=lm_recall", "data.source.n_train=50", "model.max_positions=8"],
+                         config_name="run", tiny=False)
+    with pytest.raises(UserError, match=r"data\.max_length: 32 exceeds model\.max_positions=8"):
+        build_job(cfg)
+
+
+def test_lm_task_implements_the_protocol():
+    from glassworks.tasks.base import Task
+    from glassworks.tasks.lm import LMTask
+
+    assert isinstance(LMTask(), Task)
+
+
+def test_batched_greedy_equals_one_by_one_generation():
+    import torch
+
+    from glassworks.models.decoder import DecoderConfig
+    from glassworks.models.generation import generate, greedy_batch
+
+    torch.manual_seed(0)
+    model = DecoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, max_positions=16).build(12, 0).eval()
+    prompts = [[2, 5, 6], [2, 7, 8], [2, 9], [2, 5, 6, 7, 8]]
+    assert greedy_batch(model, prompts, 4, eos_id=4) == [generate(model, p, 4, eos_id=4) for p in prompts]
