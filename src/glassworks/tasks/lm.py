@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,7 +81,7 @@ class LMTask:
 
     def load_model(self, run_id: str, tracking_uri: str) -> LoadedCausalLM:
         """The files of the run's pyfunc artifact (nothing unpickled), as the classifier's loader."""
-        local = tempfile.mkdtemp(prefix="glassworks-run-lm-")
+        local = str(scratch_dir("run-model"))
         path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=C.MODEL_DIR,
                                                         tracking_uri=tracking_uri, dst_path=local))
         flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]
