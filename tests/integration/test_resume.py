@@ -136,7 +136,7 @@ def test_sigterm_stops_after_a_checkpoint_and_resumes(uninterrupted, tmp_path):
 
 
 def test_resume_of_an_unknown_or_foreign_run_is_one_message(tmp_path):
-    with pytest.raises(UserError, match="resume=0123abcd: no such run in sqlite:///"):
+    with pytest.raises(UserError, match=r"resume=0123abcd: no such run \(no run id starts with 0123abcd\) in sqlite:///"):
         resume_config(compose_config(tmp_path, ["resume=0123abcd"], "run"))
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     experiment = client.create_experiment("glassworks")

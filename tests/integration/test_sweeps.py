@@ -215,7 +215,7 @@ def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path)
     assert set(by_status) == {"FINISHED", "FAILED"}
     good, bad = by_status["FINISHED"], by_status["FAILED"]
     assert good.data.params["trainer.devices"] == "2"
-    assert "DDPStrategy" in good.data.params["trainer.strategy._target_"]
+    assert good.data.params["trainer.strategy._target_"] == "glassworks.training.distributed.ddp_strategy"
     assert {"val/acc", "test/acc", "explain/rollout/comprehensiveness"} <= set(good.data.metrics)
     assert "max_epochs" in bad.data.tags["glassworks.error"]
     assert parent.data.tags["glassworks.sweep.best_run_id"] == good.info.run_id

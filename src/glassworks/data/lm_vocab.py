@@ -59,6 +59,11 @@ class WordVocab:
         words = [w for w, n in counts.most_common() if n >= min_frequency and w not in LM_SPECIAL_TOKENS]
         return cls.from_symbols(words[:room])
 
+    @property
+    def vocab_size(self) -> int:
+        """As the classifier tokenizers name it (the run's model summary reads it)."""
+        return len(self)
+
     def __len__(self) -> int:
         return len(self.tokens)
 

@@ -23,7 +23,7 @@ def model_summary(model: nn.Module, tokenizer: Any, max_length: int) -> dict[str
         "heads": int(getattr(model, "n_heads", 0)),
         "tokenizer": (f"the model's own ({type(getattr(tokenizer, 'hf', tokenizer)).__name__})"
                       if getattr(tokenizer, "pretrained", None) else
-                      f"trained on the train split ({getattr(tok_config, 'kind', '?')})"),
+                      f"trained on the train split ({getattr(tok_config, 'kind', type(tokenizer).__name__)})"),
         "vocab_size": int(tokenizer.vocab_size),
         "max_length": int(max_length),
     }

@@ -30,6 +30,7 @@ from glassworks.explain.generation_table import attribution_matrix, attribution_
 from glassworks.explain.generation_target import GeneratedExample, GenerationStep, prepare_generation
 from glassworks.models.causal_lm import CausalLM
 from glassworks.models.generation import greedy_batch
+from glassworks.scratch import scratch_dir
 from glassworks.tracking import contract as C
 from glassworks.tracking.pyfunc_lm import load_lm_dir, log_lm_pyfunc
 from glassworks.validation import UserError

@@ -21,7 +21,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
@@ -29,13 +29,9 @@ from mlflow.exceptions import MlflowException
 
 from glassworks.report.figures import sweep_plots
 from glassworks.tracking import contract as C
-from glassworks.tracking.names import safe_name
 from glassworks.tracking.objective import MODES, pick_best
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
-
-if TYPE_CHECKING:  # matplotlib is imported by the plots that use it, not by every entry point
-    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
