@@ -26,7 +26,7 @@ from glassworks.stages.settings import RobustnessSettings, check_settings
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
-from glassworks.training.trainer_args import check_trainer_args
+from glassworks.training.trainer_args import check_trainer_args, check_trainer_values
 from glassworks.validation import ConfigError, UserError
 
 # Trainer arguments Lightning range-checks in its constructor but only uses (and trips over, deep
@@ -102,6 +102,11 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     for key, types in _TRAINER_TYPES.items():
         if cfg.get("trainer") is not None and cfg.trainer.get(key) is not None:
             _check_type(f"trainer.{key}", cfg.trainer[key], types)
+    if cfg.get("trainer") is not None:
+        try:  # values Lightning refuses (max_epochs=-5) fail here, not once the run exists
+            check_trainer_values(OmegaConf.to_container(cfg.trainer, resolve=True))
+        except ConfigError as error:
+            raise UserError(f"invalid config {error}") from error
     if cfg.get("explain") is not None:
         job.task.check_explainers(_check_explain(cfg.explain))
     from pipeline import plans  # plans builds with this module's build(): imported here, not at the top

@@ -8,6 +8,7 @@ Checking the names against the constructor's signature here fails it first, with
 from __future__ import annotations
 
 import difflib
+import logging
 import inspect
 from collections.abc import Iterable, Mapping
 from functools import cache
@@ -44,3 +45,34 @@ def check_trainer_args(args: Mapping[str, Any], prefix: str = "trainer") -> None
     for key in args:
         if not str(key).startswith("_") and key not in known:
             raise UnknownConfigKey(f"{prefix}.{key}", sorted(known))
+
+
+# Where the training runs and what it logs to is decided later (devices, ranks, our logger and
+# callbacks): the value check builds a plain one-CPU Trainer with everything else as configured.
+_PLACEMENT = ("_target_", "accelerator", "strategy", "devices", "num_nodes", "plugins", "precision",
+              "logger", "callbacks", "default_root_dir", "sync_batchnorm", "profiler")
+
+
+def check_trainer_values(args: Mapping[str, Any], prefix: str = "trainer") -> None:
+    """Raise :class:`ConfigError` for a value ``pl.Trainer``'s constructor refuses (``max_epochs=-5``,
+    ``val_check_interval=-0.5``), named by its key; costs one Trainer construction (~10 ms)."""
+    from pytorch_lightning.utilities.exceptions import MisconfigurationException
+
+    values = {k: v for k, v in args.items() if k not in _PLACEMENT}
+    # The real Trainer announces its devices and modes when training starts: this one stays quiet.
+    quiet = [logging.getLogger(name) for name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric")]
+    levels = [logger.level for logger in quiet]
+    for logger in quiet:
+        logger.setLevel(logging.ERROR)
+    try:
+        pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                   enable_progress_bar=False, enable_model_summary=False,
+                   **{k: v for k, v in values.items() if k not in ("enable_checkpointing", "enable_progress_bar",
+                                                                   "enable_model_summary")})
+    except (MisconfigurationException, ValueError, TypeError) as error:
+        message = str(error)
+        key = next((k for k in values if f"`{k}`" in message or f" {k}" in message), None)
+        raise ConfigError(f"{prefix}.{key}" if key else prefix, message) from error
+    finally:
+        for logger, level in zip(quiet, levels):
+            logger.setLevel(level)
