@@ -56,6 +56,7 @@ _PLACEMENT = ("_target_", "accelerator", "strategy", "devices", "num_nodes", "pl
 def check_trainer_values(args: Mapping[str, Any], prefix: str = "trainer") -> None:
     """Raise :class:`ConfigError` for a value ``pl.Trainer``'s constructor refuses (``max_epochs=-5``,
     ``val_check_interval=-0.5``), named by its key; costs one Trainer construction (~10 ms)."""
+    from pytorch_lightning.plugins.environments import LightningEnvironment
     from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
     values = {k: v for k, v in args.items() if k not in _PLACEMENT}
@@ -65,7 +66,9 @@ def check_trainer_values(args: Mapping[str, Any], prefix: str = "trainer") -> No
     for logger in quiet:
         logger.setLevel(logging.ERROR)
     try:
-        pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+        # A plain cluster environment: under torchrun/SLURM the launcher's world size belongs to
+        # the real Trainer, not to this one-device check.
+        pl.Trainer(accelerator="cpu", devices=1, plugins=[LightningEnvironment()], logger=False, enable_checkpointing=False,
                    enable_progress_bar=False, enable_model_summary=False,
                    **{k: v for k, v in values.items() if k not in ("enable_checkpointing", "enable_progress_bar",
                                                                    "enable_model_summary")})
