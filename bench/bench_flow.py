@@ -15,28 +15,15 @@ from __future__ import annotations
 import argparse
 import time
 
-import networkx as nx
 import numpy as np
 
 from glassworks.explain.attention import attention_flow
+from glassworks.testing.flow import networkx_flow
 
 
 def stack(n_layers: int, n_tokens: int, n_heads: int, seed: int) -> list[np.ndarray]:
     rng = np.random.default_rng(seed)
     return [rng.dirichlet(np.full(n_tokens, 0.3), size=(n_heads, n_tokens)) for _ in range(n_layers)]  # L x (H, T, T)
-
-
-def networkx_flow(layers: list[np.ndarray]) -> np.ndarray:
-    a = np.stack([m.mean(axis=0) for m in layers])  # (L, T, T)
-    a = 0.5 * a + 0.5 * np.eye(a.shape[-1])
-    a = a / a.sum(axis=-1, keepdims=True)
-    n_layers, n_tokens, _ = a.shape
-    graph = nx.DiGraph()
-    for layer in range(1, n_layers + 1):
-        for i in range(n_tokens):
-            for j in range(n_tokens):
-                graph.add_edge((layer - 1, j), (layer, i), capacity=float(a[layer - 1, i, j]))
-    return np.array([nx.maximum_flow_value(graph, (0, j), (n_layers, 0)) for j in range(n_tokens)])
 
 
 def timed(fn) -> tuple[float, object]:

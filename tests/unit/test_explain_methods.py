@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from glassworks.testing.flow import networkx_flow
 from glassworks.explain.attention import (
     FlowExplainer,
     GradAttentionExplainer,
@@ -67,28 +68,12 @@ def test_flow_on_one_layer_is_the_residual_attention_row():
     np.testing.assert_allclose(attention_flow([LAYER_1, LAYER_2], max_tokens=8), [0.85, 0.65], atol=1e-9)
 
 
-def _networkx_flow(layers: list[np.ndarray]) -> np.ndarray:
-    """The textbook construction (one networkx max-flow per input token) as the reference."""
-    import networkx as nx
-
-    a = np.stack([m.mean(axis=0) for m in layers])  # (L, T, T)
-    a = 0.5 * a + 0.5 * np.eye(a.shape[-1])
-    a = a / a.sum(axis=-1, keepdims=True)
-    n_layers, n_tokens, _ = a.shape
-    graph = nx.DiGraph()
-    for layer in range(1, n_layers + 1):
-        for i in range(n_tokens):
-            for j in range(n_tokens):
-                graph.add_edge((layer - 1, j), (layer, i), capacity=float(a[layer - 1, i, j]))
-    return np.array([nx.maximum_flow_value(graph, (0, j), (n_layers, 0)) for j in range(n_tokens)])
-
-
 @pytest.mark.parametrize(("n_layers", "n_tokens", "seed"), [(1, 4, 0), (2, 6, 1), (3, 9, 2), (4, 12, 3)])
 def test_flow_matches_the_networkx_reference(n_layers, n_tokens, seed):
     rng = np.random.default_rng(seed)
     # Peaked rows (Dirichlet 0.3), as trained attention is: many small capacities, a few large.
     layers = [rng.dirichlet(np.full(n_tokens, 0.3), size=(2, n_tokens)) for _ in range(n_layers)]  # L x (H, T, T)
-    np.testing.assert_allclose(attention_flow(layers), _networkx_flow(layers), atol=1e-5)
+    np.testing.assert_allclose(attention_flow(layers), networkx_flow(layers), atol=1e-5)
 
 
 def test_flow_handles_the_longest_inputs():
