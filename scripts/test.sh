@@ -7,6 +7,6 @@ cd "$(dirname "$0")/.."
 bash scripts/install.sh
 workers="${GLASSWORKS_TEST_WORKERS:-2}"
 if [ "$workers" = "0" ]; then
-  exec .venv/bin/python -m pytest "$@"
+  exec .venv/bin/python -m pytest --durations=25 "$@"
 fi
-exec .venv/bin/python -m pytest -n "$workers" --dist loadfile "$@"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadfile --durations=25 "$@"
