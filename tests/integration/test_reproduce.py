@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 import pipeline.reproduce
 from glassworks.report.compare import DEFAULT_EXCLUDE, excluded
 from tests.conftest import TINY, run_cli
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -56,35 +56,18 @@ def test_same_code_and_seed_reproduce_every_metric_exactly(reproduced):
     assert "not compared" in out.stdout and "time/train_s" in out.stdout and "train/tokens_per_sec" in out.stdout
 
 
-def _artifact_tree(client, run_id, path=None):
-    out = []
-    for item in client.list_artifacts(run_id, path):
-        out += _artifact_tree(client, run_id, item.path) if item.is_dir else [(item.path, item.file_size)]
-    return sorted(out)
-
-
-def _snapshot(client, run_id):
-    """Everything a run recorded: params, every metric's whole history, tags, artifacts, status, times."""
-    run = client.get_run(run_id)
-    histories = {k: [(m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, k)]
-                 for k in run.data.metrics}
-    return {"params": dict(run.data.params), "histories": histories, "tags": dict(run.data.tags),
-            "artifacts": _artifact_tree(client, run_id), "status": run.info.status,
-            "start": run.info.start_time, "end": run.info.end_time}
-
-
 # Before test_a_changed_metric_fails, which rewrites the original on purpose.
 def test_readme_re_explain_makes_a_child_run_and_leaves_the_original_as_recorded(reproduced, capsys):
     client, original = reproduced["client"], reproduced["original"]
     run_id = original.info.run_id
     (new,) = reproduced["runs"]
-    before = _snapshot(client, run_id)
+    before = run_snapshot(client, run_id)
     # The README's example, at this file's size (the same methods and budget as the original).
     out = run_cli("pipeline.explain", f"run_id={run_id}", "explain.shap.algorithm=exact", "explain.n_examples=3",
                   "explain.methods=[shap,rollout]", "explain.shap.max_evals=32", "logger.system_metrics=false",
                   cwd=reproduced["tmp"])
     assert out.returncode == 0, out.stderr[-3000:]
-    assert before == _snapshot(client, run_id)  # not a param, metric point, tag, artifact or time changed
+    assert before == run_snapshot(client, run_id)  # not a param, metric point, tag, artifact or time changed
     (child,) = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
     tags = child.data.tags
     assert child.info.status == "FINISHED" and child.info.experiment_id == original.info.experiment_id
@@ -111,7 +94,7 @@ def test_readme_re_explain_makes_a_child_run_and_leaves_the_original_as_recorded
                     "logger.system_metrics=false", cwd=reproduced["tmp"])
     assert again.returncode == 0, again.stderr[-3000:]
     children = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
-    assert len(children) == 2 and before == _snapshot(client, run_id)
+    assert len(children) == 2 and before == run_snapshot(client, run_id)
 
 
 def test_a_changed_metric_fails(reproduced, capsys):

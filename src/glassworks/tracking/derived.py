@@ -21,7 +21,7 @@ from mlflow.entities import Run
 from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import command_line, environment, git_state, redact
 from glassworks.tracking.params import flatten
-from glassworks.tracking.runs import finished_run
+from glassworks.tracking.runs import finished_run, is_derived, rerun_command  # noqa: F401 - derived runs' API
 from glassworks.validation import UserError
 
 log = logging.getLogger("glassworks")
@@ -68,23 +68,36 @@ def _line_params(source: DerivedSource) -> dict[str, str]:
     return params
 
 
-def is_derived(run: Run) -> bool:
-    return C.TAG_DERIVED_FROM in run.data.tags
-
-
-def derived_source(tracker: Any, run_id: str) -> DerivedSource:
-    """The FINISHED run ``run_id`` and its line up to the trained root run (read-only)."""
-    run = finished_run(tracker, run_id)
+def derived_line(client: Any, run: Run) -> DerivedSource:
+    """``run`` and its line of derived ancestors up to the trained root run (read-only)."""
     line, current = [], run
     while is_derived(current):
         line.append(current)
         parent_id = current.data.tags[C.TAG_DERIVED_FROM]
         try:
-            current = tracker.client.get_run(parent_id)
+            current = client.get_run(parent_id)
         except Exception as error:  # noqa: BLE001 - MlflowException: the parent was deleted
-            raise UserError(f"run_id={run_id}: it was derived from run {parent_id}, which is not in "
-                            f"{redact(tracker.uri)} any more ({type(error).__name__})") from error
+            raise UserError(f"run {run.info.run_id} was derived from run {parent_id}, which is not in the store "
+                            f"any more ({type(error).__name__})") from error
     return DerivedSource(run=run, root=current, line=line)
+
+
+def derived_source(tracker: Any, run_id: str) -> DerivedSource:
+    """The FINISHED run ``run_id`` (what later work starts from) and its line up to the root."""
+    return derived_line(tracker.client, finished_run(tracker, run_id))
+
+
+def consistent_holders(source: DerivedSource) -> dict[str, str | None]:
+    """Which run's results ``source.run`` stands for, per artifact folder of a derived stage
+    (``explanations``, ``robustness``): the nearest run of the line that made them. Robustness
+    results made from other explanations than the ones shown are left out (None): a report must
+    not mix exact-SHAP explanations with a probe of the partition ones."""
+    position = {r.info.run_id: i for i, r in enumerate([*source.line, source.root])}
+    holders: dict[str, str | None] = {folder: source.holder_of(folder) for folder in DERIVED_STAGES.values()}
+    explained, probed = holders[C.EXPLANATIONS_DIR], holders[C.ROBUSTNESS_DIR]
+    if explained is not None and probed is not None and position[probed] > position[explained]:
+        holders[C.ROBUSTNESS_DIR] = None
+    return holders
 
 
 def differing_settings(settings: Mapping[str, Any], parent_params: Mapping[str, str]) -> dict[str, str]:
@@ -141,13 +154,3 @@ def derived_runs(client: Any, run: Run) -> list[Run]:
     key = C.TAG_DERIVED_FROM if is_derived(run) else C.TAG_DERIVED_ROOT
     return client.search_runs([run.info.experiment_id], filter_string=f"tags.`{key}` = '{run.info.run_id}'",
                               order_by=["attributes.start_time ASC"], max_results=10_000)
-
-
-def rerun_command(run: Run) -> str:
-    """How to make a derived run again (a killed one is re-run, never resumed into its parent)."""
-    overrides = run.data.tags.get(C.TAG_OVERRIDES, "")
-    overrides = "" if overrides == "(none)" else overrides
-    parts = [f"python -m pipeline.{run.data.tags.get(C.TAG_DERIVED_STAGE, '?')}",
-             f"run_id={run.data.tags.get(C.TAG_DERIVED_FROM, '?')}"]
-    parts += [o for o in overrides.split() if not o.startswith("run_id=")]
-    return " ".join(parts)

@@ -279,9 +279,7 @@ class MLflowTracker(Validated):
         return f"open {self.uri}"
 
     def run_url(self, base: str = "http://127.0.0.1:5000") -> str:
-        if not self.uri.startswith("sqlite:"):
-            base = self.uri.rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return ui_url(self.uri, self.experiment_id, self.run_id, base)
 
 
 @dataclass
@@ -324,6 +322,14 @@ def metric_name(key: str) -> str:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+def ui_url(uri: str, experiment_id: str | None, run_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
+    """A run's page in the MLflow UI: on the tracking server itself, or on ``mlflow ui`` (``base``)
+    started over a local store as ``MLflowTracker.ui_command`` says."""
+    if not uri.startswith("sqlite:"):
+        base = uri.rstrip("/")
+    return redact(f"{base}/#/experiments/{experiment_id}/runs/{run_id}")
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:
