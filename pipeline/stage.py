@@ -70,11 +70,10 @@ def open_derived(cfg: DictConfig, tracker: Any, run_id: str, stage: str, section
     (artifact folder, hint) that the run the folder comes from must hold, checked before any run
     is created. The parent is only read."""
     source = derived_source(tracker, run_id)
-    require_artifact(tracker, source.root_id, C.MODEL_MLMODEL, "it was trained with logger.log_model=false")
     if required is not None:
         path, hint = required
-        holder = source.holder_of(path.split("/")[0])
-        require_artifact(tracker, holder, path, hint)
+        require_artifact(tracker, source.holder_of(path.split("/")[0]), path, hint)
+    require_artifact(tracker, source.root_id, C.MODEL_MLMODEL, "it was trained with logger.log_model=false")
     settings = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in sections}
     open_derived_run(tracker, source, stage, settings, overrides(),
                      redact(OmegaConf.to_yaml(cfg, resolve=True)), REPO_DIR)

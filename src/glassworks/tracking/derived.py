@@ -84,7 +84,8 @@ def derived_line(client: Any, run: Run) -> DerivedSource:
 
 def derived_source(tracker: Any, run_id: str) -> DerivedSource:
     """The FINISHED run ``run_id`` (what later work starts from) and its line up to the root."""
-    return derived_line(tracker.client, finished_run(tracker, run_id))
+    run = finished_run(tracker, run_id)  # first: it also refuses logger=none, which has no client
+    return derived_line(tracker.client, run)
 
 
 def consistent_holders(source: DerivedSource) -> dict[str, str | None]:
