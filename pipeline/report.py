@@ -16,12 +16,13 @@ import logging
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from glassworks.scratch import scratch_session
 from glassworks.report.output import WrittenReport
 from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
+from glassworks.tracking import contract as C
 from glassworks.tracking.derived import derived_line
 from pipeline.defaults import default_config
 from pipeline.plans import report_settings, sweep_report_settings
@@ -80,9 +81,18 @@ def main(cfg: DictConfig) -> None:
                 log.warning("sweep %s is still RUNNING: the report shows the jobs so far", target)
         # Read the run without reopening it: a report is a view, it does not change the run's status.
         tracker.run_id = target
+        kept = bool(cfg.run_id and cfg.report.log_to_run and tracker.client.list_artifacts(target, C.REPORT_DIR))
+        if kept:
+            # A run is never rewritten: the report it holds stays; this one is written to disk only.
+            log.warning("run %s already holds %s/: it is kept as recorded, this report is written to disk only",
+                        target, C.REPORT_DIR)
+            with open_dict(cfg):
+                cfg.report.log_to_run = False
         written = report(cfg, tracker, target) if cfg.run_id else sweep_report(cfg, tracker, target)
-        print(f"\nreport:   {written.html}\nmarkdown: {written.markdown}\n"
-              + (f"logged to run {target} as report/\n" if cfg.report.log_to_run else ""))
+        where = (f"logged to run {target} as {C.REPORT_DIR}/\n" if cfg.report.log_to_run else
+                 f"not logged: run {target} keeps the {C.REPORT_DIR}/ it holds (a run is never rewritten)\n" if kept
+                 else "")
+        print(f"\nreport:   {written.html}\nmarkdown: {written.markdown}\n" + where)
 
 
 if __name__ == "__main__":

@@ -279,6 +279,7 @@ def test_derived_runs_nest_and_each_report_shows_its_own_results(piped):
 
     # The parent's report: its own results, and the two derived runs listed.
     _, summary, page = _report_of(piped, parent_id)
+    assert run_snapshot(client, parent_id) == before  # the report/ it holds is kept: written to disk only
     assert summary["metrics"]["explain/shap/comprehensiveness"] == parent.data.metrics["explain/shap/comprehensiveness"]
     assert {(r["stage"], r["run_id"]) for r in summary["derived_runs"]} == {
         ("explain", explained.info.run_id), ("robustness", probed.info.run_id)}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
+import pipeline.explain
 import pipeline.reproduce
 from glassworks.report.compare import DEFAULT_EXCLUDE, excluded
 from tests.conftest import TINY, run_cli
@@ -90,9 +91,9 @@ def test_readme_re_explain_makes_a_child_run_and_leaves_the_original_as_recorded
     printed = capsys.readouterr().out
     assert "reproduced: all" in printed and "1 derived run" in printed
     # Twice -> two children; the original is still as recorded.
-    again = run_cli("pipeline.explain", f"run_id={run_id}", "explain.n_examples=3", "explain.methods=[rollout]",
-                    "logger.system_metrics=false", cwd=reproduced["tmp"])
-    assert again.returncode == 0, again.stderr[-3000:]
+    pipeline.explain.main(compose_config(reproduced["tmp"], [f"run_id={run_id}", "explain.n_examples=3",
+                                                             "explain.methods=[rollout]", "logger.system_metrics=false"],
+                                         config_name="explain", tiny=False))
     children = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
     assert len(children) == 2 and before == run_snapshot(client, run_id)
 
