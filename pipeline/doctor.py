@@ -4,6 +4,8 @@ A run whose process died by SIGKILL or power loss stays RUNNING forever (nothing
 end it). The doctor lists such runs and marks them KILLED (``--dry-run`` only lists), checks
 that the store's schema is current, and lists artifact folders that belong to no run
 (``--clean-orphans`` deletes them; with ``--dry-run`` it says what it would delete).
+A derived run (``pipeline.explain|robustness run_id=...``) killed that way is marked KILLED like
+any other, and the doctor prints how to make it again; its parent is never touched.
 A run counts as abandoned when it is RUNNING and no metric, param or tag was written for
 ``--stale-minutes`` (default 10), so a pipeline that is alive right now is left alone.
 """
@@ -19,7 +21,8 @@ from pathlib import Path
 from glassworks.render.numbers import fmt_bytes
 from glassworks.tracking.doctor import (abandoned_runs, folder_bytes, mark_abandoned, orphaned_artifact_dirs,
                                         remove_orphans, started_by)
-from glassworks.tracking.runs import RESUMABLE_TASKS
+from glassworks.tracking import contract as C
+from glassworks.tracking.runs import RESUMABLE_TASKS, is_derived, rerun_command
 from glassworks.tracking.store import check_reachable, open_client, resolve_tracking_uri
 
 
@@ -53,7 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{verb} KILLED: {run.info.run_id} ({run.info.run_name}), RUNNING since "
               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.info.start_time / 1000))}")
         task = started_by(run)
-        if task in RESUMABLE_TASKS:
+        if is_derived(run):
+            print(f"  a derived run of {run.data.tags.get(C.TAG_DERIVED_FROM)} (left unchanged); make it again with: "
+                  f"{rerun_command(run)}")
+        elif task in RESUMABLE_TASKS:
             print(f"  continue it with: python -m pipeline.{task} resume={run.info.run_id}")
     if not stale:
         print("no abandoned RUNNING runs")

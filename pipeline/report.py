@@ -5,7 +5,9 @@ Builds ONE self-contained HTML file and the same content as Markdown from what M
 them to the run as ``report/`` (:mod:`glassworks.stages.report`). ``pipeline.run`` runs the same
 library stage last. This entry point supplies what MLflow does not store as such: the default
 config (composed with Hydra, for the "differences from the defaults" table) and the run's data
-rebuilt from its logged config (for the task's test predictions).
+rebuilt from its logged config (for the task's test predictions). The report of a derived run
+(``pipeline.explain|robustness run_id=...`` made it) shows its own stage results with its
+trained root run's context; a run's report lists the runs derived from it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import logging
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from glassworks.scratch import scratch_session
 from glassworks.report.output import WrittenReport
 from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
+from glassworks.tracking import contract as C
+from glassworks.tracking.derived import derived_line
 from pipeline.defaults import default_config
 from pipeline.plans import report_settings, sweep_report_settings
 from pipeline.stage import UserError, build_job, clean_errors, finished_run, run_datamodule, run_task
@@ -34,8 +38,10 @@ def report(cfg: DictConfig, tracker: Any, run_id: str | None = None, datamodule:
         log.info("report: logger=none, nothing to report from")
         return None
     run_id = run_id or tracker.run_id
-    return report_stage.report(tracker, run_id, task or _task(tracker), report_settings(cfg),
-                               lambda: run_datamodule(tracker, datamodule), default_config)
+    # A derived run is reported with its trained root's context: the model, task and data are the root's.
+    model_run_id = derived_line(tracker.client, tracker.client.get_run(run_id)).root_id
+    return report_stage.report(tracker, run_id, task or _task(tracker, model_run_id), report_settings(cfg),
+                               lambda: run_datamodule(tracker, datamodule, model_run_id), default_config)
 
 
 def sweep_report(cfg: DictConfig, tracker: Any, sweep_id: str) -> WrittenReport:
@@ -43,9 +49,9 @@ def sweep_report(cfg: DictConfig, tracker: Any, sweep_id: str) -> WrittenReport:
     return report_stage.sweep_report(tracker, sweep_id, sweep_report_settings(cfg))
 
 
-def _task(tracker: Any) -> Any:
+def _task(tracker: Any, run_id: str) -> Any:
     try:
-        return run_task(tracker)
+        return run_task(tracker, run_id)
     except UserError:
         raise
     except Exception as error:  # noqa: BLE001 - no config artifact: the report says so itself
@@ -75,9 +81,18 @@ def main(cfg: DictConfig) -> None:
                 log.warning("sweep %s is still RUNNING: the report shows the jobs so far", target)
         # Read the run without reopening it: a report is a view, it does not change the run's status.
         tracker.run_id = target
+        kept = bool(cfg.run_id and cfg.report.log_to_run and tracker.client.list_artifacts(target, C.REPORT_DIR))
+        if kept:
+            # A run is never rewritten: the report it holds stays; this one is written to disk only.
+            log.warning("run %s already holds %s/: it is kept as recorded, this report is written to disk only",
+                        target, C.REPORT_DIR)
+            with open_dict(cfg):
+                cfg.report.log_to_run = False
         written = report(cfg, tracker, target) if cfg.run_id else sweep_report(cfg, tracker, target)
-        print(f"\nreport:   {written.html}\nmarkdown: {written.markdown}\n"
-              + (f"logged to run {target} as report/\n" if cfg.report.log_to_run else ""))
+        where = (f"logged to run {target} as {C.REPORT_DIR}/\n" if cfg.report.log_to_run else
+                 f"not logged: run {target} keeps the {C.REPORT_DIR}/ it holds (a run is never rewritten)\n" if kept
+                 else "")
+        print(f"\nreport:   {written.html}\nmarkdown: {written.markdown}\n" + where)
 
 
 if __name__ == "__main__":

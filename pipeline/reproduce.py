@@ -4,7 +4,12 @@ Re-runs the original task (``pipeline.run`` or ``pipeline.train``) from the run'
 ``config/config.yaml`` as a NEW run tagged ``glassworks.reproduces=<id>``, then compares every
 final metric of the two runs (timings, throughput and system metrics excluded, see
 ``reproduce.exclude``), prints the comparison, and exits 1 when any metric differs beyond
-``reproduce.atol + reproduce.rtol * |original|`` (2 for bad input, as every stage).
+``reproduce.atol + reproduce.rtol * |original|`` (2 for bad input, as every stage). The table
+lists the differing metrics (``reproduce.show=all``: every metric, the differing ones first).
+
+It compares exactly what the original recorded: a finished run is never rewritten (later
+``pipeline.explain|robustness`` work on it lives in derived child runs, which are not part of
+what ``pipeline.run`` did and are named, not compared).
 
 The logged config is the resolved one, so it replays what ran, even where defaults have changed
 since; only locations (output folders, the tracking store) are this invocation's own.
@@ -15,6 +20,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from collections import Counter
 from typing import Any
 
 import hydra
@@ -27,6 +33,7 @@ from glassworks.scratch import scratch_session
 from glassworks.render import fmt
 from glassworks.report.compare import ComparisonResult, compare_metrics
 from glassworks.tracking import contract as C
+from glassworks.tracking.derived import derived_runs, is_derived, rerun_command
 from glassworks.tracking.reproduction import REPRODUCIBLE, code_state_warnings, logged_threads, rebase_locations
 from glassworks.tracking.runs import find_reproduction
 from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
@@ -80,22 +87,47 @@ def rerun(run_cfg: DictConfig, tracker: Any, original_id: str) -> str:
     return found
 
 
+SHOW = ("differing", "all")
+
+
 def print_comparison(console: Console, result: ComparisonResult, original: Any, reproduction: Any,
-                     rtol: float, atol: float) -> None:
-    table = Table(title=f"run {original.info.run_id}  vs  reproduction {reproduction.info.run_id}",
-                  title_justify="left")
-    for name, justify in (("metric", "left"), ("original", "right"), ("reproduction", "right"),
-                          ("|difference|", "right"), ("", "left")):
-        table.add_column(name, justify=justify, no_wrap=name == "metric")
-    for row in result.rows:
-        style = {"same": "green", "close": "yellow"}.get(row.status, "bold red")
-        table.add_row(row.key, _num(row.original), _num(row.reproduced), _num(row.abs_diff),
-                      f"[{style}]{row.status}[/]")
-    console.print(table)
+                     rtol: float, atol: float, show: str = "differing") -> None:
+    """The comparison table: the differing rows first (only those unless ``show == "all"``)."""
+    rows = sorted(result.rows, key=lambda r: r.ok)  # stable: differing rows first, each part by key
+    if show != "all":
+        rows = [r for r in rows if not r.ok]
+    title = f"run {original.info.run_id}  vs  reproduction {reproduction.info.run_id}"
+    if rows:
+        table = Table(title=title, title_justify="left")
+        for name, justify in (("metric", "left"), ("original", "right"), ("reproduction", "right"),
+                              ("|difference|", "right"), ("", "left")):
+            table.add_column(name, justify=justify, no_wrap=name == "metric")
+        for row in rows:
+            style = {"same": "green", "close": "yellow"}.get(row.status, "bold red")
+            table.add_row(row.key, _num(row.original), _num(row.reproduced), _num(row.abs_diff),
+                          f"[{style}]{row.status}[/]")
+        console.print(table)
+    else:
+        console.print(title, highlight=False)
+    if show != "all":
+        console.print(f"{len(result.rows) - len(rows)} agreeing metrics not listed (all rows: reproduce.show=all)",
+                      highlight=False)
     console.print(f"tolerance: |difference| <= atol + rtol * |original| with atol={atol:g}, rtol={rtol:g}",
                   highlight=False)
     console.print(f"not compared ({len(result.excluded)} timing / throughput / system metrics): "
                   + (", ".join(result.excluded) or "none"), highlight=False)
+
+
+def print_derived(console: Console, client: Any, original: Any) -> None:
+    """Say when later work was done on the original: its derived runs are not compared."""
+    derived = derived_runs(client, original)
+    if not derived:
+        return
+    stages = Counter(r.data.tags.get(C.TAG_DERIVED_STAGE, "?") for r in derived)
+    console.print(f"note: run {original.info.run_id} has {len(derived)} derived run{'s' if len(derived) > 1 else ''} ("
+                  + ", ".join(f"{stage} x{n}" for stage, n in sorted(stages.items()))
+                  + "): later work on it, not compared; the original's own metrics are as it recorded them "
+                  + "(see them with python -m pipeline.report run_id=" + original.info.run_id + ")", highlight=False)
 
 
 def _num(value: float | None) -> str:
@@ -107,8 +139,15 @@ def main(cfg: DictConfig) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
     rcfg = cfg.reproduce
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
+        show = str(rcfg.get("show", "differing"))
+        if show not in SHOW:  # checked before anything re-runs
+            raise UserError(f"invalid config reproduce.show: {show!r}; expected one of {list(SHOW)}")
         tracker = build_job(cfg, with_data=False).tracker
         original = finished_run(tracker, cfg.run_id)
+        if is_derived(original):
+            raise UserError(f"run_id={cfg.run_id}: a derived {original.data.tags.get(C.TAG_DERIVED_STAGE)} run of run "
+                            f"{original.data.tags.get(C.TAG_DERIVED_FROM)}; reproduce that run, or make this one again "
+                            f"with: {rerun_command(original)}")
         tracker.run_id = cfg.run_id  # read-only use (download); the original run is never reopened
         if rcfg.against:
             reproduction = finished_run(tracker, rcfg.against)
@@ -121,7 +160,8 @@ def main(cfg: DictConfig) -> None:
             reproduction = finished_run(tracker, new_id)
         result = compare_metrics(original.data.metrics, reproduction.data.metrics, rtol=float(rcfg.rtol),
                                  atol=float(rcfg.atol), exclude=list(rcfg.exclude))
-        print_comparison(console, result, original, reproduction, float(rcfg.rtol), float(rcfg.atol))
+        print_comparison(console, result, original, reproduction, float(rcfg.rtol), float(rcfg.atol), show)
+        print_derived(console, tracker.client, original)
         digests = [r.data.tags.get(C.TAG_DATA_DIGEST) for r in (original, reproduction)]
         same_data = digests[0] == digests[1]
         if not same_data:

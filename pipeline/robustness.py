@@ -5,12 +5,16 @@ per attribution method, an attribution-guided word-substitution attack, and the 
 each explanation under prediction-preserving perturbations. Starts from what the run holds (the
 model and ``explanations/attributions.parquet``), so it is the same code path inside
 ``pipeline.run`` and on a run explained earlier (:mod:`glassworks.stages.robustness`). Logs
-``robustness/<method>/<metric>`` and the folder ``robustness/``.
+``robustness/<method>/<metric>``, ``time/robustness_s`` and the folder ``robustness/`` into a NEW
+child run of the given run (a derived run, :mod:`glassworks.tracking.derived`): the given run is
+never rewritten. Given a derived explain run, it probes that run's explanations (the model is
+its root's); given a trained run, the run's own.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import hydra
@@ -21,27 +25,34 @@ from glassworks.robustness import RobustnessResult
 from glassworks.stages import robustness as robustness_stage
 from glassworks.tracking import contract as C
 from pipeline.plans import robustness_settings
-from pipeline.stage import build_job, clean_errors, finished_run, print_run_location, require_artifact, run_task
+from pipeline.stage import build_job, clean_errors, open_derived, print_run_location, run_task
 
 log = logging.getLogger("glassworks.robustness")
 
 
-def robustness(cfg: DictConfig, tracker: Any, task: Any = None) -> RobustnessResult:
-    """Probe the explained model of ``tracker.run_id`` (its task from the run unless given)."""
-    return robustness_stage.robustness(tracker, task or run_task(tracker), robustness_settings(cfg))
+def robustness(cfg: DictConfig, tracker: Any, task: Any = None, model_run_id: str | None = None,
+               explanations_run_id: str | None = None) -> RobustnessResult:
+    """Probe the model of ``model_run_id`` guided by the explanations of ``explanations_run_id``
+    (both default to ``tracker.run_id``; the task from the model's run unless given), into
+    ``tracker.run_id``."""
+    return robustness_stage.robustness(tracker, task or run_task(tracker, model_run_id), robustness_settings(cfg),
+                                       model_run_id=model_run_id, explanations_run_id=explanations_run_id)
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
-        finished_run(tracker, cfg.run_id)
-        require_artifact(tracker, cfg.run_id, C.ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first")
-        tracker.attach(cfg.run_id)
+        source = open_derived(cfg, tracker, str(cfg.run_id), "robustness", ["robustness", "explain"],
+                              required=(C.ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first"))
         with tracker.lifecycle("robustness"):
-            result = robustness(cfg, tracker)
+            start = time.perf_counter()
+            result = robustness(cfg, tracker, model_run_id=source.root_id,
+                                explanations_run_id=source.holder_of(C.EXPLANATIONS_DIR))
+            tracker.log_metrics({C.stage_time_key("robustness"): time.perf_counter() - start})
         print_run_location(tracker, done="pipeline.robustness finished: attack success " + str(
-            {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("attack_success")}))
+            {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("attack_success")})
+            + f" (run {source.run_id} is unchanged)")
 
 
 if __name__ == "__main__":

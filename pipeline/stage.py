@@ -20,6 +20,7 @@ from omegaconf.errors import MissingMandatoryValue
 from glassworks.stages.train import TrainInputs
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
+from glassworks.tracking.derived import DerivedSource, derived_source, open_derived_run
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.objective import objective_value
 from glassworks.tracking.runs import RunStart, finished_run, require_artifact  # noqa: F401 - the stages' API
@@ -61,28 +62,47 @@ def open_run(job: Job) -> str | None:
     return open_library_run(job.tracker, run_start(job.cfg, job.tracker.uri), job.datamodule)
 
 
+def open_derived(cfg: DictConfig, tracker: Any, run_id: str, stage: str, sections: list[str],
+                 required: tuple[str, str] | None = None) -> DerivedSource:
+    """Later work on run ``run_id`` (``pipeline.explain|robustness``): check it, then open its
+    derived child run in ``tracker``; ``sections`` are the config keys whose values are the
+    stage's settings (logged as params where they differ from the parent's); ``required`` is
+    (artifact folder, hint) that the run the folder comes from must hold, checked before any run
+    is created. The parent is only read."""
+    source = derived_source(tracker, run_id)
+    if required is not None:
+        path, hint = required
+        require_artifact(tracker, source.holder_of(path.split("/")[0]), path, hint)
+    require_artifact(tracker, source.root_id, C.MODEL_MLMODEL, "it was trained with logger.log_model=false")
+    settings = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in sections}
+    open_derived_run(tracker, source, stage, settings, overrides(),
+                     redact(OmegaConf.to_yaml(cfg, resolve=True)), REPO_DIR)
+    return source
+
+
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     """What a stage's main returns to the sweeper: ``metrics[cfg.optimized_metric]``."""
     return objective_value(str(cfg.get("optimized_metric") or "val/acc"), metrics)
 
 
-def logged_config(tracker: Any) -> DictConfig:
-    """The config the tracker's run was made with (``config/config.yaml``)."""
-    return OmegaConf.load(tracker.download(C.CONFIG))
+def logged_config(tracker: Any, run_id: str | None = None) -> DictConfig:
+    """The config the tracker's run (or ``run_id``) was made with (``config/config.yaml``)."""
+    return OmegaConf.load(tracker.download(C.CONFIG, run_id))
 
 
-def run_task(tracker: Any) -> Task:
-    """The task of the tracker's run, from its logged config."""
-    return build_task(logged_config(tracker).get("task"))
+def run_task(tracker: Any, run_id: str | None = None) -> Task:
+    """The task of the tracker's run (or ``run_id``), from its logged config."""
+    return build_task(logged_config(tracker, run_id).get("task"))
 
 
-def run_datamodule(tracker: Any, datamodule: Any = None) -> Any:
-    """The run's DataModule: the one in memory, or rebuilt from the run's logged config."""
+def run_datamodule(tracker: Any, datamodule: Any = None, run_id: str | None = None) -> Any:
+    """The run's DataModule: the one in memory, or rebuilt from the logged config of the
+    tracker's run (or ``run_id``)."""
     if datamodule is not None:
         return datamodule
-    datamodule = build(logged_config(tracker).data, "data")
+    datamodule = build(logged_config(tracker, run_id).data, "data")
     datamodule.prepare()
-    logged = tracker.client.get_run(tracker.run_id).data.tags.get(C.TAG_DATA_DIGEST)
+    logged = tracker.client.get_run(run_id or tracker.run_id).data.tags.get(C.TAG_DATA_DIGEST)
     if logged and logged != datamodule.digest:
         log.warning("data digest %s differs from the run's %s: the data changed since training",
                     datamodule.digest, logged)

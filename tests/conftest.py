@@ -8,6 +8,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from typing import Any
+
 import pytest
 import torch
 from hydra import compose, initialize_config_dir
@@ -137,3 +139,20 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
         _checked_cli_env = True
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_snapshot(client: Any, run_id: str) -> dict[str, Any]:
+    """Everything a run recorded: params, every metric's whole history, tags, the artifact tree
+    (path and size), status, start and end time (what "never rewritten" means, checkable)."""
+    run = client.get_run(run_id)
+
+    def tree(path: str | None = None) -> list[tuple[str, int | None]]:
+        items = []
+        for item in client.list_artifacts(run_id, path):
+            items += tree(item.path) if item.is_dir else [(item.path, item.file_size)]
+        return sorted(items)
+
+    histories = {k: [(m.step, m.value, m.timestamp) for m in client.get_metric_history(run_id, k)]
+                 for k in run.data.metrics}
+    return {"params": dict(run.data.params), "histories": histories, "tags": dict(run.data.tags),
+            "artifacts": tree(), "status": run.info.status, "start": run.info.start_time, "end": run.info.end_time}

@@ -181,6 +181,8 @@ ON_A_RUN = [
     ("report-no-such-run", "report", None, ["run_id=nope123"], NO_SUCH_RUN),
     ("robustness-no-such-run", "robustness", None, ["run_id=nope123"], NO_SUCH_RUN),
     ("reproduce-no-such-run", "reproduce", None, ["run_id=nope123"], NO_SUCH_RUN),
+    ("reproduce-bad-show", "reproduce", None, ["run_id=nope123", "reproduce.show=some"],
+     "invalid config reproduce.show: 'some'; expected one of ['differing', 'all']"),
     ("report-no-such-sweep", "report", None, ["sweep_id=nope123"], "sweep_id=nope123: no such run in sqlite:///"),
     ("report-no-id", "report", None, [], "give exactly one of run_id=<run id> or sweep_id=<sweep parent run id>"),
     ("explain-logger-none", "explain", None, ["run_id=nope123", "logger=none"], "logger=none has no runs"),

@@ -15,7 +15,7 @@ from pipeline.explain import explain
 from pipeline.robustness import robustness
 from pipeline.stage import UserError, build_job, finished_run, open_run
 from pipeline.train import train
-from tests.conftest import compose_config, run_cli
+from tests.conftest import compose_config, run_cli, run_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -182,21 +182,21 @@ def test_shap_guided_attack_needs_no_more_edits_than_random(explained):
         assert metrics["random_order/attack_success"] == 0
 
 
-# Last in this file: it replaces the run's explanations/ with its own (rollout, 5 examples), which
-# the artifact tests above read.
+# A finished run is never rewritten: later explanations are a derived child run of it.
 def test_explain_later_on_existing_run_id_via_cli(explained, tmp_path):
     tmp = explained["tmp"]
     client = MlflowClient(explained["uri"])
-    before = len(client.get_metric_history(explained["run_id"], "explain/rollout/comprehensiveness"))
+    before = run_snapshot(client, explained["run_id"])
     out = run_cli("pipeline.explain", f"run_id={explained['run_id']}", "explain.methods=[rollout]",
                   "explain.n_examples=5", "logger.system_metrics=false", cwd=tmp)
     assert out.returncode == 0, out.stderr[-3000:]
-    run = client.get_run(explained["run_id"])
-    assert run.info.status == "FINISHED"
-    assert explained["run_id"] in out.stdout
+    assert run_snapshot(client, explained["run_id"]) == before
+    (child,) = client.search_runs([client.get_run(explained["run_id"]).info.experiment_id],
+                                  filter_string=f"tags.`glassworks.derived_from` = '{explained['run_id']}'")
+    assert child.info.status == "FINISHED" and child.info.run_id in out.stdout
     # the explanations it logged: rollout on 5 test examples, the same scores the in-process
     # rollout gives on the same token ids with the run's model
-    later = pd.read_parquet(client.download_artifacts(explained["run_id"], "explanations/attributions.parquet",
+    later = pd.read_parquet(client.download_artifacts(child.info.run_id, "explanations/attributions.parquet",
                                                       str(tmp_path)))
     assert set(later["method"]) == {"rollout", "random"} and later["example_id"].nunique() == 5  # + the baseline
     later = later[later["method"] == "rollout"]
@@ -211,5 +211,5 @@ def test_explain_later_on_existing_run_id_via_cli(explained, tmp_path):
     for example, expected in zip(examples, rollout.explain(loaded.model, examples), strict=True):
         got = later[later["example_id"] == example.example_id].sort_values("position")["score"].to_numpy(dtype=float)
         np.testing.assert_allclose(got, expected.scores, rtol=1e-5, atol=1e-7)
-    history = client.get_metric_history(explained["run_id"], "explain/rollout/comprehensiveness")
-    assert len(history) == before + 1 and -1 <= history[-1].value <= 1
+    history = client.get_metric_history(child.info.run_id, "explain/rollout/comprehensiveness")
+    assert len(history) == 1 and -1 <= history[0].value <= 1

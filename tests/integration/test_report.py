@@ -15,12 +15,14 @@ import pytest
 from mlflow import MlflowClient
 from omegaconf import open_dict
 
+import pipeline.doctor
+import pipeline.explain
 import pipeline.report
+import pipeline.robustness
 import pipeline.run
 from glassworks.report.document import fmt
 from glassworks.tracking.store import ensure_experiment
-from tests.conftest import compose_config
-from tests.conftest import run_cli
+from tests.conftest import ROOT, compose_config, run_cli, run_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -233,6 +235,108 @@ def test_standalone_report_leaves_the_run_finished(piped):
     page = (piped["folder"] / "report.html").read_text()
     assert page.count("<div class=\"example\">") == 1
     assert "No confusion matrix: disabled" in page
+
+
+# --------------------------------------------------------------------------- derived runs
+def _stage_cfg(piped, name, *overrides):
+    return compose_config(piped["tmp"], [*overrides, "logger.system_metrics=false"], config_name=name, tiny=False)
+
+
+def _derived(piped, parent_id):
+    return piped["client"].search_runs([piped["run"].info.experiment_id],
+                                       filter_string=f"tags.`glassworks.derived_from` = '{parent_id}'")
+
+
+def _report_of(piped, run_id):
+    pipeline.report.main(_stage_cfg(piped, "report", f"run_id={run_id}", "report.n_examples=1",
+                                    "report.confusion_matrix=false"))
+    folder = next(f for f in (piped["tmp"] / "reports").iterdir() if f.name.endswith(run_id[:8]))
+    return folder, json.loads((folder / "report.json").read_text()), (folder / "report.html").read_text()
+
+
+def test_derived_runs_nest_and_each_report_shows_its_own_results(piped):
+    client, parent = piped["client"], piped["run"]
+    parent_id = parent.info.run_id
+    before = run_snapshot(client, parent_id)
+    pipeline.explain.main(_stage_cfg(piped, "explain", f"run_id={parent_id}", "explain.methods=[rollout]",
+                                     "explain.n_examples=4"))
+    (explained,) = _derived(piped, parent_id)
+    # Robustness of the derived explain run probes ITS explanations (rollout only), with the parent's model.
+    pipeline.robustness.main(_stage_cfg(piped, "robustness", f"run_id={explained.info.run_id}",
+                                        "explain.methods=[rollout]", "robustness.stability_examples=1",
+                                        "robustness.n_stability=1", "robustness.attack.max_edits=2"))
+    (probed,) = _derived(piped, explained.info.run_id)
+    assert run_snapshot(client, parent_id) == before
+    tags = probed.data.tags
+    assert tags["mlflow.parentRunId"] == explained.info.run_id and tags["glassworks.derived_root"] == parent_id
+    assert tags["glassworks.derived_stage"] == "robustness" and probed.info.status == "FINISHED"
+    methods = {k.split("/")[1] for k in probed.data.metrics if k.startswith("robustness/") and k.count("/") == 2}
+    assert methods == {"rollout", "random", "random_order"}  # the parent's explanations had shap too
+    assert "time/robustness_s" in probed.data.metrics
+    # its params: the settings that differ from the parent's (seed=3 and max_evals=64 made the parent's)
+    assert explained.data.params == {"explain.methods": "['rollout']", "explain.seed": "0", "explain.shap.seed": "0",
+                                     "explain.shap.max_evals": "500"}
+
+    # The parent's report: its own results, and the two derived runs listed.
+    _, summary, page = _report_of(piped, parent_id)
+    assert run_snapshot(client, parent_id) == before  # the report/ it holds is kept: written to disk only
+    assert summary["metrics"]["explain/shap/comprehensiveness"] == parent.data.metrics["explain/shap/comprehensiveness"]
+    assert {(r["stage"], r["run_id"]) for r in summary["derived_runs"]} == {
+        ("explain", explained.info.run_id), ("robustness", probed.info.run_id)}
+    tables = html_tables(page)
+    assert "derived" in tables.sections
+    listed = find_table(tables.tables, "run", "explain.methods=['rollout'], explain.seed=0")
+    assert any(explained.info.run_id in " ".join(r) and "rollout" in " ".join(r) for r in listed[1:])
+    total = sum(v for k, v in parent.data.metrics.items() if k.startswith("time/"))
+    assert "Total of the stage timings" in page and "wall time" not in page.lower()
+    assert summary["metrics"]["time/train_s"] <= total
+
+    # The derived explain run's report: its explanations with the parent's training context, and
+    # no robustness results (the parent's were made from other explanations).
+    folder, summary, page = _report_of(piped, explained.info.run_id)
+    metrics = summary["metrics"]
+    assert summary["run_id"] == explained.info.run_id and summary["derived_from"] == parent_id
+    assert metrics["test/acc"] == parent.data.metrics["test/acc"]
+    assert metrics["explain/rollout/comprehensiveness"] == explained.data.metrics["explain/rollout/comprehensiveness"]
+    assert "explain/shap/comprehensiveness" not in metrics and not any(k.startswith("robustness/") for k in metrics)
+    assert summary["history_lengths"]["val/acc"] == len(client.get_metric_history(parent_id, "val/acc"))
+    assert "training" in html_tables(page).sections
+    assert f"python -m pipeline.explain run_id={parent_id}" in (folder / "report.md").read_text()
+    assert "report/report.html" in {a.path for a in client.list_artifacts(explained.info.run_id, "report")}
+    # ... and the robustness run's: its probe, of the explain run's explanations.
+    _, summary, _ = _report_of(piped, probed.info.run_id)
+    assert summary["metrics"]["robustness/rollout/deletion_auc"] == probed.data.metrics["robustness/rollout/deletion_auc"]
+    assert summary["metrics"]["explain/rollout/aopc"] == explained.data.metrics["explain/rollout/aopc"]
+
+
+def test_a_killed_derived_run_is_killed_not_resumed_and_the_parent_untouched(piped, capsys):
+    client, parent_id = piped["client"], piped["run"].info.run_id
+    before = run_snapshot(client, parent_id)
+    already = {r.info.run_id for r in _derived(piped, parent_id)}
+    # SIGKILL as the derived run starts explaining: nothing is left to end it.
+    out = run_cli("pipeline.explain", f"run_id={parent_id}", "explain.methods=[rollout]", "explain.n_examples=2",
+                  "logger.system_metrics=false", cwd=piped["tmp"],
+                  env={"GLASSWORKS_FAULT": "explain:1", "PYTHONPATH": str(ROOT / "tests" / "faults")})
+    assert out.returncode == -9, out.stderr[-3000:]
+    (dead,) = [r for r in _derived(piped, parent_id) if r.info.run_id not in already]
+    assert dead.info.status == "RUNNING"
+    assert pipeline.doctor.main(["--store-dir", str(piped["tmp"] / "mlruns"), "--stale-minutes", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert f"marked KILLED: {dead.info.run_id}" in printed
+    assert (f"make it again with: python -m pipeline.explain run_id={parent_id} explain.methods=[rollout] "
+            "explain.n_examples=2") in printed
+    assert client.get_run(dead.info.run_id).info.status == "KILLED"
+    assert run_snapshot(client, parent_id) == before
+    # resume= does not continue it into the parent; it says how to make it again.
+    with pytest.raises(SystemExit) as exit_info:
+        pipeline.run.main(compose_config(piped["tmp"], [f"resume={dead.info.run_id}"], config_name="run"))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert f"is a derived explain run (KILLED) of run {parent_id}" in err and "python -m pipeline.explain" in err
+    with pytest.raises(SystemExit):
+        pipeline.explain.main(_stage_cfg(piped, "explain", f"run_id={dead.info.run_id}"))
+    assert "it is a derived run, make it again with" in capsys.readouterr().err
+    assert run_snapshot(client, parent_id) == before
 
 
 def test_needs_exactly_one_id(tmp_path, capsys):

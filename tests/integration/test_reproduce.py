@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 from mlflow import MlflowClient
 
+import pipeline.explain
 import pipeline.reproduce
 from glassworks.report.compare import DEFAULT_EXCLUDE, excluded
 from tests.conftest import TINY, run_cli
-from tests.conftest import compose_config
+from tests.conftest import compose_config, run_snapshot
 
 pytestmark = pytest.mark.slow
 
@@ -54,6 +55,47 @@ def test_same_code_and_seed_reproduce_every_metric_exactly(reproduced):
     assert settings == {k: v for k, v in original.data.params.items() if not k.startswith(LOCATIONS)}
     # The table names what was left out and why.
     assert "not compared" in out.stdout and "time/train_s" in out.stdout and "train/tokens_per_sec" in out.stdout
+
+
+# Before test_a_changed_metric_fails, which rewrites the original on purpose.
+def test_readme_re_explain_makes_a_child_run_and_leaves_the_original_as_recorded(reproduced, capsys):
+    client, original = reproduced["client"], reproduced["original"]
+    run_id = original.info.run_id
+    (new,) = reproduced["runs"]
+    before = run_snapshot(client, run_id)
+    # The README's example, at this file's size (the same methods and budget as the original).
+    out = run_cli("pipeline.explain", f"run_id={run_id}", "explain.shap.algorithm=exact", "explain.n_examples=3",
+                  "explain.methods=[shap,rollout]", "explain.shap.max_evals=32", "logger.system_metrics=false",
+                  cwd=reproduced["tmp"])
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert before == run_snapshot(client, run_id)  # not a param, metric point, tag, artifact or time changed
+    (child,) = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
+    tags = child.data.tags
+    assert child.info.status == "FINISHED" and child.info.experiment_id == original.info.experiment_id
+    assert tags["mlflow.parentRunId"] == run_id and tags["glassworks.derived_root"] == run_id
+    assert tags["glassworks.derived_stage"] == "explain" and child.info.run_id in out.stdout
+    # its params: exactly the settings that differ from the original's
+    assert child.data.params == {"explain.shap.algorithm": "exact"}
+    assert original.data.params["explain.shap.algorithm"] == "partition"
+    metrics = child.data.metrics
+    assert "explain/shap/comprehensiveness" in metrics and "explain/rollout/comprehensiveness" in metrics
+    assert "time/explain_s" in metrics and not any(k.startswith(("train/", "test/", "robustness/")) for k in metrics)
+    explain_config = client.download_artifacts(child.info.run_id, "explanations/config.yaml", str(reproduced["tmp"]))
+    assert "algorithm: exact" in open(explain_config, encoding="utf-8").read()
+    assert ("explanations/attributions.parquet" in
+            {a.path for a in client.list_artifacts(child.info.run_id, "explanations")})
+    # The original still reproduces: its recorded metrics are what its reproduction measured.
+    cfg = compose_config(reproduced["tmp"], [f"run_id={run_id}", f"reproduce.against={new.info.run_id}"],
+                         config_name="reproduce", tiny=False)
+    pipeline.reproduce.main(cfg)  # returns (exit 0) when every metric agrees
+    printed = capsys.readouterr().out
+    assert "reproduced: all" in printed and "1 derived run" in printed
+    # Twice -> two children; the original is still as recorded.
+    pipeline.explain.main(compose_config(reproduced["tmp"], [f"run_id={run_id}", "explain.n_examples=3",
+                                                             "explain.methods=[rollout]", "logger.system_metrics=false"],
+                                         config_name="explain", tiny=False))
+    children = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
+    assert len(children) == 2 and before == run_snapshot(client, run_id)
 
 
 def test_a_changed_metric_fails(reproduced, capsys):

@@ -77,7 +77,7 @@ def _summary(record: RunRecord, config: Mapping[str, Any]) -> Section:
         cards.append(Metric("most faithful", method, f"comprehensiveness {fmt(value)}"))
     duration = _duration(record)
     if duration is not None:
-        cards.append(Metric("wall time", _seconds(duration), "start to end"))
+        cards.append(Metric("stage time", _seconds(duration), f"sum of {C.stage_time_key('<stage>')}"))
     status = record.status + (" (report built as the run's last stage)" if record.status == "RUNNING" else "")
     model = config.get("model", {}) if isinstance(config.get("model"), Mapping) else {}
     model_text = ", ".join(f"{k}={v}" for k, v in model.items() if k != "_target_") or record.params.get("model._target_", "–")
@@ -93,9 +93,19 @@ def _summary(record: RunRecord, config: Mapping[str, Any]) -> Section:
     ]
     if record.tags.get(C.TAG_REPRODUCES):
         items.append(("reproduces run", record.tags[C.TAG_REPRODUCES]))
-    if record.tags.get(C.TAG_PARENT_RUN):
+    if record.tags.get(C.TAG_SWEEP_ID) and record.tags.get(C.TAG_PARENT_RUN):
         items.append(("sweep (parent run)", record.tags[C.TAG_PARENT_RUN]))
+    derived = record.derived
+    if derived is not None:
+        items += [("derived from run", derived.parent_id), ("stage re-run", f"pipeline.{derived.stage}"),
+                  ("settings changed", _settings_text(derived.settings)), ("command", derived.command)]
+        if derived.root_id != derived.parent_id:
+            items.append(("trained run", derived.root_id))
+    if record.derived_runs:
+        items.append(("derived runs", f"{len(record.derived_runs)} (see Derived runs)"))
     blocks: list[Any] = [Headline(cards), KeyValues(items)]
+    if derived is not None:
+        blocks.append(Paragraph(_derived_note(derived), "note"))
     if record.tags.get(C.TAG_ERROR):
         stage = record.tags.get(C.TAG_FAILED_STAGE, "?")
         blocks.insert(0, Paragraph(f"The run failed in stage {stage}: {record.tags[C.TAG_ERROR]} "
@@ -104,10 +114,62 @@ def _summary(record: RunRecord, config: Mapping[str, Any]) -> Section:
 
 
 def _duration(record: RunRecord) -> float | None:
-    if not record.start_ms:
+    """The seconds the run's stages took, from the timings it logged (``time/<stage>_s``): never
+    from its start and end times, which a later command reopening the run could move."""
+    timings = [v for k, v in record.metrics.items() if _is_stage_time(k) and math.isfinite(v)]
+    return sum(timings) if timings else None
+
+
+def _is_stage_time(key: str) -> bool:
+    return key.startswith(f"{C.TIME_PREFIX}/") and key.endswith("_s")
+
+
+def _settings_text(settings: Mapping[str, str]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sorted(settings.items())) or "none (the parent's settings)"
+
+
+def _derived_note(derived: Any) -> str:
+    shown = {folder: run for folder, run in derived.sources.items()}
+    parts = [f"{folder}/ from run {run}" if run else f"no {folder}/ (made from other explanations than the ones "
+             f"shown; probe these with python -m pipeline.robustness run_id=<this run>)"
+             for folder, run in shown.items()]
+    return (f"A derived run: later pipeline.{derived.stage} work on run {derived.parent_id}, which it left unchanged. "
+            f"The training context (config, data, model, learning curves, test results) is run {derived.root_id}'s; "
+            + "; ".join(parts) + ".")
+
+
+def _headline(run: Any) -> str:
+    """A derived run's headline numbers: the most faithful method, the most effective attack, its time."""
+    m = run.metrics
+    parts = []
+    best = _best_method(m)
+    if best:
+        parts.append(f"most faithful {best[0]} (comprehensiveness {fmt(best[1])})")
+    attacks = {k.split("/")[1]: v for k, v in m.items() if k.startswith(f"{C.ROBUSTNESS_PREFIX}/")
+               and k.endswith("/attack_success") and k.split("/")[1] != C.ROBUSTNESS_BASELINE and math.isfinite(v)}
+    if attacks:
+        method = max(attacks, key=lambda k: attacks[k])
+        parts.append(f"attack success {method} {fmt(attacks[method])}")
+    return "; ".join(parts) or "–"
+
+
+def _derived_runs_section(record: RunRecord) -> Section | None:
+    runs = record.derived_runs
+    if not runs:
         return None
-    end = record.end_ms or int(dt.datetime.now(tz=dt.timezone.utc).timestamp() * 1000)
-    return max(0.0, (end - record.start_ms) / 1000)
+    rows = [[f"{r.name} ({r.run_id[:8]})", r.stage, r.status, _settings_text(r.settings),
+             r.parent_id[:8] if r.parent_id != record.run_id else "this run", _headline(r),
+             _seconds(r.metrics.get(C.stage_time_key(r.stage))), r.url or r.run_id] for r in runs]
+    blocks: list[Any] = [
+        Paragraph("Later work on this run: a run is never rewritten, so each pipeline.explain or pipeline.robustness "
+                  f"run_id=... made a child run ({C.TAG_DERIVED_FROM}) holding that stage's results. The results "
+                  "above are this run's own.", "note"),
+        Table(["run", "stage", "status", "settings changed", "derived from", "headline", "time", "link"], rows,
+              caption=f"Derived runs ({len(runs)}, oldest first)"),
+        Code("\n".join(f"python -m pipeline.report run_id={r.run_id}   # {r.stage}: {_settings_text(r.settings)}"
+                       for r in runs), "bash"),
+    ]
+    return Section("derived", "Derived runs", blocks)
 
 
 def _best_method(metrics: Mapping[str, float]) -> tuple[str, float] | None:
@@ -243,8 +305,8 @@ def _timings_section(record: RunRecord) -> Section:
                             caption="Throughput"))
     duration = _duration(record)
     if duration is not None:
-        blocks.append(Paragraph(f"Wall time from run start to {'end' if record.end_ms else 'now'}: {_seconds(duration)}.",
-                                "note"))
+        blocks.append(Paragraph(f"Total of the stage timings: {_seconds(duration)} (from the {C.TIME_PREFIX}/<stage>_s "
+                                "metrics the run logged, not from its start and end times).", "note"))
     if not blocks:
         blocks.append(Paragraph("No timings were logged.", "note"))
     return Section("timings", "Timings", blocks)
@@ -253,6 +315,9 @@ def _timings_section(record: RunRecord) -> Section:
 def reproduce_commands(record: RunRecord, overrides: Sequence[str]) -> str:
     commit = record.tags.get(C.TAG_GIT_COMMIT)
     lines = []
+    if record.derived is not None:
+        return "\n".join([f"{record.derived.rerun}   # make this derived run again (a new child run)",
+                          f"python -m pipeline.reproduce run_id={record.derived.root_id}   # re-run the trained run"])
     if commit:
         dirty = record.tags.get(C.TAG_GIT_DIRTY) == "true"
         lines.append(f"git checkout {commit}" + ("   # the tree was dirty: uncommitted changes are not in git" if dirty else ""))
@@ -290,6 +355,9 @@ def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
     stats = art.json(C.DATA_STATS) if art else None
     label_names = _label_names(record)
     summary: dict[str, Any] = {"run_id": record.run_id, "run_name": record.name, "status": record.status,
+                               "derived_from": record.derived.parent_id if record.derived else None,
+                               "derived_runs": [{"run_id": r.run_id, "stage": r.stage, "status": r.status,
+                                                 "settings": r.settings, "url": r.url} for r in record.derived_runs],
                                "metrics": dict(sorted(record.metrics.items())),
                                "history_lengths": {k: len(v) for k, v in sorted(record.histories.items())}}
     config_section, changes = _config_section(record, config_text, defaults, overrides)
@@ -304,6 +372,7 @@ def build_run_report(record: RunRecord, defaults: DefaultConfig | None = None,
         _training_section(record),
         *(task_sections or classifier_sections)(record, label_names, predictions, prediction_error, options, summary),
         _timings_section(record),
+        _derived_runs_section(record),
         _reproduce_section(record, overrides),
     ]
     sections = [s for s in sections if s is not None]

@@ -21,12 +21,16 @@ from glassworks.tracking import contract as C
 log = logging.getLogger("glassworks.explain")
 
 
-def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings) -> Any:
-    """Explain the model of ``tracker.run_id`` with the task's explanations (``Task.explain``) and log
-    everything into that run; returns the task's result (``.metrics``, ``.table``)."""
-    loaded = task.load_model(tracker.run_id, tracker.uri)
+def explain(tracker: Any, task: Task, datamodule: Any, settings: ExplainSettings,
+            model_run_id: str | None = None) -> Any:
+    """Explain the model of ``model_run_id`` (default: ``tracker.run_id``) with the task's
+    explanations (``Task.explain``) and log everything into ``tracker.run_id`` (the run itself
+    inside ``pipeline.run``, a derived child run later); returns the task's result (``.metrics``,
+    ``.table``)."""
+    model_run_id = model_run_id or tracker.run_id
+    loaded = task.load_model(model_run_id, tracker.uri)
     out_dir = scratch_dir("explain")
-    context = {"run_id": tracker.run_id, "data": datamodule.name, "seed": settings.seed,
+    context = {"run_id": model_run_id, "data": datamodule.name, "seed": settings.seed,
                "methods": ", ".join(settings.methods)}
     result = task.explain(loaded, datamodule, settings, out_dir, context)
 

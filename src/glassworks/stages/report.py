@@ -20,7 +20,7 @@ from glassworks.report.sweep_report import Child, SweepObjective, build_sweep_re
 from glassworks.stages.settings import ReportSettings, SweepReportSettings
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
-from glassworks.tracking.tracker import metric_name
+from glassworks.tracking.tracker import metric_name, ui_url
 from glassworks.validation import UserError
 
 log = logging.getLogger("glassworks.report")
@@ -32,7 +32,7 @@ def test_predictions(task: Task, tracker: Any, record: RunRecord,
     if not record.artifacts.exists(C.MODEL_MLMODEL):
         return None, f"the run has no {C.MODEL_DIR}/ artifact (logger.log_model=false?)"
     try:
-        loaded = task.load_model(record.run_id, tracker.uri)
+        loaded = task.load_model(record.model_run_id, tracker.uri)
         datamodule = load_datamodule()
     except (UserError, OSError) as error:
         return None, f"the test split could not be rebuilt from the run's config ({error})"
@@ -50,6 +50,8 @@ def report(tracker: Any, run_id: str, task: Task, settings: ReportSettings,
            default_config: Callable[[str], DefaultConfig | None]) -> WrittenReport:
     """Build, write and log the report of ``run_id``."""
     record = load_run(tracker.client, run_id)
+    for derived in record.derived_runs:
+        derived.url = ui_url(tracker.uri, derived.experiment_id, derived.run_id)
     try:
         predictions, error = (test_predictions(task, tracker, record, load_datamodule) if settings.confusion_matrix
                               else (None, "disabled (report.confusion_matrix=false)"))

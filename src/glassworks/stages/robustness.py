@@ -19,10 +19,14 @@ from glassworks.tracking import contract as C
 log = logging.getLogger("glassworks.robustness")
 
 
-def robustness(tracker: Any, task: Task, settings: RobustnessSettings) -> Any:
-    """The task's probe (``Task.robustness``) of the run's model, guided by its attribution table."""
-    loaded = task.load_model(tracker.run_id, tracker.uri)
-    table = pd.read_parquet(tracker.download(C.ATTRIBUTIONS))  # the entry point checked it exists
+def robustness(tracker: Any, task: Task, settings: RobustnessSettings, model_run_id: str | None = None,
+               explanations_run_id: str | None = None) -> Any:
+    """The task's probe (``Task.robustness``) of the model of ``model_run_id``, guided by the
+    attribution table of ``explanations_run_id`` (both default to ``tracker.run_id``, which gets
+    the results: the run itself inside ``pipeline.run``, a derived child run later)."""
+    loaded = task.load_model(model_run_id or tracker.run_id, tracker.uri)
+    # the entry point checked it exists
+    table = pd.read_parquet(tracker.download(C.ATTRIBUTIONS, explanations_run_id or tracker.run_id))
     out_dir = scratch_dir("robustness")
     result = task.robustness(loaded, table, settings, out_dir)
     tracker.log_metrics(C.prefixed(C.ROBUSTNESS_PREFIX, {k: v for k, v in result.metrics.items() if np.isfinite(v)}))

@@ -44,6 +44,18 @@ artifacts
     ``adversarial_examples.html``); ``report/`` (``report.html``, ``report.md``, ``report.json``
     and their figures); ``error.txt`` (the traceback of a failed run).
 
+A derived run (``python -m pipeline.explain|robustness run_id=X``)
+--------------------------------------------------------------------
+A finished run is never rewritten: later work on it is a nested child run of the run it was
+given (``mlflow.parentRunId`` = ``glassworks.derived_from`` = that run), tagged
+``glassworks.derived_stage`` (``explain`` | ``robustness``) and ``glassworks.derived_root`` (the
+trained run whose model, data and config it uses; X itself, or X's own root when X is derived).
+Its params are only the stage settings that differ from its parent's (effective) settings; it
+holds that stage's metrics (``explain/...`` or ``robustness/...``, ``time/<stage>_s``) and
+artifacts (``explanations/`` or ``robustness/``), ``config/stage.yaml`` (the resolved config of
+the command that made it) and, once reported, ``report/``. The parent keeps its params, metrics,
+artifacts, tags, status and end time.
+
 A sweep (``python -m pipeline.run -m ...``)
 -------------------------------------------
 One parent run (``glassworks.sweep_role=parent``) and one nested child per job
@@ -90,6 +102,12 @@ TAG_NOTE = "mlflow.note.content"
 TAG_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 TAG_DATASET_CONTEXT = "mlflow.data.context"    # on each logged dataset input: the split
 
+# -- tags: derived runs (later work on a finished run) ---------------------------------------
+
+TAG_DERIVED_FROM = "glassworks.derived_from"      # the run it was made from (also its mlflow.parentRunId)
+TAG_DERIVED_STAGE = "glassworks.derived_stage"    # "explain" | "robustness"
+TAG_DERIVED_ROOT = "glassworks.derived_root"      # the trained run whose model, data and config it uses
+
 # -- tags: sweeps -----------------------------------------------------------------------------
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
@@ -122,6 +140,7 @@ CONFIG_DIR = "config"
 CONFIG = "config/config.yaml"
 CONFIG_OVERRIDES = "config/overrides.txt"
 CONFIG_HYDRA_DIR = "config/hydra"
+STAGE_CONFIG = "config/stage.yaml"   # on a derived run: the resolved config of the command that made it
 DATA_STATS = "data/stats.json"
 TOKENIZER_DIR = "tokenizer"
 CHECKPOINTS_DIR = "checkpoints"

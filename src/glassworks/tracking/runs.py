@@ -95,6 +95,8 @@ def finished_run(tracker: Any, run_id: str) -> Run:
     if run.info.status != "FINISHED":
         task = run.data.tags.get(C.TAG_TASK)
         hint = f"; continue it with python -m pipeline.{task} resume={run_id}" if task in RESUMABLE_TASKS else ""
+        if is_derived(run):
+            hint = f"; it is a derived run, make it again with: {rerun_command(run)}"
         raise UserError(f"run_id={run_id}: run is {run.info.status}, not FINISHED{hint}")
     return run
 
@@ -128,6 +130,10 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
         except Exception as error:  # noqa: BLE001 - MlflowException: no such run
             raise UserError(f"resume={ref}: no such run in {redact(tracker.uri)}") from error
     run_id = run.info.run_id
+    if is_derived(run):
+        raise UserError(f"resume={ref}: run {run_id} is a derived {run.data.tags.get(C.TAG_DERIVED_STAGE)} run "
+                        f"({run.info.status}) of run {run.data.tags.get(C.TAG_DERIVED_FROM)}, which it never "
+                        f"changed; a derived run is not resumed but made again: {rerun_command(run)}")
     if run.info.status == "FINISHED":
         raise UserError(f"resume={ref}: run {run_id} is FINISHED, nothing to resume")
     started_by = run.data.tags.get(C.TAG_TASK)
@@ -135,6 +141,21 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
         raise UserError(f"resume={ref}: run {run_id} was started by pipeline.{started_by}; "
                         f"resume it with python -m pipeline.{started_by} resume={run_id}")
     return run
+
+
+def is_derived(run: Run) -> bool:
+    """Later work on a run (``pipeline.explain|robustness run_id=...``), see :mod:`glassworks.tracking.derived`."""
+    return C.TAG_DERIVED_FROM in run.data.tags
+
+
+def rerun_command(run: Run) -> str:
+    """How to make a derived run again: the same stage and overrides on the same parent (a
+    killed or failed one is made again, never resumed into its parent)."""
+    tags = run.data.tags
+    overrides = tags.get(C.TAG_OVERRIDES, "")
+    parts = [f"python -m pipeline.{tags.get(C.TAG_DERIVED_STAGE, '?')}", f"run_id={tags.get(C.TAG_DERIVED_FROM, '?')}"]
+    parts += [o for o in overrides.split() if o != "(none)" and not o.startswith("run_id=")]
+    return " ".join(parts)
 
 
 def stages_done(run: Run) -> set[str]:

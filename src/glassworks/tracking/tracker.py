@@ -95,8 +95,10 @@ class MLflowTracker(Validated):
         """Fail fast (before training) when the tracking server is down."""
         check_reachable(self.uri)
 
-    def start(self, run_name: str | None, tags: Mapping[str, str]) -> str:
-        self.experiment_id = ensure_experiment(self.client, self.experiment_name, self.store_dir)
+    def start(self, run_name: str | None, tags: Mapping[str, str], experiment_id: str | None = None) -> str:
+        """Create a run in the tracker's experiment, or in ``experiment_id`` (a derived run lives
+        next to its parent, whatever this command's ``logger.experiment_name``)."""
+        self.experiment_id = experiment_id or ensure_experiment(self.client, self.experiment_name, self.store_dir)
         # Retried only on a locked store: a create whose answer was lost would make a second run.
         run = with_retry(
             # str(): the REST store (an `mlflow server`) rejects non-string tag values.
@@ -251,9 +253,11 @@ class MLflowTracker(Validated):
     def log_inputs(self, datasets: list[Any]) -> None:
         self._retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
 
-    def download(self, artifact_path: str) -> Path:
+    def download(self, artifact_path: str, run_id: str | None = None) -> Path:
+        """An artifact of the tracker's run (or of ``run_id``: a derived run reads its parent's)."""
         target = scratch_dir("download")
-        return Path(self._retry(lambda: self.client.download_artifacts(self.run_id, artifact_path, str(target)),
+        source = run_id or self.run_id
+        return Path(self._retry(lambda: self.client.download_artifacts(source, artifact_path, str(target)),
                                "downloading artifact"))
 
     def artifact_uri(self, artifact_path: str = "") -> str:
@@ -275,9 +279,7 @@ class MLflowTracker(Validated):
         return f"open {self.uri}"
 
     def run_url(self, base: str = "http://127.0.0.1:5000") -> str:
-        if not self.uri.startswith("sqlite:"):
-            base = self.uri.rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return ui_url(self.uri, self.experiment_id, self.run_id, base)
 
 
 @dataclass
@@ -320,6 +322,14 @@ def metric_name(key: str) -> str:
 
 def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+def ui_url(uri: str, experiment_id: str | None, run_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
+    """A run's page in the MLflow UI: on the tracking server itself, or on ``mlflow ui`` (``base``)
+    started over a local store as ``MLflowTracker.ui_command`` says."""
+    if not uri.startswith("sqlite:"):
+        base = uri.rstrip("/")
+    return redact(f"{base}/#/experiments/{experiment_id}/runs/{run_id}")
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:
