@@ -143,6 +143,12 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
             job.datamodule.prepare()
         except DataError as error:
             raise UserError(str(error)) from error
+        check_vocabulary = getattr(job.model_config, "check_vocabulary", None)  # a pretrained causal LM
+        if callable(check_vocabulary):
+            try:
+                check_vocabulary(job.datamodule.vocab_size)
+            except ConfigError as error:
+                raise UserError(f"invalid config model.{error}") from error
     return job
 
 

@@ -96,6 +96,37 @@ def test_prompt_longer_than_the_context_fails_before_any_run(tmp_path):
         build_job(cfg)
 
 
+def test_empty_corpus_fails_before_any_run(tmp_path):
+    (tmp_path / "empty.txt").write_text("   \n", encoding="utf-8")
+    cfg = compose_config(tmp_path, ["task=lm", "data=text_files", f"data.source.train={tmp_path / 'empty.txt'}",
+                                    "model=decoder_tiny", "explain=lm", "robustness=lm"], config_name="run", tiny=False)
+    with pytest.raises(UserError, match=r"empty\.txt \(train\): the corpus is empty"):
+        build_job(cfg)
+
+
+def test_vocabulary_mismatch_with_a_pretrained_causal_lm_fails_before_any_run(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "tiny-gpt2"  # lm_recall's vocabulary has 30 tokens, this model 40
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=40, n_positions=40, n_embd=16, n_layer=1,
+                                                         n_head=2)).save_pretrained(folder)
+    cfg = compose_config(tmp_path, ["experiment=lm_recall", "data.source.n_train=50", "model=hf_causal",
+                                    f"model.pretrained={folder}"], config_name="run", tiny=False)
+    with pytest.raises(UserError, match=r"invalid config model\.pretrained: vocabulary mismatch: the data has 30 "
+                                        r"tokens but .*tiny-gpt2 has 40"):
+        build_job(cfg)
+
+
+def test_last_line_prints_the_tasks_headline_metrics():
+    from glassworks.tasks.classify import ClassifyTask
+    from glassworks.tasks.lm import LMTask
+    from pipeline.run import headline
+
+    metrics = {"test/answer_acc": 1.0, "val/perplexity": 1.25, "explain/shap/hit_at_1": 0.9, "test/acc": 0.5}
+    assert headline(LMTask(), metrics) == ("test/answer_acc=1.0000, val/perplexity=1.2500, "
+                                           "explain/shap/hit_at_1=0.9000, explain/random/hit_at_1=nan")
+    assert headline(ClassifyTask(), metrics) == "test/acc=0.5000"
+
+
 def test_lm_task_implements_the_protocol():
     from glassworks.tasks.base import Task
     from glassworks.tasks.lm import LMTask
