@@ -25,7 +25,8 @@ CONF = Path(__file__).resolve().parents[1] / "conf"
 
 def train_lm(source, epochs: int, seed: int) -> tuple[CausalLM, LMDataModule, float, float]:
     """``model=decoder_tiny`` (read from its config file) trained on ``source`` with the train.yaml
-    optimiser/schedule/masking defaults; (module, datamodule, fit seconds, test/answer_acc)."""
+    optimiser/schedule/masking defaults and trainer/default.yaml's gradient clipping; (module,
+    datamodule, fit seconds, test/answer_acc)."""
     pl.seed_everything(seed, verbose=False)
     dm = LMDataModule(source, batch_size=64, max_length=32, seed=seed)
     dm.prepare()
@@ -34,7 +35,8 @@ def train_lm(source, epochs: int, seed: int) -> tuple[CausalLM, LMDataModule, fl
                       functools.partial(torch.optim.AdamW, lr=0.003, weight_decay=0.01),
                       functools.partial(warmup_cosine, warmup_ratio=0.1), mask_token_prob=0.1,
                       mask_id=dm.vocab.mask_id)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", gradient_clip_val=1.0, logger=False,
+                         enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
     start = time.perf_counter()
     trainer.fit(module, dm)

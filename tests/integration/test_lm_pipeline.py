@@ -4,12 +4,16 @@ task/explain pairs and prompts longer than the model's context fail before any r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from glassworks.models.generation import generate
 from glassworks.tracking import contract as C
+from glassworks.tracking.pyfunc_lm import WEIGHTS_FILE, load_lm_dir
 from pipeline.stage import UserError, build_job
 from tests.conftest import compose_config, run_cli
 
@@ -70,10 +74,16 @@ def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
 def test_pyfunc_returns_generated_text(lm_run):
     client, run_id = lm_run["client"], lm_run["run"].info.run_id
     local = client.download_artifacts(run_id, C.MODEL_DIR, str(lm_run["tmp"] / "model-copy"))
+    assert not list(Path(local).rglob("*.pkl"))  # models from code: nothing to unpickle
     model = mlflow.pyfunc.load_model(local)
-    out = model.predict(pd.DataFrame({"prompt": ["k1 v2 k3 v4 ? k1"]}), params={"max_new_tokens": 2})
-    assert list(out.columns) == ["generated"] and isinstance(out["generated"].iloc[0], str)
-    assert out["generated"].iloc[0].strip()
+    prompts = ["k1 v2 k3 v4 ? k1", "k5 v6 ? k5"]
+    out = model.predict(pd.DataFrame({"prompt": prompts}), params={"max_new_tokens": 2})
+    assert list(out.columns) == ["generated"]
+    # the served text is the greedy continuation of the run's weights (an undertrained model may stop at [EOS])
+    files = load_lm_dir(next(Path(local).rglob(WEIGHTS_FILE)).parent)
+    vocab = files.vocab
+    assert out["generated"].tolist() == [vocab.decode(generate(files.model, vocab.encode(p), 2, vocab.eos_id))
+                                         for p in prompts]
 
 
 def test_classifier_explain_config_on_an_lm_fails_before_any_run(tmp_path):
