@@ -314,7 +314,7 @@ def main() -> None:
     parser.add_argument("--skip-methods", action="store_true", help="leave out the per-method table")
     parser.add_argument("--generation-only", action="store_true", help="only part 5 (task=lm generation)")
     parser.add_argument("--generation-examples", type=int, default=20, help="test prompts explained in part 5")
-    parser.add_argument("--generation-epochs", type=int, default=4, help="training epochs of part 5's decoder")
+    parser.add_argument("--generation-epochs", type=int, default=6, help="training epochs of part 5's decoder (experiment=lm_recall: 6)")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")

@@ -126,6 +126,13 @@ def test_vocabulary_mismatch_with_a_pretrained_causal_lm_fails_before_any_run(tm
         build_job(cfg)
 
 
+@pytest.mark.parametrize("value, expected", [("0", r"torch_threads: must be >= 1"), ("two", r"torch_threads: expected int")])
+def test_bad_torch_threads_fail_before_any_run(tmp_path, value, expected):
+    cfg = compose_config(tmp_path, ["experiment=lm_recall", f"torch_threads={value}"], config_name="run", tiny=False)
+    with pytest.raises(UserError, match=expected):
+        build_job(cfg)
+
+
 def test_last_line_prints_the_tasks_headline_metrics():
     from glassworks.tasks.classify import ClassifyTask
     from glassworks.tasks.lm import LMTask
