@@ -12,7 +12,11 @@ Measured side by side in this one process (repeats interleaved, medians):
    model as plain forwards of 512 rows, at 16 and 64 tokens on the trained model (aim <= 1.3x);
 3. our SHAP against shap used as its docs show for text: a function of strings with
    ``shap.maskers.Text`` and the default batch size, same max_evals (aim >= 5x faster);
-4. seconds per example of every method at 16 / 64 / 256 tokens (untrained model, one pass).
+4. seconds per example of every method at 16 / 64 / 256 tokens (untrained model, one pass);
+5. generation (task=lm): SHAP seconds per generated token against its forward-pass floor, on
+   decoder_tiny trained on lm_recall (``--generation-examples`` test prompts, every generated
+   token; the floor pushes as many masked prefixes through the model as plain batches).
+   ``--generation-only`` runs just this part.
 The last line is one JSON object: {"bench": "explain", "ratios": {...}, "absolute": {...}}.
 """
 
@@ -264,6 +268,41 @@ def methods_table(args) -> dict:
     return {"ratios": {}, "absolute": absolute}
 
 
+def generation_ratio(args) -> dict:
+    """Part 5: SHAP per generated token / its forward floor, on a trained decoder_tiny (one thread)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as experiment=lm_* runs (torch_threads: 1)
+    try:
+        return _generation_ratio(args)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _generation_ratio(args) -> dict:
+    from bench.generation_floor import shap_vs_floor, train_lm
+    from glassworks.data.lm_tasks import RecallTask
+    from glassworks.explain.generation import GenerationExplainer, GenerationShap
+    from glassworks.explain.generation_target import prepare_generation
+
+    module, dm, fit_seconds, acc = train_lm(RecallTask(seed=0, n_train=4000), args.generation_epochs, 0)
+    model = module.model.eval()
+    examples = [prepare_generation(model, dm.vocab, e, i)
+                for i, e in enumerate(dm.examples("test")[: args.generation_examples])]
+    steps = [s for e in examples for s in e.steps]
+    explainer = GenerationExplainer(["shap"], GenerationShap(max_evals=500, mask_id=dm.vocab.mask_id))
+    explainer.explain_step(model, steps[0])  # warm-up: numba compiles shap's kernels
+    floor = shap_vs_floor(model, steps, explainer.explain(model, steps), dm.vocab.mask_id)
+    print(f"\n== generation: decoder_tiny on lm_recall (fit {fit_seconds:.1f} s, test/answer_acc {acc:.3f}), "
+          f"{len(steps)} generated tokens\nSHAP per generated token {floor['shap_ms_per_token']:.1f} ms, forward "
+          f"floor {floor['floor_ms_per_token']:.1f} ms ({floor['evals_per_token']:.0f} evals/token): "
+          f"ratio {floor['ratio']:.2f}x")
+    return {"ratios": {"generation_shap_over_floor": floor["ratio"]},
+            "absolute": {"generation_shap_ms_per_token": floor["shap_ms_per_token"],
+                         "generation_floor_ms_per_token": floor["floor_ms_per_token"],
+                         "generation_evals_per_token": floor["evals_per_token"],
+                         "generation_test_answer_acc": acc}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--examples", type=int, default=20, help="examples per floor/documented measurement")
@@ -273,16 +312,22 @@ def main() -> None:
     parser.add_argument("--captum-samples", type=int, default=25)
     parser.add_argument("--captum-batch", type=int, default=64, help="captum perturbations_per_eval")
     parser.add_argument("--skip-methods", action="store_true", help="leave out the per-method table")
+    parser.add_argument("--generation-only", action="store_true", help="only part 5 (task=lm generation)")
+    parser.add_argument("--generation-examples", type=int, default=20, help="test prompts explained in part 5")
+    parser.add_argument("--generation-epochs", type=int, default=6, help="training epochs of part 5's decoder (experiment=lm_recall: 6)")
     args = parser.parse_args()
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     load = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory() as d:
-        stage = stage_vs_captum(args, Path(d))
-        parts = [stage, floor_ratios(args, stage["model"], stage["tokenizer"], stage["ours"]),
-                 documented_ratio(args, stage["model"], stage["tokenizer"], stage["ours"])]
-        if not args.skip_methods:
-            parts.append(methods_table(args))
+    parts = []
+    if not args.generation_only:
+        with tempfile.TemporaryDirectory() as d:
+            stage = stage_vs_captum(args, Path(d))
+            parts = [stage, floor_ratios(args, stage["model"], stage["tokenizer"], stage["ours"]),
+                     documented_ratio(args, stage["model"], stage["tokenizer"], stage["ours"])]
+            if not args.skip_methods:
+                parts.append(methods_table(args))
+    parts.append(generation_ratio(args))
     ratios = {k: round(v, 4) for p in parts for k, v in p["ratios"].items()}
     absolute = {k: (round(v, 5) if isinstance(v, float) else v) for p in parts for k, v in p["absolute"].items()}
     absolute["load_average_start"] = round(load, 2)

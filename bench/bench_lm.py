@@ -1,4 +1,4 @@
-"""LM-task benchmark: python bench/bench_lm.py [--tasks recall copy agreement] [--epochs 3] [--examples 20]
+"""LM-task benchmark: python bench/bench_lm.py [--tasks recall copy agreement] [--epochs 4] [--n-train 4000] [--examples 20]
 
 For each synthetic LM task, measured in this one process with the library pieces the lm task
 wires together (decoder_tiny sizes, the train.yaml optimiser/schedule/masking defaults):
@@ -14,52 +14,30 @@ numba compiles shap's kernels on first use; a warm-up explanation runs before an
 from __future__ import annotations
 
 import argparse
-import functools
 import logging
 import os
 import sys
-import time
 import warnings
+from pathlib import Path
 
-import numpy as np
-import pytorch_lightning as pl
 import torch
 
-from glassworks.data.lm_datamodule import LMDataModule
-from glassworks.data.lm_tasks import AgreementTask, CopyTask, RecallTask
-from glassworks.explain.generation import GenerationExplainer, GenerationShap
-from glassworks.explain.generation_metrics import summarise
-from glassworks.explain.generation_target import prepare_generation, step_outputs
-from glassworks.models.causal_lm import CausalLM
-from glassworks.models.decoder import DecoderConfig
-from glassworks.models.schedules import warmup_cosine
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.generation_floor import shap_vs_floor, train_lm  # noqa: E402
+from glassworks.data.lm_tasks import AgreementTask, CopyTask, RecallTask  # noqa: E402
+from glassworks.explain.generation import GenerationExplainer, GenerationShap  # noqa: E402
+from glassworks.explain.generation_metrics import summarise  # noqa: E402
+from glassworks.explain.generation_target import prepare_generation  # noqa: E402
 
 TASKS = {"recall": RecallTask, "copy": CopyTask, "agreement": AgreementTask}
-
-
-def train(task: str, epochs: int, seed: int) -> tuple[CausalLM, LMDataModule, float, float]:
-    pl.seed_everything(seed, verbose=False)
-    dm = LMDataModule(TASKS[task](seed=seed), batch_size=64, max_length=32, seed=seed)
-    dm.prepare()
-    # decoder_tiny.yaml
-    config = DecoderConfig(d_model=64, n_heads=4, n_layers=2, d_ff=128, dropout=0.0, max_positions=64)
-    module = CausalLM(config.build(dm.vocab_size, dm.vocab.pad_id).spec,
-                      functools.partial(torch.optim.AdamW, lr=0.003, weight_decay=0.01),
-                      functools.partial(warmup_cosine, warmup_ratio=0.1), mask_token_prob=0.1,
-                      mask_id=dm.vocab.mask_id)
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, enable_checkpointing=False,
-                         enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0)
-    start = time.perf_counter()
-    trainer.fit(module, dm)
-    seconds = time.perf_counter() - start
-    acc = trainer.test(module, dm, verbose=False)[0]["test/answer_acc"]
-    return module, dm, seconds, acc
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=list(TASKS))
-    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--n-train", type=int, default=4000, help="training prompts (data=lm_* default)")
     parser.add_argument("--examples", type=int, default=20)
     parser.add_argument("--max-evals", type=int, default=500)
     parser.add_argument("--threads", type=int, default=os.cpu_count() or 1)
@@ -72,7 +50,7 @@ def main() -> None:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
     for task in args.tasks:
-        module, dm, fit_seconds, acc = train(task, args.epochs, args.seed)
+        module, dm, fit_seconds, acc = train_lm(TASKS[task](seed=args.seed, n_train=args.n_train), args.epochs, args.seed)
         model = module.model.eval()
         print(f"\n== {task}: fit {fit_seconds:.1f} s ({args.epochs} epochs, {args.threads} threads), "
               f"test/answer_acc {acc:.3f}")
@@ -94,19 +72,10 @@ def main() -> None:
             print(f"SHAP hit_at_1 / random hit_at_1 = {summary['shap']['hit_at_1'] / rand:.2f}x "
                   f"over {int(summary['shap']['n_gold_steps'])} gold steps")
 
-        shap_runs = [a for a in attributions if a.method == "shap"]
-        shap_seconds = sum(a.seconds for a in shap_runs)
-        n_evals = [a.extras["n_evals"] for a in shap_runs]
-        rng = np.random.default_rng(0)
-        start = time.perf_counter()
-        for step, n in zip(steps, n_evals):
-            rows = np.tile(np.asarray(step.prefix_ids), (n, 1))
-            rows[:, 1:][rng.random((n, step.n_positions - 1)) < 0.5] = dm.vocab.mask_id
-            step_outputs(model, rows, step)
-        floor = time.perf_counter() - start
-        print(f"SHAP per generated token: {1000 * shap_seconds / len(steps):.1f} ms, forward floor "
-              f"{1000 * floor / len(steps):.1f} ms ({np.mean(n_evals):.0f} evals/token): "
-              f"ratio {shap_seconds / floor:.2f}x")
+        floor = shap_vs_floor(model, steps, attributions, dm.vocab.mask_id)
+        print(f"SHAP per generated token: {floor['shap_ms_per_token']:.1f} ms, forward floor "
+              f"{floor['floor_ms_per_token']:.1f} ms ({floor['evals_per_token']:.0f} evals/token): "
+              f"ratio {floor['ratio']:.2f}x")
 
 
 if __name__ == "__main__":

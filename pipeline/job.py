@@ -80,6 +80,7 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     """Validate everything (config values, cross-group rules, the data) before any run exists."""
     _check_type("seed", cfg.seed, (int,))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    _set_torch_threads(cfg.get("torch_threads"))
     tracker = for_this_rank(build(cfg.logger, "logger"))  # under torchrun/srun only global rank 0 tracks
     try:
         tracker.check()
@@ -142,7 +143,23 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
             job.datamodule.prepare()
         except DataError as error:
             raise UserError(str(error)) from error
+        check_vocabulary = getattr(job.model_config, "check_vocabulary", None)  # a pretrained causal LM
+        if callable(check_vocabulary):
+            try:
+                check_vocabulary(job.datamodule.vocab_size)
+            except ConfigError as error:
+                raise UserError(f"invalid config model.{error}") from error
     return job
+
+
+def _set_torch_threads(threads: Any) -> None:
+    """``torch_threads``: set before the run opens, so its ``torch.threads`` tag is the real count."""
+    if threads is None:
+        return
+    _check_type("torch_threads", threads, (int,))
+    if threads < 1:
+        raise UserError(f"invalid config torch_threads: must be >= 1 (or null for torch's default), got {threads}")
+    torch.set_num_threads(threads)
 
 
 def _resolve_run_ids(cfg: DictConfig, tracker: Any) -> None:

@@ -34,6 +34,11 @@ from pipeline.stage import (UserError, build_job, clean_errors, objective, print
 log = logging.getLogger("glassworks.run")
 
 
+def headline(task: Any, metrics: dict[str, Any]) -> str:
+    """The task's headline metrics as ``key=value`` (nan: not measured in this run)."""
+    return ", ".join(f"{key}={float(metrics.get(key, float('nan'))):.4f}" for key in task.headline_metrics)
+
+
 def _no_metrics(_: Any) -> dict[str, float]:
     return {}
 
@@ -82,7 +87,7 @@ def main(cfg: DictConfig) -> float | None:
                     tracker, tracker.run_id, job.task, report_settings(cfg),
                     lambda: run_datamodule(tracker, job.datamodule), default_config))), log_time=False)
         print_run_location(tracker, report=written.get("report"), done=(
-            f"pipeline.run finished: test/acc={metrics.get('test/acc', float('nan')):.4f}, stage seconds "
+            f"pipeline.run finished: {headline(job.task, metrics)}, stage seconds "
             f"{ {k.removeprefix('time/').removesuffix('_s'): round(v, 1) for k, v in timings.items()} }"))
     return objective(cfg, metrics)
 

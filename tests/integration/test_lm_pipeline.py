@@ -4,12 +4,16 @@ task/explain pairs and prompts longer than the model's context fail before any r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import mlflow
 import pandas as pd
 import pytest
 from mlflow import MlflowClient
 
+from glassworks.models.generation import generate
 from glassworks.tracking import contract as C
+from glassworks.tracking.pyfunc_lm import WEIGHTS_FILE, load_lm_dir
 from pipeline.stage import UserError, build_job
 from tests.conftest import compose_config, run_cli
 
@@ -70,10 +74,16 @@ def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
 def test_pyfunc_returns_generated_text(lm_run):
     client, run_id = lm_run["client"], lm_run["run"].info.run_id
     local = client.download_artifacts(run_id, C.MODEL_DIR, str(lm_run["tmp"] / "model-copy"))
+    assert not list(Path(local).rglob("*.pkl"))  # models from code: nothing to unpickle
     model = mlflow.pyfunc.load_model(local)
-    out = model.predict(pd.DataFrame({"prompt": ["k1 v2 k3 v4 ? k1"]}), params={"max_new_tokens": 2})
-    assert list(out.columns) == ["generated"] and isinstance(out["generated"].iloc[0], str)
-    assert out["generated"].iloc[0].strip()
+    prompts = ["k1 v2 k3 v4 ? k1", "k5 v6 ? k5"]
+    out = model.predict(pd.DataFrame({"prompt": prompts}), params={"max_new_tokens": 2})
+    assert list(out.columns) == ["generated"]
+    # the served text is the greedy continuation of the run's weights (an undertrained model may stop at [EOS])
+    files = load_lm_dir(next(Path(local).rglob(WEIGHTS_FILE)).parent)
+    vocab = files.vocab
+    assert out["generated"].tolist() == [vocab.decode(generate(files.model, vocab.encode(p), 2, vocab.eos_id))
+                                         for p in prompts]
 
 
 def test_classifier_explain_config_on_an_lm_fails_before_any_run(tmp_path):
@@ -94,6 +104,44 @@ def test_prompt_longer_than_the_context_fails_before_any_run(tmp_path):
                          config_name="run", tiny=False)
     with pytest.raises(UserError, match=r"data\.max_length: 32 exceeds model\.max_positions=8"):
         build_job(cfg)
+
+
+def test_empty_corpus_fails_before_any_run(tmp_path):
+    (tmp_path / "empty.txt").write_text("   \n", encoding="utf-8")
+    cfg = compose_config(tmp_path, ["task=lm", "data=text_files", f"data.source.train={tmp_path / 'empty.txt'}",
+                                    "model=decoder_tiny", "explain=lm", "robustness=lm"], config_name="run", tiny=False)
+    with pytest.raises(UserError, match=r"empty\.txt \(train\): the corpus is empty"):
+        build_job(cfg)
+
+
+def test_vocabulary_mismatch_with_a_pretrained_causal_lm_fails_before_any_run(tmp_path):
+    transformers = pytest.importorskip("transformers")
+    folder = tmp_path / "tiny-gpt2"  # lm_recall's vocabulary has 30 tokens, this model 40
+    transformers.GPT2LMHeadModel(transformers.GPT2Config(vocab_size=40, n_positions=40, n_embd=16, n_layer=1,
+                                                         n_head=2)).save_pretrained(folder)
+    cfg = compose_config(tmp_path, ["experiment=lm_recall", "data.source.n_train=50", "model=hf_causal",
+                                    f"model.pretrained={folder}"], config_name="run", tiny=False)
+    with pytest.raises(UserError, match=r"invalid config model\.pretrained: vocabulary mismatch: the data has 30 "
+                                        r"tokens but .*tiny-gpt2 has 40"):
+        build_job(cfg)
+
+
+@pytest.mark.parametrize("value, expected", [("0", r"torch_threads: must be >= 1"), ("two", r"torch_threads: expected int")])
+def test_bad_torch_threads_fail_before_any_run(tmp_path, value, expected):
+    cfg = compose_config(tmp_path, ["experiment=lm_recall", f"torch_threads={value}"], config_name="run", tiny=False)
+    with pytest.raises(UserError, match=expected):
+        build_job(cfg)
+
+
+def test_last_line_prints_the_tasks_headline_metrics():
+    from glassworks.tasks.classify import ClassifyTask
+    from glassworks.tasks.lm import LMTask
+    from pipeline.run import headline
+
+    metrics = {"test/answer_acc": 1.0, "val/perplexity": 1.25, "explain/shap/hit_at_1": 0.9, "test/acc": 0.5}
+    assert headline(LMTask(), metrics) == ("test/answer_acc=1.0000, val/perplexity=1.2500, "
+                                           "explain/shap/hit_at_1=0.9000, explain/random/hit_at_1=nan")
+    assert headline(ClassifyTask(), metrics) == "test/acc=0.5000"
 
 
 def test_lm_task_implements_the_protocol():

@@ -43,6 +43,7 @@ def test_logged_pyfunc_generates_like_the_model(tmp_path, model, vocab):
     experiment = client.create_experiment("lm", artifact_location=str(tmp_path / "artifacts"))
     run = client.create_run(experiment)
     local = save_lm_pyfunc(model, vocab, tmp_path / "model", ["k1 v2 ? k1"])
+    assert not list(local.rglob("*.pkl"))  # models from code: the class is built, nothing unpickled
     client.log_artifacts(run.info.run_id, str(local), "model")
     client.set_terminated(run.info.run_id)
 

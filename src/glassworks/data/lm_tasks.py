@@ -103,8 +103,9 @@ def _generate(task, make) -> dict[str, list[LMExample]]:
 class RecallTask(Validated):
     """Associative recall: ``k_a v_a k_b v_b ... ? k_q`` -> ``v_q``.
 
-    Sizes: with 8 keys, 8 values and 4-6 pairs, decoder_tiny reaches >= 0.95 answer accuracy in a
-    few thousand examples; chance without the evidence is 1 / n_values.
+    Sizes: with 12 keys, 12 values and 4-6 pairs, decoder_tiny (d_model 128) reaches 0.98-1.00 test
+    answer accuracy within 2-4 epochs of 4,000 prompts (seeds 0-4, data=lm_recall); chance without
+    the evidence is 1 / n_values.
     """
 
     n_train: int = 12000

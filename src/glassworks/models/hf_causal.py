@@ -10,6 +10,7 @@ original folder.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from glassworks.models.outputs import CausalLMOutput
-from glassworks.validation import Validated
+from glassworks.validation import ConfigError, Validated
 
 
 def _transformers():
@@ -41,6 +42,14 @@ class HFCausalConfig(Validated):
         self.require(folder.is_dir(), "pretrained", f"{folder} is not a folder")
         self.require((folder / "config.json").is_file(), "pretrained", f"{folder} has no config.json")
 
+    def check_vocabulary(self, vocab_size: int) -> None:
+        """The data's vocabulary must index the model's embedding table one to one: read from
+        ``config.json`` (no weights loaded), so a mismatch fails before any run exists."""
+        config = json.loads((Path(self.pretrained) / "config.json").read_text(encoding="utf-8"))
+        expected = config.get("vocab_size")
+        if isinstance(expected, int) and expected != vocab_size:
+            raise ConfigError("pretrained", _mismatch(vocab_size, self.pretrained, expected))
+
     def build(self, vocab_size: int, pad_id: int) -> HFCausalLM:
         """Load the pretrained model; the data's vocabulary must index into its embedding table."""
         t = _transformers()
@@ -48,10 +57,13 @@ class HFCausalConfig(Validated):
             self.pretrained, local_files_only=True, attn_implementation="eager", dtype=torch.float32)
         wrapped = HFCausalLM(model, pad_id=pad_id)
         if vocab_size != wrapped.vocab_size:
-            raise ValueError(
-                f"model.pretrained: vocabulary mismatch: the data has {vocab_size} tokens but "
-                f"{self.pretrained} has {wrapped.vocab_size}; use the model's own tokenizer")
+            raise ValueError(f"model.pretrained: {_mismatch(vocab_size, self.pretrained, wrapped.vocab_size)}")
         return wrapped
+
+
+def _mismatch(data_size: int, folder: str, model_size: int) -> str:
+    return (f"vocabulary mismatch: the data has {data_size} tokens but {folder} has {model_size}; "
+            "use the model's own tokenizer")
 
 
 class HFCausalLM(nn.Module):

@@ -58,6 +58,7 @@ class Task(Protocol):
     """What a stage needs to know about the kind of model it works on."""
 
     name: str                # "classify", "lm", ...; shown in the report, never branched on
+    headline_metrics: tuple[str, ...]  # what a finished command prints on its last line
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> pl.LightningModule: ...

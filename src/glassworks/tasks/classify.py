@@ -33,6 +33,7 @@ N_INPUT_EXAMPLES = 3  # raw texts stored with the pyfunc model as its input exam
 @dataclass
 class ClassifyTask:
     name: str = "classify"
+    headline_metrics: tuple[str, ...] = ("test/acc",)
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> TextClassifier:

@@ -68,6 +68,9 @@ class LMResult:
 @dataclass
 class LMTask:
     name: str = "lm"
+    headline_metrics: tuple[str, ...] = (
+        "test/answer_acc", "val/perplexity", C.metric_key(C.EXPLAIN_PREFIX, "shap", "hit_at_1"),
+        C.metric_key(C.EXPLAIN_PREFIX, BASELINE, "hit_at_1"))
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> CausalLM:

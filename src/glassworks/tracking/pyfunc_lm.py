@@ -2,8 +2,9 @@
 
 ``predict(DataFrame{"prompt"}, params={"max_new_tokens", "temperature", "seed"})`` returns a
 DataFrame with a ``generated`` column. Greedy by default; ``temperature > 0`` samples, seeded.
-Artifacts are plain files: weights as safetensors, the model spec and the vocabulary as JSON, so
-loading needs the installed ``glassworks`` package and no unpickling of weights.
+Artifacts are plain files: weights as safetensors, the model spec and the vocabulary as JSON; the
+model class comes from code (:mod:`glassworks.tracking.pyfunc_lm_code`), so loading needs the
+installed ``glassworks`` package and unpickles nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ WEIGHTS_FILE = "weights.safetensors"
 SPEC_FILE = "model.json"
 VOCAB_DIR = "vocab"
 DEFAULT_MAX_NEW_TOKENS = 8
+MODEL_CODE = Path(__file__).with_name("pyfunc_lm_code.py")  # what MLflow runs to build the model class
 
 
 @dataclass
@@ -131,7 +133,7 @@ def save_lm_pyfunc(model: torch.nn.Module, vocab: WordVocab, path: str | Path, e
         files = save_lm_files(model, vocab, tmp / "files")
         mlflow.pyfunc.save_model(
             path=str(path),
-            python_model=CausalLMPyfunc(),
+            python_model=str(MODEL_CODE),  # models from code: no python_model.pkl
             artifacts={"model_files": str(files)},
             signature=lm_signature(),
             input_example=pd.DataFrame({PROMPT_COLUMN: examples[:3]}) if examples else None,
