@@ -18,6 +18,7 @@ from omegaconf import open_dict
 import pipeline.report
 import pipeline.run
 from glassworks.report.document import fmt
+from glassworks.report.run_report import format_seconds as seconds
 from glassworks.tracking.store import ensure_experiment
 from tests.conftest import compose_config
 from tests.conftest import run_cli
@@ -162,19 +163,19 @@ def test_numbers_are_mlflows(piped):
     final = find_table(tables, "metric", "test/acc")
     for key in ("test/acc", "test/f1", "test/loss", "val/acc"):
         assert row(final, key)["value"] == fmt(metrics[key]), key
-    faith = find_table(tables, "method", "random (baseline)")
+    faith = find_table(tables, "method", "random_order (baseline)")
     for method in ("shap", "rollout"):
         cells = row(faith, method)
         assert cells["comprehensiveness ↑"] == fmt(metrics[f"explain/{method}/comprehensiveness"])
         assert cells["sufficiency ↓"] == fmt(metrics[f"explain/{method}/sufficiency"])
         assert cells["rationale AUPRC ↑"] == fmt(metrics[f"explain/{method}/rationale_auprc"])
-    assert row(faith, "random (baseline)")["AOPC ↑"] == fmt(metrics["explain/random/aopc"])
-    robust = find_table(tables, "method", "random_order (baseline)")
+    assert row(faith, "random_order (baseline)")["AOPC ↑"] == fmt(metrics["explain/random_order/aopc"])
+    robust = find_table(tables, "method", "deletion AUC")
     assert row(robust, "shap")["deletion AUC ↓"] == fmt(metrics["robustness/shap/deletion_auc"])
     assert row(robust, "shap")["flip rate @1 ↑"] == fmt(metrics["robustness/shap/flip_rate_at_1"])
     timings = find_table(tables, "stage", "train")
     for stage in ("train", "explain", "robustness"):
-        assert row(timings, stage)["seconds"] == fmt(metrics[f"time/{stage}_s"])
+        assert row(timings, stage)["time"] == seconds(metrics[f"time/{stage}_s"])
     epochs = find_table(tables, "epoch", "0")
     history = client.get_metric_history(run.info.run_id, "val/acc")
     assert [r[epochs[0].index("val/acc")] for r in epochs[1:]] == [fmt(m.value) for m in sorted(history, key=lambda m: m.step)]
@@ -218,7 +219,7 @@ def test_explanation_examples_show_every_method(piped):
     assert len(examples) == 3
     for example in examples:
         methods = re.findall(r"<div class=\"method\">([^<]*)</div>", example)
-        assert methods == ["shap", "rollout", "random"]
+        assert methods == ["shap", "rollout", "random_order"]
         assert example.count("class=\"tok") >= 3 * 4
     assert "#### Test example" in piped["md"]
 

@@ -36,7 +36,7 @@ from glassworks.tracking.pyfunc_lm import load_lm_dir, log_lm_pyfunc
 from glassworks.validation import UserError
 
 N_INPUT_EXAMPLES = 3  # prompts stored with the pyfunc model as its input example
-BASELINE = C.EXPLAIN_BASELINE  # "random": always explained, every score is compared with it
+BASELINE = C.EXPLAIN_BASELINE  # "random_order": always explained, every score is compared with it
 
 
 @dataclass
