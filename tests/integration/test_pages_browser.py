@@ -2,7 +2,7 @@
 the explanations index, an example page and the adversarial page of a classifier run; the report
 and the explanation pages of an LM run (experiment=lm_recall); a sweep report.
 
-Each page: no horizontal overflow (``document.documentElement.scrollWidth <= innerWidth``,
+Each page: no horizontal overflow, no figure shown below 80% of its saved width (``document.documentElement.scrollWidth <= innerWidth``,
 measured by a script in a copy of the page whose Content-Security-Policy is lifted for the
 measurement only), a screenshot that is not blank, every relative link lands on a file of the
 run's artifacts, and every figure it shows was drawn in the one shared style (its
@@ -40,7 +40,7 @@ ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
 CLASSIFIER = [*TINY, "explain.methods=[shap,rollout,grad_attention]", "explain.n_examples=6", "explain.n_heatmaps=1",
               "explain.shap.max_evals=64", "robustness.stability_examples=1", "robustness.n_stability=1",
               "robustness.attack.max_edits=2", "robustness.curve_k=4"]
-LM = ["experiment=lm_recall", "data.source.n_train=300", "data.source.n_validation=40", "data.source.n_test=40",
+LM = ["experiment=lm_recall", "data.source.n_train=1500", "data.source.n_validation=60", "data.source.n_test=60",
       "data.batch_size=32", "trainer.max_epochs=1", "trainer=cpu", "callbacks.rich_progress_bar=null",
       "logger.system_metrics=false", "explain.n_examples=3", "explain.n_heatmaps=1", "explain.shap.max_evals=64",
       "robustness.curve_k=4"]
@@ -56,7 +56,10 @@ window.addEventListener("load", () => {
   const wide = [...document.querySelectorAll("body *")]
     .filter(e => e.getBoundingClientRect().right > innerWidth + 0.5)
     .slice(0, 5).map(e => e.tagName.toLowerCase() + "." + e.className + " " + (e.textContent || "").slice(0, 40));
-  document.title = "MEASURED " + JSON.stringify({scrollWidth: d.scrollWidth, innerWidth: innerWidth, wide: wide});
+  const shrunk = [...document.images].filter(i => i.naturalWidth && i.clientWidth < 0.8 * i.naturalWidth)
+    .map(i => (i.getAttribute("alt") || "").slice(0, 60) + " " + i.clientWidth + "/" + i.naturalWidth);
+  document.title = "MEASURED " + JSON.stringify({scrollWidth: d.scrollWidth, innerWidth: innerWidth, wide: wide,
+                                                 shrunk: shrunk});
 });
 </script>"""
 CSP = re.compile(r'<meta http-equiv="Content-Security-Policy"[^>]*>')
@@ -123,6 +126,8 @@ def check_page(path: Path, root: Path, tmp: Path, shot_name: str) -> Page:
     measured = json.loads(title.removeprefix("MEASURED "))
     assert measured["innerWidth"] == WIDTH, measured
     assert measured["scrollWidth"] <= measured["innerWidth"], (path.name, measured)
+    # figures are shown near their saved size (>= 80%): 9 pt stays readable on the page
+    assert not measured["shrunk"], (path.name, measured["shrunk"])
     # 2. a screenshot at 1400 px that shows a page
     shot = tmp / f"{shot_name}.png"
     done = chromium(f"--window-size={WIDTH},1000", f"--screenshot={shot}", path.as_uri(), profile=tmp / "profile")

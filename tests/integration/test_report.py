@@ -281,7 +281,10 @@ def test_sweep_report_from_two_real_children(tmp_path):
     for r in table[1:]:
         child = next(c for c in children if c.info.run_id.startswith(r[1]))
         assert r[table[0].index("val/acc")] == fmt(child.data.metrics["val/acc"])
-        assert r[table[0].index("rollout comprehensiveness")] == fmt(child.data.metrics["explain/rollout/comprehensiveness"])
+    quality = next(t for t in parsed.tables if t[0][0] == "run" and "rollout" in t[0])  # comprehensiveness per method
+    for r in quality[1:]:
+        child = next(c for c in children if c.info.run_id.startswith(r[1]))
+        assert r[quality[0].index("rollout")] == fmt(child.data.metrics["explain/rollout/comprehensiveness"])
     assert {"metric_vs_params.png", "accuracy_vs_explanations.png"} <= {p.name for p in (folder / "images").iterdir()}
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent, "report")}
     assert f"python -m pipeline.reproduce run_id={best.info.run_id}" in (folder / "report.md").read_text()

@@ -107,3 +107,11 @@ def test_dataset_source_is_a_location(source, shown, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)  # the project root a report is built from
     result = dataset_source(source.replace("/home/me/proj", str(tmp_path)))
     assert result == shown
+
+
+def test_a_single_integer_point_gets_one_integer_tick():
+    with figure_style():
+        fig = new_figure(4, 3)
+        fig.subplots().plot([9], [1.02], marker="o")  # one epoch's value at step 9
+    (axes,) = style_of(png_bytes(fig))["axes"]
+    assert axes["x"]["ticks"] == ["9"]

@@ -115,7 +115,7 @@ def enforce(fig: Figure) -> None:
     for ax in fig.axes:
         for which, axis in (("x", ax.xaxis), ("y", ax.yaxis)):
             if _integer_data(ax, which) and _is_auto(axis):
-                axis.set_major_locator(MaxNLocator(integer=True))
+                axis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))  # one epoch: one tick
         legend = ax.get_legend()
         if legend is not None:
             for text in legend.get_texts():

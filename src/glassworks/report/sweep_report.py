@@ -18,7 +18,7 @@ from glassworks.report.document import (
     Code, Document, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, fmt,
 )  # fmt: skip
 from glassworks.report.figures import accuracy_vs_explanations_png, metric_vs_params_png
-from glassworks.report.run_report import format_time
+from glassworks.report.run_report import format_seconds, format_time
 from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import shareable
 from glassworks.tracking.objective import MODES, pick_best
@@ -120,7 +120,8 @@ def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: 
     rows, highlight = [], set()
     for r, c in enumerate(children):
         rows.append([c.name, c.run_id[:8], c.status, *[c.params.get(k, "–") for k in swept],
-                     *[fmt(c.metrics.get(k)) for k in [*metric_cols, *time_cols]]])
+                     *[fmt(c.metrics.get(k)) for k in metric_cols],
+                     *[format_seconds(c.metrics.get(k)) for k in time_cols]])
         if r == best:
             highlight.update((r, col) for col in range(len(headers)))
     n_text = 3 + len(swept)

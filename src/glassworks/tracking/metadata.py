@@ -63,10 +63,12 @@ def command_line(argv: list[str] | None = None, main_module: str | None = None, 
     relative to the working directory (its file name when it lies outside), credentials of URLs
     redacted. Defaults: ``sys.argv``, the ``-m`` module ``__main__`` was started as, the cwd."""
     argv = list(sys.argv if argv is None else argv)
-    if main_module is None:
-        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        main_module = spec.name.removesuffix(".__main__") if spec is not None and spec.name else None
     head, *args = argv or [""]
+    if main_module is None:  # started as `python -m <module>`: argv[0] is that module's file
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        same = bool(origin and head) and Path(origin).resolve() == Path(head).resolve()
+        main_module = spec.name.removesuffix(".__main__") if same and spec.name else None
     if main_module:
         program = ["python", "-m", main_module]
     else:
