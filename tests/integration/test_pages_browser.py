@@ -242,6 +242,8 @@ def test_classifier_explanation_pages(classifier, tmp_path):
 def test_lm_pages(lm, tmp_path):
     root = lm["root"]
     check_page(root / C.REPORT_HTML, root, tmp_path, "lm_report")
+    index = check_page(root / C.EXPLAIN_INDEX, root, tmp_path, "lm_explanations_index")
+    assert "algorithm=partition" in "".join(index.text) and "max_evals=64" in "".join(index.text)
     pages = sorted((root / C.GENERATION_HEATMAPS_DIR).glob("*.html"))
     assert pages, "no LM explanation page"
     check_page(pages[0], root, tmp_path, "lm_generation_example")

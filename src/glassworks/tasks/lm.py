@@ -139,6 +139,11 @@ class LMTask:
         out_dir.mkdir(parents=True, exist_ok=True)
         table.to_parquet(out_dir / C.file_name(C.ATTRIBUTIONS), index=False)
         (out_dir / C.file_name(C.EXPLAIN_METRICS_JSON)).write_text(json.dumps(summary, indent=2))
+        if shap_node:  # which SHAP made the numbers, on the index page
+            budget = (f"all coalitions (at most {shap_config.exact_max_positions} prompt positions)"
+                      if shap_config.algorithm == "exact" else f"max_evals={shap_config.max_evals} per generated token")
+            context = {**context, "shap settings": f"algorithm={shap_config.algorithm}, {budget}, explains the "
+                                                   "generated token's log-probability, hidden positions → [MASK]"}
         write_generation_views(examples, attributions, loaded.tokenizer, methods, out_dir, settings.n_heatmaps, summary,
                                context)
         return LMResult(metrics, table, out_dir)
