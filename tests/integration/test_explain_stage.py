@@ -78,8 +78,8 @@ def test_global_importance_png_shows_the_top_shap_tokens(explained, tmp_path):
                                                             str(tmp_path))
     table = explained["result"].table
     tokens = table[(table["method"] == "shap") & (table["position"] > 0)]["token"].nunique()
-    # figsize (7.5, 0.32 * 20 + 1.4) inches at 100 dpi; one bar per token, at most the top 20
-    assert png_bars(png, GLOBAL_IMPORTANCE_BAR) == ((750, 780), min(20, tokens))
+    # figsize (8.0, 0.3 * 20 + 1.4) inches at 100 dpi; one bar per token, at most the top 20
+    assert png_bars(png, GLOBAL_IMPORTANCE_BAR) == ((800, 740), min(20, tokens))
 
 
 def test_attributions_json_is_the_attribution_table(explained, tmp_path):
