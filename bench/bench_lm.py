@@ -67,7 +67,7 @@ def main() -> None:
             print(f"{method:>18} {row.get('hit_at_1', float('nan')):9.3f} {row.get('mrr', float('nan')):7.3f} "
                   f"{row.get('auprc', float('nan')):7.3f} {row['comprehensiveness']:7.3f} "
                   f"{row['sufficiency']:7.3f} {1000 * row['seconds_per_step']:8.1f}")
-        rand = summary["random"].get("hit_at_1", 0.0)
+        rand = summary["random_order"].get("hit_at_1", 0.0)
         if rand > 0:
             print(f"SHAP hit_at_1 / random hit_at_1 = {summary['shap']['hit_at_1'] / rand:.2f}x "
                   f"over {int(summary['shap']['n_gold_steps'])} gold steps")

@@ -31,7 +31,7 @@ def _settings(group: str, make: Callable[..., S], **values: Any) -> S:
 
 def explainers(explain_cfg: DictConfig, pad_id: int, names: Sequence[str]) -> Mapping[str, Explainer]:
     """The configured explainers among ``names`` (``explain.<method>`` nodes), built for the model's
-    pad id (the baseline ``random`` has no node: it is the runner's own)."""
+    pad id (the baseline ``random_order`` has no node: it is the runner's own)."""
     return {m: build(explain_cfg[m], f"explain.{m}", pad_id=pad_id) for m in names
             if m in explain_cfg and m != "methods" and isinstance(explain_cfg[m], DictConfig)}
 

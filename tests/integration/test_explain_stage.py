@@ -43,16 +43,16 @@ def test_every_metric_logged_per_method(explained):
     run = MlflowClient(explained["uri"]).get_run(explained["run_id"])
     metrics = run.data.metrics
     assert run.info.status == "FINISHED"
-    for method in [*METHODS, "random"]:
+    for method in [*METHODS, "random_order"]:
         for metric in ("comprehensiveness", "sufficiency", "aopc", "rationale_auprc", "rationale_f1",
                        "seconds_per_example"):
             assert f"explain/{method}/{metric}" in metrics, (method, metric)
     assert "explain/shap/comprehensiveness_at_10" in metrics
     assert any(k.startswith("explain/agreement/") for k in metrics)
-    seconds = {m: metrics[f"explain/{m}/seconds_per_example"] for m in [*METHODS, "random"]}
+    seconds = {m: metrics[f"explain/{m}/seconds_per_example"] for m in [*METHODS, "random_order"]}
     assert all(0 < v < 60 for v in seconds.values()), seconds
     # 500 masked evaluations per example cost more than one forward with attentions
-    assert seconds["shap"] > seconds["raw_attention"] and seconds["shap"] > seconds["random"]
+    assert seconds["shap"] > seconds["raw_attention"] and seconds["shap"] > seconds["random_order"]
     # the wall time per example covers each example's own explaining time
     shap_own = [e.seconds for e in explained["result"].explanations["shap"]]
     assert seconds["shap"] >= 0.99 * sum(shap_own) / len(shap_own) > 0
@@ -78,8 +78,8 @@ def test_global_importance_png_shows_the_top_shap_tokens(explained, tmp_path):
                                                             str(tmp_path))
     table = explained["result"].table
     tokens = table[(table["method"] == "shap") & (table["position"] > 0)]["token"].nunique()
-    # figsize (7.5, 0.32 * 20 + 1.4) inches at 100 dpi; one bar per token, at most the top 20
-    assert png_bars(png, GLOBAL_IMPORTANCE_BAR) == ((750, 780), min(20, tokens))
+    # figsize (8.0, 0.3 * 20 + 1.4) inches at 100 dpi; one bar per token, at most the top 20
+    assert png_bars(png, GLOBAL_IMPORTANCE_BAR) == ((800, 740), min(20, tokens))
 
 
 def test_attributions_json_is_the_attribution_table(explained, tmp_path):
@@ -88,7 +88,7 @@ def test_attributions_json_is_the_attribution_table(explained, tmp_path):
     logged = pd.read_json(path, orient="split", dtype=False)  # no type guessing: tokens stay strings
     table = explained["result"].table
     assert list(logged.columns) == list(table.columns) and len(logged) == len(table)
-    assert set(logged["method"]) == {*METHODS, "random"} and logged["example_id"].nunique() == 16
+    assert set(logged["method"]) == {*METHODS, "random_order"} and logged["example_id"].nunique() == 16
     for column in ("example_id", "position", "method", "token"):
         assert logged[column].tolist() == table[column].tolist(), column
     # DataFrame.to_json writes 10 decimal places
@@ -110,8 +110,8 @@ def test_trained_model_shap_finds_the_planted_rationale(explained):
     metrics = MlflowClient(explained["uri"]).get_run(explained["run_id"]).data.metrics
     assert metrics["test/acc"] >= 0.9
     assert metrics["explain/shap/rationale_auprc"] >= 0.75  # measured 0.84; see README
-    assert metrics["explain/shap/rationale_auprc"] > metrics["explain/random/rationale_auprc"] + 0.3
-    assert metrics["explain/shap/comprehensiveness"] > metrics["explain/random/comprehensiveness"]
+    assert metrics["explain/shap/rationale_auprc"] > metrics["explain/random_order/rationale_auprc"] + 0.3
+    assert metrics["explain/shap/comprehensiveness"] > metrics["explain/random_order/comprehensiveness"]
 
 
 def test_robustness_shap_guided_attack_is_cheaper_than_random(explained):
@@ -198,7 +198,7 @@ def test_explain_later_on_existing_run_id_via_cli(explained, tmp_path):
     # rollout gives on the same token ids with the run's model
     later = pd.read_parquet(client.download_artifacts(child.info.run_id, "explanations/attributions.parquet",
                                                       str(tmp_path)))
-    assert set(later["method"]) == {"rollout", "random"} and later["example_id"].nunique() == 5  # + the baseline
+    assert set(later["method"]) == {"rollout", "random_order"} and later["example_id"].nunique() == 5  # + the baseline
     later = later[later["method"] == "rollout"]
     loaded = load_run_model(explained["run_id"], explained["uri"])
     rollout = RolloutExplainer(**{k: v for k, v in explained["cfg"].explain.rollout.items() if k != "_target_"})

@@ -42,7 +42,7 @@ def test_one_finished_run_with_the_lm_metrics(lm_run):
     metrics = run.data.metrics
     assert run.info.status == "FINISHED"
     for key in ("train/loss", "val/loss", "val/perplexity", "test/answer_acc", "explain/shap/hit_at_1",
-                "explain/random/hit_at_1", "explain/rollout/mrr", "explain/shap/auprc",
+                "explain/random_order/hit_at_1", "explain/rollout/mrr", "explain/shap/auprc",
                 "explain/shap/comprehensiveness", "explain/shap/sufficiency", "robustness/shap/deletion_auc",
                 "robustness/shap/deletion_auc_ratio"):
         assert key in metrics, key
@@ -58,7 +58,7 @@ def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
     table = pd.read_parquet(client.download_artifacts(run_id, C.ATTRIBUTIONS, str(lm_run["tmp"])))
     assert list(table.columns) == ["example", "step", "generated_token", "source_position", "source_token",
                                    "method", "score", "gold"]
-    assert set(table["method"]) == {"shap", "attention", "rollout", "grad_attention", "input_x_gradient", "random"}
+    assert set(table["method"]) == {"shap", "attention", "rollout", "grad_attention", "input_x_gradient", "random_order"}
     assert table["gold"].any()
     views = [a.path for a in client.list_artifacts(run_id, C.GENERATION_HEATMAPS_DIR)]
     assert sum(p.endswith(".png") for p in views) >= 1 and sum(p.endswith(".html") for p in views) >= 1

@@ -21,6 +21,7 @@ import pipeline.report
 import pipeline.robustness
 import pipeline.run
 from glassworks.report.document import fmt
+from glassworks.report.run_report import format_seconds as seconds
 from glassworks.tracking.store import ensure_experiment
 from tests.conftest import ROOT, compose_config, run_cli, run_snapshot
 
@@ -164,19 +165,19 @@ def test_numbers_are_mlflows(piped):
     final = find_table(tables, "metric", "test/acc")
     for key in ("test/acc", "test/f1", "test/loss", "val/acc"):
         assert row(final, key)["value"] == fmt(metrics[key]), key
-    faith = find_table(tables, "method", "random (baseline)")
+    faith = find_table(tables, "method", "random_order (baseline)")
     for method in ("shap", "rollout"):
         cells = row(faith, method)
         assert cells["comprehensiveness ↑"] == fmt(metrics[f"explain/{method}/comprehensiveness"])
         assert cells["sufficiency ↓"] == fmt(metrics[f"explain/{method}/sufficiency"])
         assert cells["rationale AUPRC ↑"] == fmt(metrics[f"explain/{method}/rationale_auprc"])
-    assert row(faith, "random (baseline)")["AOPC ↑"] == fmt(metrics["explain/random/aopc"])
-    robust = find_table(tables, "method", "random_order (baseline)")
+    assert row(faith, "random_order (baseline)")["AOPC ↑"] == fmt(metrics["explain/random_order/aopc"])
+    robust = find_table(tables, "method", "deletion AUC")
     assert row(robust, "shap")["deletion AUC ↓"] == fmt(metrics["robustness/shap/deletion_auc"])
     assert row(robust, "shap")["flip rate @1 ↑"] == fmt(metrics["robustness/shap/flip_rate_at_1"])
     timings = find_table(tables, "stage", "train")
     for stage in ("train", "explain", "robustness"):
-        assert row(timings, stage)["seconds"] == fmt(metrics[f"time/{stage}_s"])
+        assert row(timings, stage)["time"] == seconds(metrics[f"time/{stage}_s"])
     epochs = find_table(tables, "epoch", "0")
     history = client.get_metric_history(run.info.run_id, "val/acc")
     assert [r[epochs[0].index("val/acc")] for r in epochs[1:]] == [fmt(m.value) for m in sorted(history, key=lambda m: m.step)]
@@ -192,7 +193,7 @@ def test_numbers_are_mlflows(piped):
 def test_markdown_and_html_agree(piped):
     from_html = [t for t in html_tables(piped["html"]).tables]
     # Example attributions are coloured tokens in HTML and a top-tokens table in Markdown.
-    from_md = [t for t in md_tables(piped["md"]) if t[0][:2] != ["method", "top tokens (score)"]]
+    from_md = [t for t in md_tables(piped["md"]) if t[0][:2] != ["method", "top tokens towards the class (score)"]]
     # The headline is cards in HTML and a table in Markdown; every other table is in both, cell for cell.
     assert len(from_md) == len(from_html) + 1
     assert from_md[1:] == from_html
@@ -220,7 +221,7 @@ def test_explanation_examples_show_every_method(piped):
     assert len(examples) == 3
     for example in examples:
         methods = re.findall(r"<div class=\"method\">([^<]*)</div>", example)
-        assert methods == ["shap", "rollout", "random"]
+        assert methods == ["shap", "rollout", "random_order"]
         assert example.count("class=\"tok") >= 3 * 4
     assert "#### Test example" in piped["md"]
 
@@ -384,7 +385,10 @@ def test_sweep_report_from_two_real_children(tmp_path):
     for r in table[1:]:
         child = next(c for c in children if c.info.run_id.startswith(r[1]))
         assert r[table[0].index("val/acc")] == fmt(child.data.metrics["val/acc"])
-        assert r[table[0].index("rollout comprehensiveness")] == fmt(child.data.metrics["explain/rollout/comprehensiveness"])
+    quality = next(t for t in parsed.tables if t[0][0] == "run" and "rollout" in t[0])  # comprehensiveness per method
+    for r in quality[1:]:
+        child = next(c for c in children if c.info.run_id.startswith(r[1]))
+        assert r[quality[0].index("rollout")] == fmt(child.data.metrics["explain/rollout/comprehensiveness"])
     assert {"metric_vs_params.png", "accuracy_vs_explanations.png"} <= {p.name for p in (folder / "images").iterdir()}
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent, "report")}
     assert f"python -m pipeline.reproduce run_id={best.info.run_id}" in (folder / "report.md").read_text()

@@ -177,7 +177,7 @@ def test_deletion_curves_start_at_the_full_probability(model, generated, attribu
         assert curve.probabilities.shape == (5,)
         assert curve.probabilities[0] == pytest.approx(start)
     metrics = deletion_metrics(curves)
-    assert "shap/deletion_auc_ratio" in metrics and "random/deletion_auc_ratio" not in metrics
+    assert "shap/deletion_auc_ratio" in metrics and "random_order/deletion_auc_ratio" not in metrics
 
 
 def test_prompt_longer_than_the_context_is_refused(model, vocab):

@@ -17,7 +17,7 @@ from glassworks.render import esc, token_colour
 
 EVIL = ["<script>alert(1)</script>", '"><img src=x onerror=alert(1)>', "<!--", "'onmouseover='alert(1)", "a&b", "$x^2$"]
 OUR_TAGS = {"html", "head", "meta", "title", "style", "body", "h1", "h2", "dl", "dt", "dd", "div", "span",
-            "table", "tr", "th", "td", "p", "section", "a", "img"}  # fmt: skip
+            "table", "thead", "tbody", "tr", "th", "td", "p", "section", "a", "img", "nav"}  # fmt: skip
 
 
 class Collector(HTMLParser):
@@ -112,7 +112,7 @@ def test_index_page_links_are_relative_and_escaped():
     page = render_index_html(rows, metrics, {"<!--": "-->"}, images=["metrics.png"])
     parsed = _assert_inert(page)
     assert ("a", {"href": "examples/example_7.html"}) in parsed.tags
-    assert "comprehensiveness" in page and "shap_vs_&lt;i&gt;" in page
+    assert "comprehensiveness" in page and "<th>&lt;i&gt;</th>" in page and "_vs_" not in page  # agreement: a matrix
     for bad in ("https://evil.example/x.html", "/etc/passwd", "../up.html", "javascript:alert(1)"):
         with pytest.raises(ValueError, match="relative"):
             render_index_html([IndexRow(1, bad, "t", "a", "b", 0.5, True)])
@@ -150,7 +150,7 @@ def test_plots_write_pngs(tmp_path):
     metrics = {
         "shap": {"comprehensiveness": 0.4, "sufficiency": 0.1, "aopc": 0.3, "rationale_auprc": 0.8},
         "rollout": {"comprehensiveness": float("nan"), "sufficiency": 0.2, "aopc": 0.2},
-        "random": {"comprehensiveness": 0.1, "sufficiency": 0.3, "aopc": 0.1, "rationale_auprc": 0.3},
+        "random_order": {"comprehensiveness": 0.1, "sufficiency": 0.3, "aopc": 0.1, "rationale_auprc": 0.3},
     }
     assert _png(metric_comparison_png(metrics, tmp_path / "m.png"))
     assert _png(metric_comparison_png({}, tmp_path / "empty.png"))
@@ -163,9 +163,9 @@ def test_global_importance_png_draws_one_bar_per_token(tmp_path):
             "token": ["[CLS]", "a", "$b$", "c", "a"] * 2, "score": np.linspace(0.1, 1.0, 10),
         }
     )  # fmt: skip
-    # figsize (7.5, 0.32 * top + 1.4) inches at 100 dpi
+    # figsize (8.0, 0.3 * top + 1.4) inches at 100 dpi
     size, bars = png_bars(global_importance_png(table, tmp_path / "g.png"), GLOBAL_IMPORTANCE_BAR)
-    assert (size, bars) == ((750, 780), 3)  # a, $b$, c; [CLS] left out
-    assert png_bars(global_importance_png(table, tmp_path / "g2.png", top=2), GLOBAL_IMPORTANCE_BAR) == ((750, 204), 2)
+    assert (size, bars) == ((800, 740), 3)  # a, $b$, c; [CLS] left out
+    assert png_bars(global_importance_png(table, tmp_path / "g2.png", top=2), GLOBAL_IMPORTANCE_BAR) == ((800, 200), 2)
     assert png_bars(global_importance_png(table.assign(score=np.nan), tmp_path / "g_nan.png"),
                     GLOBAL_IMPORTANCE_BAR)[1] == 0

@@ -90,7 +90,7 @@ def test_runner_writes_every_artifact_with_real_explainers(model, tmp_path):
     result = runner.run(model, examples, LABELS, tmp_path / "explanations", context={"run_id": "<b>r1</b>", "seed": 0})
     assert isinstance(result, ExplainResult)
     out = result.out_dir
-    methods = ["shap", "raw_attention", "rollout", "flow", "grad_attention", "input_x_gradient", "nan_method", "random"]
+    methods = ["shap", "raw_attention", "rollout", "flow", "grad_attention", "input_x_gradient", "nan_method", "random_order"]
 
     # Files.
     files = ("attributions.parquet", "index.html", "metrics.json", "global_importance.png", "metrics.png")
@@ -160,8 +160,8 @@ def test_runner_without_heatmaps_still_writes_npz(model, tmp_path):
     result = runner.run(model, _examples(2), LABELS, tmp_path, context={})
     assert (tmp_path / "attention_tensors.npz").is_file()
     assert not (tmp_path / "attention").exists()
-    assert set(result.table["method"]) == {"rollout", "random"}
-    assert "agreement/random_vs_rollout" in result.metrics
+    assert set(result.table["method"]) == {"rollout", "random_order"}
+    assert "agreement/random_order_vs_rollout" in result.metrics
 
 
 def test_a_method_limit_skips_examples_counts_them_and_says_so(model, tmp_path, caplog):
@@ -173,7 +173,7 @@ def test_a_method_limit_skips_examples_counts_them_and_says_so(model, tmp_path, 
                            mask_id=MASK, pad_id=PAD, n_heatmaps=0, chunk_size=1)
     with caplog.at_level("WARNING", logger="glassworks.explain.runner"):
         result = runner.run(model, examples, LABELS, tmp_path / "explanations")
-    assert result.skipped == {"flow": [12, 13], "rollout": [], "random": []}
+    assert result.skipped == {"flow": [12, 13], "rollout": [], "random_order": []}
     assert result.metrics["flow/n_skipped"] == 2 and result.metrics["rollout/n_skipped"] == 0
     assert math.isfinite(result.metrics["flow/comprehensiveness"])  # from the two it did
     warnings = [r.getMessage() for r in caplog.records if "skipped" in r.getMessage()]

@@ -51,7 +51,7 @@ def test_every_generation_method_runs_and_shap_is_additive(model):
     step = GenerationStep(0, 0, [2, 7, 8, 9, 10, 11], token_id=12)
     attributions = GenerationExplainer(shap_config=GenerationShap(max_evals=100)).explain(model, [step])
     assert {a.method for a in attributions} == {"shap", "attention", "rollout", "grad_attention",
-                                                "input_x_gradient", "random"}
+                                                "input_x_gradient", "random_order"}
     shap_row = next(a for a in attributions if a.method == "shap")
     full = step_outputs(model, np.asarray([step.prefix_ids]), step)[0]
     assert abs(shap_row.scores.sum() + shap_row.base_value - full) <= 1e-6

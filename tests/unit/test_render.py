@@ -95,7 +95,7 @@ def test_sweep_plots_are_the_report_figures_one_per_swept_key():
         "job": [0, 1, 2], "run_id": ["r0", "r1", "r2"], "status": ["FINISHED", "FINISHED", "FAILED"],
         "model.n_layers": ["1", "2", "3"], "optimizer": ["adam", "sgd", "adam"],
         "val/loss": [0.5, 0.4, math.nan], "test/acc": [0.8, 0.9, math.nan],
-        "explain/shap/comprehensiveness": [0.3, 0.4, math.nan], "explain/random/comprehensiveness": [0.1, 0.1, math.nan],
+        "explain/shap/comprehensiveness": [0.3, 0.4, math.nan], "explain/random_order/comprehensiveness": [0.1, 0.1, math.nan],
     })  # fmt: skip
     plots = sweep_plots(table, ["model.n_layers", "optimizer"], "val/loss", "r1")
     assert sorted(plots) == ["accuracy_vs_faithfulness.png", "model.n_layers_vs_val_loss.png", "optimizer_vs_val_loss.png"]

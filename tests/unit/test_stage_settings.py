@@ -31,7 +31,7 @@ def test_default_settings_are_valid_and_typed(tmp_path):
     cfg = compose_config(tmp_path, ["logger=none"], config_name="run")
     explain, robust, report = explain_settings(cfg), robustness_settings(cfg), report_settings(cfg)
     assert explain.methods == list(cfg.explain.methods) and explain.n_examples == cfg.explain.n_examples
-    assert set(explain.make_explainers(0, ["shap", "rollout", "random"])) == {"shap", "rollout"}
+    assert set(explain.make_explainers(0, ["shap", "rollout", "random_order"])) == {"shap", "rollout"}
     assert robust.curve_k == cfg.robustness.curve_k and robust.attack is not None
     assert report.out_dir == str(cfg.report.out_dir)
 

@@ -7,6 +7,7 @@ from torch import nn
 
 from glassworks.explain.explanation import explain_each
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.tracking.contract import EXPLAIN_BASELINE
 
 
 class RandomExplainer:
@@ -16,7 +17,7 @@ class RandomExplainer:
     explained alongside it and in what order.
     """
 
-    name = "random"
+    name = EXPLAIN_BASELINE  # "random_order": uniform scores rank the tokens in a seeded random order
 
     def __init__(self, seed: int, pad_id: int | None = None) -> None:
         if seed < 0:

@@ -31,12 +31,13 @@ from glassworks.explain.attention import attention_rollout, grad_weighted_releva
 from glassworks.explain.explanation import embedding_leaf, eval_forward
 from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
 from glassworks.explain.shap import TokenIdMasker
+from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
 
 log = logging.getLogger(__name__)
 
 GENERATION_METHODS: tuple[str, ...] = (
-    "shap", "attention", "rollout", "grad_attention", "input_x_gradient", "random",
+    "shap", "attention", "rollout", "grad_attention", "input_x_gradient", EXPLAIN_BASELINE,
 )
 SHAP_ALGORITHMS: tuple[str, ...] = ("partition", "exact")
 
@@ -220,7 +221,7 @@ class GenerationExplainer:
             extras: dict = {}
             if method == "shap":
                 scores, base, extras = self.shap.explain(model, step)
-            elif method == "random":
+            elif method == EXPLAIN_BASELINE:
                 scores = random_scores(self.seed, step)
             else:
                 scores = _GRADIENT_AND_ATTENTION[method](model, step)

@@ -28,7 +28,7 @@ from torch import nn
 
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explanation
-from glassworks.tracking.contract import at_key
+from glassworks.tracking.contract import EXPLAIN_BASELINE, at_key
 
 log = logging.getLogger(__name__)
 
@@ -129,7 +129,7 @@ def faithfulness(
         full = add(tuple(ex.ids))
         bins = []
         for f in fractions:
-            k = min(n_tokens, max(1, round(f * n_tokens)))
+            k = bin_tokens(f, n_tokens)
             comp = add(_mask(ex.ids, order[:k], mask_id))
             suff = add(_mask(ex.ids, order[k:], mask_id))
             bins.append((comp, suff))
@@ -223,5 +223,49 @@ def rank_agreement(explanations_by_method: Mapping[str, Sequence[Explanation]]) 
                 rho = spearmanr(sa, sb).statistic
             if np.isfinite(rho):
                 rhos.append(float(rho))
-        out[f"{a}_vs_{b}"] = float(np.mean(rhos)) if rhos else math.nan
+        out[f"{a}{PAIR_SEPARATOR}{b}"] = float(np.mean(rhos)) if rhos else math.nan
     return out
+
+
+PAIR_SEPARATOR = "_vs_"  # rank_agreement's keys: "<a>_vs_<b>"
+
+
+def agreement_matrix(pairs: Mapping[str, float]) -> tuple[list[str], list[list[float | None]]]:
+    """:func:`rank_agreement`'s ``"<a>_vs_<b>"`` values as a symmetric (M, M) matrix over the
+    methods (sorted, the baseline last): 1 on the diagonal, None where a pair was not measured."""
+    split = {}
+    for key, value in pairs.items():
+        a, sep, b = key.partition(PAIR_SEPARATOR)
+        if not sep or not a or not b:
+            raise ValueError(f"agreement_matrix: key {key!r} is not '<a>{PAIR_SEPARATOR}<b>'")
+        split[(a, b)] = float(value)
+    methods = sorted({m for pair in split for m in pair}, key=lambda m: (m == EXPLAIN_BASELINE, m))
+    matrix: list[list[float | None]] = []
+    for a in methods:
+        matrix.append([1.0 if a == b else split.get((a, b), split.get((b, a))) for b in methods])
+    return methods, matrix
+
+
+def bin_tokens(fraction: float, n_tokens: int) -> int:
+    """Tokens a bin of `fraction` masks in a text of `n_tokens` (the rule :func:`faithfulness` uses)."""
+    return min(n_tokens, max(1, round(fraction * n_tokens)))
+
+
+def bins_note(fractions: Sequence[float], lengths: Sequence[int]) -> str | None:
+    """Why per-bin columns can be equal: the bins that mask the same number of tokens at the
+    explained texts' median length; None when every bin differs there."""
+    if not lengths or not fractions:
+        return None
+    n = int(np.median(np.asarray(lengths))) - 1  # without [CLS]
+    if n < 1:
+        return None
+    sizes = [(bin_key(f), bin_tokens(f, n)) for f in fractions]
+    groups: dict[int, list[str]] = {}
+    for key, k in sizes:
+        groups.setdefault(k, []).append(f"{key}%")
+    same = [(k, names) for k, names in groups.items() if len(names) > 1]
+    if not same:
+        return None
+    parts = "; ".join(f"{', '.join(names)} all mask {k} token{'s' if k != 1 else ''}" for k, names in same)
+    return (f"A bin of p% masks max(1, round(p/100 · n)) of a text's n tokens. At the median length of the "
+            f"explained texts (n = {n}) {parts}, so those columns are (nearly) equal.")

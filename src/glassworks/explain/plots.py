@@ -1,7 +1,7 @@
 """PNG figures of the explain stage: attention heatmaps, global token importance, metric comparison.
 
-Figures are built on ``matplotlib.figure.Figure`` and saved by :func:`glassworks.render.save_png` (an
-explicit Agg canvas) instead of pyplot:
+Figures are drawn in the shared figure style (:mod:`glassworks.render.style`) and saved by
+:func:`glassworks.render.save_png` (an explicit Agg canvas) instead of pyplot:
 no global backend switch, no display needed, and nothing leaks between calls in a long process.
 Token strings are drawn with mathtext off, so a ``$`` in the data is shown literally.
 """
@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-
 from glassworks.render.png import save_png
+from glassworks.render.style import BASELINE_COLOUR, figure_style, new_figure
+from glassworks.tracking.contract import EXPLAIN_BASELINE
 
 log = logging.getLogger(__name__)
 
-MAX_TICK_LABELS = 40  # beyond this many tokens only every n-th one is labelled
+MAX_TICK_LABELS = 30  # beyond this many tokens only every n-th one is labelled
 MAX_LABEL_CHARS = 14
 MAX_FIGURE_PIXELS = 12_000  # per side: large L x H grids get a lower dpi instead of a huge file
 
@@ -44,8 +44,8 @@ def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: 
     """Grid of every layer's (rows) and head's (columns) attention matrix for one example.
 
     `attentions`: (L, H, T, T), row = query, column = key. Token labels go on the first column's
-    y axis and the last row's x axis; panel size grows with T, and long inputs label every n-th
-    token only.
+    y axis and the last row's x axis; panel size grows with T so that 9 pt labels do not overlap,
+    and long inputs label every n-th token only.
     """
     att = np.asarray(attentions, dtype=np.float32)
     if att.ndim != 4 or att.shape[2] != att.shape[3]:
@@ -53,33 +53,34 @@ def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: 
     n_layers, n_heads, t, _ = att.shape
     if len(tokens) != t:
         raise ValueError(f"attention_heatmaps_png: {len(tokens)} tokens for attentions over {t} positions")
-    panel = float(np.clip(1.2 + 0.09 * t, 2.2, 6.0))  # inches; room for tick labels included
-    width, height = panel * n_heads + 1.2, panel * n_layers + 0.8
-    dpi = min(100.0, MAX_FIGURE_PIXELS / max(width, height))
     tick_pos, tick_labels = _ticks(tokens)
-    fontsize = float(np.clip(9 - min(t, MAX_TICK_LABELS) / 12, 5.5, 8))
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(n_layers, n_heads, squeeze=False)
-    image = None
-    for layer in range(n_layers):
-        for head in range(n_heads):
-            ax = axes[layer, head]
-            # Shared 0..1 colour range: heads are comparable with each other.
-            image = ax.imshow(att[layer, head], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
-            ax.set_title(f"layer {layer} · head {head}", fontsize=9)
-            if head == 0:
-                ax.set_yticks(tick_pos, tick_labels, fontsize=fontsize, parse_math=False)
-                ax.set_ylabel("query", fontsize=8)
-            else:
-                ax.set_yticks([])
-            if layer == n_layers - 1:
-                ax.set_xticks(tick_pos, tick_labels, fontsize=fontsize, rotation=90, parse_math=False)
-                ax.set_xlabel("key", fontsize=8)
-            else:
-                ax.set_xticks([])
-    if image is not None:
-        fig.colorbar(image, ax=axes, shrink=0.6, label="attention probability")
-    return save_png(fig, path, dpi)
+    panel = float(np.clip(1.4 + 0.17 * len(tick_pos), 2.6, 7.5))  # inches; 9 pt labels need ~0.17 in each
+    width, height = panel * n_heads + 1.6, panel * n_layers + 1.0
+    dpi = min(100.0, MAX_FIGURE_PIXELS / max(width, height))
+    with figure_style():
+        fig = new_figure(width, height)
+        axes = fig.subplots(n_layers, n_heads, squeeze=False)
+        image = None
+        for layer in range(n_layers):
+            for head in range(n_heads):
+                ax = axes[layer, head]
+                ax.grid(False)
+                # Shared 0..1 colour range: heads are comparable with each other.
+                image = ax.imshow(att[layer, head], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
+                ax.set_title(f"layer {layer} · head {head}")
+                if head == 0:
+                    ax.set_yticks(tick_pos, tick_labels)
+                    ax.set_ylabel("query")
+                else:
+                    ax.set_yticks([])
+                if layer == n_layers - 1:
+                    ax.set_xticks(tick_pos, tick_labels, rotation=90)
+                    ax.set_xlabel("key")
+                else:
+                    ax.set_xticks([])
+        if image is not None:
+            fig.colorbar(image, ax=axes, shrink=0.6, label="attention probability")
+        return save_png(fig, path, dpi)
 
 
 def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method: str | None = None) -> Path:
@@ -94,10 +95,15 @@ def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method
     methods = list(dict.fromkeys(table["method"]))
     if method is None:
         preferred = [m for m in _GLOBAL_PREFERENCE if m in methods]
-        others = [m for m in methods if m not in _GLOBAL_PREFERENCE and m != "random"]
-        fallback = preferred + others + [m for m in methods if m == "random"]
+        others = [m for m in methods if m not in _GLOBAL_PREFERENCE and m != EXPLAIN_BASELINE]
+        fallback = preferred + others + [m for m in methods if m == EXPLAIN_BASELINE]
         method = fallback[0] if fallback else None
-    fig = Figure(figsize=(7.5, 0.32 * top + 1.4), layout="constrained")
+    with figure_style():
+        return _global_importance(table, path, top, method)
+
+
+def _global_importance(table: pd.DataFrame, path: Path, top: int, method: str | None) -> Path:
+    fig = new_figure(8.0, 0.3 * top + 1.4)
     ax = fig.subplots()
     rows = table[(table["method"] == method) & (table["position"] > 0)] if method is not None else table.iloc[:0]
     rows = rows[np.isfinite(rows["score"].to_numpy(dtype=np.float64))]
@@ -109,10 +115,11 @@ def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method
     stats = stats.sort_values(["mean", "count"], ascending=[False, False]).head(top).iloc[::-1]
     labels = [f"{_label(tok)} (n={n})" for tok, n in zip(stats.index, stats["count"], strict=True)]
     ax.barh(range(len(stats)), stats["mean"].to_numpy(), color="#d62728")
-    ax.set_yticks(range(len(stats)), labels, fontsize=8, parse_math=False)
+    ax.set_yticks(range(len(stats)), labels)
+    ax.grid(False, axis="y")
     ax.set_xlabel(f"mean |{method} score| per occurrence")
     n_examples = rows["example_id"].nunique()
-    ax.set_title(f"Top {len(stats)} tokens by mean |{method}| over {n_examples} examples", fontsize=10)
+    ax.set_title(f"Top {len(stats)} tokens by mean |{method}| over {n_examples} examples")
     return save_png(fig, path, 100)
 
 
@@ -126,36 +133,43 @@ _COMPARED = (
 
 
 def metric_comparison_png(
-    metrics_by_method: Mapping[str, Mapping[str, float]], path: Path, baseline: str = "random"
+    metrics_by_method: Mapping[str, Mapping[str, float]], path: Path, baseline: str = EXPLAIN_BASELINE
 ) -> Path:
     """One panel per metric (faithfulness, plausibility), one bar per method, dashed line = random.
 
     Metrics no method has are left out; NaN values are drawn as missing bars.
     """
-    methods = list(metrics_by_method)
+    with figure_style():
+        return _comparison(metrics_by_method, path, baseline)
+
+
+def _comparison(metrics_by_method: Mapping[str, Mapping[str, float]], path: Path, baseline: str) -> Path:
+    methods = [m for m in metrics_by_method if m != baseline] + [m for m in metrics_by_method if m == baseline]
     panels = [(k, title) for k, title in _COMPARED if any(k in metrics_by_method[m] for m in methods)]
     n = max(1, len(panels))
+    cols = min(n, 3)  # wraps: the page shows it at most ~11.5 in wide without shrinking it
+    n_rows = math.ceil(n / cols)
     longest = max((len(m) for m in methods), default=0)  # rotated method names need height
-    fig = Figure(figsize=(max(3.2 * n, 6.0), 3.2 + 0.08 * min(longest, 24)), layout="constrained")
-    axes = fig.subplots(1, n, squeeze=False)[0]
+    fig = new_figure(max(3.8 * cols, 6.0), n_rows * (3.0 + 0.09 * min(longest, 24)))
+    axes = fig.subplots(n_rows, cols, squeeze=False).reshape(-1)
+    for ax in axes[len(panels):]:
+        ax.set_axis_off()
     if not panels:
         axes[0].text(0.5, 0.5, "no metrics", ha="center", va="center")
         axes[0].set_axis_off()
         return save_png(fig, path, 100)
-    for ax, (key, title) in zip(axes, panels, strict=True):
+    for ax, (key, title) in zip(axes[: len(panels)], panels, strict=True):
         values = np.array([float(metrics_by_method[m].get(key, math.nan)) for m in methods])
-        colours = ["#8c959f" if m == baseline else "#1f77b4" for m in methods]
+        colours = [BASELINE_COLOUR if m == baseline else "#1f77b4" for m in methods]
         ax.bar(range(len(methods)), np.nan_to_num(values, nan=0.0), color=colours)
         for i, v in enumerate(values):
             if not np.isfinite(v):
-                ax.text(i, 0, "n/a", ha="center", va="bottom", fontsize=7)
+                ax.text(i, 0, "n/a", ha="center", va="bottom")
         base = metrics_by_method.get(baseline, {}).get(key)
         if base is not None and np.isfinite(base):
-            ax.axhline(base, color="#57606a", linestyle="--", linewidth=1, label=baseline)
-            ax.legend(fontsize=7, loc="best")
-        ax.set_xticks(
-            range(len(methods)), [_label(m, 24) for m in methods], rotation=45, ha="right", fontsize=8, parse_math=False
-        )
-        ax.set_title(title, fontsize=10)
+            ax.axhline(base, color=BASELINE_COLOUR, linestyle="--", linewidth=1, label=f"{baseline} (baseline)")
+        ax.set_xticks(range(len(methods)), [_label(m, 24) for m in methods], rotation=45, ha="right")
+        ax.grid(False, axis="x")
+        ax.set_title(title)
         ax.axhline(0, color="black", linewidth=0.5)
     return save_png(fig, path, 100)

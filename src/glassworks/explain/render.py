@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
+from glassworks.explain.metrics import agreement_matrix
 from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.render import fmt, render_page
+from glassworks.tracking.contract import AGREEMENT, EXPLAIN_BASELINE, EXPLAIN_METRICS, N_SKIPPED
 
 
 def _label(label_names: Sequence[str], index: int | None) -> str:
@@ -38,10 +40,10 @@ def _method_meta(example: ExampleInput, expl: Explanation, label_names: Sequence
     n_bad = int(np.sum(~np.isfinite(scores)))
     if n_bad:
         meta.append(f"{n_bad} non-finite scores")
-    finite_pos = [p for p in range(1, len(scores)) if np.isfinite(scores[p])]
-    top = sorted(finite_pos, key=lambda p: -scores[p])[:5]
-    if top:
-        meta.append("top: " + ", ".join(f"{example.tokens[p]} ({fmt(scores[p], 3)})" for p in top))
+    positive = [p for p in range(1, len(scores)) if np.isfinite(scores[p]) and scores[p] > 0]
+    top = sorted(positive, key=lambda p: -scores[p])[:5]
+    meta.append("top towards the class: " + (", ".join(f"{example.tokens[p]} ({fmt(scores[p], 3)})" for p in top)
+                                              if top else "none (no positive score)"))
     return meta
 
 
@@ -52,12 +54,13 @@ def render_example_html(
     prediction: int,
     probabilities: Sequence[float] | np.ndarray,
     title_info: Mapping[str, Any] | None = None,
+    links: Sequence[tuple[str, str]] = (),
 ) -> str:
     """One self-contained page: the text, the prediction, and one coloured token row per method.
 
     `explanations` maps method name -> that method's explanation of `example`; `probabilities`
     is the model's (C,) class distribution; `title_info` (run id, model, data, ...) is shown as a
-    key/value list. Colours are normalised per method (red = towards the explained class,
+    key/value list; `links` are (label, relative href) to the run's other pages. Colours are normalised per method (red = towards the explained class,
     blue = against); rationale tokens are underlined; the exact score is in each token's tooltip.
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)  # (C,)
@@ -78,7 +81,8 @@ def render_example_html(
                 "meta": _method_meta(example, e, label_names)} for m, e in explanations.items()]  # fmt: skip
     return render_page("explain_example.html", title=f"Example {example.example_id} — explanations",
                        example=example, correct=prediction == example.label, info=list(info.items()),
-                       probabilities=rows, methods=methods)  # fmt: skip
+                       probabilities=rows, methods=methods,
+                       links=[(label, _page_link(href)) for label, href in links])  # fmt: skip
 
 
 @dataclass
@@ -101,30 +105,58 @@ def _relative(href: str) -> str:
     return href
 
 
-def _metrics_tables(metrics: Mapping[str, float]) -> list[dict[str, Any]]:
+_DISPLAY = {spec.key: spec.display for spec in EXPLAIN_METRICS}
+_DISPLAY.update({"seconds_per_example": "s / example", N_SKIPPED: "skipped examples",
+                 "word_rationale_auprc": "word rationale AUPRC ↑", "word_rationale_f1": "word rationale F1 ↑"})
+
+
+def metric_label(name: str) -> str:
+    """A metric's column header: the contract's display name, else its words (``_`` as spaces)."""
+    return _DISPLAY.get(name, name.replace("_", " "))
+
+
+def _page_link(href: str) -> str:
+    """A link to another page of the same run's artifacts (``../report/report.html``): relative,
+    no scheme, no absolute path; it may go up into a sibling artifact folder."""
+    if "://" in href or href.startswith(("/", "\\")) or ":" in href.split("/")[0]:
+        raise ValueError(f"page link {href!r} is not a relative path between the run's artifacts")
+    return href
+
+
+def _metrics_tables(metrics: Mapping[str, float], bins_note: str | None = None) -> list[dict[str, Any]]:
     per_method: dict[str, dict[str, float]] = {}
     agreement: dict[str, float] = {}
     for key, value in metrics.items():
         group, _, name = key.partition("/")
-        if group == "agreement":
+        if group == AGREEMENT:
             agreement[name] = value
-        else:
-            per_method.setdefault(group, {})[name] = value
+        else:  # counts are whole numbers: "0", not "0.0000"
+            per_method.setdefault(group, {})[name] = int(value) if name == N_SKIPPED and math.isfinite(value) else value
+    order = [m for m in per_method if m != EXPLAIN_BASELINE] + [m for m in per_method if m == EXPLAIN_BASELINE]
+    shown = {m: (f"{m} (baseline)" if m == EXPLAIN_BASELINE else m) for m in order}
     tables = []
     if per_method:
         names: list[str] = []
         for values in per_method.values():
             names += [n for n in values if n not in names]
-        # Headline metrics first; the per-bin "_at_<pct>" curves get their own table so neither is too wide.
+        # Headline metrics first; each per-bin "<metric>_at_<pct>" family gets its own narrow table.
         headline = [n for n in names if "_at_" not in n]
-        per_bin = [n for n in names if "_at_" in n]
-        for title, cols in (("Metrics per method", headline), ("Faithfulness per bin (% of tokens)", per_bin)):
-            if cols:
-                rows = [(m, [v.get(n) for n in cols]) for m, v in per_method.items()]
-                tables.append({"title": title, "corner": "method", "columns": cols, "rows": rows})
+        if headline:
+            tables.append({"title": "Metrics per method", "corner": "method",
+                           "columns": [metric_label(n) for n in headline],
+                           "rows": [(shown[m], [per_method[m].get(n) for n in headline]) for m in order], "note": None})
+        families = list(dict.fromkeys(n.split("_at_")[0] for n in names if "_at_" in n))
+        for family in families:
+            cols = [n for n in names if n.startswith(family + "_at_")]
+            tables.append({"title": f"{metric_label(family).capitalize()} per bin (top p% of the tokens masked)",
+                           "corner": "method", "columns": [f"{n.split('_at_', 1)[1]}%" for n in cols],
+                           "rows": [(shown[m], [per_method[m].get(n) for n in cols]) for m in order],
+                           "note": bins_note})
     if agreement:
-        tables.append({"title": "Rank agreement (mean Spearman)", "corner": "pair", "columns": ["\u03c1"],
-                       "rows": [(k, [v]) for k, v in agreement.items()]})  # fmt: skip
+        methods, matrix = agreement_matrix(agreement)
+        tables.append({"title": "Rank agreement between methods (mean Spearman ρ per example)", "corner": "", "digits": 2,
+                       "columns": methods, "rows": list(zip(methods, matrix, strict=True)),
+                       "note": "1 = the same token ranking, 0 = unrelated, −1 = reversed; – = not measured."})
     return tables
 
 
@@ -134,10 +166,14 @@ def render_index_html(
     title_info: Mapping[str, Any] | None = None,
     images: Sequence[str] = (),
     snippet_chars: int = 120,
+    links: Sequence[tuple[str, str]] = (),
+    bins_note: str | None = None,
 ) -> str:
-    """Index page: run info, the metrics table ("<method>/<metric>" keys), figures, and links.
+    """Index page: run info, the metrics tables ("<method>/<metric>" keys; rank agreement as a
+    method x method matrix), figures, and links.
 
-    `images` are relative paths of PNGs shown inline (next to the index file).
+    `images` are relative paths of PNGs shown inline (next to the index file); `links` are
+    (label, relative href) to the run's other pages; `bins_note` explains equal per-bin columns.
     """
     shown = [{"example_id": r.example_id, "href": _relative(r.href), "label": r.label, "prediction": r.prediction,
               "probability": r.probability, "correct": r.correct,
@@ -145,4 +181,5 @@ def render_index_html(
              for r in rows]  # fmt: skip
     return render_page("explain_index.html", title="Explanations — index",
                        info=[(str(k), v) for k, v in (title_info or {}).items()],
-                       tables=_metrics_tables(metrics or {}), images=[_relative(s) for s in images], rows=shown)
+                       tables=_metrics_tables(metrics or {}, bins_note), images=[_relative(s) for s in images],
+                       rows=shown, links=[(label, _page_link(href)) for label, href in links])

@@ -32,16 +32,17 @@ import pandas as pd
 import torch
 from torch import nn
 
-from glassworks.explain.metrics import DEFAULT_FRACTIONS, faithfulness, plausibility, rank_agreement
+from glassworks.explain.metrics import DEFAULT_FRACTIONS, bins_note, faithfulness, plausibility, rank_agreement
 from glassworks.explain.plots import attention_heatmaps_png, global_importance_png, metric_comparison_png
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.render import IndexRow, render_example_html, render_index_html
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
 from glassworks.explain.word_units import word_indices, word_plausibility
-from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENSORS, ATTRIBUTIONS,
+from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENSORS, ATTRIBUTIONS, EXPLAIN_BASELINE,
                                           EXPLAIN_EXAMPLES_DIR, EXPLAIN_INDEX, EXPLAIN_METRICS_JSON,
                                           EXPLAIN_METRICS_PNG, EXPLANATIONS_DIR, GLOBAL_IMPORTANCE_PNG,
-                                          N_SKIPPED, file_name, relative_to)
+                                          N_SKIPPED, REPORT_HTML, explain_example_page, file_name, link,
+                                          relative_to)
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +63,13 @@ class ExplainResult:
 
 def example_page(example_id: int) -> str:
     """Path of an example's page relative to the output folder."""
-    return f"{relative_to(EXPLAIN_EXAMPLES_DIR, EXPLANATIONS_DIR)}/example_{int(example_id)}.html"
+    return relative_to(explain_example_page(example_id), EXPLANATIONS_DIR)
 
 
 class ExplainRunner:
     """Explain, score and render a fixed list of examples with several attribution methods.
 
-    A random baseline (``RandomExplainer``) is added when no explainer is named "random", so every
+    A random baseline (``RandomExplainer``, ``random_order``) is added when no explainer has its name, so every
     metric has a chance-level reference. Explainers are called on chunks of `chunk_size` examples
     so progress can be logged; each explainer still batches inside a chunk.
     """
@@ -92,7 +93,7 @@ class ExplainRunner:
         if duplicates := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"ExplainRunner: explainer names must be unique, got {duplicates} more than once")
         self.explainers = list(explainers)
-        if "random" not in names:
+        if EXPLAIN_BASELINE not in names:
             from glassworks.explain.baseline import RandomExplainer
 
             self.explainers.append(RandomExplainer(seed=random_seed, pad_id=pad_id))
@@ -213,6 +214,10 @@ class ExplainRunner:
             json.dumps({k: (v if math.isfinite(v) else None) for k, v in metrics.items()}, indent=2, sort_keys=True)
         )
 
+        for explainer in self.explainers:  # how each number was produced (SHAP: algorithm, budget)
+            describe = getattr(explainer, "describe", None)
+            if callable(describe):
+                context[f"{explainer.name} settings"] = describe()
         if any(skipped.values()):  # the index says so above its metrics table
             context["skipped (method limits)"] = "; ".join(
                 f"{m}: {len(ids)} of {len(examples)} examples" for m, ids in skipped.items() if ids)
@@ -293,7 +298,9 @@ class ExplainRunner:
         for i, ex in enumerate(examples):
             pred = int(predictions[i])
             page = render_example_html(
-                ex, {m: expls[i] for m, expls in by_method.items()}, label_names, pred, probs[i], context
+                ex, {m: expls[i] for m, expls in by_method.items()}, label_names, pred, probs[i], context,
+                links=[("← all explanations", link(EXPLAIN_INDEX, EXPLAIN_EXAMPLES_DIR)),
+                       ("run report", link(REPORT_HTML, EXPLAIN_EXAMPLES_DIR))],
             )
             (out_dir / example_page(ex.example_id)).write_text(page, encoding="utf-8")
             rows.append(
@@ -303,7 +310,11 @@ class ExplainRunner:
                     probability=float(probs[i, pred]), correct=pred == ex.label,
                 )
             )  # fmt: skip
-        index = render_index_html(rows, metrics, context, images=[file_name(EXPLAIN_METRICS_PNG), file_name(GLOBAL_IMPORTANCE_PNG), *heatmaps])
+        index = render_index_html(
+            rows, metrics, context, images=[file_name(EXPLAIN_METRICS_PNG), file_name(GLOBAL_IMPORTANCE_PNG), *heatmaps],
+            links=[("run report", link(REPORT_HTML, EXPLANATIONS_DIR))],
+            bins_note=bins_note(self.fractions, [len(ex.ids) for ex in examples]),
+        )
         (out_dir / file_name(EXPLAIN_INDEX)).write_text(index, encoding="utf-8")
 
 

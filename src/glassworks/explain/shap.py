@@ -179,6 +179,13 @@ class ShapExplainer:
         self.last_batch_stats = None  # RowBatcher.stats of the most recent cross-example explain
         self.last_n_evals = 0  # model rows evaluated for the most recent example
 
+    def describe(self) -> str:
+        """Which SHAP produced the numbers, and with what budget (shown on the explanations index)."""
+        budget = (f"all 2^n coalitions (n ≤ {self.exact_max_tokens} tokens)" if self.algorithm == "exact"
+                  else f"max_evals={self.max_evals} model evaluations per example")
+        return (f"shap.explainers.{self.algorithm.capitalize()} (algorithm={self.algorithm}), {budget}, "
+                f"explains the {self.output} of the predicted class, hidden tokens → [MASK]")
+
     def _masker(self, model: nn.Module) -> TokenIdMasker:
         """Hidden tokens become the model's own [MASK] (a pretrained tokenizer's) unless
         ``mask_id`` is set (else 3); the model's special ids are never hidden."""

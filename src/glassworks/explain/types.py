@@ -23,7 +23,7 @@ class ExampleInput:
 
 @dataclass
 class Explanation:
-    method: str  # "shap", "raw_attention", "rollout", "flow", "grad_attention", "input_x_gradient", "random"
+    method: str  # "shap", "raw_attention", "rollout", "flow", "grad_attention", "input_x_gradient", "random_order"
     example_id: int
     target: int  # explained class (the predicted class)
     scores: np.ndarray  # (T,) attribution per token for `target`; [CLS] included (0 if the method leaves it out)

@@ -16,8 +16,9 @@ import pandas as pd
 
 from glassworks.report.collect import RunRecord
 from glassworks.report.document import (
-    Gallery, Image, Paragraph, Section, Table, TokenExample, TokenRow, fmt,
+    Gallery, Image, Links, Paragraph, Section, Table, TokenExample, TokenRow, fmt,
 )  # fmt: skip
+from glassworks.explain.metrics import agreement_matrix
 from glassworks.report.figures import confusion_matrix, confusion_png
 from glassworks.tracking import contract as C
 
@@ -122,14 +123,16 @@ def _examples(record: RunRecord, table: pd.DataFrame, label_names: list[str], op
             rationale = None
             if "rationale" in mr and not mr["rationale"].isna().any():
                 rationale = [int(v) for v in mr["rationale"]]
-            order = [p for p in np.argsort(-np.nan_to_num(scores[1:], nan=-np.inf), kind="stable") + 1][: options.top_tokens]
-            top = [(tokens[p], fmt(scores[p], 3)) for p in order if math.isfinite(scores[p])]
+            order = [p for p in np.argsort(-np.nan_to_num(scores[1:], nan=-np.inf), kind="stable") + 1]
+            # Only tokens that push towards the explained class: a "top" list ending in negatives misleads.
+            top = [(tokens[p], fmt(scores[p], 3)) for p in order if math.isfinite(scores[p]) and scores[p] > 0]
+            top = top[: options.top_tokens]
             base = mr["base_value"].iloc[0] if "base_value" in mr else float("nan")
             meta = f"explains {label_name(label_names, int(mr['target'].iloc[0]))}"
             if pd.notna(base):
                 meta += f" · base value {fmt(float(base))} + Σ scores {fmt(float(base) + float(np.nansum(scores)))}"
             rows.append(TokenRow(method, tokens, scores.tolist(), rationale, top, meta))
-        out.append(TokenExample(f"Test example {example_id}", info, rows))
+        out.append(TokenExample(f"Test example {example_id}", info, rows, example_id))
     return out
 
 
@@ -144,11 +147,12 @@ def explain_section(record: RunRecord, label_names: list[str], options: RunRepor
     methods = [k.split("/")[1] for k in m if k.startswith("explain/") and k.endswith("/comprehensiveness")
                and k.split("/")[1] != C.EXPLAIN_BASELINE]
     blocks.append(Paragraph(
-        f"{len(methods)} method{'s' if len(methods) != 1 else ''} ({', '.join(methods)}) and the random baseline"
+        f"{len(methods)} method{'s' if len(methods) != 1 else ''} ({', '.join(methods)}) and the {C.EXPLAIN_BASELINE} "
+        "baseline (random scores: the tokens in a seeded random order)"
         + (f" on {n} test examples" if n else "")
         + " (a seeded, class-stratified sample that includes misclassified ones). Faithfulness: how much the "
         "prediction depends on the top-attributed tokens (ERASER comprehensiveness/sufficiency, AOPC); "
-        "plausibility: agreement with the planted ground-truth rationale. Green cells beat the random baseline."))
+        f"plausibility: agreement with the planted ground-truth rationale. Green cells beat {C.EXPLAIN_BASELINE}."))
     skipped = {k.split("/")[1]: int(v) for k, v in m.items()
                if k.startswith("explain/") and k.endswith("/" + C.N_SKIPPED) and v > 0}
     if skipped:  # a method's limit (input length, budget) skipped these; its metrics cover the rest
@@ -156,14 +160,17 @@ def explain_section(record: RunRecord, label_names: list[str], options: RunRepor
             f"{method} {count} example{'s' if count != 1 else ''}" for method, count in sorted(skipped.items())) + ".",
             "note"))
     faith = _method_table(m, "explain/", C.EXPLAIN_METRICS, C.EXPLAIN_BASELINE,
-                          "Faithfulness and plausibility against the random baseline",
+                          f"Faithfulness and plausibility against the {C.EXPLAIN_BASELINE} baseline",
                           extra=(("seconds_per_example", "s / example"),))
     if faith:
         blocks.append(faith)
-    agreement = sorted((k.removeprefix("explain/agreement/"), v) for k, v in m.items() if k.startswith("explain/agreement/"))
+    prefix = C.metric_key(C.EXPLAIN_PREFIX, C.AGREEMENT) + "/"
+    agreement = {k.removeprefix(prefix): v for k, v in m.items() if k.startswith(prefix)}
     if agreement:
-        blocks.append(Table(["methods", "rank agreement (Spearman ρ)"], [[k.replace("_vs_", " vs "), fmt(v)] for k, v in agreement],
-                            numeric={1}, caption="Agreement between methods"))
+        names, matrix = agreement_matrix(agreement)
+        blocks.append(Table(["", *names], [[a, *[fmt(v, 2) for v in row]] for a, row in zip(names, matrix, strict=True)],
+                            numeric=set(range(1, len(names) + 1)),
+                            caption="Rank agreement between methods (mean Spearman ρ per example; 1 = same ranking)"))
     figures = []
     for path, name, caption in ((C.EXPLAIN_METRICS_PNG, "explain_metrics.png", "Every method against the random baseline (dashed)"),
                                 (C.GLOBAL_IMPORTANCE_PNG, "global_importance.png", "Global token importance")):
@@ -174,8 +181,10 @@ def explain_section(record: RunRecord, label_names: list[str], options: RunRepor
     if table is not None and not table.empty and options.n_examples > 0:
         blocks.append(Paragraph("Examples, every method side by side:", "text"))
         blocks.extend(_examples(record, table, label_names, options))
-        blocks.append(Paragraph(f"Every explained example has its own page in the run's {C.EXPLAIN_EXAMPLES_DIR}/ "
-                                f"artifact folder ({C.EXPLAIN_INDEX} links them).", "note"))
+        shown = sorted(e.example_id for e in blocks if isinstance(e, TokenExample) and e.example_id is not None)
+        blocks.append(Links("Every explained example has its own page in the run's artifacts:",
+                            [("all explanations (index)", C.link(C.EXPLAIN_INDEX, C.REPORT_DIR)),
+                             *[(f"example {i}", C.link(C.explain_example_page(i), C.REPORT_DIR)) for i in shown]]))
     return Section("explanations", "Explanations", blocks)
 
 
@@ -187,9 +196,9 @@ def robustness_section(record: RunRecord, label_names: list[str]) -> Section | N
         "Masking each method's top-k tokens (deletion) or keeping only them (insertion), and a greedy word-"
         "substitution attack guided by the attributions. A faithful method makes the prediction fall fast "
         "(low deletion AUC, high flip rate) and needs few edits; stability is the rank correlation of its "
-        "attributions under prediction-preserving edits. Green cells beat the random order.")]
+        f"attributions under prediction-preserving edits. Green cells beat {C.ROBUSTNESS_BASELINE}.")]
     table = _method_table(m, "robustness/", C.ROBUSTNESS_METRICS, C.ROBUSTNESS_BASELINE,
-                          "Robustness per attribution method against a random order",
+                          f"Robustness per attribution method against the {C.ROBUSTNESS_BASELINE} baseline",
                           extra=(("mean_prob_drop", "mean p drop"),))
     if table:
         blocks.append(table)
@@ -203,6 +212,9 @@ def robustness_section(record: RunRecord, label_names: list[str]) -> Section | N
             figures.append(Image(path.split("/")[-1], png, caption, f"{caption} (artifact {path})"))
     if figures:
         blocks.append(Gallery(figures))
+    if art and art.bytes(C.ADVERSARIAL_HTML):
+        blocks.append(Links("Every attack, token by token, in the run's artifacts:",
+                            [("adversarial examples", C.link(C.ADVERSARIAL_HTML, C.REPORT_DIR))]))
     attacks = art.parquet(C.ATTACKS) if art else None
     if attacks is not None and not attacks.empty:
         hits = attacks[attacks["success"]].sort_values(["n_edits", "method", "example_id"]).head(5)

@@ -6,16 +6,33 @@ so the two renderings cannot disagree: both print the same cell strings. Rendere
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 from glassworks.render.numbers import fmt  # noqa: F401 - the one number format, used by every report builder
+
+_RELATIVE = re.compile(r"[A-Za-z0-9_./-]+")
 
 
 @dataclass
 class Paragraph:
     text: str
     kind: str = "text"  # text | note | warning
+
+
+@dataclass
+class Links:
+    """Links to the run's other pages, relative to the report inside the run's artifacts
+    (``../explanations/index.html``); built from contract paths, never from data."""
+
+    text: str
+    items: list[tuple[str, str]]  # (label, relative href)
+
+    def __post_init__(self) -> None:
+        for _, href in self.items:
+            if not _RELATIVE.fullmatch(href) or href.startswith("/"):
+                raise ValueError(f"Links: {href!r} is not a relative link between artifacts")
 
 
 @dataclass
@@ -92,6 +109,7 @@ class TokenExample:
     title: str
     info: list[tuple[str, str]]
     rows: list[TokenRow]
+    example_id: int | None = None  # its own page: contract.explain_example_page(example_id)
 
 
 @dataclass

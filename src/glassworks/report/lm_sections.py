@@ -7,9 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from matplotlib.figure import Figure
-
 from glassworks.render.png import png_bytes
+from glassworks.render.style import figure_style, new_figure
 from glassworks.report.document import Gallery, Image, Paragraph, Section, Table, fmt
 from glassworks.tracking import contract as C
 
@@ -19,13 +18,13 @@ N_PREDICTION_ROWS = 8
 
 
 def _curve_png(history: list[tuple[int, float]], key: str) -> bytes:
-    fig = Figure(figsize=(4.6, 3.2), layout="constrained")
-    ax = fig.subplots()
-    ax.plot([s for s, _ in history], [v for _, v in history], marker="o")
-    ax.set_xlabel("step", fontsize=8)
-    ax.set_title(key, fontsize=10)
-    ax.grid(alpha=0.3)
-    return png_bytes(fig)
+    with figure_style():
+        fig = new_figure(4.6, 3.2)
+        ax = fig.subplots()
+        ax.plot([s for s, _ in history], [v for _, v in history], marker="o")
+        ax.set_xlabel("step")
+        ax.set_title(key)
+        return png_bytes(fig)
 
 
 def _method_table(metrics: dict[str, float], prefix: str, specs: tuple[C.MetricSpec, ...], caption: str) -> Table | None:

@@ -11,6 +11,7 @@ from typing import Any
 from glassworks.report.document import Document
 from glassworks.report.render_html import render_html
 from glassworks.report.render_markdown import render_markdown
+from glassworks.tracking import contract as C
 from glassworks.tracking.names import safe_name
 
 IMAGE_DIR = "images"
@@ -51,7 +52,7 @@ def write_report(doc: Document, root: str | Path, folder_name: str) -> WrittenRe
         raise ValueError(f"report images need unique plain file names, got {names}")
     for image in doc.images():
         (folder / IMAGE_DIR / image.name).write_bytes(image.png)
-    html_path, md_path, json_path = folder / "report.html", folder / "report.md", folder / "report.json"
+    html_path, md_path, json_path = folder / C.file_name(C.REPORT_HTML), folder / "report.md", folder / "report.json"
     html_path.write_text(render_html(doc), encoding="utf-8")
     md_path.write_text(render_markdown(doc, IMAGE_DIR), encoding="utf-8")
     json_path.write_text(json.dumps(_json_safe(doc.summary), indent=2, sort_keys=True, default=str), encoding="utf-8")

@@ -12,10 +12,10 @@ from typing import Any
 
 from glassworks.render import render_page
 from glassworks.report.document import (
-    Code, Details, Document, Gallery, Headline, Image, KeyValues, Paragraph, Table, TokenExample,
+    Code, Details, Document, Gallery, Headline, Image, KeyValues, Links, Paragraph, Table, TokenExample,
 )  # fmt: skip
 
-_BLOCKS = (Paragraph, KeyValues, Table, Image, Gallery, Code, Details, Headline, TokenExample)
+_BLOCKS = (Paragraph, KeyValues, Links, Table, Image, Gallery, Code, Details, Headline, TokenExample)
 
 
 def block_kind(block: Any) -> str:

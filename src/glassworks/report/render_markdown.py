@@ -12,7 +12,7 @@ import re
 from typing import Any
 
 from glassworks.report.document import (
-    Code, Details, Document, Gallery, Headline, Image, KeyValues, Paragraph, Table, TokenExample,
+    Code, Details, Document, Gallery, Headline, Image, KeyValues, Links, Paragraph, Table, TokenExample,
 )  # fmt: skip
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]|~])")
@@ -47,9 +47,9 @@ def _table(block: Table) -> str:
 def _example(block: TokenExample) -> str:
     lines = [f"#### {md(block.title)}", ""]
     lines += [f"- **{md(k)}**: {md(v)}" for k, v in block.info]
-    lines += ["", "| method | top tokens (score) | |", "|---|---|---|"]
+    lines += ["", "| method | top tokens towards the class (score) | |", "|---|---|---|"]
     for row in block.rows:
-        top = ", ".join(f"{token} {score}" for token, score in row.top)
+        top = ", ".join(f"{token} {score}" for token, score in row.top) or "none positive"
         lines.append(f"| {md(row.method)} | {md(top)} | {md(row.meta)} |")
     tokens = block.rows[0].tokens if block.rows else []
     if tokens:
@@ -62,6 +62,8 @@ def block_markdown(block: Any, image_dir: str) -> str:
         # A paragraph starting with "#", "-", "1." would turn into a heading or a list.
         text = _LINE_START.sub(r"\1\\\2", md(block.text))
         return f"> **Warning:** {text}" if block.kind == "warning" else (f"*{text}*" if block.kind == "note" else text)
+    if isinstance(block, Links):  # hrefs are contract paths ([A-Za-z0-9_./-]), checked by Links
+        return md(block.text) + " " + " · ".join(f"[{md(label)}]({href})" for label, href in block.items)
     if isinstance(block, KeyValues):
         return "\n".join(f"- **{md(k)}**: {md(v)}" for k, v in block.items)
     if isinstance(block, Table):

@@ -9,6 +9,7 @@ predictions (for the confusion matrix), both computed by the entry point from th
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -26,6 +27,7 @@ from glassworks.report.document import (
 from glassworks.report.figures import learning_curves_png
 from glassworks.report.model_section import model_section
 from glassworks.tracking import contract as C
+from glassworks.tracking.metadata import shareable
 
 ENV_KEYS = ("python", "platform", "device", "torch.threads")
 
@@ -48,7 +50,7 @@ def format_time(ms: int | None) -> str:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _seconds(value: float | None) -> str:
+def format_seconds(value: float | None) -> str:
     if value is None or not math.isfinite(value):
         return "–"
     if value < 120:
@@ -77,7 +79,7 @@ def _summary(record: RunRecord, config: Mapping[str, Any]) -> Section:
         cards.append(Metric("most faithful", method, f"comprehensiveness {fmt(value)}"))
     duration = _duration(record)
     if duration is not None:
-        cards.append(Metric("stage time", _seconds(duration), f"sum of {C.stage_time_key('<stage>')}"))
+        cards.append(Metric("stage time", format_seconds(duration), f"sum of {C.stage_time_key('<stage>')}"))
     status = record.status + (" (report built as the run's last stage)" if record.status == "RUNNING" else "")
     model = config.get("model", {}) if isinstance(config.get("model"), Mapping) else {}
     model_text = ", ".join(f"{k}={v}" for k, v in model.items() if k != "_target_") or record.params.get("model._target_", "–")
@@ -159,7 +161,7 @@ def _derived_runs_section(record: RunRecord) -> Section | None:
         return None
     rows = [[f"{r.name} ({r.run_id[:8]})", r.stage, r.status, _settings_text(r.settings),
              r.parent_id[:8] if r.parent_id != record.run_id else "this run", _headline(r),
-             _seconds(r.metrics.get(C.stage_time_key(r.stage))), r.url or r.run_id] for r in runs]
+             format_seconds(r.metrics.get(C.stage_time_key(r.stage))), r.url or r.run_id] for r in runs]
     blocks: list[Any] = [
         Paragraph("Later work on this run: a run is never rewritten, so each pipeline.explain or pipeline.robustness "
                   f"run_id=... made a child run ({C.TAG_DERIVED_FROM}) holding that stage's results. The results "
@@ -185,7 +187,7 @@ def _best_method(metrics: Mapping[str, float]) -> tuple[str, float] | None:
 def _config_section(record: RunRecord, config_text: str | None, defaults: DefaultConfig | None,
                     overrides: list[str]) -> tuple[Section, list[ConfigChange]]:
     blocks: list[Any] = [KeyValues([("task", f"pipeline.{record.task}"),
-                                    ("command line", record.tags.get(C.TAG_COMMAND, "–"))])]
+                                    ("command line", shareable(record.tags.get(C.TAG_COMMAND, "–")))])]
     blocks.append(Paragraph("Overrides given on the command line:" if overrides else
                             "No overrides: the run used the default config."))
     if overrides:
@@ -210,7 +212,8 @@ def _config_section(record: RunRecord, config_text: str | None, defaults: Defaul
                                 "output folders) are not compared. \"follows\" marks a value that changed "
                                 "only because the key it interpolates did.", "note"))
     if config_text:
-        blocks.append(Details(f"Full resolved config ({C.CONFIG})", Code(config_text, "yaml")))
+        blocks.append(Details(f"Full resolved config ({C.CONFIG}; paths relative to the project root)",
+                              Code(shareable(config_text), "yaml")))
     return Section("config", "What was run", blocks), changes
 
 
@@ -238,7 +241,7 @@ def _environment_section(record: RunRecord) -> Section:
 def _data_section(record: RunRecord, stats: Mapping[str, Any] | None, label_names: list[str]) -> Section:
     tags = record.tags
     items = [("dataset", tags.get(C.TAG_DATA_NAME, "–")), ("digest", tags.get(C.TAG_DATA_DIGEST, "–"))]
-    sources = list(dict.fromkeys(d.source for d in record.datasets))
+    sources = list(dict.fromkeys(dataset_source(d.source) for d in record.datasets))
     items += [("source", s) for s in sources]
     items.append(("classes", ", ".join(label_names) if label_names else "–"))
     blocks: list[Any] = [KeyValues(items)]
@@ -257,16 +260,45 @@ def _data_section(record: RunRecord, stats: Mapping[str, Any] | None, label_name
                             caption="Sizes and class balance"))
         labels = {"n_truncated": "truncated to max_length", "n_duplicates_across_splits": "texts in two splits",
                   "max_tokens": "longest text (tokens)", "mean_tokens": "mean length (tokens)"}
-        extra = [(label, fmt(stats[k])) for k, label in labels.items() if k in stats]
+        extra = [(label, fmt(stats[k], 1)) for k, label in labels.items() if k in stats]
         if extra:
             blocks.append(KeyValues(extra))
     else:
         blocks.append(Paragraph(f"The run has no {C.DATA_STATS} artifact.", "warning"))
     if record.datasets:
         blocks.append(Table(["context", "MLflow dataset", "digest", "profile"],
-                            [[d.context, d.name, d.digest, d.profile] for d in record.datasets],
+                            [[d.context, d.name, d.digest, _profile(d.profile)] for d in record.datasets],
                             caption="Dataset inputs logged to MLflow"))
     return Section("data", "Data", blocks)
+
+
+def dataset_source(source: str) -> str:
+    """A dataset input's source as a reader wants it: MLflow stores it as JSON (``{"uri": ...}``,
+    ``{"tags": {"uri": ...}}``, ``{"url": ...}``); show the location, relative to the project
+    root when it is inside it."""
+    try:
+        value: Any = json.loads(source)
+    except (TypeError, ValueError):
+        return shareable(str(source))
+    for _ in range(3):  # {"tags": {"uri": ...}} is two levels deep
+        if not isinstance(value, dict):
+            break
+        found = next((value[k] for k in ("uri", "url", "path", "dataset_source", "name") if value.get(k)), None)
+        if found is not None:
+            return shareable(str(found))
+        value = value.get("tags", value.get("source"))
+    return shareable(str(source))
+
+
+def _profile(profile: str) -> str:
+    """A dataset profile (JSON, e.g. ``{"num_rows": 400}``) as ``num rows 400``."""
+    try:
+        value = json.loads(profile) if profile else None
+    except ValueError:
+        return profile
+    if not isinstance(value, dict):
+        return profile or "–"
+    return ", ".join(f"{str(k).replace('_', ' ')} {fmt(v)}" for k, v in value.items()) or "–"
 
 
 def _training_section(record: RunRecord) -> Section:
@@ -296,8 +328,11 @@ def _timings_section(record: RunRecord) -> Section:
     stages = sorted((k, v) for k, v in m.items() if k.startswith("time/"))
     blocks: list[Any] = []
     if stages:
-        rows = [[k.removeprefix("time/").removesuffix("_s"), fmt(v), _seconds(v)] for k, v in stages]
-        blocks.append(Table(["stage", "seconds", ""], rows, numeric={1, 2}, caption="Time per stage"))
+        duration = _duration(record)
+        rows = [[k.removeprefix("time/").removesuffix("_s"), format_seconds(v),
+                 f"{100 * v / duration:.0f}%" if duration else "–"] for k, v in stages if _is_stage_time(k)]
+        blocks.append(Table(["stage", "time", "share of the total"], rows, numeric={1, 2},
+                            caption="Time per stage"))
     per_example = sorted((k, v) for k, v in m.items() if k.endswith("/seconds_per_example"))
     throughput = [(k, v) for k, v in m.items() if k == "train/tokens_per_sec"]
     if per_example or throughput:
@@ -305,7 +340,7 @@ def _timings_section(record: RunRecord) -> Section:
                             caption="Throughput"))
     duration = _duration(record)
     if duration is not None:
-        blocks.append(Paragraph(f"Total of the stage timings: {_seconds(duration)} (from the {C.TIME_PREFIX}/<stage>_s "
+        blocks.append(Paragraph(f"Total of the stage timings: {format_seconds(duration)} (from the {C.TIME_PREFIX}/<stage>_s "
                                 "metrics the run logged, not from its start and end times).", "note"))
     if not blocks:
         blocks.append(Paragraph("No timings were logged.", "note"))

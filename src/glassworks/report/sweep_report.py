@@ -18,8 +18,9 @@ from glassworks.report.document import (
     Code, Document, Headline, Image, KeyValues, Metric, Paragraph, Section, Table, fmt,
 )  # fmt: skip
 from glassworks.report.figures import accuracy_vs_explanations_png, metric_vs_params_png
-from glassworks.report.run_report import format_time
+from glassworks.report.run_report import format_seconds, format_time
 from glassworks.tracking import contract as C
+from glassworks.tracking.metadata import shareable
 from glassworks.tracking.objective import MODES, pick_best
 from glassworks.validation import ConfigError
 
@@ -108,18 +109,19 @@ def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: 
                    ("swept parameters", ", ".join(swept) or "none differ")]),
     ])
     if parent.tags.get(C.TAG_COMMAND):
-        overview.blocks.append(Code(parent.tags[C.TAG_COMMAND]))
+        overview.blocks.append(Code(shareable(parent.tags[C.TAG_COMMAND])))
 
     # Children table
     metric_cols = [k for k in dict.fromkeys([objective.metric, "val/acc", accuracy_metric, "test/f1"])
                    if any(k in c.metrics for c in children)]
-    quality_cols = [f"explain/{m}/{quality_metric}" for m in methods]
+    # Explanation quality per method has its own tables below: this one stays narrow enough to read.
     time_cols = [k for k in ("time/train_s", "time/explain_s") if any(k in c.metrics for c in children)]
-    headers = ["run", "run id", "status", *swept, *metric_cols, *[f"{m} {quality_metric}" for m in methods], *time_cols]
+    headers = ["run", "run id", "status", *swept, *metric_cols, *time_cols]
     rows, highlight = [], set()
     for r, c in enumerate(children):
         rows.append([c.name, c.run_id[:8], c.status, *[c.params.get(k, "–") for k in swept],
-                     *[fmt(c.metrics.get(k)) for k in [*metric_cols, *quality_cols, *time_cols]]])
+                     *[fmt(c.metrics.get(k)) for k in metric_cols],
+                     *[format_seconds(c.metrics.get(k)) for k in time_cols]])
         if r == best:
             highlight.update((r, col) for col in range(len(headers)))
     n_text = 3 + len(swept)
@@ -157,15 +159,21 @@ def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: 
         acc = [c.metrics.get(accuracy_metric, math.nan) for c in children]
         quality = {m: [c.metrics.get(f"explain/{m}/{quality_metric}", math.nan) for c in children] for m in methods}
         png = accuracy_vs_explanations_png(acc, quality, accuracy_metric, quality_metric)
-        rows = [[c.name, c.run_id[:8], fmt(c.metrics.get(accuracy_metric)),
-                 *[fmt(c.metrics.get(f"explain/{m}/{quality_metric}")) for m in methods],
-                 *[fmt(c.metrics.get(f"explain/{m}/rationale_auprc")) for m in methods]] for c in children]
+        shown = [m + (" (baseline)" if m == C.EXPLAIN_BASELINE else "") for m in methods]
+        tables = []
+        for metric, caption in ((quality_metric, f"{quality_metric} per method"),
+                                ("rationale_auprc", "rationale AUPRC per method (plausibility)")):
+            rows = [[c.name, c.run_id[:8], fmt(c.metrics.get(accuracy_metric)),
+                     *[fmt(c.metrics.get(f"explain/{m}/{metric}")) for m in methods]] for c in children]
+            if any(f"explain/{m}/{metric}" in c.metrics for c in children for m in methods):
+                tables.append(Table(["run", "run id", accuracy_metric, *shown], rows, caption=caption,
+                                    numeric=set(range(2, 3 + len(methods)))))
         sections.append(Section("accuracy-vs-explanations", "Accuracy vs explanation quality", [
             Image("accuracy_vs_explanations.png", png, "accuracy against explanation quality"),
-            Table(["run", "run id", accuracy_metric, *[f"{m} {quality_metric}" for m in methods],
-                   *[f"{m} rationale AUPRC" for m in methods]], rows, numeric=set(range(2, 3 + 2 * len(methods)))),
+            *tables,
             Paragraph(f"{quality_metric} (ERASER): the drop of the predicted class's probability when each method's "
-                      "top tokens are masked; the random baseline is the chance level.", "note"),
+                      f"top tokens are masked; {C.EXPLAIN_BASELINE} (random scores) is the chance level. Methods "
+                      "that tie on a child draw as nested rings.", "note"),
         ]))
     else:
         sections.append(Section("accuracy-vs-explanations", "Accuracy vs explanation quality",

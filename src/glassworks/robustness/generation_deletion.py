@@ -20,6 +20,7 @@ from torch import nn
 from glassworks.explain.generation import StepAttribution
 from glassworks.explain.generation_metrics import rank_positions
 from glassworks.explain.generation_target import GenerationStep, step_outputs
+from glassworks.tracking.contract import ROBUSTNESS_BASELINE
 
 
 @dataclass
@@ -67,7 +68,7 @@ def deletion_curves(model: nn.Module, steps: Sequence[GenerationStep], attributi
     return {m: DeletionCurve(m, np.mean(c, axis=0), len(c)) for m, c in curves.items()}
 
 
-def deletion_metrics(curves: dict[str, DeletionCurve], baseline: str = "random") -> dict[str, float]:
+def deletion_metrics(curves: dict[str, DeletionCurve], baseline: str = ROBUSTNESS_BASELINE) -> dict[str, float]:
     """``<method>/deletion_auc`` and, with a baseline curve, ``<method>/deletion_auc_ratio``
     (method area / baseline area: below 1 means the method finds what matters faster)."""
     out = {}

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping, Sequence
 from glassworks.render import fmt, render_page
 from glassworks.render.tokens import EMPTY_TOKEN
 from glassworks.robustness.attack import AttackRecord
-from glassworks.tracking.contract import flip_rate_key
+from glassworks.tracking.contract import EXPLAIN_INDEX, REPORT_HTML, ROBUSTNESS_DIR, flip_rate_key, link
 
 SUMMARY_COLUMNS = (
     ("attack_success", "attack success \u2191"),
@@ -69,4 +69,5 @@ def render_adversarial_html(
         "adversarial.html", title=title, columns=SUMMARY_COLUMNS, summary=summary, n_wins=len(wins),
         n_records=len(records), counts=", ".join(f"{m}: {counts.get(m, 0)}" for m in methods),
         attacks=[_attack(r, id_to_token, label_names) for r in wins[: max(0, int(max_examples))]],
+        links=[("run report", link(REPORT_HTML, ROBUSTNESS_DIR)), ("explanations", link(EXPLAIN_INDEX, ROBUSTNESS_DIR))],
     )

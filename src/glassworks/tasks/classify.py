@@ -24,6 +24,7 @@ from glassworks.explain.types import ExampleInput, Explanation
 from glassworks.models.lightning import TextClassifier
 from glassworks.robustness import RobustnessResult, RobustnessRunner
 from glassworks.tasks.base import LoadedModel
+from glassworks.tracking import contract as C
 from glassworks.tracking.pyfunc import load_run_model, log_pyfunc_model
 from glassworks.validation import UserError
 
@@ -79,7 +80,12 @@ class ClassifyTask:
         return test["label"].to_numpy(), predicted
 
     def robustness_inputs(self, table: pd.DataFrame) -> tuple[list[ExampleInput], dict[str, list[Explanation]]]:
-        return explanations_from_table(table)
+        """The table's examples and methods, without the explain baseline: the robustness stage
+        adds its own ``random_order`` (the same seeded random ranking), one baseline per table."""
+        examples, explanations = explanations_from_table(table)
+        for name in (C.EXPLAIN_BASELINE, *C.LEGACY_BASELINES):
+            explanations.pop(name, None)
+        return examples, explanations
 
     def check_explainers(self, explainers: Mapping[str, Any]) -> None:
         """Every ``explain.<method>`` must be a classifier explainer (not a generation method)."""

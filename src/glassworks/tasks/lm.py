@@ -10,7 +10,6 @@ perplexity, gold-evidence scores per method and a few attribution matrices.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,8 @@ from mlflow.models import Model
 from glassworks.data.lm_vocab import WordVocab
 from glassworks.explain.generation import GenerationExplainer, GenerationMethodConfig, GenerationShap, StepAttribution
 from glassworks.explain.generation_metrics import summarise
-from glassworks.explain.generation_table import attribution_matrix, attribution_table
+from glassworks.explain.generation_render import write_generation_views
+from glassworks.explain.generation_table import attribution_table
 from glassworks.explain.generation_target import GeneratedExample, GenerationStep, prepare_generation
 from glassworks.models.causal_lm import CausalLM
 from glassworks.models.generation import greedy_batch
@@ -36,7 +36,7 @@ from glassworks.tracking.pyfunc_lm import load_lm_dir, log_lm_pyfunc
 from glassworks.validation import UserError
 
 N_INPUT_EXAMPLES = 3  # prompts stored with the pyfunc model as its input example
-BASELINE = C.EXPLAIN_BASELINE  # "random": always explained, every score is compared with it
+BASELINE = C.EXPLAIN_BASELINE  # "random_order": always explained, every score is compared with it
 
 
 @dataclass
@@ -142,7 +142,13 @@ class LMTask:
         out_dir.mkdir(parents=True, exist_ok=True)
         table.to_parquet(out_dir / C.file_name(C.ATTRIBUTIONS), index=False)
         (out_dir / C.file_name(C.EXPLAIN_METRICS_JSON)).write_text(json.dumps(summary, indent=2))
-        _write_views(examples, attributions, loaded.tokenizer, methods, out_dir, settings.n_heatmaps, summary, context)
+        if shap_node:  # which SHAP made the numbers, on the index page
+            budget = (f"all coalitions (at most {shap_config.exact_max_positions} prompt positions)"
+                      if shap_config.algorithm == "exact" else f"max_evals={shap_config.max_evals} per generated token")
+            context = {**context, "shap settings": f"algorithm={shap_config.algorithm}, {budget}, explains the "
+                                                   "generated token's log-probability, hidden positions → [MASK]"}
+        write_generation_views(examples, attributions, loaded.tokenizer, methods, out_dir, settings.n_heatmaps, summary,
+                               context)
         return LMResult(metrics, table, out_dir)
 
     def robustness(self, loaded: LoadedCausalLM, table: pd.DataFrame, settings: Any, out_dir: Path) -> LMResult:
@@ -186,67 +192,3 @@ def steps_from_table(table: pd.DataFrame, vocab: WordVocab) -> tuple[list[Genera
         attributions.append(StepAttribution(str(method), key[0], key[1], rows["score"].to_numpy(np.float64),
                                             float("nan"), None, 0.0))
     return list(steps.values()), attributions
-
-
-def _matrix_html(example: GeneratedExample, attributions: Sequence[StepAttribution], vocab: WordVocab,
-                 methods: Sequence[str]) -> str:
-    """Generated tokens (rows) x source tokens (columns), one table per method; escaped, no scripts."""
-    sources = [html.escape(vocab.id_to_token(i)) for i in example.prompt_ids + example.generated_ids]
-    parts = []
-    for method in methods:
-        matrix = attribution_matrix(example, attributions, method)  # (S, T)
-        scale = float(np.nanmax(np.abs(matrix))) if np.isfinite(matrix).any() else 1.0
-        scale = scale or 1.0
-        head = "".join(f"<th>{t}</th>" for t in sources)
-        body = []
-        for step, row in zip(example.steps, matrix):
-            gold = set(step.gold or [])
-            cells = []
-            for p, v in enumerate(row):
-                if not np.isfinite(v):
-                    cells.append("<td></td>")
-                    continue
-                colour = f"rgba(200,0,0,{min(1.0, v / scale):.2f})" if v > 0 else f"rgba(0,0,200,{min(1.0, -v / scale):.2f})"
-                border = ";outline:2px solid black" if p in gold else ""
-                cells.append(f'<td style="background:{colour}{border}" title="{v:.4g}">{v:.2f}</td>')
-            body.append(f"<tr><th>{html.escape(vocab.id_to_token(step.token_id))}</th>{''.join(cells)}</tr>")
-        parts.append(f"<h3>{html.escape(method)}</h3><table><tr><th></th>{head}</tr>{''.join(body)}</table>")
-    return "".join(parts)
-
-
-def _write_views(examples: Sequence[GeneratedExample], attributions: Sequence[StepAttribution], vocab: WordVocab,
-                 methods: Sequence[str], out_dir: Path, n_views: int, summary: Mapping[str, Mapping[str, float]],
-                 context: Mapping[str, Any]) -> None:
-    """Per example (the first ``n_views``) an HTML matrix page and a heatmap PNG, and the index page."""
-    from glassworks.explain.generation_plots import generation_heatmap_png
-
-    folder = out_dir / C.relative_to(C.GENERATION_HEATMAPS_DIR, C.EXPLANATIONS_DIR)
-    folder.mkdir(parents=True, exist_ok=True)
-    style = ("<style>body{font-family:sans-serif}table{border-collapse:collapse;font-size:11px}"
-             "td,th{border:1px solid #ddd;padding:2px 4px}</style>")
-    links = []
-    for example in list(examples)[:n_views]:
-        if not example.steps:
-            continue
-        name = f"example_{example.example_id}"
-        generation_heatmap_png(example, attributions, vocab, folder / f"{name}.png", methods)
-        prompt = html.escape(vocab.decode(example.prompt_ids))
-        answer = html.escape(vocab.decode(example.generated_ids))
-        reference = html.escape(vocab.decode(example.reference_ids))
-        page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{name}</title>{style}</head><body>"
-                f"<h1>Example {example.example_id}</h1><p>prompt: <code>{prompt}</code><br>generated: "
-                f"<code>{answer}</code> (reference <code>{reference}</code>); gold evidence outlined</p>"
-                f"<img src='{name}.png' alt='heatmap'>{_matrix_html(example, attributions, vocab, methods)}"
-                "</body></html>")
-        (folder / f"{name}.html").write_text(page, encoding="utf-8")
-        links.append(f"<li><a href='{C.relative_to(C.GENERATION_HEATMAPS_DIR, C.EXPLANATIONS_DIR)}/{name}.html'>"
-                     f"{name}</a>: <code>{prompt}</code> &rarr; <code>{answer}</code></li>")
-    keys = sorted({k for row in summary.values() for k in row})
-    rows = "".join(f"<tr><th>{html.escape(m)}</th>" + "".join(f"<td>{row.get(k, float('nan')):.3f}</td>" for k in keys)
-                   + "</tr>" for m, row in summary.items())
-    info = "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in context.items())
-    index = (f"<!doctype html><html><head><meta charset='utf-8'><title>explanations</title>{style}</head><body>"
-             f"<h1>Generation explanations</h1><ul>{info}</ul><table><tr><th>method</th>"
-             + "".join(f"<th>{html.escape(k)}</th>" for k in keys) + f"</tr>{rows}</table><ul>{''.join(links)}</ul>"
-             "</body></html>")
-    (out_dir / C.file_name(C.EXPLAIN_INDEX)).write_text(index, encoding="utf-8")

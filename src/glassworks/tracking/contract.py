@@ -69,6 +69,7 @@ and ``sweep/plots/``, and the best child's model is registered (tags
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -172,6 +173,7 @@ ADVERSARIAL_HTML = "robustness/adversarial_examples.html"
 GENERATION_DELETION_CURVES = "robustness/deletion_curves.json"   # task=lm: mean curve per method
 
 REPORT_DIR = "report"
+REPORT_HTML = "report/report.html"
 
 SWEEP_DIR = "sweep"
 SWEEP_SUMMARY = "sweep/summary.json"
@@ -188,6 +190,17 @@ def relative_to(artifact_path: str, folder: str) -> str:
     """``artifact_path`` inside ``folder`` (``relative_to(EXPLAIN_EXAMPLES_DIR, EXPLANATIONS_DIR)
     == "examples"``)."""
     return str(PurePosixPath(artifact_path).relative_to(folder))
+
+
+def explain_example_page(example_id: int) -> str:
+    """Artifact path of one explained example's page: ``explanations/examples/example_<id>.html``."""
+    return f"{EXPLAIN_EXAMPLES_DIR}/example_{int(example_id)}.html"
+
+
+def link(target: str, from_folder: str) -> str:
+    """A relative link between two artifacts of the same run, for a page in ``from_folder``
+    (``link(EXPLAIN_INDEX, REPORT_DIR) == "../explanations/index.html"``)."""
+    return posixpath.relpath(target, from_folder)
 
 
 def checkpoint_artifact(file: str) -> str:
@@ -275,6 +288,10 @@ GENERATION_ROBUSTNESS_METRICS: tuple[MetricSpec, ...] = (
 )
 # The metric whose presence marks a method as explained (one per method, always logged).
 EXPLAIN_PRESENCE_METRIC = "comprehensiveness"
-# The chance-level method each table compares with.
-EXPLAIN_BASELINE = "random"
-ROBUSTNESS_BASELINE = "random_order"
+# The chance-level method every table, figure and metric compares with: ONE name everywhere. The
+# explain stage's random scores rank a text's tokens in a seeded random order, which is what the
+# robustness stage's baseline deletes and attacks in, so both stages call it ``random_order``.
+BASELINE = "random_order"
+EXPLAIN_BASELINE = BASELINE
+ROBUSTNESS_BASELINE = BASELINE
+LEGACY_BASELINES = ("random",)  # the explain baseline's name in runs logged before the two were one

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 import re
+import shlex
 import subprocess
 import sys
 from importlib import metadata
@@ -56,5 +57,55 @@ def redact(text: str) -> str:
     return _USERINFO.sub(r"\g<scheme>***@", text)
 
 
-def command_line() -> str:
-    return redact(" ".join([Path(sys.executable).name, *sys.argv]))
+def command_line(argv: list[str] | None = None, main_module: str | None = None, cwd: str | Path | None = None) -> str:
+    """The command as the user typed it, with no path of this machine in it: ``python -m
+    pipeline.run seed=1`` (not ``python /abs/path/pipeline/run.py``), a script as its path
+    relative to the working directory (its file name when it lies outside), credentials of URLs
+    redacted. Defaults: ``sys.argv``, the ``-m`` module ``__main__`` was started as, the cwd."""
+    argv = list(sys.argv if argv is None else argv)
+    head, *args = argv or [""]
+    if main_module is None:  # started as `python -m <module>`: argv[0] is that module's file
+        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+        origin = getattr(spec, "origin", None)
+        same = bool(origin and head) and Path(origin).resolve() == Path(head).resolve()
+        main_module = spec.name.removesuffix(".__main__") if same and spec.name else None
+    if main_module:
+        program = ["python", "-m", main_module]
+    else:
+        program = ["python", shown_path(head, cwd)] if head.endswith(".py") else [shown_path(head, cwd)]
+    return redact(" ".join(program + [shlex.quote(a) if _needs_quotes(a) else a for a in args]))
+
+
+def shown_path(path: str | Path, root: str | Path | None = None) -> str:
+    """A path as a shared page may show it: relative to `root` (default: the cwd) when inside it,
+    else only its file name; relative paths and URIs are returned unchanged."""
+    text = str(path)
+    if "://" in text or not Path(text).is_absolute():
+        return text
+    root_path = Path(root if root is not None else Path.cwd()).resolve()
+    try:
+        return str(Path(text).resolve().relative_to(root_path)) or "."
+    except ValueError:
+        return Path(text).name
+
+
+def _needs_quotes(arg: str) -> bool:
+    # Hydra's brackets and commas are typed bare (``explain.methods=[shap,rollout]``); what a
+    # shell would split or expand is quoted so the line can be pasted back.
+    return arg == "" or any(c in arg for c in " \t\n'\"$`&|;<>()\\!#")
+
+
+def shareable(text: str, root: str | Path | None = None) -> str:
+    """`text` (a command line, a config, a URI) with no path of this machine in it: every
+    absolute path inside `root` (default: the cwd, the project root a pipeline runs from) becomes
+    relative to it (``sqlite:////home/me/proj/mlruns/mlflow.db`` -> ``sqlite:///mlruns/mlflow.db``,
+    ``/home/me/proj/outputs/x`` -> ``outputs/x``), a script run as ``python /abs/pipeline/run.py``
+    becomes ``python -m pipeline.run``; URL credentials are redacted. Paths outside `root` are
+    left as the user typed them."""
+    base = str(Path(root if root is not None else Path.cwd()).resolve()).rstrip("/")
+    text = redact(text)
+    text = re.sub(r"(\bpython[0-9.]*\s+)(\S*/)?pipeline/([a-z_]+)\.py\b", r"python -m pipeline.\3", text)
+    if base and base != "/":
+        text = text.replace(f"file://{base}/", "").replace(f"{base}/", "")
+        text = re.sub(rf"{re.escape(base)}(?=$|[\s'\",;:\]}}])", ".", text)
+    return text
