@@ -140,7 +140,7 @@ def test_last_line_prints_the_tasks_headline_metrics():
 
     metrics = {"test/answer_acc": 1.0, "val/perplexity": 1.25, "explain/shap/hit_at_1": 0.9, "test/acc": 0.5}
     assert headline(LMTask(), metrics) == ("test/answer_acc=1.0000, val/perplexity=1.2500, "
-                                           "explain/shap/hit_at_1=0.9000, explain/random/hit_at_1=nan")
+                                           "explain/shap/hit_at_1=0.9000, explain/random_order/hit_at_1=nan")
     assert headline(ClassifyTask(), metrics) == "test/acc=0.5000"
 
 
