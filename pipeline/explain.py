@@ -20,7 +20,7 @@ from glassworks.explain.runner import ExplainResult
 from glassworks.stages import explain as explain_stage
 from glassworks.tracking import contract as C
 from pipeline.plans import explain_settings
-from pipeline.stage import (build_job, clean_errors, finished_run, print_run_location, require_artifact, run_datamodule,
+from pipeline.stage import (build_job, clean_errors, finished_run, print_run_location, require_model, run_datamodule,
                             run_task)
 
 log = logging.getLogger("glassworks.explain")
@@ -38,7 +38,7 @@ def main(cfg: DictConfig) -> None:
         job = build_job(cfg, with_data=False)
         tracker = job.tracker
         finished_run(tracker, cfg.run_id)
-        require_artifact(tracker, cfg.run_id, C.MODEL_MLMODEL, "it was trained with logger.log_model=false")
+        require_model(tracker, cfg.run_id, "it was trained with logger.log_model=false")
         tracker.attach(cfg.run_id)
         with tracker.lifecycle("explain"):
             result = explain(cfg, tracker)

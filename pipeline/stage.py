@@ -22,7 +22,7 @@ from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.objective import objective_value
-from glassworks.tracking.runs import RunStart, finished_run, require_artifact  # noqa: F401 - the stages' API
+from glassworks.tracking.runs import RunStart, finished_run, require_artifact, require_model  # noqa: F401 - the stages' API
 from glassworks.tracking.runs import open_run as open_library_run
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError

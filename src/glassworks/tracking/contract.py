@@ -35,8 +35,10 @@ artifacts
     ``config/overrides.txt``, ``config/hydra/*.yaml`` (Hydra's own files);
     ``data/stats.json`` (label names, split sizes); ``tokenizer/``; ``checkpoints/``;
     ``model_summary.json`` (base model, parameters trainable/frozen, tokenizer, max length);
-    ``model/`` (an MLflow 3 pyfunc model: raw text in, probabilities out; weights as tensors,
-    loaded with ``weights_only=True``); ``explanations/`` (``attributions.parquet``: one row per
+    ``model`` is not a run artifact but the run's MLflow 3 LoggedModel named ``model``
+    (:data:`MODEL_NAME`; ``runs:/<run_id>/model`` = ``models:/<model_id>``, a pyfunc: raw text in,
+    probabilities or generated text out; weights as tensors, loaded with ``weights_only=True``;
+    the run's ``test/*`` metrics linked to it); ``explanations/`` (``attributions.parquet``: one row per
     example x method x token with token, score, base value and model output; ``metrics.json``,
     ``attention_tensors.npz``, ``index.html`` + ``examples/``, ``metrics.png``,
     ``global_importance.png``, ``config.yaml``); ``robustness/`` (``attacks.parquet``,
@@ -90,6 +92,15 @@ TAG_NOTE = "mlflow.note.content"
 TAG_LOGGED_ARTIFACTS = "mlflow.loggedArtifacts"
 TAG_DATASET_CONTEXT = "mlflow.data.context"    # on each logged dataset input: the split
 
+# -- tags: the experiment -----------------------------------------------------------------------
+
+# What the MLflow UI opens an experiment as: the Model training view (runs, datasets, models),
+# not the GenAI one (traces, sessions, judges). A kind the user set is kept.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Appended to an experiment or run link, it opens that view whatever the browser remembered.
+UI_VIEW_QUERY = "?workflowType=machine_learning"
+
 # -- tags: sweeps -----------------------------------------------------------------------------
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
@@ -125,8 +136,9 @@ CONFIG_HYDRA_DIR = "config/hydra"
 DATA_STATS = "data/stats.json"
 TOKENIZER_DIR = "tokenizer"
 CHECKPOINTS_DIR = "checkpoints"
-MODEL_DIR = "model"
-MODEL_MLMODEL = "model/MLmodel"
+# The run's LoggedModel (glassworks.tracking.logged_model): its name, so ``runs:/<run_id>/model``
+# finds it; a run logged before LoggedModels holds the same files as the artifact folder model/.
+MODEL_NAME = "model"
 MODEL_SUMMARY = "model_summary.json"  # base model, parameters trainable/frozen, tokenizer
 ERROR_TRACEBACK = "error.txt"
 

@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 
 from glassworks.report.figures import sweep_plots
 from glassworks.tracking import contract as C
+from glassworks.tracking.logged_model import logged_model_uri, run_model_id
 from glassworks.tracking.objective import MODES, pick_best
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
@@ -410,7 +411,7 @@ def _failure_text(summary: SweepSummary, aborted: bool) -> str:
 
 
 def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str, Any]) -> str:
-    """Register the run's ``model/`` under ``name`` (as ``mlflow.register_model`` would, through an
+    """Register the run's LoggedModel under ``name`` (as ``mlflow.register_model`` would, through an
     explicit client rather than the process-wide tracking URI): ``models:/<name>/latest`` is then
     the sweep's winner. Returns the new version."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -423,7 +424,12 @@ def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str,
                 raise
 
     with_retry(ensure_registered, "registering model")
-    source = with_retry(lambda: client.get_run(run_id), "reading run").info.artifact_uri + "/model"
+    # The run's LoggedModel (the version links to it in the UI); a run logged before LoggedModels
+    # registers its model/ folder.
+    model_id = run_model_id(client, run_id)
+    source = logged_model_uri(model_id) if model_id else \
+        with_retry(lambda: client.get_run(run_id), "reading run").info.artifact_uri + "/" + C.MODEL_NAME
     version = with_retry(lambda: client.create_model_version(
-        name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}), "registering model")
+        name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, model_id=model_id),
+        "registering model")
     return str(version.version)

@@ -275,9 +275,10 @@ class MLflowTracker(Validated):
         return f"open {self.uri}"
 
     def run_url(self, base: str = "http://127.0.0.1:5000") -> str:
+        """The run's page in the MLflow UI, opened in the Model training view."""
         if not self.uri.startswith("sqlite:"):
             base = self.uri.rstrip("/")
-        return f"{base}/#/experiments/{self.experiment_id}/runs/{self.run_id}"
+        return ui_url(base, f"experiments/{self.experiment_id}/runs/{self.run_id}")
 
 
 @dataclass
@@ -311,6 +312,12 @@ class NoTracker(Validated):
         if name.startswith("log_") or name in ("set_tags", "end", "attach"):
             return lambda *args, **kwargs: None
         raise AttributeError(name)
+
+
+def ui_url(base: str, route: str) -> str:
+    """A page of the MLflow UI (``experiments/<id>``, ``experiments/<id>/runs/<run_id>``) that opens
+    in the Model training view, not in the GenAI view the UI may remember."""
+    return f"{base.rstrip('/')}/#/{route}{C.UI_VIEW_QUERY}"
 
 
 def metric_name(key: str) -> str:
