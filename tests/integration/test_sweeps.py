@@ -23,6 +23,7 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from glassworks.testing import MEANING_TEXTS, assert_columns_follow_label_order
+from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.sweep import child_run_name
 from pipeline.sweep_callback import swept
@@ -183,6 +184,8 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
     assert f"parent run {parent_id}: http://127.0.0.1:5000/" in tail
     versions = client.search_model_versions("name='glassworks-best'")
     assert [v.run_id for v in versions] == [best.info.run_id]
+    # the version is the best child's LoggedModel (the UI links one to the other)
+    assert versions[0].model_id == run_model_id(client, best.info.run_id) is not None
     assert_registered_model_is_the_runs(best.info.run_id, client.tracking_uri)
 
 
