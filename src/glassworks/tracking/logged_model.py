@@ -134,10 +134,10 @@ def download_run_model(tracking_uri: str, run_id: str) -> Path:
 
 
 def run_model_id(client: MlflowClient, run_id: str) -> str | None:
-    """The id of the run's LoggedModel ``model``; None for a run logged before LoggedModels."""
+    """The id of the run's READY LoggedModel ``model``, the newest if a resumed run logged it
+    again; None for a run logged before LoggedModels (or with ``logger.log_model=false``)."""
     run = with_retry(lambda: client.get_run(run_id), "reading run")
     outputs = run.outputs.model_outputs if run.outputs else []
-    for output in sorted(outputs, key=lambda o: -o.step):
-        if with_retry(lambda o=output: client.get_logged_model(o.model_id), "reading logged model").name == C.MODEL_NAME:
-            return output.model_id
-    return None
+    models = [with_retry(lambda o=o: client.get_logged_model(o.model_id), "reading logged model") for o in outputs]
+    ready = [m for m in models if m.name == C.MODEL_NAME and m.status == LoggedModelStatus.READY]
+    return max(ready, key=lambda m: m.creation_timestamp).model_id if ready else None
