@@ -32,6 +32,7 @@ import pipeline.report
 from glassworks.report.figures import plot_name as _plot_name
 from glassworks.report.output import report_dir_name
 from glassworks.tracking.names import safe_name
+from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.tracker import MLflowTracker
 from pipeline.stage import Job, open_run
 from tests.conftest import ROOT, compose_config, run_cli
@@ -239,7 +240,8 @@ def test_the_sanitiser_keeps_one_plain_path_component(name, tmp_path):
 def test_checkpoints_and_weights_load_weights_only(hostile):
     run_dir = hostile["artifacts"] / hostile["run"].info.run_id
     checkpoints = sorted(run_dir.glob("checkpoints/*.ckpt"))
-    weights = sorted(run_dir.glob("model/**/*.pt"))
+    model_id = run_model_id(hostile["client"], hostile["run"].info.run_id)
+    weights = sorted((hostile["artifacts"] / "models" / model_id).glob("**/*.pt"))  # the LoggedModel's files
     assert checkpoints and weights
     for path in [*checkpoints, *weights]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)

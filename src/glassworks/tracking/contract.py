@@ -54,7 +54,8 @@ One parent run (``glassworks.sweep_role=parent``) and one nested child per job
 ``glassworks.sweep.*`` tags (overrides, launcher, sweeper, optimized metric and mode, counts,
 best run, failures), metrics ``sweep/*`` and ``best/<metric>``, artifacts ``sweep/summary.json``
 and ``sweep/plots/``, and the best child's model is registered (tags
-:data:`TAG_MODEL_SWEEP_ID`, :data:`TAG_MODEL_OPTIMIZED_METRIC`, :data:`TAG_MODEL_BEST_VALUE`).
+:data:`TAG_MODEL_SWEEP_ID`, :data:`TAG_MODEL_OPTIMIZED_METRIC`, :data:`TAG_MODEL_BEST_VALUE`; the
+child's LoggedModel lists the version in :data:`TAG_LOGGED_MODEL_VERSIONS`).
 """
 
 from __future__ import annotations
@@ -126,6 +127,8 @@ TAG_SWEEP_REGISTERED_MODEL = "glassworks.sweep.registered_model"
 TAG_MODEL_SWEEP_ID = TAG_SWEEP_ID
 TAG_MODEL_OPTIMIZED_METRIC = "glassworks.optimized_metric"
 TAG_MODEL_BEST_VALUE = "glassworks.best_value"
+# on the best child's LoggedModel: its registered versions ([{"name", "version"}], as MLflow writes it)
+TAG_LOGGED_MODEL_VERSIONS = "mlflow.modelVersions"
 
 # -- artifacts --------------------------------------------------------------------------------
 

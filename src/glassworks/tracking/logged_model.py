@@ -16,6 +16,7 @@ link the run's ``test/*`` metrics (with the test split as their dataset) to it.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 from collections.abc import Callable
@@ -131,6 +132,16 @@ def download_run_model(tracking_uri: str, run_id: str) -> Path:
     local = str(scratch_dir("run-model"))
     return Path(mlflow.artifacts.download_artifacts(artifact_uri=location, tracking_uri=tracking_uri,
                                                     dst_path=local))
+
+
+def link_registered_version(client: MlflowClient, model_id: str, name: str, version: str) -> None:
+    """Record a registered version on its LoggedModel, as ``mlflow.register_model`` does: the UI
+    shows the model's registered versions from this tag (the registry keeps no model id)."""
+    model = client.get_logged_model(model_id)
+    versions = json.loads(model.tags.get(C.TAG_LOGGED_MODEL_VERSIONS, "[]"))
+    entry = {"name": name, "version": version}
+    if entry not in versions:
+        client.set_logged_model_tags(model_id, {C.TAG_LOGGED_MODEL_VERSIONS: json.dumps([*versions, entry])})
 
 
 def run_model_id(client: MlflowClient, run_id: str) -> str | None:

@@ -29,7 +29,7 @@ from mlflow.exceptions import MlflowException
 
 from glassworks.report.figures import sweep_plots
 from glassworks.tracking import contract as C
-from glassworks.tracking.logged_model import logged_model_uri, run_model_id
+from glassworks.tracking.logged_model import link_registered_version, run_model_id, run_model_location
 from glassworks.tracking.objective import MODES, pick_best
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
@@ -424,12 +424,15 @@ def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str,
                 raise
 
     with_retry(ensure_registered, "registering model")
-    # The run's LoggedModel (the version links to it in the UI); a run logged before LoggedModels
-    # registers its model/ folder.
+    # The run's LoggedModel (the version links to it in the UI), given by its artifact location:
+    # the sqlite registry resolves a models:/<model_id> source through the process-wide tracking
+    # URI, not this client's. A run logged before LoggedModels registers its model/ folder.
     model_id = run_model_id(client, run_id)
-    source = logged_model_uri(model_id) if model_id else \
-        with_retry(lambda: client.get_run(run_id), "reading run").info.artifact_uri + "/" + C.MODEL_NAME
+    source = run_model_location(client, run_id)
     version = with_retry(lambda: client.create_model_version(
         name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, model_id=model_id),
         "registering model")
+    if model_id is not None:
+        with_retry(lambda: link_registered_version(client, model_id, name, str(version.version)),
+                   "linking the registered version to the logged model")
     return str(version.version)
