@@ -23,7 +23,7 @@ from glassworks.tracking import contract as C
 from glassworks.tracking.derived import DerivedSource, derived_source, open_derived_run
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.objective import objective_value
-from glassworks.tracking.runs import RunStart, finished_run, require_artifact  # noqa: F401 - the stages' API
+from glassworks.tracking.runs import RunStart, finished_run, require_artifact, require_model  # noqa: F401 - the stages' API
 from glassworks.tracking.runs import open_run as open_library_run
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
@@ -73,7 +73,7 @@ def open_derived(cfg: DictConfig, tracker: Any, run_id: str, stage: str, section
     if required is not None:
         path, hint = required
         require_artifact(tracker, source.holder_of(path.split("/")[0]), path, hint)
-    require_artifact(tracker, source.root_id, C.MODEL_MLMODEL, "it was trained with logger.log_model=false")
+    require_model(tracker, source.root_id, "it was trained with logger.log_model=false")
     settings = {key: OmegaConf.to_container(cfg[key], resolve=True) for key in sections}
     open_derived_run(tracker, source, stage, settings, overrides(),
                      redact(OmegaConf.to_yaml(cfg, resolve=True)), REPO_DIR)

@@ -196,7 +196,7 @@ ON_A_RUN = [
     ("robustness-not-explained", "robustness", "FINISHED", ["run_id={id}"],
      "run_id={id}: has no explanations/attributions.parquet artifact; run pipeline.explain run_id={id} first"),
     ("explain-no-model", "explain", "FINISHED", ["run_id={id}"],
-     "run_id={id}: has no model/MLmodel artifact; it was trained with logger.log_model=false"),
+     "run_id={id}: has no logged model runs:/{id}/model; it was trained with logger.log_model=false"),
     ("explain-short-id-no-match", "explain", None, ["run_id=abcd0123"],
      "run_id=abcd0123: no such run (no run id starts with abcd0123) in sqlite:///"),
     ("explain-no-examples", "explain", "FINISHED", ["run_id={id}", "explain.n_examples=0"],

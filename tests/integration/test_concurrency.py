@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from glassworks.tracking.logged_model import run_model_id
+
 from tests.conftest import TINY, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
@@ -46,7 +48,8 @@ def assert_complete(client: MlflowClient, runs: list) -> None:
     assert all(length == lengths[0] for length in lengths), lengths
     for run in runs:
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-        assert {"config", "checkpoints", "model", "tokenizer"} <= artifacts, artifacts
+        assert {"config", "checkpoints", "tokenizer"} <= artifacts, artifacts
+        assert run_model_id(client, run.info.run_id), run.info.run_name
 
 
 def test_two_pipelines_started_together_on_a_fresh_store(tmp_path):

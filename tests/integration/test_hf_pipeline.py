@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 import pipeline.run
 from glassworks.data.sources import SyntheticSource
 from glassworks.testing.hf import tiny_bert_dir
+from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from pipeline.stage import UserError, build_job
 from tests.conftest import compose_config, run_cli
@@ -59,15 +60,16 @@ def test_run_finishes_with_every_stage(hf_run):
 
 def test_model_artifact_is_safetensors_and_tokenizer_files(hf_run):
     client, run_id = hf_run["client"], hf_run["run"].info.run_id
-    files = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "model/artifacts/files/hf")}
+    model_id = run_model_id(client, run_id)
+    files = {a.path.rsplit("/", 1)[-1] for a in client.list_logged_model_artifacts(model_id, "artifacts/files/hf")}
     assert {"model.safetensors", "config.json"} <= files
     tok = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(run_id, "tokenizer")}
     assert {"tokenizer.json", "tokenizer_config.json", "tokenizer_meta.json"} <= tok
     every = []
     def walk(path):
-        for a in client.list_artifacts(run_id, path):
+        for a in client.list_logged_model_artifacts(model_id, path):
             walk(a.path) if a.is_dir else every.append(a.path)
-    walk("model")
+    walk(None)
     assert not [p for p in every if p.endswith((".pt", ".bin"))]
 
 

@@ -14,6 +14,7 @@ from mlflow import MlflowClient
 from glassworks.models.generation import generate
 from glassworks.tracking import contract as C
 from glassworks.tracking.pyfunc_lm import WEIGHTS_FILE, load_lm_dir
+from glassworks.tracking.logged_model import download_run_model
 from pipeline.stage import UserError, build_job
 from tests.conftest import compose_config, run_cli
 
@@ -34,7 +35,7 @@ def lm_run(tmp_path_factory):
     client = MlflowClient(uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1, [r.info.run_name for r in runs]
-    return {"tmp": tmp, "client": client, "run": runs[0]}
+    return {"tmp": tmp, "client": client, "run": runs[0], "uri": uri}
 
 
 def test_one_finished_run_with_the_lm_metrics(lm_run):
@@ -73,9 +74,9 @@ def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
 
 def test_pyfunc_returns_generated_text(lm_run):
     client, run_id = lm_run["client"], lm_run["run"].info.run_id
-    local = client.download_artifacts(run_id, C.MODEL_DIR, str(lm_run["tmp"] / "model-copy"))
+    local = download_run_model(lm_run["uri"], run_id)
     assert not list(Path(local).rglob("*.pkl"))  # models from code: nothing to unpickle
-    model = mlflow.pyfunc.load_model(local)
+    model = mlflow.pyfunc.load_model(str(local))
     prompts = ["k1 v2 k3 v4 ? k1", "k5 v6 ? k5"]
     out = model.predict(pd.DataFrame({"prompt": prompts}), params={"max_new_tokens": 2})
     assert list(out.columns) == ["generated"]

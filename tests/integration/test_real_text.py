@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from glassworks.tracking.logged_model import run_model_id
+
 from tests.conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.slow
@@ -101,8 +103,9 @@ def test_real_text_runs_to_finished_with_every_default_method(real_run):
     lengths = frame[frame["method"] == "flow"].groupby("example_id")["position"].max() + 1
     assert 32 < lengths.max() <= MAX_LENGTH  # flow ran past the old 32-token cap
     assert frame["score"].notna().all()
-    model_files = {a.path for a in real_run["client"].list_artifacts(run.info.run_id, "model")}
-    assert "model/pyfunc_code.py" in model_files and "model/python_model.pkl" not in model_files
+    client = real_run["client"]
+    model_files = {a.path for a in client.list_logged_model_artifacts(run_model_id(client, run.info.run_id))}
+    assert "pyfunc_code.py" in model_files and "python_model.pkl" not in model_files
 
 
 def test_default_run_console_is_quiet_and_ends_with_where_to_look(real_run):

@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from glassworks.tracking.logged_model import run_model_id
+
 from tests.conftest import ROOT, cli_env, run_cli
 
 pytestmark = pytest.mark.slow
@@ -84,7 +86,8 @@ def test_parallel_sweep_against_postgres_server(server, tmp_path):
         assert "test/acc" in child.data.metrics
         # Proxied artifacts: the job wrote through the server, into the server's folder.
         assert child.info.artifact_uri.startswith("mlflow-artifacts:")
-        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"config", "model", "tokenizer"}
+        assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"config", "tokenizer"}
+        assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(run_model_id(client, child.info.run_id))}
     assert len(list((state_dir / "artifacts").rglob("MLmodel"))) >= len(children)
 
 

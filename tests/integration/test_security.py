@@ -22,6 +22,7 @@ import re
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 import torch
@@ -32,6 +33,7 @@ import pipeline.report
 from glassworks.report.figures import plot_name as _plot_name
 from glassworks.report.output import report_dir_name
 from glassworks.tracking.names import safe_name
+from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.tracker import MLflowTracker
 from pipeline.stage import Job, open_run
 from tests.conftest import ROOT, compose_config, run_cli
@@ -239,7 +241,9 @@ def test_the_sanitiser_keeps_one_plain_path_component(name, tmp_path):
 def test_checkpoints_and_weights_load_weights_only(hostile):
     run_dir = hostile["artifacts"] / hostile["run"].info.run_id
     checkpoints = sorted(run_dir.glob("checkpoints/*.ckpt"))
-    weights = sorted(run_dir.glob("model/**/*.pt"))
+    model = hostile["client"].get_logged_model(run_model_id(hostile["client"], hostile["run"].info.run_id))
+    weights = sorted(Path(urlparse(model.artifact_location).path).glob("**/*.pt"))  # the LoggedModel's files
+    assert weights, model.artifact_location
     assert checkpoints and weights
     for path in [*checkpoints, *weights]:
         loaded = torch.load(path, map_location="cpu", weights_only=True)

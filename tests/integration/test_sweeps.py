@@ -6,6 +6,7 @@ jobs on one sqlite store; failed jobs; DDP inside a sweep; an Optuna search agai
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
 from glassworks.testing import MEANING_TEXTS, assert_columns_follow_label_order
+from glassworks.tracking import contract as C
+from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.sweep import child_run_name
 from pipeline.sweep_callback import swept
@@ -148,7 +151,7 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
         assert {"test/acc", "val/loss", "explain/rollout/comprehensiveness",
                 "explain/input_x_gradient/rationale_auprc"} <= set(metrics)
         artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
-        assert {"model", "explanations", "config"} <= artifacts
+        assert {"explanations", "config"} <= artifacts and run_model_id(client, child.info.run_id)
     # joblib really ran them side by side
     spans = sorted((c.info.start_time, c.info.end_time) for c in children)
     assert any(later[0] < earlier[1] for earlier, later in zip(spans, spans[1:])), spans
@@ -183,6 +186,10 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
     assert f"parent run {parent_id}: http://127.0.0.1:5000/" in tail
     versions = client.search_model_versions("name='glassworks-best'")
     assert [v.run_id for v in versions] == [best.info.run_id]
+    # the version is the best child's LoggedModel, which lists it (what the UI links them by)
+    model = client.get_logged_model(run_model_id(client, best.info.run_id))
+    assert versions[0].source == model.artifact_location
+    assert json.loads(model.tags[C.TAG_LOGGED_MODEL_VERSIONS]) == [{"name": "glassworks-best", "version": "1"}]
     assert_registered_model_is_the_runs(best.info.run_id, client.tracking_uri)
 
 
@@ -298,7 +305,8 @@ def test_optuna_search_through_an_mlflow_server(mlflow_server, tmp_path):
     # everything reads back through the server: metrics, artifact listings, the registered model
     for trial in trials:
         assert client.get_metric_history(trial.info.run_id, "train/loss")
-        assert {"model", "explanations"} <= {a.path for a in client.list_artifacts(trial.info.run_id)}
+        assert "explanations" in {a.path for a in client.list_artifacts(trial.info.run_id)}
+        assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(run_model_id(client, trial.info.run_id))}
     assert "sweep/summary.csv" in artifact_files(client, parent_id)
     assert len(summary_csv(client, parent_id, tmp_path)) == 3
     mlflow.set_tracking_uri(mlflow_server)

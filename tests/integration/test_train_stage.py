@@ -12,6 +12,7 @@ import torch
 from mlflow import MlflowClient
 
 from glassworks.testing import MEANING_TEXTS, assert_columns_follow_label_order, assert_positive_scores_higher
+from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from pipeline.stage import build_job, open_run
 from pipeline.train import train
@@ -65,7 +66,11 @@ def test_run_contract_artifacts_and_inputs(trained):
     client = MlflowClient(trained["uri"])
     run_id = trained["run_id"]
     top = {a.path for a in client.list_artifacts(run_id)}
-    assert {"config", "model", "tokenizer", "checkpoints", "data"} <= top
+    assert {"config", "tokenizer", "checkpoints", "data"} <= top
+    # the model is the run's LoggedModel (its own artifact location), with the test metrics linked
+    model = client.get_logged_model(run_model_id(client, run_id))
+    assert model.source_run_id == run_id and {m.key for m in model.metrics} >= {"test/acc", "test/f1"}
+    assert "model" not in top
     config_files = {a.path for a in client.list_artifacts(run_id, "config")}
     assert "config/config.yaml" in config_files and "config/overrides.txt" in config_files
     checkpoints = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints")}

@@ -11,6 +11,9 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
+from mlflow.models import Model
 
 from glassworks.data.synthetic import generate_split
 from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
@@ -23,7 +26,9 @@ from glassworks.testing import (
     assert_positive_scores_higher,
     prediction_frame,
 )
-from glassworks.tracking.pyfunc import LoadedModel, load_run_model, log_pyfunc_model
+from glassworks.tracking import contract as C
+from glassworks.tracking.logged_model import download_run_model, has_run_model, logged_model_uri, run_model_id
+from glassworks.tracking.pyfunc import MODEL_TYPE, LoadedModel, load_run_model, log_pyfunc_model
 from glassworks.tracking.tracker import MLflowTracker
 
 LABELS = ["negative", "positive"]
@@ -58,10 +63,36 @@ def logged(tmp_path_factory):
 
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     tracker = MLflowTracker(tracking_uri=uri, system_metrics=False)
-    run_id = tracker.start("pyfunc-meaning", {})
+    run_id = tracker.start("pyfunc-meaning", {C.TAG_DATA_NAME: "synthetic", C.TAG_DATA_DIGEST: "d" * 40})
+    tracker.log_metrics({"test/acc": 0.75, "test/f1": 0.5, "val/acc": 0.7}, step=3)
     log_pyfunc_model(tracker, model, tokenizer, LABELS, MAX_LENGTH, list(MEANING_TEXTS))
     tracker.end("FINISHED")
     return run_id, uri, LoadedModel(model, tokenizer, LABELS, MAX_LENGTH)
+
+
+def test_the_model_is_an_mlflow3_logged_model_of_the_run(logged):
+    """What the MLflow 3 UI lists on the run page and in the Models tab: a READY LoggedModel named
+    ``model``, an output of the run, carrying the run's params and its test metrics (on the test
+    split's dataset); runs:/<id>/model and models:/<model_id> are the same files."""
+    run_id, uri, _ = logged
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    model_id = run_model_id(client, run_id)
+    assert [o.model_id for o in run.outputs.model_outputs] == [model_id]
+    model = client.get_logged_model(model_id)
+    assert (model.name, model.source_run_id, model.model_type) == (C.MODEL_NAME, run_id, MODEL_TYPE)
+    assert model.status == LoggedModelStatus.READY
+    assert model.experiment_id == run.info.experiment_id
+    assert {(m.key, m.value, m.dataset_name) for m in model.metrics} == {
+        ("test/acc", 0.75, "synthetic-test"), ("test/f1", 0.5, "synthetic-test")}
+    assert has_run_model(uri, run_id) and not has_run_model(uri, "0" * 32)
+    mlmodel = Model.load(str(download_run_model(uri, run_id) / "MLmodel"))
+    assert (mlmodel.model_id, mlmodel.run_id) == (model_id, run_id)
+    assert mlmodel.signature.inputs.input_names() == ["text"] and mlmodel.saved_input_example_info
+    # the files live with the LoggedModel, not among the run's own artifacts
+    assert C.MODEL_NAME not in [a.path for a in client.list_artifacts(run_id)]
+    assert "MLmodel" in [f.path for f in client.list_logged_model_artifacts(model_id)]
+    assert logged_model_uri(model_id) == model.model_uri
 
 
 def test_in_process_model_knows_positive_from_negative(logged):
@@ -74,9 +105,7 @@ def test_in_process_model_knows_positive_from_negative(logged):
 def test_pyfunc_columns_are_predict_proba_in_label_order(logged, tmp_path):
     run_id, uri, in_process = logged
     # Downloaded with an explicit URI: mlflow.set_tracking_uri would leak into later tests.
-    local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="model", tracking_uri=uri,
-                                                dst_path=str(tmp_path))
-    pyfunc = mlflow.pyfunc.load_model(local)
+    pyfunc = mlflow.pyfunc.load_model(str(download_run_model(uri, run_id)))
     texts = [*MEANING_TEXTS, "", "the plot was fine"]
     predictions = pyfunc.predict(pd.DataFrame({"text": texts}))
     assert_columns_follow_label_order(predictions, in_process.predict_proba(texts), LABELS)

@@ -20,7 +20,8 @@ from glassworks.report.sweep_report import Child, SweepObjective, build_sweep_re
 from glassworks.stages.settings import ReportSettings, SweepReportSettings
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
-from glassworks.tracking.tracker import metric_name, ui_url
+from glassworks.tracking.logged_model import has_run_model, run_model_uri
+from glassworks.tracking.tracker import metric_name, run_ui_url
 from glassworks.validation import UserError
 
 log = logging.getLogger("glassworks.report")
@@ -29,8 +30,8 @@ log = logging.getLogger("glassworks.report")
 def test_predictions(task: Task, tracker: Any, record: RunRecord,
                      load_datamodule: Callable[[], Any]) -> tuple[TestPredictions | None, str | None]:
     """The run's logged model on its test split; (None, reason) when either cannot be rebuilt."""
-    if not record.artifacts.exists(C.MODEL_MLMODEL):
-        return None, f"the run has no {C.MODEL_DIR}/ artifact (logger.log_model=false?)"
+    if not has_run_model(tracker.uri, record.model_run_id):
+        return None, f"the run has no logged model {run_model_uri(record.model_run_id)} (logger.log_model=false?)"
     try:
         loaded = task.load_model(record.model_run_id, tracker.uri)
         datamodule = load_datamodule()
@@ -38,7 +39,7 @@ def test_predictions(task: Task, tracker: Any, record: RunRecord,
         return None, f"the test split could not be rebuilt from the run's config ({error})"
     y_true, y_pred = task.test_predictions(loaded, datamodule)
     logged = record.tags.get(C.TAG_DATA_DIGEST)
-    source = (f"Predicted for this report by the run's logged model ({C.MODEL_DIR}/) on the test split rebuilt from "
+    source = (f"Predicted for this report by the run's logged model ({run_model_uri(record.model_run_id)}) on the test split rebuilt from "
               f"{C.CONFIG}.")
     if logged and logged != datamodule.digest:
         source += f" WARNING: the rebuilt data's digest {datamodule.digest[:12]} differs from the run's {logged[:12]}."
@@ -51,7 +52,7 @@ def report(tracker: Any, run_id: str, task: Task, settings: ReportSettings,
     """Build, write and log the report of ``run_id``."""
     record = load_run(tracker.client, run_id)
     for derived in record.derived_runs:
-        derived.url = ui_url(tracker.uri, derived.experiment_id, derived.run_id)
+        derived.url = run_ui_url(tracker.uri, derived.experiment_id, derived.run_id)
     try:
         predictions, error = (test_predictions(task, tracker, record, load_datamodule) if settings.confusion_matrix
                               else (None, "disabled (report.confusion_matrix=false)"))

@@ -10,9 +10,9 @@ What a task decides, method by method:
 
 =========================  ================================================================
 ``build_module``           the LightningModule that trains ``model_config``'s network
-``log_model``              the run's ``model/`` artifact (the pyfunc flavour: its input and
-                           output; weights as tensors)
-``load_model``             that artifact back as a :class:`LoadedModel` (explain, robustness,
+``log_model``              the run's LoggedModel ``model`` (``runs:/<run_id>/model``; the pyfunc
+                           flavour: its input and output; weights as tensors)
+``load_model``             that model back as a :class:`LoadedModel` (explain, robustness,
                            report all start from it: "explain later" = "explain now")
 ``explain_examples``       which inputs are explained, and what a score explains
                            (``ExampleInput.label``/``target``: a class; a generated token)

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import torch
@@ -30,8 +29,8 @@ from glassworks.explain.generation_table import attribution_table
 from glassworks.explain.generation_target import GeneratedExample, GenerationStep, prepare_generation
 from glassworks.models.causal_lm import CausalLM
 from glassworks.models.generation import greedy_batch
-from glassworks.scratch import scratch_dir
 from glassworks.tracking import contract as C
+from glassworks.tracking.logged_model import download_run_model
 from glassworks.tracking.pyfunc_lm import load_lm_dir, log_lm_pyfunc
 from glassworks.validation import UserError
 
@@ -85,9 +84,7 @@ class LMTask:
 
     def load_model(self, run_id: str, tracking_uri: str) -> LoadedCausalLM:
         """The files of the run's pyfunc artifact (nothing unpickled), as the classifier's loader."""
-        local = str(scratch_dir("run-model"))
-        path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=C.MODEL_DIR,
-                                                        tracking_uri=tracking_uri, dst_path=local))
+        path = download_run_model(tracking_uri, run_id)
         flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]
         loaded = load_lm_dir(path / flavor["artifacts"]["model_files"]["path"])
         max_length = int(getattr(loaded.model, "max_positions", None) or 0)

@@ -35,8 +35,10 @@ artifacts
     ``config/overrides.txt``, ``config/hydra/*.yaml`` (Hydra's own files);
     ``data/stats.json`` (label names, split sizes); ``tokenizer/``; ``checkpoints/``;
     ``model_summary.json`` (base model, parameters trainable/frozen, tokenizer, max length);
-    ``model/`` (an MLflow 3 pyfunc model: raw text in, probabilities out; weights as tensors,
-    loaded with ``weights_only=True``); ``explanations/`` (``attributions.parquet``: one row per
+    ``model`` is not a run artifact but the run's MLflow 3 LoggedModel named ``model``
+    (:data:`MODEL_NAME`; ``runs:/<run_id>/model`` = ``models:/<model_id>``, a pyfunc: raw text in,
+    probabilities or generated text out; weights as tensors, loaded with ``weights_only=True``;
+    the run's ``test/*`` metrics linked to it); ``explanations/`` (``attributions.parquet``: one row per
     example x method x token with token, score, base value and model output; ``metrics.json``,
     ``attention_tensors.npz``, ``index.html`` + ``examples/``, ``metrics.png``,
     ``global_importance.png``, ``config.yaml``); ``robustness/`` (``attacks.parquet``,
@@ -64,7 +66,8 @@ One parent run (``glassworks.sweep_role=parent``) and one nested child per job
 ``glassworks.sweep.*`` tags (overrides, launcher, sweeper, optimized metric and mode, counts,
 best run, failures), metrics ``sweep/*`` and ``best/<metric>``, artifacts ``sweep/summary.json``
 and ``sweep/plots/``, and the best child's model is registered (tags
-:data:`TAG_MODEL_SWEEP_ID`, :data:`TAG_MODEL_OPTIMIZED_METRIC`, :data:`TAG_MODEL_BEST_VALUE`).
+:data:`TAG_MODEL_SWEEP_ID`, :data:`TAG_MODEL_OPTIMIZED_METRIC`, :data:`TAG_MODEL_BEST_VALUE`; the
+child's LoggedModel lists the version in :data:`TAG_LOGGED_MODEL_VERSIONS`).
 """
 
 from __future__ import annotations
@@ -109,6 +112,15 @@ TAG_DERIVED_FROM = "glassworks.derived_from"      # the run it was made from (al
 TAG_DERIVED_STAGE = "glassworks.derived_stage"    # "explain" | "robustness"
 TAG_DERIVED_ROOT = "glassworks.derived_root"      # the trained run whose model, data and config it uses
 
+# -- tags: the experiment -----------------------------------------------------------------------
+
+# What the MLflow UI opens an experiment as: the Model training view (runs, datasets, models),
+# not the GenAI one (traces, sessions, judges). A kind the user set is kept.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+# Appended to an experiment or run link, it opens that view whatever the browser remembered.
+UI_VIEW_QUERY = "?workflowType=machine_learning"
+
 # -- tags: sweeps -----------------------------------------------------------------------------
 
 TAG_PARENT_RUN = "mlflow.parentRunId"
@@ -134,6 +146,8 @@ TAG_SWEEP_REGISTERED_MODEL = "glassworks.sweep.registered_model"
 TAG_MODEL_SWEEP_ID = TAG_SWEEP_ID
 TAG_MODEL_OPTIMIZED_METRIC = "glassworks.optimized_metric"
 TAG_MODEL_BEST_VALUE = "glassworks.best_value"
+# on the best child's LoggedModel: its registered versions ([{"name", "version"}], as MLflow writes it)
+TAG_LOGGED_MODEL_VERSIONS = "mlflow.modelVersions"
 
 # -- artifacts --------------------------------------------------------------------------------
 
@@ -145,8 +159,9 @@ STAGE_CONFIG = "config/stage.yaml"   # on a derived run: the resolved config of 
 DATA_STATS = "data/stats.json"
 TOKENIZER_DIR = "tokenizer"
 CHECKPOINTS_DIR = "checkpoints"
-MODEL_DIR = "model"
-MODEL_MLMODEL = "model/MLmodel"
+# The run's LoggedModel (glassworks.tracking.logged_model): its name, so ``runs:/<run_id>/model``
+# finds it; a run logged before LoggedModels holds the same files as the artifact folder model/.
+MODEL_NAME = "model"
 MODEL_SUMMARY = "model_summary.json"  # base model, parameters trainable/frozen, tokenizer
 ERROR_TRACEBACK = "error.txt"
 

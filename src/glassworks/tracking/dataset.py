@@ -28,6 +28,16 @@ def _source(uri: str) -> Any:
         return CodeDatasetSource(tags={"uri": uri})
 
 
+def split_dataset_name(name: str, split: str) -> str:
+    """The name a split's dataset input carries (``sst2-test``)."""
+    return f"{name}-{split}"
+
+
+def stored_digest(digest: str) -> str:
+    """The data fingerprint as MLflow stores a dataset digest (at most 36 characters)."""
+    return digest[:36]
+
+
 def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) -> list[DatasetInput]:
     """One input per split; the digest is the DataModule's, identical for identical data."""
     inputs = []
@@ -38,7 +48,8 @@ def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) 
             warnings.filterwarnings("ignore", message=r"Hint: Inferred schema contains integer column",
                                     category=UserWarning)
             dataset = mlflow.data.from_pandas(
-                frame, source=_source(source), targets="label", name=f"{name}-{split}", digest=digest[:36]
+                frame, source=_source(source), targets="label", name=split_dataset_name(name, split),
+                digest=stored_digest(digest),
             )
             entity = dataset._to_mlflow_entity()  # the schema is inferred here, lazily
         tags = [InputTag(key=C.TAG_DATASET_CONTEXT, value=split)]

@@ -10,7 +10,6 @@ with ``weights_only=True``. A Hugging Face encoder's weights are ``save_pretrain
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,12 +26,12 @@ from mlflow.types.schema import ColSpec, Schema
 from glassworks.data.pretrained_tokenizer import PretrainedTokenizer, load_tokenizer
 from glassworks.data.tokenizer import TextTokenizer
 from glassworks.models.registry import build_from_spec
-from glassworks.scratch import scratch_dir
-from glassworks.tracking import contract as C
+from glassworks.tracking.logged_model import download_run_model, log_run_model
 
 TEXT_COLUMN = "text"
 WEIGHTS_FILE = "weights.pt"
 HF_WEIGHTS_DIR = "hf"
+MODEL_TYPE = "text-classifier"  # the LoggedModel's type, searchable in the Models tab
 MODEL_CODE = Path(__file__).with_name("pyfunc_code.py")  # what MLflow runs to build the model class
 
 
@@ -126,38 +125,40 @@ def pip_requirements() -> list[str]:
     return [f"{n}=={version(n)}" for n in names]
 
 
+def classifier_signature(label_names: list[str]) -> ModelSignature:
+    return ModelSignature(
+        inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
+        outputs=Schema([ColSpec("double", name) for name in label_names]),
+    )
+
+
 def log_pyfunc_model(tracker: Any, model: torch.nn.Module, tokenizer: TextTokenizer | PretrainedTokenizer,
-                     label_names: list[str], max_length: int, examples: list[str]) -> None:
-    """Save the pyfunc model locally and log it as the run's ``model/`` artifact."""
-    tmp = scratch_dir("model")
-    try:
-        files = save_model_files(model, tokenizer, label_names, max_length, tmp / "files")
-        signature = ModelSignature(
-            inputs=Schema([ColSpec("string", TEXT_COLUMN)]),
-            outputs=Schema([ColSpec("double", name) for name in label_names]),
-        )
+                     label_names: list[str], max_length: int, examples: list[str]) -> str:
+    """Log the pyfunc as the run's LoggedModel ``model`` (signature, input example, the run's test
+    metrics linked); returns its model id."""
+
+    def save(path: Path, mlflow_model: Model) -> None:
+        files = save_model_files(model, tokenizer, label_names, max_length, path.parent / "files")
         mlflow.pyfunc.save_model(
-            path=str(tmp / "model"),
+            path=str(path),
             python_model=str(MODEL_CODE),  # models from code: no python_model.pkl
             artifacts={"model_files": str(files)},
-            signature=signature,
+            signature=classifier_signature(label_names),
             input_example=pd.DataFrame({TEXT_COLUMN: examples[:3]}),
             pip_requirements=pip_requirements(),
             metadata={"label_names": list(label_names), "glassworks_run_id": tracker.run_id},
+            mlflow_model=mlflow_model,
         )
-        tracker.log_artifacts(tmp / "model", C.MODEL_DIR)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    return log_run_model(tracker, save, MODEL_TYPE)
 
 
 def load_run_model(run_id: str, tracking_uri: str) -> LoadedModel:
-    """The model of a run, read from the files of its pyfunc artifact ``model/``: the weights with
-    ``weights_only=True``, the spec as JSON, the tokenizer. Nothing from the store is unpickled
-    (``mlflow.pyfunc.load_model`` would unpickle ``python_model.pkl``)."""
-    # Download with an explicit client: mlflow.set_tracking_uri would export the URI to the whole
-    # process (and to every later job of an in-process sweep).
-    local = str(scratch_dir("run-model"))
-    path = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=C.MODEL_DIR,
-                                                    tracking_uri=tracking_uri, dst_path=local))
+    """The model of a run (``runs:/<run_id>/model``), read from the files of its pyfunc: the weights
+    with ``weights_only=True``, the spec as JSON, the tokenizer. Nothing from the store is unpickled
+    (``mlflow.pyfunc.load_model`` would run the model's code file)."""
+    # Download with an explicit tracking URI: mlflow.set_tracking_uri would export the URI to the
+    # whole process (and to every later job of an in-process sweep).
+    path = download_run_model(tracking_uri, run_id)
     flavor = Model.load(str(path / "MLmodel")).flavors["python_function"]
     return load_model_dir(path / flavor["artifacts"]["model_files"]["path"])

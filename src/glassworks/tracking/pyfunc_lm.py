@@ -18,6 +18,7 @@ from typing import Any
 import mlflow
 import pandas as pd
 import torch
+from mlflow.models import Model
 from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc import PythonModel
 from mlflow.types.schema import ColSpec, ParamSchema, ParamSpec, Schema
@@ -27,6 +28,7 @@ from glassworks.scratch import scratch_dir
 from glassworks.data.lm_vocab import WordVocab
 from glassworks.models.generation import check_fits, generate
 from glassworks.models.registry import build_from_spec
+from glassworks.tracking.logged_model import log_run_model
 
 PROMPT_COLUMN = "prompt"
 GENERATED_COLUMN = "generated"
@@ -35,6 +37,7 @@ SPEC_FILE = "model.json"
 VOCAB_DIR = "vocab"
 DEFAULT_MAX_NEW_TOKENS = 8
 MODEL_CODE = Path(__file__).with_name("pyfunc_lm_code.py")  # what MLflow runs to build the model class
+MODEL_TYPE = "causal-lm"  # the LoggedModel's type, searchable in the Models tab
 
 
 @dataclass
@@ -124,7 +127,7 @@ def pip_requirements() -> list[str]:
 
 
 def save_lm_pyfunc(model: torch.nn.Module, vocab: WordVocab, path: str | Path, examples: list[str],
-                   metadata: dict[str, Any] | None = None) -> Path:
+                   metadata: dict[str, Any] | None = None, mlflow_model: Model | None = None) -> Path:
     """An MLflow pyfunc model folder at ``path`` (``mlflow.pyfunc.load_model`` / ``mlflow models
     serve`` read it)."""
     path = Path(path)
@@ -139,17 +142,17 @@ def save_lm_pyfunc(model: torch.nn.Module, vocab: WordVocab, path: str | Path, e
             input_example=pd.DataFrame({PROMPT_COLUMN: examples[:3]}) if examples else None,
             pip_requirements=pip_requirements(),
             metadata=dict(metadata or {}),
+            mlflow_model=mlflow_model,
         )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return path
 
 
-def log_lm_pyfunc(tracker: Any, model: torch.nn.Module, vocab: WordVocab, examples: list[str]) -> None:
-    """Save the pyfunc locally and log it as the run's ``model/`` artifact (as the classifier's)."""
-    tmp = scratch_dir("lm-model")
-    try:
-        save_lm_pyfunc(model, vocab, tmp / "model", examples, {"glassworks_run_id": tracker.run_id})
-        tracker.log_artifacts(tmp / "model", "model")
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+def log_lm_pyfunc(tracker: Any, model: torch.nn.Module, vocab: WordVocab, examples: list[str]) -> str:
+    """Log the pyfunc as the run's LoggedModel ``model`` (as the classifier's); returns its model id."""
+
+    def save(path: Path, mlflow_model: Model) -> None:
+        save_lm_pyfunc(model, vocab, path, examples, {"glassworks_run_id": tracker.run_id}, mlflow_model)
+
+    return log_run_model(tracker, save, MODEL_TYPE)

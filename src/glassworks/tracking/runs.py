@@ -1,7 +1,7 @@
 """Opening, finding and checking runs: the store queries every stage shares.
 
 :func:`open_run` writes what is known before training (tags, params, config, data inputs; see
-:mod:`glassworks.tracking.contract`); :func:`finished_run` and :func:`require_artifact` check a
+:mod:`glassworks.tracking.contract`); :func:`finished_run`, :func:`require_artifact` and :func:`require_model` check a
 later stage's input before it reopens a run; :func:`resumable_run` finds the run a ``resume=``
 continues; :func:`stages_done` / :func:`mark_done` record which pipeline stages finished.
 """
@@ -18,6 +18,7 @@ from mlflow.entities import Run
 
 from glassworks.tracking import contract as C
 from glassworks.tracking.dataset import dataset_inputs
+from glassworks.tracking.logged_model import has_run_model, run_model_uri
 from glassworks.tracking.metadata import command_line, environment, git_state, redact
 from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.validation import UserError
@@ -106,6 +107,12 @@ def require_artifact(tracker: Any, run_id: str, path: str, hint: str) -> None:
     FINISHED rather than turn FAILED."""
     if path not in [a.path for a in tracker.client.list_artifacts(run_id, str(PurePosixPath(path).parent))]:
         raise UserError(f"run_id={run_id}: has no {path} artifact; {hint}")
+
+
+def require_model(tracker: Any, run_id: str, hint: str) -> None:
+    """The run's LoggedModel, checked like :func:`require_artifact` before a stage reopens the run."""
+    if not has_run_model(tracker.uri, run_id):
+        raise UserError(f"run_id={run_id}: has no logged model {run_model_uri(run_id)}; {hint}")
 
 
 def resumable_run(tracker: Any, ref: str, task: str) -> Run:

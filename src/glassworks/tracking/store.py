@@ -26,6 +26,7 @@ from filelock import FileLock
 from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
+from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import redact
 
 log = logging.getLogger(__name__)
@@ -133,17 +134,21 @@ def _short(error: BaseException) -> str:
 
 
 def ensure_experiment(client: MlflowClient, name: str, store_dir: str | Path) -> str:
-    """Experiment id for ``name``, created once with its artifacts under ``store_dir/artifacts``."""
+    """Experiment id for ``name``, created once with its artifacts under ``store_dir/artifacts`` and
+    tagged as a model-training experiment (the UI opens it in its Model training view)."""
 
     def get_or_create() -> str:
         existing = client.get_experiment_by_name(name)
         if existing is not None:
+            if C.TAG_EXPERIMENT_KIND not in existing.tags:  # made before the tag existed
+                client.set_experiment_tag(existing.experiment_id, C.TAG_EXPERIMENT_KIND, C.EXPERIMENT_KIND)
             return existing.experiment_id
         artifact_root = None
         if client.tracking_uri.startswith("sqlite:"):
             artifact_root = (Path(store_dir).resolve() / "artifacts").as_uri()
         try:
-            return client.create_experiment(name, artifact_location=artifact_root)
+            return client.create_experiment(name, artifact_location=artifact_root,
+                                            tags={C.TAG_EXPERIMENT_KIND: C.EXPERIMENT_KIND})
         except MlflowException:
             # Another process created it between our lookup and create.
             found = client.get_experiment_by_name(name)

@@ -29,6 +29,7 @@ from mlflow.exceptions import MlflowException
 
 from glassworks.report.figures import sweep_plots
 from glassworks.tracking import contract as C
+from glassworks.tracking.logged_model import link_registered_version, run_model_id, run_model_location
 from glassworks.tracking.objective import MODES, pick_best
 from glassworks.tracking.store import with_retry
 from glassworks.tracking.tracker import metric_name
@@ -410,7 +411,7 @@ def _failure_text(summary: SweepSummary, aborted: bool) -> str:
 
 
 def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str, Any]) -> str:
-    """Register the run's ``model/`` under ``name`` (as ``mlflow.register_model`` would, through an
+    """Register the run's LoggedModel under ``name`` (as ``mlflow.register_model`` would, through an
     explicit client rather than the process-wide tracking URI): ``models:/<name>/latest`` is then
     the sweep's winner. Returns the new version."""
     client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
@@ -423,7 +424,15 @@ def register_model(tracking_uri: str, run_id: str, name: str, tags: Mapping[str,
                 raise
 
     with_retry(ensure_registered, "registering model")
-    source = with_retry(lambda: client.get_run(run_id), "reading run").info.artifact_uri + "/model"
+    # The run's LoggedModel (the version links to it in the UI), given by its artifact location:
+    # the sqlite registry resolves a models:/<model_id> source through the process-wide tracking
+    # URI, not this client's. A run logged before LoggedModels registers its model/ folder.
+    model_id = run_model_id(client, run_id)
+    source = run_model_location(client, run_id)
     version = with_retry(lambda: client.create_model_version(
-        name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}), "registering model")
+        name, source, run_id=run_id, tags={k: str(v) for k, v in tags.items()}, model_id=model_id),
+        "registering model")
+    if model_id is not None:
+        with_retry(lambda: link_registered_version(client, model_id, name, str(version.version)),
+                   "linking the registered version to the logged model")
     return str(version.version)

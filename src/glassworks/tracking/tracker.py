@@ -279,7 +279,8 @@ class MLflowTracker(Validated):
         return f"open {self.uri}"
 
     def run_url(self, base: str = "http://127.0.0.1:5000") -> str:
-        return ui_url(self.uri, self.experiment_id, self.run_id, base)
+        """The run's page in the MLflow UI, opened in the Model training view."""
+        return run_ui_url(self.uri, self.experiment_id, self.run_id, base)
 
 
 @dataclass
@@ -315,6 +316,12 @@ class NoTracker(Validated):
         raise AttributeError(name)
 
 
+def ui_url(base: str, route: str) -> str:
+    """A page of the MLflow UI (``experiments/<id>``, ``experiments/<id>/runs/<run_id>``) that opens
+    in the Model training view, not in the GenAI view the UI may remember."""
+    return f"{base.rstrip('/')}/#/{route}{C.UI_VIEW_QUERY}"
+
+
 def metric_name(key: str) -> str:
     """MLflow names allow only [A-Za-z0-9_-. :/]: ``flip_rate@5`` is logged as ``flip_rate_at_5``."""
     return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", key.replace("@", "_at_"))
@@ -324,12 +331,12 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
 
-def ui_url(uri: str, experiment_id: str | None, run_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
-    """A run's page in the MLflow UI: on the tracking server itself, or on ``mlflow ui`` (``base``)
-    started over a local store as ``MLflowTracker.ui_command`` says."""
+def run_ui_url(uri: str, experiment_id: str | None, run_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
+    """A run's page in the MLflow UI (Model training view): on the tracking server itself, or on
+    ``mlflow ui`` (``base``) started over a local store as ``MLflowTracker.ui_command`` says."""
     if not uri.startswith("sqlite:"):
         base = uri.rstrip("/")
-    return redact(f"{base}/#/experiments/{experiment_id}/runs/{run_id}")
+    return redact(ui_url(base, f"experiments/{experiment_id}/runs/{run_id}"))
 
 
 def run_status(client: MlflowClient, run_id: str) -> str:
