@@ -52,5 +52,5 @@ def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: st
     _lines(ax, flip_rates, baseline, start_k=1)
     ax.set_ylabel("flip rate")
     ax.set_ylim(-0.02, 1.02)
-    ax.set_title("Prediction flips when the top-k attributed tokens are masked", fontsize=10)
+    ax.set_title("Prediction flips when the top-k attributed words are masked", fontsize=10)
     return save_png(fig, path)
