@@ -36,11 +36,11 @@ from tests.conftest import compose_config  # noqa: E402
 OVERRIDES = ["model=minilm", "logger=none", "trainer=cpu", "callbacks=none", "test=false",
              "data.source.n_train=2000", "data.source.n_validation=32", "data.source.n_test=32",
              "data.batch_size=32", "data.max_length=32", "mask_token_prob=0.0",
-             "trainer.limit_val_batches=0", "trainer.max_epochs=1"]
+             "+trainer.limit_val_batches=0", "trainer.max_epochs=1"]
 
 
 def ours(tmp: Path, steps: int) -> float:
-    cfg = compose_config(tmp, [*OVERRIDES, f"trainer.max_steps={steps}"], tiny=False)
+    cfg = compose_config(tmp, [*OVERRIDES, f"+trainer.max_steps={steps}"], tiny=False)
     result = train(build_job(cfg))
     return result.train_steps / result.fit_seconds
 

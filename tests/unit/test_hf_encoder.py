@@ -259,3 +259,134 @@ def test_substitution_candidates_are_whole_words(net, tok):
     index = SubstitutionAttack(n_candidates=5).neighbour_index(net, sorted(tok.special_ids))
     candidates = index(vocab["movie"])
     assert candidates and set(candidates) <= allowed - {vocab["movie"]}
+
+
+# ---- word-level robustness and pages: wordpieces go with their word ------------------------
+
+def _movies_example(tok):
+    from glassworks.explain.types import ExampleInput
+
+    text = "movies boring, loved"  # [CLS] movie ##s boring , loved [SEP]
+    enc = tok.encode(text)
+    assert enc.tokens == ["[CLS]", "movie", "##s", "boring", ",", "loved", "[SEP]"]
+    return ExampleInput(3, text, 1, enc.ids, enc.tokens, [0, 0, 0, 1, 1, 0, 0], word_ids=enc.word_ids)
+
+
+def _explanation(example, scores):
+    from glassworks.explain.types import Explanation
+
+    return Explanation("shap", example.example_id, 0, np.asarray(scores, dtype=np.float64), 0.1, 0.7, None, 0.0)
+
+
+def test_robustness_orders_and_curves_act_on_whole_words(net, tok):
+    from glassworks.explain.predict import predict_proba
+    from glassworks.robustness import RANDOM_ORDER, method_orders, perturbation_curves, units_of
+
+    ex = _movies_example(tok)
+    assert units_of(ex) == [(1, 2), (3, 4), (5,)]  # [CLS] and [SEP] belong to no word
+    # Word scores are the sums of their pieces: movies 0.6, "boring," 0.3, loved 0.2.
+    expl = _explanation(ex, [0.0, 0.1, 0.5, 0.3, 0.0, 0.2, 0.0])
+    assert method_orders([ex], [expl], "shap", 0)[3] == [(1, 2), (3, 4), (5,)]
+    expl = _explanation(ex, [0.0, 0.05, 0.05, 0.0, 0.3, 0.2, 0.0])  # boring, 0.3 > loved 0.2 > movies 0.1
+    assert method_orders([ex], [expl], "shap", 0)[3] == [(3, 4), (5,), (1, 2)]
+    assert sorted(method_orders([ex], None, RANDOM_ORDER, 0)[3]) == [(1, 2), (3, 4), (5,)]
+
+    order = {3: [(1, 2), (3, 4), (5,)]}
+    base = predict_proba(net, [ex.ids], pad_id=tok.pad_id)  # (1, C)
+    curves = perturbation_curves(net, [ex], order, base, k_max=2, mask_id=tok.mask_id, pad_id=tok.pad_id)
+    target = int(base[0].argmax())
+    m = tok.mask_id
+    cls, sep = ex.ids[0], ex.ids[-1]
+    want = predict_proba(net, [[cls, m, m, *ex.ids[3:]],  # k=1 deleted: both pieces of "movies"
+                               [cls, *ex.ids[1:3], m, m, m, sep],  # k=1 kept: only "movies"
+                               [cls, m, m, m, m, ex.ids[5], sep]], pad_id=tok.pad_id)  # k=2 deleted
+    np.testing.assert_allclose([curves.deletion[0, 1], curves.insertion[0, 1], curves.deletion[0, 2]],
+                               want[:, target], atol=1e-6)
+
+
+def test_attack_swaps_whole_words_only(net, tok):
+    from glassworks.robustness import SubstitutionAttack
+
+    ex = _movies_example(tok)
+    attack = SubstitutionAttack(max_edits=3, n_candidates=5)
+    (record,) = attack.run(net, [ex], {3: [(1, 2), (3, 4), (5,)]}, "shap", pad_id=tok.pad_id,
+                           special_ids=sorted(tok.special_ids))
+    assert record.n_model_calls == 1  # only "loved" (one token) was tried: the other words have pieces
+    assert set(record.edited_positions) <= {5}
+    assert record.perturbed_ids[:5] == ex.ids[:5] and record.perturbed_ids[-1] == ex.ids[-1]
+    assert record.perturbed_ids[5] == ex.ids[5] or record.perturbed_ids[5] in set(net.substitute_ids)
+
+
+def test_pages_and_global_importance_show_words(net, tok):
+    import pandas as pd
+
+    from glassworks.explain.plots import global_importance
+    from glassworks.explain.render import render_example_html
+    from glassworks.explain.word_units import word_view
+
+    ex = _movies_example(tok)
+    scores = [0.0, 0.1, 0.5, 0.3, 0.0, 0.2, 0.0]
+    view = word_view(ex, np.asarray(scores))
+    assert view.tokens == ["[CLS]", "movies", "boring,", "loved"]
+    np.testing.assert_allclose(view.scores, [0.0, 0.6, 0.3, 0.2])
+    assert view.rationale == [0, 0, 1, 0]
+    page = render_example_html(ex, {"shap": _explanation(ex, scores)}, ["a", "b", "c"], 0, [0.7, 0.2, 0.1])
+    assert ">movies<" in page and "##s" not in page and "movies (0.6" in page
+
+    table = pd.DataFrame({
+        "example_id": [3] * 7 + [4] * 3, "method": ["shap"] * 10, "position": [*range(7), 0, 1, 2],
+        "token": [*ex.tokens, "[CLS]", "loved", "[SEP]"], "score": [*scores, 0.0, -0.4, 0.0],
+        "word_index": pd.array([None, 0, 0, 1, 1, 2, None, None, 0, None], dtype="Int32"),
+    })
+    stats, method, unit = global_importance(table)
+    assert (method, unit) == ("shap", "words")
+    assert list(stats.index) == ["movies", "loved", "boring,"]  # a tie on mean: more occurrences first
+    assert stats.loc["loved", "count"] == 2 and stats.loc["loved", "mean"] == pytest.approx(0.3)
+
+
+# ---- trainer=gpu's bf16-mixed: training in bf16, attentions and explanations in fp32 --------
+
+def test_bf16_autocast_trains_in_bf16_but_explains_in_fp32(net, tok):
+    ids, mask = _batch(tok, TEXTS)
+    with torch.no_grad():
+        ref = net(ids, mask, output_attentions=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):  # what precision=bf16-mixed runs under
+            fast = net(ids, mask).logits
+            out = net(ids, mask, output_attentions=True)
+            embedded = net(inputs_embeds=net.embed(ids).bfloat16(), attention_mask=mask,
+                           output_attentions=True)
+    assert fast.dtype == torch.bfloat16  # the training path really is autocast
+    assert out.logits.dtype == torch.float32 and all(a.dtype == torch.float32 for a in out.attentions)
+    torch.testing.assert_close(out.logits, ref.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(out.attentions[-1], ref.attentions[-1], atol=1e-5, rtol=0)
+    assert embedded.logits.dtype == torch.float32
+    # The rollout of an autocast caller is the fp32 one.
+    from glassworks.explain.types import ExampleInput
+
+    enc = tok.encode(TEXTS[0])
+    example = ExampleInput(0, TEXTS[0], 0, enc.ids, enc.tokens, None, word_ids=enc.word_ids)
+    (plain,) = RolloutExplainer().explain(net, [example])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        (mixed,) = RolloutExplainer().explain(net, [example])
+    np.testing.assert_allclose(mixed.scores, plain.scores, atol=1e-6)
+
+
+def test_bf16_mixed_lightning_steps_keep_fp32_weights(config, tok):
+    import functools
+
+    import pytorch_lightning as pl
+
+    from glassworks.models.lightning import TextClassifier
+
+    torch.manual_seed(0)
+    net = config.build(tok.vocab_size, 2, tok.pad_id)
+    module = TextClassifier(model_spec=net.spec, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3),
+                            label_names=["a", "b"], mask_id=tok.mask_id, net=net)
+    ids, mask = _batch(tok, TEXTS)
+    batch = {"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([0, 1, 0, 0, 1])}
+    before = net.net.classifier.weight.detach().clone()
+    trainer = pl.Trainer(accelerator="cpu", devices=1, precision="bf16-mixed", max_steps=2, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch, batch], batch_size=None))
+    assert all(p.dtype == torch.float32 for p in net.parameters())  # fp32 master weights: saved as fp32
+    assert not torch.equal(net.net.classifier.weight, before)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from glassworks.explain.word_units import word_label
 from glassworks.render.png import save_png
 from glassworks.render.style import BASELINE_COLOUR, figure_style, new_figure
 from glassworks.tracking.contract import EXPLAIN_BASELINE
@@ -83,11 +84,15 @@ def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: 
         return save_png(fig, path, dpi)
 
 
-def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method: str | None = None) -> Path:
-    """Bar chart of the mean |score| per token string over the explained set.
+def global_importance(table: pd.DataFrame, method: str | None = None) -> tuple[pd.DataFrame, str | None, str]:
+    """Mean |score| and occurrence count per word (or token) string of one method, most important
+    first, with the method and the unit ("words" or "tokens").
 
     Uses SHAP when the table has it (or `method` when given), otherwise the first available
     method of a fixed preference list, the random baseline last. [CLS] (position 0) is left out.
+    With a ``word_index`` column, each word's score is the sum of its tokens' (wordpieces) and its
+    label the joined pieces (:func:`word_label`); specials ([SEP]) are left out. A word-level
+    tokenizer gives the same figures either way.
     """
     required = {"method", "token", "position", "score"}
     if missing := required - set(table.columns):
@@ -98,28 +103,42 @@ def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method
         others = [m for m in methods if m not in _GLOBAL_PREFERENCE and m != EXPLAIN_BASELINE]
         fallback = preferred + others + [m for m in methods if m == EXPLAIN_BASELINE]
         method = fallback[0] if fallback else None
-    with figure_style():
-        return _global_importance(table, path, top, method)
-
-
-def _global_importance(table: pd.DataFrame, path: Path, top: int, method: str | None) -> Path:
-    fig = new_figure(8.0, 0.3 * top + 1.4)
-    ax = fig.subplots()
     rows = table[(table["method"] == method) & (table["position"] > 0)] if method is not None else table.iloc[:0]
     rows = rows[np.isfinite(rows["score"].to_numpy(dtype=np.float64))]
-    if rows.empty:
+    unit = "tokens"
+    if "word_index" in rows.columns and rows["word_index"].notna().any():
+        unit = "words"
+        words = rows[rows["word_index"].notna()].sort_values(["example_id", "position"])
+        rows = (words.groupby(["example_id", "word_index"], sort=False)
+                .agg(token=("token", word_label), score=("score", "sum")).reset_index())
+    stats = rows.assign(abs_score=rows["score"].abs()).groupby("token")["abs_score"].agg(["mean", "count"])
+    stats = stats.sort_values(["mean", "count"], ascending=[False, False])
+    stats.attrs["n_examples"] = int(rows["example_id"].nunique())
+    return stats, method, unit
+
+
+def global_importance_png(table: pd.DataFrame, path: Path, top: int = 20, method: str | None = None) -> Path:
+    """Bar chart of :func:`global_importance`: the `top` words (tokens) by mean |score|."""
+    stats, method, unit = global_importance(table, method)
+    with figure_style():
+        return _global_importance_png(stats, method, unit, path, top)
+
+
+def _global_importance_png(stats: pd.DataFrame, method: str | None, unit: str, path: Path, top: int) -> Path:
+    fig = new_figure(8.0, 0.3 * top + 1.4)
+    ax = fig.subplots()
+    if stats.empty:
         ax.text(0.5, 0.5, "no finite attributions", ha="center", va="center")
         ax.set_axis_off()
         return save_png(fig, path, 100)
-    stats = rows.assign(abs_score=rows["score"].abs()).groupby("token")["abs_score"].agg(["mean", "count"])
-    stats = stats.sort_values(["mean", "count"], ascending=[False, False]).head(top).iloc[::-1]
+    n_examples = stats.attrs["n_examples"]
+    stats = stats.head(top).iloc[::-1]
     labels = [f"{_label(tok)} (n={n})" for tok, n in zip(stats.index, stats["count"], strict=True)]
     ax.barh(range(len(stats)), stats["mean"].to_numpy(), color="#d62728")
     ax.set_yticks(range(len(stats)), labels)
     ax.grid(False, axis="y")
     ax.set_xlabel(f"mean |{method} score| per occurrence")
-    n_examples = rows["example_id"].nunique()
-    ax.set_title(f"Top {len(stats)} tokens by mean |{method}| over {n_examples} examples")
+    ax.set_title(f"Top {len(stats)} {unit} by mean |{method}| over {n_examples} examples")
     return save_png(fig, path, 100)
 
 

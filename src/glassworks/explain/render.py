@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from glassworks.explain.metrics import agreement_matrix
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.explain.word_units import WordView, tokens_are_words, word_view
 from glassworks.render import fmt, render_page
 from glassworks.tracking.contract import AGREEMENT, EXPLAIN_BASELINE, EXPLAIN_METRICS, N_SKIPPED
 
@@ -29,20 +30,22 @@ def _label(label_names: Sequence[str], index: int | None) -> str:
     return str(index)
 
 
-def _method_meta(example: ExampleInput, expl: Explanation, label_names: Sequence[str]) -> list[str]:
+def _method_meta(example: ExampleInput, expl: Explanation, label_names: Sequence[str],
+                 view: WordView) -> list[str]:
     scores = np.asarray(expl.scores, dtype=np.float64)  # (T,)
     meta = [f"explains {_label(label_names, expl.target)}", f"model output p={fmt(expl.model_output)}"]
     if expl.base_value is not None:
-        # SHAP is additive: base value + sum of token scores = model output.
+        # SHAP is additive: base value + sum of token (or word) scores = model output.
         total = float(np.nansum(scores))
         meta.append(f"base value={fmt(expl.base_value)}, base + \u03a3 scores={fmt(expl.base_value + total)}")
     meta.append(f"{fmt(expl.seconds, 3)} s")
     n_bad = int(np.sum(~np.isfinite(scores)))
     if n_bad:
         meta.append(f"{n_bad} non-finite scores")
-    positive = [p for p in range(1, len(scores)) if np.isfinite(scores[p]) and scores[p] > 0]
-    top = sorted(positive, key=lambda p: -scores[p])[:5]
-    meta.append("top towards the class: " + (", ".join(f"{example.tokens[p]} ({fmt(scores[p], 3)})" for p in top)
+    shown = view.scores  # (1+W,) or (T,): what the row shows
+    positive = [p for p in range(1, len(shown)) if np.isfinite(shown[p]) and shown[p] > 0]
+    top = sorted(positive, key=lambda p: -shown[p])[:5]
+    meta.append("top towards the class: " + (", ".join(f"{view.tokens[p]} ({fmt(shown[p], 3)})" for p in top)
                                               if top else "none (no positive score)"))
     return meta
 
@@ -62,6 +65,9 @@ def render_example_html(
     is the model's (C,) class distribution; `title_info` (run id, model, data, ...) is shown as a
     key/value list; `links` are (label, relative href) to the run's other pages. Colours are normalised per method (red = towards the explained class,
     blue = against); rationale tokens are underlined; the exact score is in each token's tooltip.
+    When a tokenizer splits words into pieces (a pretrained encoder's wordpieces), the rows show
+    [CLS] + whole words, each with the sum of its pieces' scores (:func:`word_view`; the token
+    scores stay in ``attributions.parquet``).
     """
     probabilities = np.asarray(probabilities, dtype=np.float64).reshape(-1)  # (C,)
     p_pred = float(probabilities[prediction]) if 0 <= prediction < len(probabilities) else math.nan
@@ -71,16 +77,26 @@ def render_example_html(
         "prediction": f"{_label(label_names, prediction)}, p={fmt(p_pred)}",
         "tokens": len(example.tokens),
     }
+    by_word = not tokens_are_words(example.word_ids)
+    views = {m: (word_view(example, e.scores) if by_word else
+                 WordView(list(example.tokens), np.asarray(e.scores, dtype=np.float64), example.rationale))
+             for m, e in explanations.items()}  # fmt: skip
+    if by_word:
+        info["words"] = sum(1 for _ in {w for w in example.word_ids or [] if w is not None})
+        info["view"] = "words: each word's score is the sum of its tokens' scores"
     if example.rationale is not None:
         info["rationale tokens"] = int(sum(example.rationale))
     info.update({str(k): v for k, v in (title_info or {}).items()})
     rows = [{"name": label_names[c] if c < len(label_names) else str(c), "p": float(p), "predicted": c == prediction,
              "width": max(0.0, min(100.0, float(p) * 100)) if math.isfinite(float(p)) else 0.0}
             for c, p in enumerate(probabilities)]  # fmt: skip
-    methods = [{"name": m, "scores": np.asarray(e.scores, dtype=np.float64).tolist(),
-                "meta": _method_meta(example, e, label_names)} for m, e in explanations.items()]  # fmt: skip
+    methods = [{"name": m, "scores": views[m].scores.tolist(),
+                "meta": _method_meta(example, e, label_names, views[m])} for m, e in explanations.items()]  # fmt: skip
+    # The template rows show example.tokens / example.rationale: the word view's when by word.
+    first = next(iter(views.values()), None)
+    shown = replace(example, tokens=first.tokens, rationale=first.rationale) if by_word and first else example
     return render_page("explain_example.html", title=f"Example {example.example_id} — explanations",
-                       example=example, correct=prediction == example.label, info=list(info.items()),
+                       example=shown, correct=prediction == example.label, info=list(info.items()),
                        probabilities=rows, methods=methods,
                        links=[(label, _page_link(href)) for label, href in links])  # fmt: skip
 

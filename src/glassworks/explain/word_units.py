@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from sklearn.metrics import average_precision_score
@@ -73,14 +74,49 @@ def word_plausibility(
     return {"word_rationale_auprc": float(np.mean(auprc)), "word_rationale_f1": float(np.mean(f1))}
 
 
-def words_and_scores(example: ExampleInput, explanation: Explanation) -> tuple[list[str], np.ndarray]:
-    """The example's words (``text.split()`` order) and their summed scores, for the HTML views."""
-    if example.word_ids is None:
-        return list(example.tokens), np.asarray(explanation.scores, dtype=np.float64)
+def tokens_are_words(word_ids: Sequence[int | None] | None) -> bool:
+    """True when every token after [CLS] is a whole word of its own (a word-level tokenizer): the
+    token view is already the word view. Also True without word ids (nothing to aggregate)."""
+    if word_ids is None:
+        return True
+    return list(word_ids) == [None, *range(len(word_ids) - 1)]
+
+
+@dataclass
+class WordView:
+    """An example as [CLS] + its words, for the pages: ``tokens`` (1+W,), ``scores`` (1+W,) with
+    [CLS]'s own score first (the colour scale leaves position 0 out) and each word's summed
+    token scores after it, ``rationale`` (1+W,) 0/1 or None. Other specials ([SEP]) are left out."""
+
+    tokens: list[str]
+    scores: np.ndarray
+    rationale: list[int] | None
+
+
+def word_view(example: ExampleInput, scores: np.ndarray) -> WordView:
+    """The word view of one method's (T,) `scores` on `example` (words from ``text.split()``)."""
+    scores = np.asarray(scores, dtype=np.float64)  # (T,)
+    if example.word_ids is None or len(example.word_ids) != len(scores):
+        return WordView(list(example.tokens), scores, list(example.rationale) if example.rationale else None)
     words = example.text.split()
-    groups = word_positions(example.word_ids)
-    kept = sorted({w for w in example.word_ids if w is not None})
-    return [words[w] for w in kept], word_scores(explanation.scores, example.word_ids)[: len(groups)]
+    kept = sorted({int(w) for w in example.word_ids if w is not None})
+    shown = [words[w] if w < len(words) else str(w) for w in kept]
+    rationale = None
+    if example.rationale is not None and len(example.rationale) == len(scores):
+        rationale = [0, *word_rationale(example.rationale, example.word_ids).tolist()]
+    return WordView([str(example.tokens[0]), *shown],
+                    np.concatenate([scores[:1], word_scores(scores, example.word_ids)]), rationale)
+
+
+def word_label(pieces: Sequence[str]) -> str:
+    """A word's text rebuilt from its tokens: wordpiece "##" continuations joined, the word-start
+    markers of SentencePiece ("\u2581") and byte-level BPE ("\u0120") dropped."""
+    out = []
+    for i, piece in enumerate(str(p) for p in pieces):
+        if i and piece.startswith("##"):
+            piece = piece[2:]
+        out.append(piece.lstrip("\u2581\u0120"))
+    return "".join(out) or "".join(str(p) for p in pieces)
 
 
 def local_accuracy_gap(explanation: Explanation, example: ExampleInput) -> float:

@@ -4,11 +4,11 @@ attack, and the stability of explanations under prediction-preserving edits.
 Every attribution method (plus a seeded random-order baseline, ``random_order``) gets:
 
 * **deletion / insertion curves** (:mod:`.curves`) — p(originally predicted class) as the top-k
-  attributed tokens are masked (deletion; a faithful method makes it fall fast) or as only the
+  attributed words are masked (deletion; a faithful method makes it fall fast) or as only the
   top-k are kept and the rest masked (insertion; it should rise fast), k = 0..K, and the **flip
   rate** at k (fraction of examples whose argmax changed under deletion);
 * a **substitution attack** (:class:`~.attack.SubstitutionAttack`) that visits positions in the
-  method's order and greedily swaps in embedding-space neighbours (:mod:`.neighbours`) until the
+  method's order and greedily swaps whole words for embedding-space neighbours (:mod:`.neighbours`) until the
   prediction flips or the edit budget is spent — a good attribution finds the decisive words
   first, so it needs fewer edits;
 * **stability** (:mod:`.stability`) — mean Spearman correlation between the method's
@@ -18,7 +18,9 @@ One module per idea, in dependency order: ``orders`` (which positions matter, pe
 ``curves``, ``neighbours`` -> ``attack`` -> ``stability`` -> ``plots``, ``render`` (the PNGs and
 the adversarial page) -> ``runner`` (the stage). Nothing imports upwards, so there is no cycle.
 
-Token conventions: position 0 is [CLS], never perturbed and never ranked. The special ids (the
+Token conventions: position 0 is [CLS], never perturbed and never ranked. The unit of every test
+is a word (``orders.units_of``: the token positions of one whitespace word, so a wordpiece
+model's "##" pieces go with their word; special tokens belong to none). The special ids (the
 mask used for deletion, the padding, the ids never offered as substitutes) come from the
 tokenizer (``TextTokenizer.mask_id``, ``pad_id``, ``special_ids``) and are passed in explicitly.
 All model evaluations go through :func:`~glassworks.explain.predict.predict_proba`, built as
@@ -43,12 +45,12 @@ from glassworks.robustness.attack import (
 )  # fmt: skip
 from glassworks.robustness.curves import FLIP_KS, Curves, perturbation_curves
 from glassworks.robustness.neighbours import NeighbourIndex, TokenToId
-from glassworks.robustness.orders import RANDOM_ORDER, method_orders, random_order, text_of
+from glassworks.robustness.orders import RANDOM_ORDER, Order, Unit, method_orders, random_order, text_of, units_of
 from glassworks.robustness.runner import RobustnessResult, RobustnessRunner
 from glassworks.robustness.stability import StabilityResult, explanation_stability
 
 __all__ = [
     "ATTACK_COLUMNS", "AttackRecord", "Curves", "FLIP_KS", "NeighbourIndex", "RANDOM_ORDER", "RobustnessResult",
-    "RobustnessRunner", "StabilityResult", "SubstitutionAttack", "TokenToId", "attack_summary", "attack_table",
-    "explanation_stability", "method_orders", "perturbation_curves", "random_order", "text_of",
+    "Order", "RobustnessRunner", "StabilityResult", "SubstitutionAttack", "TokenToId", "attack_summary", "attack_table",
+    "explanation_stability", "method_orders", "perturbation_curves", "random_order", "text_of", "Unit", "units_of",
 ]  # fmt: skip

@@ -15,7 +15,7 @@ from torch import nn
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput
 from glassworks.robustness.neighbours import NeighbourIndex, TokenToId, word_list_ids
-from glassworks.robustness.orders import RANDOM_ORDER, method_orders, text_of
+from glassworks.robustness.orders import RANDOM_ORDER, Order, method_orders, text_of
 
 ATTACK_COLUMNS = (
     "method", "example_id", "success", "n_edits", "prob_before", "prob_after", "original_text",
@@ -51,12 +51,16 @@ class AttackRecord:
 class SubstitutionAttack:
     """Attribution-guided greedy word substitution (in the spirit of TextFooler / greedy-WIR).
 
-    Positions are visited in the order an attribution method ranks them. At each one, all
-    candidate replacements — the `n_candidates` nearest neighbours of the current token in the
+    Words are visited in the order an attribution method ranks them (:func:`method_orders`). Only
+    whole words are replaced, by whole words: a word of one token is swapped for candidates, a
+    word a wordpiece tokenizer split into several pieces is passed over (no one-token substitute
+    keeps the input's length, and swapping one piece would make a non-word like "un##good"); a
+    pretrained encoder's candidates are whole-word vocabulary entries (``model.substitute_ids``).
+    At each word, all candidate replacements — the `n_candidates` nearest neighbours of the current token in the
     model's input-embedding space, or only ids from `word_list` — are scored in ONE batched forward
     pass, and the one that lowers p(predicted class) most is kept, if it lowers it at all. The
     attack stops when the prediction flips, after `max_edits` edits, after `max_steps` visited
-    positions (None: all), or when positions run out. `seed` seeds the random visiting order used
+    words (None: all), or when words run out. `seed` seeds the random visiting order used
     when :meth:`run` gets no orders (the runner passes its own, shared with the curves).
     """
 
@@ -111,7 +115,7 @@ class SubstitutionAttack:
         self,
         model: nn.Module,
         example: ExampleInput,
-        order: Sequence[int],
+        order: Order,
         target: int,
         prob: float,
         neighbours: Callable[[int], list[int]],
@@ -126,12 +130,14 @@ class SubstitutionAttack:
         prediction = target
         edited: list[int] = []
         n_calls = n_rows = 0
-        for step, pos in enumerate(order):
+        for step, unit in enumerate(order):
             if len(edited) >= self.max_edits or prediction != target:
                 break
             if self.max_steps is not None and step >= self.max_steps:
                 break
-            pos = int(pos)
+            if len(unit) != 1:  # a word of several wordpieces: no whole-word swap keeps the length
+                continue
+            pos = int(unit[0])
             if pos == 0:  # [CLS] is what the head reads, never an input word
                 continue
             candidates = neighbours(ids[pos])
@@ -164,7 +170,7 @@ class SubstitutionAttack:
         self,
         model: nn.Module,
         examples: Sequence[ExampleInput],
-        orders: Mapping[int, Sequence[int]] | None,
+        orders: Mapping[int, Order] | None,
         method: str = "",
         *,
         pad_id: int,
@@ -173,7 +179,7 @@ class SubstitutionAttack:
         special_ids: Sequence[int] | None = None,
         token_to_id: TokenToId | None = None,
     ) -> list[AttackRecord]:
-        """Attack every example that has an order (`orders`: example_id -> positions, most important
+        """Attack every example that has an order (`orders`: example_id -> words, most important
         first; None: the random order seeded with `seed`). `base_probs` (N, C) saves the clean forward.
         Without `neighbours`, an index is built, which needs the tokenizer's `special_ids` (and
         `token_to_id` when there is a word list)."""

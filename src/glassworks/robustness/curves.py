@@ -12,6 +12,7 @@ from torch import nn
 
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput
+from glassworks.robustness.orders import Order
 
 log = logging.getLogger(__name__)
 
@@ -22,14 +23,15 @@ FLIP_KS: tuple[int, ...] = (1, 2, 3, 5, 10)  # flip_rate_at_<k> keys, capped at 
 class Curves:
     """Deletion / insertion curves of one method over the examples it could rank.
 
-    Columns are k = 0..K. Examples shorter than K hold their last value: masking "the top-k" of an
-    n-token input with k > n masks all n, keeping the top-k keeps all n.
+    Columns are k = 0..K words (a word is every token of it: a wordpiece model's "##" pieces go
+    with their word). Examples shorter than K hold their last value: masking "the top-k" of an
+    n-word input with k > n masks all n, keeping the top-k keeps all n.
     """
 
     method: str
     example_ids: list[int]
-    deletion: np.ndarray  # (N, K+1) p(original class) with the top-k tokens masked
-    insertion: np.ndarray  # (N, K+1) p(original class) with only the top-k tokens kept
+    deletion: np.ndarray  # (N, K+1) p(original class) with the top-k words masked
+    insertion: np.ndarray  # (N, K+1) p(original class) with only the top-k words kept
     flipped: np.ndarray  # (N, K+1) bool: argmax under deletion differs from the original prediction
 
     @property
@@ -56,18 +58,18 @@ class Curves:
         return float((curve[0] / 2 + curve[1:-1].sum() + curve[-1] / 2) / k)
 
     def deletion_auc(self) -> float:
-        """Lower is better: the attributed tokens matter."""
+        """Lower is better: the attributed words matter."""
         return self._auc(self.mean_deletion())
 
     def insertion_auc(self) -> float:
-        """Higher is better: the attributed tokens alone carry the prediction."""
+        """Higher is better: the attributed words alone carry the prediction."""
         return self._auc(self.mean_insertion())
 
 
 def perturbation_curves(
     model: nn.Module,
     examples: Sequence[ExampleInput],
-    orders: Mapping[int, np.ndarray],
+    orders: Mapping[int, Order],
     base_probs: np.ndarray,
     k_max: int = 10,
     method: str = "",
@@ -78,8 +80,9 @@ def perturbation_curves(
 ) -> Curves:
     """Deletion and insertion curves for one method, with ONE batched forward over all rows.
 
-    `orders`: example_id -> positions most important first (see :func:`method_orders`); examples
-    without an order are left out; `mask_id` replaces a deleted token. `base_probs` (N, C): the model's probabilities on the unperturbed
+    `orders`: example_id -> words (tuples of token positions) most important first (see
+    :func:`method_orders`); examples without an order are left out; `mask_id` replaces every token
+    of a deleted word. Tokens outside every word ([CLS], [SEP]) are never masked. `base_probs` (N, C): the model's probabilities on the unperturbed
     `examples` (same order); the original prediction is their argmax.
     """
     if k_max < 1:
@@ -95,17 +98,19 @@ def perturbation_curves(
         order = orders.get(ex.example_id)
         if order is None:
             continue
-        n_tokens = len(order)
+        n_words = len(order)
         deleted, kept = [], []
         for k in range(0, k_max + 1):
-            kk = min(k, n_tokens)  # capped at the example's own length
+            kk = min(k, n_words)  # capped at the example's own length
             row = list(ex.ids)
-            for p in order[:kk]:
-                row[int(p)] = mask_id
+            for unit in order[:kk]:
+                for p in unit:
+                    row[int(p)] = mask_id
             deleted.append(add(row))
             row = list(ex.ids)
-            for p in order[kk:]:
-                row[int(p)] = mask_id
+            for unit in order[kk:]:
+                for p in unit:
+                    row[int(p)] = mask_id
             kept.append(add(row))
         plans.append((i, deleted, kept))
 

@@ -57,5 +57,5 @@ def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: st
         _lines(ax, flip_rates, baseline, start_k=1)
         ax.set_ylabel("flip rate")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title("Prediction flips when the top-k attributed tokens are masked")
+        ax.set_title("Prediction flips when the top-k attributed words are masked")
         return save_png(fig, path)

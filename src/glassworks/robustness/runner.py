@@ -185,9 +185,9 @@ class RobustnessRunner:
             json.dumps({k: (v if math.isfinite(v) else None) for k, v in metrics.items()}, indent=2, sort_keys=True)
         )
         curves_png({m: c.mean_deletion() for m, c in curves.items()}, out_dir / file_name(CURVES_DELETION_PNG),
-                   "Deletion: top-k attributed tokens masked", baseline=RANDOM_ORDER)  # fmt: skip
+                   "Deletion: top-k attributed words masked", baseline=RANDOM_ORDER)  # fmt: skip
         curves_png({m: c.mean_insertion() for m, c in curves.items()}, out_dir / file_name(CURVES_INSERTION_PNG),
-                   "Insertion: only the top-k attributed tokens kept", baseline=RANDOM_ORDER)  # fmt: skip
+                   "Insertion: only the top-k attributed words kept", baseline=RANDOM_ORDER)  # fmt: skip
         flip_rate_png({m: c.flip_rates() for m, c in curves.items()}, out_dir / file_name(FLIP_RATE_PNG), baseline=RANDOM_ORDER)
         page = render_adversarial_html(all_records, id_to_token, label_names, metrics, max_examples=self.max_html_examples)
         (out_dir / file_name(ADVERSARIAL_HTML)).write_text(page, encoding="utf-8")

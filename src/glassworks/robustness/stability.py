@@ -13,7 +13,7 @@ from torch import nn
 
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
-from glassworks.robustness.orders import explanations_by_id, text_of
+from glassworks.robustness.orders import explanations_by_id, text_of, units_of
 
 
 @dataclass
@@ -41,9 +41,10 @@ def explanation_stability(
 ) -> StabilityResult:
     """Spearman rank correlation between attributions of an input and of near-copies that keep its prediction.
 
-    Each near-copy replaces ONE token with its nearest embedding neighbour, at a random position
-    among the bottom half by the method's own |score| (and outside the rationale when there is
-    one): an edit the method itself calls unimportant should not reshuffle its explanation. Twice
+    Each near-copy replaces ONE word of one token with its nearest embedding neighbour (a whole
+    word for a pretrained encoder; words split into wordpieces are never edited), at a random
+    position among the bottom half of those words by the method's own |score| (and outside the
+    rationale when there is one): an edit the method itself calls unimportant should not reshuffle its explanation. Twice
     as many candidates as needed are scored in one batched forward; the first `n_perturbations`
     whose argmax is unchanged are explained with ONE ``explainer.explain`` call over all examples.
     The correlation uses the positions left unchanged (the edited one and [CLS] excluded).
@@ -58,7 +59,10 @@ def explanation_stability(
         n_tokens = len(ex.ids) - 1
         if n_tokens < 3 or not np.all(np.isfinite(scores[1:])):  # Spearman needs >= 2 unchanged positions
             continue
-        low = np.argsort(np.abs(scores[1:]), kind="stable")[: math.ceil(n_tokens / 2)] + 1  # least |score| first
+        single = np.array([u[0] for u in units_of(ex) if len(u) == 1], dtype=np.int64)  # (W1,) one-token words
+        if not len(single):
+            continue
+        low = single[np.argsort(np.abs(scores[single]), kind="stable")[: math.ceil(len(single) / 2)]]  # least |score| first
         if ex.rationale is not None and len(ex.rationale) == len(ex.ids):
             outside = [p for p in low if not ex.rationale[p]]
             low = np.asarray(outside) if outside else low
@@ -93,7 +97,8 @@ def explanation_stability(
         tokens[pos] = str(id_to_token(row[pos]))
         # Same example_id: explainers seed per example, so only the input changes, not the sampling.
         perturbed.append(ExampleInput(example_id=ex.example_id, text=text_of(row, id_to_token), label=ex.label,
-                                      ids=row, tokens=tokens, rationale=ex.rationale))  # fmt: skip
+                                      ids=row, tokens=tokens, rationale=ex.rationale,
+                                      word_ids=ex.word_ids))  # fmt: skip
     new = explainer.explain(model, perturbed)
     if len(new) != len(perturbed):
         raise ValueError(f"explanation_stability: explainer {method!r} returned {len(new)} explanations for {len(perturbed)} inputs")
