@@ -153,6 +153,8 @@ def test_explanations_index_opens_from_the_artifact_view(ui, tmp_path):
                                     f"&run_uuid={run_id}", timeout=30).read()
     logged = Path(ui["client"].download_artifacts(run_id, C.EXPLAIN_INDEX, str(tmp_path))).read_bytes()
     assert served == logged and b"Explanations" in served
+    # the frame is built from the file alone: the page's figures travel inside it
+    assert served.count(b'<img src="data:image/png;base64,') >= 2 and b'<img src="' + b'metrics' not in served
     shot = tmp_path / "ui-explanations.png"
     browse(url, tmp_path / "profile", screenshot=shot)
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

@@ -109,9 +109,11 @@ def test_index_page_links_are_relative_and_escaped():
                  prediction=EVIL[2], probability=0.9, correct=False),
     ]  # fmt: skip
     metrics = {"shap/comprehensiveness": 0.5, "<b>/x": float("nan"), "agreement/shap_vs_<i>": 0.1}
-    page = render_index_html(rows, metrics, {"<!--": "-->"}, images=["metrics.png"])
+    page = render_index_html(rows, metrics, {"<!--": "-->"}, images=[("metrics.png", b"\x89PNG-bytes")])
     parsed = _assert_inert(page)
     assert ("a", {"href": "examples/example_7.html"}) in parsed.tags
+    # figures travel inside the page: MLflow's artifact view opens the HTML without its folder
+    assert ("img", {"src": "data:image/png;base64,iVBORy1ieXRlcw==", "alt": "metrics.png"}) in parsed.tags
     assert "comprehensiveness" in page and "<th>&lt;i&gt;</th>" in page and "_vs_" not in page  # agreement: a matrix
     for bad in ("https://evil.example/x.html", "/etc/passwd", "../up.html", "javascript:alert(1)"):
         with pytest.raises(ValueError, match="relative"):

@@ -56,11 +56,11 @@ def write_generation_views(examples: Sequence[GeneratedExample], attributions: S
         if not example.steps:
             continue
         name = f"example_{example.example_id}"
-        generation_heatmap_png(example, attributions, vocab, folder / f"{name}.png", methods)
+        png = generation_heatmap_png(example, attributions, vocab, folder / f"{name}.png", methods)
         prompt, answer = vocab.decode(example.prompt_ids), vocab.decode(example.generated_ids)
         info = [("prompt", prompt), ("generated", answer), ("reference", vocab.decode(example.reference_ids))]
         page = render_page("generation_example.html", title=f"Example {example.example_id} — generation explanations",
-                           example_id=example.example_id, info=info, image=f"{name}.png",
+                           example_id=example.example_id, info=info, image=png.read_bytes(),
                            matrices=_matrices(example, attributions, vocab, methods),
                            links=[("← all explanations", C.link(C.EXPLAIN_INDEX, C.GENERATION_HEATMAPS_DIR)),
                                   ("run report", C.link(C.REPORT_HTML, C.GENERATION_HEATMAPS_DIR))])

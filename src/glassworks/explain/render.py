@@ -180,7 +180,7 @@ def render_index_html(
     rows: Sequence[IndexRow],
     metrics: Mapping[str, float] | None = None,
     title_info: Mapping[str, Any] | None = None,
-    images: Sequence[str] = (),
+    images: Sequence[tuple[str, bytes]] = (),
     snippet_chars: int = 120,
     links: Sequence[tuple[str, str]] = (),
     bins_note: str | None = None,
@@ -188,7 +188,8 @@ def render_index_html(
     """Index page: run info, the metrics tables ("<method>/<metric>" keys; rank agreement as a
     method x method matrix), figures, and links.
 
-    `images` are relative paths of PNGs shown inline (next to the index file); `links` are
+    `images` are (name, PNG bytes), embedded as data URIs so the page shows them wherever it is
+    opened (MLflow's artifact view loads an HTML artifact without its folder); `links` are
     (label, relative href) to the run's other pages; `bins_note` explains equal per-bin columns.
     """
     shown = [{"example_id": r.example_id, "href": _relative(r.href), "label": r.label, "prediction": r.prediction,
@@ -197,5 +198,5 @@ def render_index_html(
              for r in rows]  # fmt: skip
     return render_page("explain_index.html", title="Explanations — index",
                        info=[(str(k), v) for k, v in (title_info or {}).items()],
-                       tables=_metrics_tables(metrics or {}, bins_note), images=[_relative(s) for s in images],
+                       tables=_metrics_tables(metrics or {}, bins_note), images=[(str(n), bytes(png)) for n, png in images],
                        rows=shown, links=[(label, _page_link(href)) for label, href in links])

@@ -311,7 +311,9 @@ class ExplainRunner:
                 )
             )  # fmt: skip
         index = render_index_html(
-            rows, metrics, context, images=[file_name(EXPLAIN_METRICS_PNG), file_name(GLOBAL_IMPORTANCE_PNG), *heatmaps],
+            rows, metrics, context,
+            images=[(name, (out_dir / name).read_bytes())
+                    for name in (file_name(EXPLAIN_METRICS_PNG), file_name(GLOBAL_IMPORTANCE_PNG), *heatmaps)],
             links=[("run report", link(REPORT_HTML, EXPLANATIONS_DIR))],
             bins_note=bins_note(self.fractions, [len(ex.ids) for ex in examples]),
         )
