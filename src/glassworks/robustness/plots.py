@@ -39,23 +39,23 @@ def _lines(ax, series: Mapping[str, np.ndarray], baseline: str, start_k: int) ->
 
 def curves_png(curves: Mapping[str, np.ndarray], path: Path, title: str, baseline: str = ROBUSTNESS_BASELINE) -> Path:
     """Mean p(original class) against k, one line per method (`curves`: method -> (K+1,) for k = 0..K)."""
-    with figure_style():
-        fig = new_figure(8.0, 4.2)
-        ax = fig.subplots()
-        _lines(ax, curves, baseline, start_k=0)
-        ax.set_ylabel("p(originally predicted class)")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(title)
-        return save_png(fig, path)
+    return _unit_range_lines_png(curves, path, "p(originally predicted class)", title, baseline, start_k=0)
 
 
 def flip_rate_png(flip_rates: Mapping[str, np.ndarray], path: Path, baseline: str = ROBUSTNESS_BASELINE) -> Path:
     """Fraction of examples whose prediction flipped after deleting the top-k tokens (k = 1..K)."""
+    return _unit_range_lines_png(flip_rates, path, "flip rate", "Prediction flips when the top-k attributed words are masked",
+                                 baseline, start_k=1)
+
+
+def _unit_range_lines_png(series: Mapping[str, np.ndarray], path: Path, ylabel: str, title: str, baseline: str,
+                          start_k: int) -> Path:
+    """One line per method against k (from `start_k`), on a 0..1 y axis."""
     with figure_style():
         fig = new_figure(8.0, 4.2)
         ax = fig.subplots()
-        _lines(ax, flip_rates, baseline, start_k=1)
-        ax.set_ylabel("flip rate")
+        _lines(ax, series, baseline, start_k=start_k)
+        ax.set_ylabel(ylabel)
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title("Prediction flips when the top-k attributed words are masked")
+        ax.set_title(title)
         return save_png(fig, path)
