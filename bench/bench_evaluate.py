@@ -23,9 +23,11 @@ import argparse
 import logging
 import os
 import tempfile
+import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 import mlflow  # noqa: E402
@@ -33,6 +35,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
+from bench.results import emit  # noqa: E402
 from glassworks.data.synthetic import generate_split  # noqa: E402
 from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig  # noqa: E402
 from glassworks.models.transformer import TransformerConfig  # noqa: E402
@@ -115,6 +118,12 @@ def main() -> None:
     print(f"  with the model: {sorted(result_model.artifacts)}")
     print(f"same predictions: {same}; accuracy ours {np.trace(matrix) / matrix.sum():.4f} "
           f"evaluate {result.metrics['accuracy_score']:.4f}; our confusion PNG {len(png)} bytes")
+    emit("evaluate", {"evaluate_first_call_over_ours": t_first / t_ours, "evaluate_over_ours": t_static / t_ours,
+                      "evaluate_with_model_over_ours": t_model / t_ours},
+         {"ours_s": t_ours, "evaluate_first_call_s": t_first, "evaluate_s": t_static, "evaluate_with_model_s": t_model,
+          "n_test": len(texts), "same_predictions": bool(same),
+          "accuracy_ours": float(np.trace(matrix) / matrix.sum()),
+          "accuracy_evaluate": float(result.metrics["accuracy_score"])})
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ The last line is one JSON object: {"bench": "explain", "ratios": {...}, "absolut
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.results import emit  # noqa: E402
 from glassworks.explain.warmup import start_shap_warmup  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(300)]
@@ -328,12 +328,9 @@ def main() -> None:
             if not args.skip_methods:
                 parts.append(methods_table(args))
     parts.append(generation_ratio(args))
-    ratios = {k: round(v, 4) for p in parts for k, v in p["ratios"].items()}
-    absolute = {k: (round(v, 5) if isinstance(v, float) else v) for p in parts for k, v in p["absolute"].items()}
-    absolute["load_average_start"] = round(load, 2)
-    absolute["load_average_end"] = round(os.getloadavg()[0], 2)
-    absolute["repeats"] = args.repeats
-    print(json.dumps({"bench": "explain", "ratios": ratios, "absolute": absolute}))
+    ratios = {k: v for p in parts for k, v in p["ratios"].items()}
+    absolute = {k: v for p in parts for k, v in p["absolute"].items()}
+    emit("explain", ratios, {**absolute, "load_average_start": load, "repeats": args.repeats})
 
 
 if __name__ == "__main__":

@@ -13,12 +13,17 @@ rows, Dirichlet 0.3, as trained attention is):
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glassworks.explain.attention import attention_flow
-from glassworks.testing.flow import networkx_flow
+import numpy as np  # noqa: E402
+
+from bench.results import emit  # noqa: E402
+from glassworks.explain.attention import attention_flow  # noqa: E402
+from glassworks.testing.flow import networkx_flow  # noqa: E402
 
 
 def stack(n_layers: int, n_tokens: int, n_heads: int, seed: int) -> list[np.ndarray]:
@@ -37,6 +42,7 @@ def main() -> None:
     parser.add_argument("--heads", type=int, default=4)
     args = parser.parse_args()
 
+    ratios, absolute = {}, {}
     print("attention_flow (scipy Dinic) vs networkx, same inputs")
     print(f"{'layers x tokens':<18}{'networkx s':>12}{'ours s':>10}{'speed-up':>10}{'max |diff|':>12}")
     for n_layers, n_tokens in ((2, 16), (2, 32), (6, 32)):
@@ -45,6 +51,8 @@ def main() -> None:
         t_ours, ours = timed(lambda: attention_flow(layers))
         diff = float(np.max(np.abs(np.asarray(ours) - np.asarray(ref))))
         print(f"{f'{n_layers} x {n_tokens}':<18}{t_nx:>12.2f}{t_ours:>10.3f}{t_nx / t_ours:>9.0f}x{diff:>12.1e}")
+        ratios[f"networkx_over_ours_{n_layers}x{n_tokens}"] = t_nx / t_ours
+        absolute[f"max_abs_diff_{n_layers}x{n_tokens}"] = diff
 
     print("\nattention_flow seconds per example")
     lengths = (32, 64, 128, 256)
@@ -53,6 +61,8 @@ def main() -> None:
         inputs = {t: stack(n_layers, t, args.heads, seed=t) for t in lengths}
         cells = [timed(lambda x=inputs[t]: attention_flow(x))[0] for t in lengths]
         print(f"{n_layers:<8}" + "".join(f"{c:>13.2f}" for c in cells))
+        absolute.update({f"flow_s_per_example_{n_layers}layers_{t}tok": c for t, c in zip(lengths, cells, strict=True)})
+    emit("flow", ratios, absolute)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.results import emit  # noqa: E402
 from glassworks.explain.predict import predict_proba  # noqa: E402
 from glassworks.explain.shap import ShapExplainer  # noqa: E402
 from glassworks.explain.types import ExampleInput  # noqa: E402
@@ -109,10 +110,18 @@ def main() -> None:
         dm = job.datamodule
         model = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id).eval()
         shap_vs_floor(model, dm.tokenizer, 16, 1, 64)  # numba warm-up
+        shap = {}
         for n_tokens in (16, 64):
             t_ours, t_floor = shap_vs_floor(model, dm.tokenizer, n_tokens, args.examples, args.max_evals)
+            shap[n_tokens] = (t_ours, t_floor)
             print(f"SHAP on MiniLM, {n_tokens} tokens, {args.examples} examples, max_evals={args.max_evals}: "
                   f"ours {t_ours:.2f} s   floor {t_floor:.2f} s   ratio {t_ours / t_floor:.2f}x")
+    emit("hf", {"train_ours_over_hand_loop": statistics.median(ratios),
+                **{f"partition_vs_floor_{t}tok": o / f for t, (o, f) in shap.items()}},
+         {"train_ratio_repeats": ratios, "steps": args.steps, "repeats": args.repeats, "examples": args.examples,
+          "max_evals": args.max_evals,
+          **{f"partition_s_per_example_{t}tok": o / args.examples for t, (o, _) in shap.items()},
+          **{f"floor_s_per_example_{t}tok": f / args.examples for t, (_, f) in shap.items()}})
 
 
 if __name__ == "__main__":

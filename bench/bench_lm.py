@@ -24,6 +24,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.results import emit  # noqa: E402
 from bench.generation_floor import shap_vs_floor, train_lm  # noqa: E402
 from glassworks.data.lm_tasks import AgreementTask, CopyTask, RecallTask  # noqa: E402
 from glassworks.explain.generation import GenerationExplainer, GenerationShap  # noqa: E402
@@ -49,6 +50,7 @@ def main() -> None:
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
+    ratios, absolute = {}, {}
     for task in args.tasks:
         module, dm, fit_seconds, acc = train_lm(TASKS[task](seed=args.seed, n_train=args.n_train), args.epochs, args.seed)
         model = module.model.eval()
@@ -76,6 +78,15 @@ def main() -> None:
         print(f"SHAP per generated token: {floor['shap_ms_per_token']:.1f} ms, forward floor "
               f"{floor['floor_ms_per_token']:.1f} ms ({floor['evals_per_token']:.0f} evals/token): "
               f"ratio {floor['ratio']:.2f}x")
+        ratios[f"{task}_shap_over_floor"] = floor["ratio"]
+        if rand > 0:
+            ratios[f"{task}_shap_hit_at_1_over_random"] = summary["shap"]["hit_at_1"] / rand
+        absolute.update({f"{task}_fit_s": fit_seconds, f"{task}_test_answer_acc": acc,
+                         f"{task}_shap_ms_per_token": floor["shap_ms_per_token"],
+                         f"{task}_floor_ms_per_token": floor["floor_ms_per_token"],
+                         **{f"{task}_{method}_{key}": value for method, row in summary.items()
+                            for key, value in row.items()}})
+    emit("lm", ratios, {**absolute, "threads": args.threads, "epochs": args.epochs, "examples": args.examples})
 
 
 if __name__ == "__main__":

@@ -14,30 +14,33 @@ Run: ``python bench/bench_robustness.py [--examples 32] [--candidates 20] [--thr
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import tempfile
 import time
+import sys
 from pathlib import Path
 
-import numpy as np
-import torch
-import torch.nn.functional as F
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from glassworks.explain.attention import RolloutExplainer
-from glassworks.explain.baseline import RandomExplainer
-from glassworks.explain.gradient import InputXGradientExplainer
-from glassworks.explain.predict import predict_proba
-from glassworks.robustness import (
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+from bench.results import emit  # noqa: E402
+from glassworks.explain.attention import RolloutExplainer  # noqa: E402
+from glassworks.explain.baseline import RandomExplainer  # noqa: E402
+from glassworks.explain.gradient import InputXGradientExplainer  # noqa: E402
+from glassworks.explain.predict import predict_proba  # noqa: E402
+from glassworks.robustness import (  # noqa: E402
     RANDOM_ORDER,
     RobustnessRunner,
     SubstitutionAttack,
     attack_summary,
     method_orders,
 )
-from glassworks.explain.types import ExampleInput
-from glassworks.models.transformer import TransformerConfig
+from glassworks.explain.types import ExampleInput  # noqa: E402
+from glassworks.models.transformer import TransformerConfig  # noqa: E402
 
 PAD, CLS, MASK, EVIDENCE = 0, 2, 3, 4
 SPECIAL_IDS = (0, 1, 2, 3)  # [PAD] [UNK] [CLS] [MASK], as in id_to_token below
@@ -163,8 +166,7 @@ def main() -> None:
         s = attack_summary(fast)
         print(f"{'':<18}success {s['attack_success']:.2f}, mean edits {s['mean_edits']:.2f}, "
               f"{s['model_calls_per_attack']:.1f} forwards/attack batched")  # fmt: skip
-    print(json.dumps({"bench": "robustness", "ratios": {k: round(v, 4) for k, v in ratios.items()},
-                      "absolute": {k: round(v, 5) if isinstance(v, float) else v for k, v in absolute.items()}}))
+    emit("robustness", ratios, absolute)
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.results import emit  # noqa: E402
 from mlflow import MlflowClient  # noqa: E402
 
 from glassworks.tracking.sweep import JobRecord, SweepInfo  # noqa: E402
@@ -160,17 +160,16 @@ def main() -> None:
     print("\n".join(lines))
     if not args.no_append:
         append_readme(lines)
-    print(json.dumps({"bench": "sweeps", "ratios": {
-        "machinery_per_job_over_job_time": round(machinery / job_s, 4),
-        "machinery_per_job_over_job_time_existing_store": round(again / job_s, 4),
-        "joblib2_over_sequential_wall": round(par_wall / seq_wall, 4),
-        "joblib2_1thread_over_sequential_wall": round(one_wall / seq_wall, 4),
-    }, "absolute": {
-        "job_s": round(job_s, 3), "parent_open_s": round(open_s, 4), "parent_open_existing_store_s": round(open_again_s, 4),
-        "parent_summary_s": round(summary_s, 4), "per_job_bookkeeping_ms": round(per_job * 1000, 3),
-        "sequential_wall_s": round(seq_wall, 2), "joblib2_wall_s": round(par_wall, 2),
-        "joblib2_1thread_wall_s": round(one_wall, 2), "load_average_start": round(load_before, 2),
-        "load_average_end": round(os.getloadavg()[0], 2), "repeats": args.repeats}}))
+    emit("sweeps", {
+        "machinery_per_job_over_job_time": machinery / job_s,
+        "machinery_per_job_over_job_time_existing_store": again / job_s,
+        "joblib2_over_sequential_wall": par_wall / seq_wall,
+        "joblib2_1thread_over_sequential_wall": one_wall / seq_wall,
+    }, {
+        "job_s": job_s, "parent_open_s": open_s, "parent_open_existing_store_s": open_again_s,
+        "parent_summary_s": summary_s, "per_job_bookkeeping_ms": per_job * 1000,
+        "sequential_wall_s": seq_wall, "joblib2_wall_s": par_wall, "joblib2_1thread_wall_s": one_wall,
+        "load_average_start": load_before, "repeats": args.repeats})
 
 
 def append_readme(lines: list[str]) -> None:

@@ -17,7 +17,6 @@ The last line is one JSON object: {"bench": "train", "ratios": {...}, "absolute"
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import subprocess
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.results import emit  # noqa: E402
 from pipeline.stage import build_job, open_run  # noqa: E402
 from pipeline.train import train  # noqa: E402
 from tests.conftest import compose_config  # noqa: E402
@@ -180,9 +180,7 @@ def main() -> None:
                 absolute[f"pipeline_run_{key}"] = n
             ratios["pipeline_run_wall_now_over_before"] = (med(r["wall_s"] for r in runs["now"])
                                                            / med(r["wall_s"] for r in runs["before"]))
-    absolute["load_average_end"] = round(os.getloadavg()[0], 2)
-    print(json.dumps({"bench": "train", "ratios": {k: round(v, 4) for k, v in ratios.items()},
-                      "absolute": {k: round(v, 4) if isinstance(v, float) else v for k, v in absolute.items()}}))
+    emit("train", ratios, absolute)
 
 
 if __name__ == "__main__":

@@ -94,18 +94,25 @@ def run_variant(label: str, overrides: list[str], workdir: Path) -> dict[str, st
 def main() -> int:
     import torch
 
+    sys.path.insert(0, str(ROOT))
+    from bench.results import emit
+
     if not torch.cuda.is_available():
         print("gpu_check: skipped: no CUDA device (torch.cuda.is_available() is False)")
+        emit("gpu_check", {}, {"skipped": "no CUDA device"})
         return 0
     print(f"gpu_check: {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}, torch {torch.__version__}")
     common = ["data.source.n_train=20000", "trainer.max_epochs=1", "explain.n_examples=100", "report.enabled=false"]
     models = ["small", *[m for m in os.environ.get("GPU_CHECK_MODELS", "").split(",") if m]]
     variants = [(f"model={m} trainer=gpu", [f"model={m}", "trainer=gpu", *common]) for m in models]
     variants.append(("model=small trainer=ddp", ["model=small", "trainer=ddp", *common]))
+    figures: dict[str, str] = {"device": torch.cuda.get_device_name(0), "devices": str(torch.cuda.device_count())}
     with tempfile.TemporaryDirectory(prefix="glassworks-gpu-check-") as tmp:
         for label, overrides in variants:
             for key, value in run_variant(label, overrides, Path(tmp)).items():
                 print(f"{key}: {value}", flush=True)
+                figures[key] = value
+    emit("gpu_check", {}, figures)  # no CPU baseline on the device: absolute figures only
     return 0
 
 

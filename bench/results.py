@@ -1,0 +1,61 @@
+"""The one machine-readable line every bench script ends with.
+
+``emit("explain", ratios, absolute)`` prints
+
+    {"bench": "explain", "commit": "71769f5", "ratios": {...}, "absolute": {...}}
+
+as the script's last line, so figures can be collected and compared across commits
+(`python bench/bench_x.py | tail -1 >> figures.jsonl`). Ratios are rounded to 4 digits, floats in
+``absolute`` to 5; the load average at the end of the run is added to ``absolute`` (the machine's
+load explains most drift between two such lines), and ``load_average_start`` when the caller
+passes it. NaN and infinity become null (JSON has neither).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def commit() -> str | None:
+    """Short hash of the checkout being measured (None outside git), with ``+dirty`` for local edits."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
+def _clean(value: object, digits: int) -> object:
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float) or hasattr(value, "__float__"):
+        number = float(value)  # numpy scalars too
+        return round(number, digits) if math.isfinite(number) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v, digits) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v, digits) for v in value]
+    return str(value)
+
+
+def line(bench: str, ratios: Mapping[str, object], absolute: Mapping[str, object]) -> str:
+    """The JSON line for `bench` (see the module docstring)."""
+    absolute = {**absolute}
+    absolute.setdefault("load_average_end", os.getloadavg()[0])
+    return json.dumps({"bench": bench, "commit": commit(), "ratios": _clean(dict(ratios), 4),
+                       "absolute": _clean(absolute, 5)})
+
+
+def emit(bench: str, ratios: Mapping[str, object], absolute: Mapping[str, object]) -> None:
+    """Print `line(...)`: call it last, so the JSON is the script's final output line."""
+    print(line(bench, ratios, absolute), flush=True)
