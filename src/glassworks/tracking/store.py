@@ -68,9 +68,72 @@ def store_lock(tracking_uri: str, timeout_s: float = 120.0) -> Iterator[None]:
 
 def open_client(tracking_uri: str) -> MlflowClient:
     """``MlflowClient(tracking_uri)``; its construction creates a fresh store's schema and default
-    experiment, so it runs under :func:`store_lock`."""
+    experiment, so it runs under :func:`store_lock`. A new local sqlite store starts as a copy of
+    the pre-migrated template (:func:`copy_store_template`) instead of running MLflow's migrations."""
     with store_lock(tracking_uri):
+        database = sqlite_path(tracking_uri)
+        if database is not None and not database.exists():
+            copy_store_template(database)
         return MlflowClient(tracking_uri=tracking_uri)
+
+
+def store_cache_dir() -> Path:
+    """Where the store template lives: ``$GLASSWORKS_CACHE_DIR``, else ``$XDG_CACHE_HOME/glassworks``
+    (``~/.cache/glassworks``)."""
+    explicit = os.environ.get("GLASSWORKS_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "glassworks"
+
+
+def _template_path() -> Path:
+    import mlflow
+    import sqlalchemy
+
+    # The schema depends on MLflow's migrations (its version) and how SQLAlchemy writes them.
+    return store_cache_dir() / f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}.db"
+
+
+def _ensure_template() -> Path:
+    """The template: an empty store as MLflow itself creates it (every migration applied, the
+    Default experiment and workspace rows), made once per MLflow version under a lock."""
+    template = _template_path()
+    if template.exists():
+        return template
+    template.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(f"{template}.lock", timeout=120):
+        if not template.exists():
+            partial = template.with_name(f"{template.name}.{os.getpid()}.partial")
+            partial.unlink(missing_ok=True)
+            log.info("creating the MLflow store template %s (once per MLflow version)", template)
+            MlflowClient(tracking_uri=f"sqlite:///{partial}").search_experiments(max_results=1)
+            os.replace(partial, template)
+    return template
+
+
+def copy_store_template(database: Path) -> bool:
+    """Create the store ``database`` as a copy of the template, with the Default experiment's
+    artifacts under the store's own ``artifacts/0`` (MLflow would put them under ``./mlruns/0`` of
+    the current directory). MLflow's schema migrations cost 2-5 s per new store; the copy a few ms.
+    Returns False (MLflow then creates the store itself) when the cache cannot be written."""
+    import shutil
+    import sqlite3
+
+    try:
+        template = _ensure_template()
+    except (OSError, MlflowException) as error:
+        log.debug("no MLflow store template (%s); MLflow creates the store", error)
+        return False
+    database.parent.mkdir(parents=True, exist_ok=True)
+    partial = database.with_name(f"{database.name}.{os.getpid()}.partial")
+    shutil.copyfile(template, partial)
+    now = int(time.time() * 1000)
+    default_artifacts = (database.parent.resolve() / "artifacts" / "0").as_uri()
+    with sqlite3.connect(partial) as db:
+        db.execute("UPDATE experiments SET artifact_location = ?, creation_time = ?, last_update_time = ? "
+                   "WHERE experiment_id = 0", (default_artifacts, now, now))
+    os.replace(partial, database)
+    return True
 
 
 def is_locked(error: BaseException) -> bool:
