@@ -19,14 +19,25 @@ from glassworks.render.style import DPI, METADATA_KEY, enforce, figure_style, me
 
 
 def png_bytes(fig: Figure, dpi: float = DPI) -> bytes:
-    """The figure as PNG bytes (the report embeds them as data URIs)."""
+    """The figure as PNG bytes (the report embeds them as data URIs).
+
+    The figure is drawn once, at `dpi`: what describe() measures is exactly the pixels that are
+    encoded (``savefig`` would lay out and draw the whole figure a second time, which doubled the
+    cost of the many-panel attention grids)."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
     canvas = FigureCanvasAgg(fig)
     with figure_style():
         enforce(fig)
-        canvas.draw()  # lays out ticks and labels: what describe() measures is what is saved
-        metadata = {"Software": "glassworks", METADATA_KEY: metadata_json(fig, dpi)}
+        fig.set_dpi(dpi)
+        canvas.draw()  # lays out ticks and labels (constrained layout) at the saved size
+        info = PngInfo()
+        info.add_text("Software", "glassworks")
+        info.add_text(METADATA_KEY, metadata_json(fig, dpi))
+        image = Image.frombuffer("RGBA", canvas.get_width_height(), canvas.buffer_rgba(), "raw", "RGBA", 0, 1)
         buffer = io.BytesIO()
-        fig.savefig(buffer, dpi=dpi, format="png", metadata=metadata)
+        image.save(buffer, format="png", pnginfo=info, dpi=(dpi, dpi))
     return buffer.getvalue()
 
 
