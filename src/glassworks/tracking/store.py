@@ -94,7 +94,7 @@ def _template_path() -> Path:
     return store_cache_dir() / f"mlflow-{mlflow.__version__}-sqlalchemy-{sqlalchemy.__version__}.db"
 
 
-def _ensure_template() -> Path:
+def ensure_store_template() -> Path:
     """The template: an empty store as MLflow itself creates it (every migration applied, the
     Default experiment and workspace rows), made once per MLflow version under a lock."""
     template = _template_path()
@@ -120,7 +120,7 @@ def copy_store_template(database: Path) -> bool:
     import sqlite3
 
     try:
-        template = _ensure_template()
+        template = ensure_store_template()
     except (OSError, MlflowException) as error:
         log.debug("no MLflow store template (%s); MLflow creates the store", error)
         return False
