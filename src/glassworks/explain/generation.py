@@ -30,7 +30,7 @@ from torch import nn
 from glassworks.explain.attention import attention_rollout, grad_weighted_relevance
 from glassworks.explain.explanation import embedding_leaf, eval_forward
 from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
-from glassworks.explain.shap import TokenIdMasker
+from glassworks.explain.shap import DenseMaskPartition, TokenIdMasker
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
 
@@ -106,7 +106,7 @@ class GenerationShap:
             # Partition breaks ties with numpy's global RNG: seed it, give the caller its state back.
             np.random.seed(self.seed)
             if self.algorithm == "partition":
-                explainer = shap.explainers.Partition(fn, masker)
+                explainer = DenseMaskPartition(fn, masker)
                 max_evals = self.max_evals
             else:
                 explainer = shap.explainers.Exact(fn, masker)

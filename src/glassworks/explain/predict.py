@@ -42,7 +42,8 @@ def predict_logits(
 ) -> np.ndarray:
     """Raw logits (N, C) for N id rows, in eval mode without gradients (see `predict_proba`)."""
     was_training = model.training
-    model.eval()
+    if was_training:  # eval()/train() walk every submodule: only when the mode must change
+        model.eval()
     device = next(model.parameters()).device
     out: list[np.ndarray] = []
     try:
@@ -51,7 +52,8 @@ def predict_logits(
                 logits = model(input_ids=input_ids, attention_mask=attention_mask).logits  # (B, C)
                 out.append(logits.float().cpu().numpy())
     finally:
-        model.train(was_training)
+        if was_training:
+            model.train()
     return np.concatenate(out, axis=0).astype(np.float64)  # (N, C)
 
 

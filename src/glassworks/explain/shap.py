@@ -107,6 +107,27 @@ class TokenIdMasker(shap.maskers.Masker):
         return [(len(x),)]
 
 
+class DenseMaskPartition(shap.explainers.Partition):
+    """shap's Partition explainer with its coalition masks held as a dense bool array.
+
+    Partition rebuilds ``_mask_matrix`` (one row per node of the hierarchy, (2M-1, M)) for every
+    example whose clustering is a function of the row, as ours is, and stores it as a scipy CSR
+    matrix. Expanding a node then does ``m10[:] += self._mask_matrix[lind, :]``: on CSR each row
+    slice and each add builds a sparse matrix, ~0.2 ms a node, which at 16 tokens cost as much as
+    the model itself. Dense rows make the same add a numpy OR of booleans: the same masks, the
+    same model calls, the same values (tests/unit/test_shap_dense_masks.py), shap's algorithm
+    untouched. (2M-1) x M booleans are 0.5 MB at 512 tokens.
+    """
+
+    @property
+    def _mask_matrix(self) -> np.ndarray:
+        return self._dense_mask_matrix
+
+    @_mask_matrix.setter
+    def _mask_matrix(self, value) -> None:
+        self._dense_mask_matrix = value.toarray() if hasattr(value, "toarray") else np.asarray(value, dtype=bool)
+
+
 # evaluate(ids) -> logits: full id rows (N, T) with [CLS] -> (N, C) raw logits.
 Evaluate = Callable[[np.ndarray], np.ndarray]
 
@@ -195,7 +216,7 @@ class ShapExplainer:
 
     def _shap_explainer(self, fn: _BatchedIdModel, masker: TokenIdMasker):
         if self.algorithm == "partition":
-            return shap.explainers.Partition(fn, masker)
+            return DenseMaskPartition(fn, masker)
         if self.algorithm == "exact":
             return shap.explainers.Exact(fn, masker)
         return shap.explainers.Permutation(fn, masker, seed=self.seed)
