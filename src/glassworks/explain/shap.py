@@ -83,18 +83,30 @@ class TokenIdMasker(shap.maskers.Masker):
     shap computes plain Shapley values there (with a tree, shap's Exact computes Owen values).
     """
 
+    # Every call returns a new array, so shap need not deep-copy each masked row it is given.
+    immutable_outputs = True
+
     def __init__(self, mask_id: int, hierarchical: bool, keep_ids: frozenset[int] = frozenset()) -> None:
         self.mask_id = int(mask_id)
         # Special tokens ([SEP] of a pretrained encoder) are never hidden: their SHAP value is 0.
         self.keep_ids = np.asarray(sorted(keep_ids), dtype=np.int64)
         self.shape = self._row_shape
         self.clustering = self._row_clustering if hierarchical else None
+        # shap masks the same row once per coalition: its always-kept positions are computed once.
+        self._row: np.ndarray | None = None
+        self._always_kept: np.ndarray | None = None
+
+    def _kept_specials(self, x) -> np.ndarray:
+        if self._row is None or x is not self._row:
+            self._row = x
+            self._always_kept = np.isin(x, self.keep_ids)  # (M,)
+        return self._always_kept
 
     def __call__(self, mask, x):
         # shap passes either a (M,) bool mask (True = keep the token) or a bare True/False for all.
         if mask is True or mask is False:
             mask = np.full(len(x), mask, dtype=bool)
-        keep = np.asarray(mask, dtype=bool) | np.isin(x, self.keep_ids)  # (M,)
+        keep = np.asarray(mask, dtype=bool) | self._kept_specials(x)  # (M,)
         return np.where(keep, x, self.mask_id)[None, :]  # (1, M)
 
     def _row_shape(self, x) -> tuple[int, int]:
