@@ -11,21 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
 
-# Every process the suite starts (entry points, sweeps, servers, torchrun) inherits one intra-op
-# thread. Two xdist workers each running a pipeline with torch's default of one thread per core
-# oversubscribe 2 cores, and OpenMP's barrier then waits on a descheduled thread: a default-size
-# training ran at 3 it/s instead of 35 next to one other busy process. A test that exports its own
-# OMP_NUM_THREADS keeps it.
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
-import torch  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from hydra.core.global_hydra import GlobalHydra  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
-
-import pipeline  # noqa: F401, E402  (registers the config resolvers)
+import pipeline  # noqa: F401  (registers the config resolvers)
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -44,6 +36,16 @@ TINY = [
 
 # Tiny models: one thread is as fast as two and immune to oversubscription on busy CI cores.
 torch.set_num_threads(1)
+
+
+def pytest_configure(config):
+    """Every process the suite starts (entry points, sweeps, servers, torchrun) inherits one
+    intra-op thread. Two xdist workers each running a pipeline with torch's default of one thread
+    per core oversubscribe 2 cores, and OpenMP's barrier then waits on a descheduled thread: a
+    default-size training ran at 3 it/s instead of 35 next to one other busy process. A test (or
+    CI) that exports its own OMP_NUM_THREADS keeps it. Here, not at import: the benchmarks import
+    this module for compose_config and must keep torch's default for what they time."""
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
 @pytest.fixture(autouse=True)
