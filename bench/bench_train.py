@@ -96,7 +96,9 @@ def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[st
 
 
 def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
-    """The same work written by hand: AdamW + warmup-cosine, train and validate each epoch."""
+    """The same work written by hand: the same recipe ([MASK] corruption of `mask_token_prob` of
+    the tokens, AdamW + warmup-cosine, gradient clipping, deterministic kernels as the trainer
+    config asks), train and validate each epoch."""
     cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", "logger=none"], tiny=False)
     job = build_job(cfg)
     dm = job.datamodule
@@ -105,11 +107,19 @@ def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
     train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
     steps = len(train_loader) * epochs
     sched = job.scheduler(opt, total_steps=steps)
+    mask_prob, mask_id = float(cfg.mask_token_prob), dm.tokenizer.mask_id
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(bool(cfg.trainer.get("deterministic", False)))
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()
         for batch in train_loader:
-            loss = F.cross_entropy(model(batch["input_ids"], batch["attention_mask"]).logits, batch["labels"])
+            ids, attention = batch["input_ids"], batch["attention_mask"]  # (B, T)
+            if mask_prob > 0:
+                maskable = attention.bool()
+                maskable[:, 0] = False  # [CLS] stays
+                ids = ids.masked_fill((torch.rand(ids.shape) < mask_prob) & maskable, mask_id)
+            loss = F.cross_entropy(model(ids, attention).logits, batch["labels"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -120,7 +130,9 @@ def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
             correct = sum((model(b["input_ids"], b["attention_mask"]).logits.argmax(-1) == b["labels"]).sum()
                           for b in val_loader)
         del correct
-    return steps / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    torch.use_deterministic_algorithms(deterministic)
+    return steps / seconds
 
 
 def main() -> None:
