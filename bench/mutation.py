@@ -4,6 +4,8 @@ unit tests, with mutmut 3 (installed into .venv by this script; not a project de
     nice -n 10 .venv/bin/python bench/mutation.py                 # every target, one after the other
     nice -n 10 .venv/bin/python bench/mutation.py pyfunc stability  # some targets
     .venv/bin/python bench/mutation.py --list                      # targets, files, tests
+    nice -n 19 .venv/bin/python bench/mutation.py faithfulness --mutants 'glassworks.explain.metrics.x_ranking__mutmut_3'
+                                                                   # re-run named mutants (a survivor, after a new test)
 
 For each target, a scratch copy of the checkout (src/, tests/, pipeline/, conf/, pyproject.toml
 with a [tool.mutmut] section naming the target's file and tests) goes under
@@ -49,7 +51,7 @@ TARGETS: dict[str, Target] = {
         what="SHAP masking, the partition tree, the batched id model",
     ),
     "faithfulness": Target(
-        "src/glassworks/explain/metrics.py", ("tests/unit/test_explain_metrics.py",),
+        "src/glassworks/explain/metrics.py", ("tests/unit/test_explain_metrics.py", "tests/unit/test_pages.py"),
         what="comprehensiveness, sufficiency, AOPC, rationale AUPRC/F1, rank agreement",
     ),
     "attention": Target(
@@ -205,16 +207,25 @@ def main() -> None:
                         help="stop each target's run after this long (a sample: the rest are 'not checked')")
     parser.add_argument("--sample-digit", choices=list("0123456789"), default=None,
                         help="only mutants whose number ends in this digit (a 10%% sample over the whole file)")
+    parser.add_argument("--mutants", nargs="+", default=None, metavar="NAME",
+                        help="only these mutants (names or patterns as printed, e.g. a survivor after a new "
+                             "test); needs exactly one TARGET")
     parser.add_argument("--list", action="store_true", help="print the targets and exit")
     args = parser.parse_args()
     if args.list:
         for name, t in TARGETS.items():
             print(f"{name:18s} {t.source}  [{', '.join(t.tests)}]  {t.what}")
         return
+    if args.mutants and (len(args.targets) != 1 or args.sample_digit):
+        parser.error("--mutants needs exactly one TARGET and no --sample-digit")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", MUTMUT], check=True)
     names = args.targets or list(TARGETS)
-    rows = {name: run_target(name, sampled(TARGETS[name], args.sample_digit), args.max_children, not args.no_diffs,
-                             args.minutes) for name in names}
+    chosen = {name: sampled(TARGETS[name], args.sample_digit) for name in names}
+    if args.mutants:
+        t = chosen[names[0]]
+        chosen[names[0]] = Target(t.source, t.tests, tuple(args.mutants), t.what)
+    rows = {name: run_target(name, target, args.max_children, not args.no_diffs, args.minutes)
+            for name, target in chosen.items()}
     print()
     print(f"{'target':18s} {'killed':>6s} {'survived':>8s} {'timeout':>7s} {'no tests':>8s} {'unchecked':>9s} "
           f"{'score':>6s} {'s':>5s}")
