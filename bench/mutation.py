@@ -75,7 +75,8 @@ TARGETS: dict[str, Target] = {
         what="what the logged model answers: LoadedModel.predict_proba and the pyfunc's predict",
     ),
     "pyfunc_files": Target(
-        "src/glassworks/tracking/pyfunc.py", ("tests/unit/test_pyfunc_meaning.py",),
+        # test_hf_encoder.py holds the Hugging Face round trip (save_pretrained files, load_weights).
+        "src/glassworks/tracking/pyfunc.py", ("tests/unit/test_pyfunc_meaning.py", "tests/unit/test_hf_encoder.py"),
         functions=("glassworks.tracking.pyfunc.x_load_model_dir*", "glassworks.tracking.pyfunc.x_save_model_files*",
                    "glassworks.tracking.pyfunc.x__texts*", "glassworks.tracking.pyfunc.x_load_run_model*"),
         what="the pyfunc's files: save/load, input parsing, reading a run's model",
