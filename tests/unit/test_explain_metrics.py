@@ -168,6 +168,9 @@ def test_faithfulness_rejects_mismatched_lengths():
     ex = _example(0, [CLS, KEY, 5])
     with pytest.raises(ValueError, match="example_id 0"):
         faithfulness(KeyTokenModel(), [ex], [_expl("m", ex, [0.0, 1.0])], MASK, PAD)
+    stranger = _example(5, [CLS, KEY, 5])
+    with pytest.raises(ValueError, match="names example_id 5, which is not among the examples"):
+        faithfulness(KeyTokenModel(), [ex], [_expl("m", stranger, [0.0, 1.0, 0.0])], MASK, PAD)
 
 
 def test_plausibility_hand_cases():
@@ -208,6 +211,13 @@ def test_rank_agreement():
     # A ranking whose scores span exactly 1 is not constant.
     spans_one = {"a": [_expl("a", b, [0, 1, 2, 3])], "b": [_expl("b", b, [0, 0, 0.5, 1])]}
     assert rank_agreement(spans_one) == {"a_vs_b": pytest.approx(1.0)}
+    # An infinite score has no rank to agree with (Spearman would rank it first), and a text of
+    # [CLS] alone has nothing to rank: both are left out, not errors.
+    c = _example(2, [CLS, 5, 6, 7])
+    alone = _example(3, [CLS])
+    odd = {"a": [_expl("a", c, [0, 1, np.inf, 3]), _expl("a", alone, [0])],
+           "b": [_expl("b", c, [0, 1, 2, 3]), _expl("b", alone, [0])]}  # fmt: skip
+    assert math.isnan(rank_agreement(odd)["a_vs_b"])
 
 
 # ---------------------------------------------------------------------------------------- selection
