@@ -165,6 +165,14 @@ def test_flow_limit_is_inclusive_and_errors_name_the_function_and_model(model):
         grad_weighted_relevance([good, bad], [good, good])
     with pytest.raises(ValueError, match="grad_weighted_relevance grads: every layer"):
         grad_weighted_relevance([good, good], [good, bad])
+    with pytest.raises(ValueError, match=r"attentions \(2, 2, 3, 3\) and grads \(2, 2, 4, 4\) differ in shape"):
+        grad_weighted_relevance([good, good], [bad, bad])
+    with pytest.raises(ValueError, match="attention_flow: need at least one layer"):
+        attention_flow([])
+    (kept,) = FlowExplainer(keep_attentions=True).explain(model, [ex])
+    assert kept.extras["attentions"].shape == (N_LAYERS, N_HEADS, 6, 6)
+    (raw,) = RawAttentionExplainer(layer=-1).explain(model, [ex])
+    assert raw.extras["layer"] == -1 and raw.extras["per_head"].shape == (N_HEADS, 6)
 
     class NoAttentions(torch.nn.Module):
         def __init__(self) -> None:
