@@ -137,6 +137,9 @@ class _Signaller(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if trainer.global_step == self.after_step:
+            # Without ResumeCheckpoint's handler SIGTERM would end the test process: fail instead.
+            handler = signal.getsignal(signal.SIGTERM)
+            assert getattr(handler, "__func__", None) is ResumeCheckpoint._on_signal, f"SIGTERM handler is {handler!r}"
             os.kill(os.getpid(), signal.SIGTERM)
 
     def on_exception(self, trainer, pl_module, exception) -> None:
