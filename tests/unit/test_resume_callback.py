@@ -13,11 +13,13 @@ from typing import Any
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from glassworks.training.resume import FILENAME, ResumeCheckpoint, capture_rng
+from glassworks.validation import ConfigError
 
 EVERY = 4
 MAX_STEPS = 11  # checkpoints at steps 4 and 8; the "crash" comes after step 8's checkpoint
@@ -131,11 +133,20 @@ class _Signaller(pl.Callback):
     """Sends this process SIGTERM after a given step (what a scheduler does on preemption) and keeps
     the exception the fit ends with."""
 
-    def __init__(self, after_step: int) -> None:
+    def __init__(self, after_step: int, in_validation: bool = False) -> None:
         self.after_step = after_step
+        self.in_validation = in_validation
         self.exception: BaseException | None = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.in_validation:
+            self._signal(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.in_validation:
+            self._signal(trainer)
+
+    def _signal(self, trainer) -> None:
         if trainer.global_step == self.after_step:
             # Without ResumeCheckpoint's handler SIGTERM would end the test process: fail instead.
             handler = signal.getsignal(signal.SIGTERM)
@@ -178,7 +189,10 @@ def test_sigterm_stops_at_the_next_step_boundary_with_a_checkpoint(tmp_path, cap
     assert "received SIGTERM: stopping after the current step" in caplog.text
     assert isinstance(signaller.exception, KeyboardInterrupt)
     assert str(signaller.exception) == f"received SIGTERM: stopped at step 6, resume from {callback.path}"
-    assert torch.load(callback.path, weights_only=True)["global_step"] == 6  # the step it finished, not 100
+    checkpoint = torch.load(callback.path, weights_only=True)
+    assert checkpoint["global_step"] == 6  # the step it finished, not 100
+    # taken between steps, so with the same fix-up as the periodic ones (8 -> 7, see runs): no +1 shift
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == 5
     assert not [m for m in lightning_messages.messages if "weights_only" in m]  # said, not defaulted
 
 
@@ -199,7 +213,7 @@ def test_validation_in_fit_saves_and_validate_alone_does_not(tmp_path):
     pl.seed_everything(0, verbose=False)
     callback = ResumeCheckpoint(str(tmp_path / "fit"), every_n_train_steps=100)
     trainer = pl.Trainer(max_steps=7, val_check_interval=3, limit_val_batches=1, num_sanity_val_steps=0,
-                         logger=False, callbacks=[callback], enable_progress_bar=False, enable_model_summary=False,
+                         logger=CSVLogger(str(tmp_path)), callbacks=[callback],  # a logger without persist() enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu", devices=1, default_root_dir=str(tmp_path))  # fmt: skip
     model = _TinyWithValidation()
     trainer.fit(model, train_dataloaders=_loader(), val_dataloaders=_loader())
@@ -228,3 +242,32 @@ def test_should_stop_is_saved_and_an_old_checkpoint_without_it_keeps_training(tm
         resumed.on_train_start(trainer, None)
         resumed.on_train_end(trainer, None)  # puts the signal handlers back
         assert trainer.should_stop is expected, saved
+
+
+def test_sigterm_during_validation_stops_after_it_with_a_checkpoint(tmp_path):
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    pl.seed_everything(0, verbose=False)
+    callback = ResumeCheckpoint(str(tmp_path / "resume"), every_n_train_steps=100)
+    signaller = _Signaller(after_step=3, in_validation=True)
+    trainer = pl.Trainer(max_steps=7, val_check_interval=3, limit_val_batches=1, num_sanity_val_steps=0,
+                         logger=False, callbacks=[callback, signaller], enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=str(tmp_path))  # fmt: skip
+    try:
+        with pytest.raises(SystemExit):
+            trainer.fit(_TinyWithValidation(), train_dataloaders=_loader(), val_dataloaders=_loader())
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert str(signaller.exception) == f"received SIGTERM: stopped at step 3, resume from {callback.path}"
+    assert torch.load(callback.path, weights_only=True)["global_step"] == 3
+
+
+def test_checkpoints_written_by_others_are_left_alone_and_a_bad_interval_is_named(tmp_path):
+    # ModelCheckpoint or a user's trainer.save_checkpoint: only ResumeCheckpoint's own
+    # between-steps saves get the step fix-up.
+    callback = ResumeCheckpoint(str(tmp_path), every_n_train_steps=5)
+    checkpoint = {"loops": {"fit_loop": {"epoch_loop.state_dict": {"_batches_that_stepped": 5}}}}
+    callback.on_save_checkpoint(None, None, checkpoint)
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == 5
+    with pytest.raises(ConfigError, match="every_n_train_steps.*must be an integer >= 1, got 0"):
+        ResumeCheckpoint(str(tmp_path), every_n_train_steps=0)
