@@ -4,6 +4,8 @@ unit tests, with mutmut 3 (installed into .venv by this script; not a project de
     nice -n 10 .venv/bin/python bench/mutation.py                 # every target, one after the other
     nice -n 10 .venv/bin/python bench/mutation.py pyfunc stability  # some targets
     .venv/bin/python bench/mutation.py --list                      # targets, files, tests
+    nice -n 19 .venv/bin/python bench/mutation.py faithfulness --mutants 'glassworks.explain.metrics.x_ranking__mutmut_3'
+                                                                   # re-run named mutants (a survivor, after a new test)
 
 For each target, a scratch copy of the checkout (src/, tests/, pipeline/, conf/, pyproject.toml
 with a [tool.mutmut] section naming the target's file and tests) goes under
@@ -21,6 +23,7 @@ these modules (see DEVELOPERS.md).
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import signal
@@ -49,7 +52,7 @@ TARGETS: dict[str, Target] = {
         what="SHAP masking, the partition tree, the batched id model",
     ),
     "faithfulness": Target(
-        "src/glassworks/explain/metrics.py", ("tests/unit/test_explain_metrics.py",),
+        "src/glassworks/explain/metrics.py", ("tests/unit/test_explain_metrics.py", "tests/unit/test_pages.py"),
         what="comprehensiveness, sufficiency, AOPC, rationale AUPRC/F1, rank agreement",
     ),
     "attention": Target(
@@ -73,7 +76,8 @@ TARGETS: dict[str, Target] = {
         what="what the logged model answers: LoadedModel.predict_proba and the pyfunc's predict",
     ),
     "pyfunc_files": Target(
-        "src/glassworks/tracking/pyfunc.py", ("tests/unit/test_pyfunc_meaning.py",),
+        # test_hf_encoder.py holds the Hugging Face round trip (save_pretrained files, load_weights).
+        "src/glassworks/tracking/pyfunc.py", ("tests/unit/test_pyfunc_meaning.py", "tests/unit/test_hf_encoder.py"),
         functions=("glassworks.tracking.pyfunc.x_load_model_dir*", "glassworks.tracking.pyfunc.x_save_model_files*",
                    "glassworks.tracking.pyfunc.x__texts*", "glassworks.tracking.pyfunc.x_load_run_model*"),
         what="the pyfunc's files: save/load, input parsing, reading a run's model",
@@ -164,13 +168,23 @@ def run_target(name: str, target: Target, max_children: int, show_diffs: bool, m
                *target.functions]
     log_path = work / "mutmut-run.log"
     with open(log_path, "w") as log:
-        proc = subprocess.Popen(command, cwd=work, stdout=log, stderr=subprocess.STDOUT)
+        # Its own process group: mutmut's forkserver and the mutant it is testing stop with it.
+        proc = subprocess.Popen(command, cwd=work, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             returncode = proc.wait(timeout=minutes * 60 if minutes else None)
         except subprocess.TimeoutExpired:
-            # mutmut stops on Ctrl-C and keeps the results so far; the rest count as not checked.
-            proc.send_signal(signal.SIGINT)
-            returncode = proc.wait(timeout=120)
+            # Each finished mutant's result is already on disk (mutants/*.meta); the rest count as
+            # not checked. mutmut 3.8 does not always stop on Ctrl-C (seen: it ran on to the end),
+            # so the group gets SIGTERM, then SIGKILL.
+            for signum, grace in ((signal.SIGINT, 30), (signal.SIGTERM, 15), (signal.SIGKILL, 15)):
+                try:
+                    os.killpg(proc.pid, signum)
+                    proc.wait(timeout=grace)
+                    break
+                except subprocess.TimeoutExpired:
+                    continue
+                except ProcessLookupError:
+                    break
             print(f"   stopped after {minutes} min (--minutes): counts cover the mutants tested so far")
             returncode = 0
     seconds = time.perf_counter() - start
@@ -205,16 +219,25 @@ def main() -> None:
                         help="stop each target's run after this long (a sample: the rest are 'not checked')")
     parser.add_argument("--sample-digit", choices=list("0123456789"), default=None,
                         help="only mutants whose number ends in this digit (a 10%% sample over the whole file)")
+    parser.add_argument("--mutants", nargs="+", default=None, metavar="NAME",
+                        help="only these mutants (names or patterns as printed, e.g. a survivor after a new "
+                             "test); needs exactly one TARGET")
     parser.add_argument("--list", action="store_true", help="print the targets and exit")
     args = parser.parse_args()
     if args.list:
         for name, t in TARGETS.items():
             print(f"{name:18s} {t.source}  [{', '.join(t.tests)}]  {t.what}")
         return
+    if args.mutants and (len(args.targets) != 1 or args.sample_digit):
+        parser.error("--mutants needs exactly one TARGET and no --sample-digit")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", MUTMUT], check=True)
     names = args.targets or list(TARGETS)
-    rows = {name: run_target(name, sampled(TARGETS[name], args.sample_digit), args.max_children, not args.no_diffs,
-                             args.minutes) for name in names}
+    chosen = {name: sampled(TARGETS[name], args.sample_digit) for name in names}
+    if args.mutants:
+        t = chosen[names[0]]
+        chosen[names[0]] = Target(t.source, t.tests, tuple(args.mutants), t.what)
+    rows = {name: run_target(name, target, args.max_children, not args.no_diffs, args.minutes)
+            for name, target in chosen.items()}
     print()
     print(f"{'target':18s} {'killed':>6s} {'survived':>8s} {'timeout':>7s} {'no tests':>8s} {'unchecked':>9s} "
           f"{'score':>6s} {'s':>5s}")

@@ -154,6 +154,51 @@ def test_rollout_and_flow_explainers(model):
         FlowExplainer(max_tokens=1)
 
 
+def test_flow_limit_is_inclusive_and_errors_name_the_function_and_model(model):
+    ex = example(6, seed=4)
+    (at_limit,) = FlowExplainer(max_tokens=6).explain(model, [ex])  # 6 tokens within a limit of 6
+    check_common(at_limit, ex, model)
+    with pytest.raises(ValueError, match="attention_rollout: need at least one layer"):
+        attention_rollout([])
+    good, bad = np.full((2, 3, 3), 1 / 3), np.full((2, 4, 4), 1 / 4)  # (H, T, T)
+    with pytest.raises(ValueError, match="grad_weighted_relevance attentions: every layer"):
+        grad_weighted_relevance([good, bad], [good, good])
+    with pytest.raises(ValueError, match="grad_weighted_relevance grads: every layer"):
+        grad_weighted_relevance([good, good], [good, bad])
+    with pytest.raises(ValueError, match=r"attentions \(2, 2, 3, 3\) and grads \(2, 2, 4, 4\) differ in shape"):
+        grad_weighted_relevance([good, good], [bad, bad])
+    with pytest.raises(ValueError, match="attention_flow: need at least one layer"):
+        attention_flow([])
+    (kept,) = FlowExplainer(keep_attentions=True).explain(model, [ex])
+    assert kept.extras["attentions"].shape == (N_LAYERS, N_HEADS, 6, 6)
+    (raw,) = RawAttentionExplainer(layer=-1).explain(model, [ex])
+    assert raw.extras["layer"] == -1 and raw.extras["per_head"].shape == (N_HEADS, 6)
+
+    class NoAttentions(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, **kwargs):
+            out = self.inner(**kwargs)
+            out.attentions = None
+            return out
+
+    with pytest.raises(ValueError, match="NoAttentions returned no attentions"):
+        RolloutExplainer().explain(NoAttentions().eval(), [ex])  # eval: leaves the shared model in eval mode
+    assert not model.training
+
+
+def test_an_explicit_pad_id_wins_over_the_models(model):
+    # A RoBERTa-like vocabulary: id 0 (this model's PAD) is a real token, padding is id 1. The
+    # target is predicted with the explainer's pad id, so the token 0 inside the text is not masked.
+    ex = ExampleInput(0, "", 0, [CLS, 5, PAD, 7, 8], ["[CLS]", "5", "0", "7", "8"], [0] * 5)
+    unmasked = predict_proba(model, [ex.ids], 1)[0]
+    assert not np.allclose(unmasked, predict_proba(model, [ex.ids], PAD)[0])
+    (r,) = RawAttentionExplainer(pad_id=1).explain(model, [ex])
+    assert (r.target, r.model_output) == (int(unmasked.argmax()), pytest.approx(float(unmasked.max())))
+
+
 def test_grad_attention_runs_under_no_grad_with_frozen_weights():
     model = tiny_model(seed=1)
     for p in model.parameters():

@@ -11,7 +11,7 @@ import pytest
 import torch
 from torch import nn
 
-from glassworks.explain.metrics import bin_key, faithfulness, plausibility, rank_agreement, ranking
+from glassworks.explain.metrics import bin_key, bins_note, faithfulness, plausibility, rank_agreement, ranking
 from glassworks.explain.selection import select_examples
 from glassworks.explain.types import ExampleInput, Explanation
 
@@ -117,12 +117,60 @@ def test_faithfulness_bins_and_masking_never_touch_cls():
     assert torch.all(rows[:, 0] == CLS)
     assert bin_key(0.01) == "1" and bin_key(0.025) == "2.5"
     assert ranking(np.array([100.0, 1.0, 3.0, 3.0])).tolist() == [2, 3, 1]  # [CLS] excluded, stable ties
+    assert ranking(np.array([9, 0, 3, 2], dtype=np.uint8)).tolist() == [2, 3, 1]  # unsigned: -0 must not rank first
+
+
+def test_faithfulness_short_texts_have_knowable_bins_and_aopc():
+    # n = 3 body tokens, the key token ranked last: bin 0.7 masks round(2.1) = 2 tokens (the key
+    # survives), AOPC runs k = 1..3 (only k = 3 removes the key). A text of [CLS] alone has
+    # nothing to mask and is left out rather than turning the means into NaN.
+    drop = 1 / (1 + math.exp(-3.0)) - 1 / (1 + math.exp(3.0))
+    ex = _example(0, [CLS, 5, 6, KEY])
+    alone = _example(1, [CLS])
+    worst = [_expl("worst", ex, [0.0, 0.9, 0.5, 0.1]), _expl("worst", alone, [0.0])]
+    out = faithfulness(KeyTokenModel(), [ex, alone], worst, MASK, PAD, fractions=(0.7,))
+    assert out["comprehensiveness_at_70"] == pytest.approx(0.0, abs=1e-12)
+    assert out["sufficiency_at_70"] == pytest.approx(drop)
+    assert out["aopc"] == pytest.approx(drop / 3)
+
+
+def test_faithfulness_nan_result_has_the_same_keys_and_warns_only_about_unexplained_nan(caplog):
+    examples = _key_examples()
+    finite = faithfulness(KeyTokenModel(), examples, [_expl("m", e, _perfect(e)) for e in examples], MASK, PAD)
+    all_nan = [_expl("m", e, np.full(len(e.ids), np.nan)) for e in examples]
+    assert sorted(faithfulness(KeyTokenModel(), examples, all_nan, MASK, PAD)) == sorted(finite)
+
+    # One example the method skipped on purpose (extras["skipped"]: the runner warns about those),
+    # one with NaN scores out of nowhere: only the second is worth this function's warning.
+    expls = [_expl("m", e, _perfect(e)) for e in examples]
+    expls[0].scores[:] = np.nan
+    expls[0].extras["skipped"] = "too long"
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glassworks.explain.metrics"):
+        faithfulness(KeyTokenModel(), examples, expls, MASK, PAD)
+    assert not caplog.records
+    expls[1].scores[2] = np.inf
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glassworks.explain.metrics"):
+        faithfulness(KeyTokenModel(), examples, expls, MASK, PAD)
+    assert [r.getMessage() for r in caplog.records] == [
+        "faithfulness: method 'm' has non-finite scores on 1 of 3 examples; they are skipped"
+    ]
+
+
+def test_bins_note_counts_tokens_in_the_plural():
+    # n = 20 (21 with [CLS]): 10% masks round(2.0) = 2 tokens, 12% round(2.4) = 2, 20% masks 4.
+    note = bins_note((0.1, 0.12, 0.2), [21])
+    assert "10%, 12% all mask 2 tokens" in note and "20%" not in note
 
 
 def test_faithfulness_rejects_mismatched_lengths():
     ex = _example(0, [CLS, KEY, 5])
     with pytest.raises(ValueError, match="example_id 0"):
         faithfulness(KeyTokenModel(), [ex], [_expl("m", ex, [0.0, 1.0])], MASK, PAD)
+    stranger = _example(5, [CLS, KEY, 5])
+    with pytest.raises(ValueError, match="names example_id 5, which is not among the examples"):
+        faithfulness(KeyTokenModel(), [ex], [_expl("m", stranger, [0.0, 1.0, 0.0])], MASK, PAD)
 
 
 def test_plausibility_hand_cases():
@@ -160,6 +208,16 @@ def test_rank_agreement():
     assert out["rollout_vs_shap"] == pytest.approx(1.0)
     assert out["anti_vs_shap"] == pytest.approx(-1.0)
     assert math.isnan(out["flat_vs_shap"])  # constant / NaN rankings have no correlation
+    # A ranking whose scores span exactly 1 is not constant.
+    spans_one = {"a": [_expl("a", b, [0, 1, 2, 3])], "b": [_expl("b", b, [0, 0, 0.5, 1])]}
+    assert rank_agreement(spans_one) == {"a_vs_b": pytest.approx(1.0)}
+    # An infinite score has no rank to agree with (Spearman would rank it first), and a text of
+    # [CLS] alone has nothing to rank: both are left out, not errors.
+    c = _example(2, [CLS, 5, 6, 7])
+    alone = _example(3, [CLS])
+    odd = {"a": [_expl("a", c, [0, 1, np.inf, 3]), _expl("a", alone, [0])],
+           "b": [_expl("b", c, [0, 1, 2, 3]), _expl("b", alone, [0])]}  # fmt: skip
+    assert math.isnan(rank_agreement(odd)["a_vs_b"])
 
 
 # ---------------------------------------------------------------------------------------- selection

@@ -170,3 +170,57 @@ def test_shap_model_calls_are_batched(model, monkeypatch):
     explainer.explain(model, [example(9)])
     assert sum(calls) == explainer.last_n_evals == 2**8 + 1
     assert max(calls) == 64  # shap hands over whole batches, not single rows
+
+
+def test_limits_are_inclusive_and_errors_name_what_failed(model):
+    ShapExplainer(algorithm="exact", exact_max_tokens=20)  # the documented upper bound is allowed
+    with pytest.raises(ValueError, match=r"explain\.shap\.exact_max_tokens must be in \[1, 20\], got 21"):
+        ShapExplainer(algorithm="exact", exact_max_tokens=21)
+    with pytest.raises(ValueError, match="contiguous_partition_tree: need at least one position, got 0"):
+        contiguous_partition_tree(0)
+    # permutation needs 2n + 1 evaluations: exactly that many explains the example
+    (r,) = ShapExplainer(algorithm="permutation", max_evals=2 * 5 + 1).explain(model, [example(6)])
+    assert "skipped" not in r.extras and r.method == "shap" and np.all(np.isfinite(r.scores))
+
+
+def test_describe_names_the_algorithm_and_budget():
+    assert ShapExplainer().describe() == (
+        "shap.explainers.Partition (algorithm=partition), max_evals=500 model evaluations per example, "
+        "explains the probability of the predicted class, hidden tokens → [MASK]")  # fmt: skip
+    assert "all 2^n coalitions (n ≤ 9 tokens)" in ShapExplainer(algorithm="exact", exact_max_tokens=9).describe()
+
+
+def test_the_models_mask_and_special_ids_are_used_when_not_set(model):
+    # A pretrained model brings its own [MASK] and specials ([SEP] here): hidden tokens become its
+    # [MASK], and its specials are never hidden, so their SHAP value is exactly 0.
+    sep, own_mask = 5, 6
+    seen: list[np.ndarray] = []
+
+    class WithSpecials(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+            self.mask_id = own_mask
+            self.special_ids = (CLS, sep)
+
+        def forward(self, input_ids, attention_mask=None, **kwargs):
+            seen.append(input_ids.numpy().copy())
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+
+    ids = [CLS, 11, 12, 13, sep]
+    ex = ExampleInput(0, "", 0, ids, [str(i) for i in ids], None)
+    (r,) = ShapExplainer(algorithm="exact").explain(WithSpecials().eval(), [ex])
+    rows = np.concatenate([s for s in seen])  # (N, T) every row the model saw
+    assert set(np.unique(rows[:, 1:4])) <= {11, 12, 13, own_mask} and own_mask in rows[:, 1:4]
+    assert np.all(rows[:, 4] == sep)
+    assert r.scores[4] == 0.0 and np.all(r.scores[1:4] != 0.0)
+
+
+def test_two_examples_share_forwards_and_the_last_ones_evals_are_reported(model):
+    explainer = ShapExplainer(algorithm="exact", concurrent_examples=16)
+    explainer.explain(model, [example(4)])  # one example: no batcher
+    assert explainer.last_batch_stats is None
+    a, b = explainer.explain(model, [example(4, example_id=0), example(6, seed=1, example_id=1)])
+    assert explainer.last_batch_stats is not None and explainer.last_batch_stats.rows >= 2**3 + 2**5
+    assert (a.extras["n_evals"], b.extras["n_evals"]) == (2**3 + 1, 2**5 + 1)
+    assert explainer.last_n_evals == b.extras["n_evals"]

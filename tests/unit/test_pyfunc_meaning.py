@@ -28,7 +28,15 @@ from glassworks.testing import (
 )
 from glassworks.tracking import contract as C
 from glassworks.tracking.logged_model import download_run_model, has_run_model, logged_model_uri, run_model_id
-from glassworks.tracking.pyfunc import MODEL_TYPE, LoadedModel, load_run_model, log_pyfunc_model
+from glassworks.tracking.pyfunc import (
+    MODEL_TYPE,
+    LoadedModel,
+    TextClassifierPyfunc,
+    load_model_dir,
+    load_run_model,
+    log_pyfunc_model,
+    save_model_files,
+)
 from glassworks.tracking.tracker import MLflowTracker
 
 LABELS = ["negative", "positive"]
@@ -114,6 +122,23 @@ def test_pyfunc_columns_are_predict_proba_in_label_order(logged, tmp_path):
     reloaded = load_run_model(run_id, uri)
     assert reloaded.label_names == LABELS
     np.testing.assert_allclose(reloaded.predict_proba(texts), in_process.predict_proba(texts), atol=1e-6)
+
+
+def test_model_files_round_trip_into_a_new_folder_and_the_pyfunc_reads_its_inputs(logged, tmp_path):
+    _, _, in_process = logged
+    files = save_model_files(in_process.model, in_process.tokenizer, LABELS, MAX_LENGTH, tmp_path / "a" / "files")
+    reloaded = load_model_dir(files)
+    assert (reloaded.label_names, reloaded.max_length) == (LABELS, MAX_LENGTH)
+    texts = list(MEANING_TEXTS)
+    np.testing.assert_allclose(reloaded.predict_proba(texts), in_process.predict_proba(texts), atol=1e-6)
+
+    pyfunc = TextClassifierPyfunc()
+    pyfunc.loaded = in_process  # what load_context sets
+    one = pyfunc.predict(None, texts[0])  # a bare string is one text, not its characters
+    assert one.shape == (1, 2)
+    np.testing.assert_allclose(pyfunc.predict(None, texts).to_numpy(), in_process.predict_proba(texts), atol=1e-6)
+    with pytest.raises(ValueError, match=r"needs a 'text' column, got \['review'\]"):
+        pyfunc.predict(None, pd.DataFrame({"review": texts}))
 
 
 def test_the_helpers_fail_on_a_model_with_swapped_columns(logged):

@@ -5,16 +5,21 @@ the step an uninterrupted fit logs it, with the same value (no step repeated, no
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
 from typing import Any
 
 import pytest
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import Logger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from glassworks.training.resume import FILENAME, ResumeCheckpoint
+from glassworks.training.resume import FILENAME, ResumeCheckpoint, capture_rng
+from glassworks.validation import ConfigError
 
 EVERY = 4
 MAX_STEPS = 11  # checkpoints at steps 4 and 8; the "crash" comes after step 8's checkpoint
@@ -121,3 +126,148 @@ def test_resumed_fit_reproduces_the_uninterrupted_values(runs):
     full = dict(runs["full"].points)
     for step, value in runs["resumed"].points:
         assert value == pytest.approx(full[step], rel=1e-6, abs=1e-7), step
+
+
+# ------------------------------------------------------------------ SIGTERM, validation, should_stop
+class _Signaller(pl.Callback):
+    """Sends this process SIGTERM after a given step (what a scheduler does on preemption) and keeps
+    the exception the fit ends with."""
+
+    def __init__(self, after_step: int, in_validation: bool = False) -> None:
+        self.after_step = after_step
+        self.in_validation = in_validation
+        self.exception: BaseException | None = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if not self.in_validation:
+            self._signal(trainer)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.in_validation:
+            self._signal(trainer)
+
+    def _signal(self, trainer) -> None:
+        if trainer.global_step == self.after_step:
+            # Without ResumeCheckpoint's handler SIGTERM would end the test process: fail instead.
+            handler = signal.getsignal(signal.SIGTERM)
+            assert getattr(handler, "__func__", None) is ResumeCheckpoint._on_signal, f"SIGTERM handler is {handler!r}"
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    def on_exception(self, trainer, pl_module, exception) -> None:
+        self.exception = exception
+
+
+class _ListHandler(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_sigterm_stops_at_the_next_step_boundary_with_a_checkpoint(tmp_path, caplog):
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    lightning_log = logging.getLogger("pytorch_lightning")
+    lightning_messages = _ListHandler()
+    lightning_log.addHandler(lightning_messages)
+    pl.seed_everything(0, verbose=False)
+    callback = ResumeCheckpoint(str(tmp_path / "resume"), every_n_train_steps=100)
+    signaller = _Signaller(after_step=6)
+    trainer = pl.Trainer(max_steps=MAX_STEPS, logger=False, callbacks=[callback, signaller], limit_val_batches=0,
+                         enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", devices=1, default_root_dir=str(tmp_path))  # fmt: skip
+    try:
+        with caplog.at_level(logging.WARNING, logger="glassworks.training.resume"), pytest.raises(SystemExit):
+            trainer.fit(TinyRegression(), train_dataloaders=_loader())  # Lightning exits on KeyboardInterrupt
+        # the handlers the fit found are back (Lightning itself ignores SIGINT while it shuts down)
+        assert signal.getsignal(signal.SIGTERM) is handlers[signal.SIGTERM]
+    finally:
+        lightning_log.removeHandler(lightning_messages)
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert "received SIGTERM: stopping after the current step" in caplog.text
+    assert isinstance(signaller.exception, KeyboardInterrupt)
+    assert str(signaller.exception) == f"received SIGTERM: stopped at step 6, resume from {callback.path}"
+    checkpoint = torch.load(callback.path, weights_only=True)
+    assert checkpoint["global_step"] == 6  # the step it finished, not 100
+    # taken between steps, so with the same fix-up as the periodic ones (8 -> 7, see runs): no +1 shift
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == 5
+    assert not [m for m in lightning_messages.messages if "weights_only" in m]  # said, not defaulted
+
+
+def test_a_second_signal_stops_at_once(tmp_path):
+    callback = ResumeCheckpoint(str(tmp_path), every_n_train_steps=5)
+    callback._on_signal(signal.SIGINT, None)  # the first one only asks to stop after the step
+    with pytest.raises(KeyboardInterrupt, match="received SIGINT twice"):
+        callback._on_signal(signal.SIGINT, None)
+
+
+class _TinyWithValidation(TinyRegression):
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val/loss", nn.functional.mse_loss(self.net(x), y))
+
+
+def test_validation_in_fit_saves_and_validate_alone_does_not(tmp_path):
+    pl.seed_everything(0, verbose=False)
+    callback = ResumeCheckpoint(str(tmp_path / "fit"), every_n_train_steps=100)
+    trainer = pl.Trainer(max_steps=7, val_check_interval=3, limit_val_batches=1, num_sanity_val_steps=0,
+                         logger=CSVLogger(str(tmp_path)), callbacks=[callback],  # a logger without persist() enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", devices=1, default_root_dir=str(tmp_path))  # fmt: skip
+    model = _TinyWithValidation()
+    trainer.fit(model, train_dataloaders=_loader(), val_dataloaders=_loader())
+    assert torch.load(callback.path, weights_only=True)["global_step"] == 6  # the last validation's step
+
+    alone = ResumeCheckpoint(str(tmp_path / "validate"), every_n_train_steps=100)
+    pl.Trainer(logger=False, callbacks=[alone], limit_val_batches=1, enable_progress_bar=False,
+               enable_model_summary=False, accelerator="cpu", devices=1,
+               default_root_dir=str(tmp_path)).validate(model, dataloaders=_loader())  # fmt: skip
+    assert not alone.path.exists()
+
+
+def test_should_stop_is_saved_and_an_old_checkpoint_without_it_keeps_training(tmp_path):
+    trainer = pl.Trainer(logger=False, enable_progress_bar=False, accelerator="cpu", devices=1,
+                         default_root_dir=str(tmp_path))  # fmt: skip
+    callback = ResumeCheckpoint(str(tmp_path), every_n_train_steps=5)
+    assert callback.state_dict()["should_stop"] is False  # before setup: no trainer yet
+    callback.setup(trainer, None, "fit")
+    trainer.should_stop = True  # e.g. EarlyStopping decided before the save
+    assert callback.state_dict()["should_stop"] is True
+
+    for saved, expected in (({"should_stop": True}, True), ({}, False)):  # {}: written before the key existed
+        trainer.should_stop = False
+        resumed = ResumeCheckpoint(str(tmp_path), every_n_train_steps=5)
+        resumed.load_state_dict({"rng": capture_rng(), **saved})
+        resumed.on_train_start(trainer, None)
+        resumed.on_train_end(trainer, None)  # puts the signal handlers back
+        assert trainer.should_stop is expected, saved
+
+
+def test_sigterm_during_validation_stops_after_it_with_a_checkpoint(tmp_path):
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    pl.seed_everything(0, verbose=False)
+    callback = ResumeCheckpoint(str(tmp_path / "resume"), every_n_train_steps=100)
+    signaller = _Signaller(after_step=3, in_validation=True)
+    trainer = pl.Trainer(max_steps=7, val_check_interval=3, limit_val_batches=1, num_sanity_val_steps=0,
+                         logger=False, callbacks=[callback, signaller], enable_progress_bar=False,
+                         enable_model_summary=False, accelerator="cpu", devices=1, default_root_dir=str(tmp_path))  # fmt: skip
+    try:
+        with pytest.raises(SystemExit):
+            trainer.fit(_TinyWithValidation(), train_dataloaders=_loader(), val_dataloaders=_loader())
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    assert str(signaller.exception) == f"received SIGTERM: stopped at step 3, resume from {callback.path}"
+    assert torch.load(callback.path, weights_only=True)["global_step"] == 3
+
+
+def test_checkpoints_written_by_others_are_left_alone_and_a_bad_interval_is_named(tmp_path):
+    # ModelCheckpoint or a user's trainer.save_checkpoint: only ResumeCheckpoint's own
+    # between-steps saves get the step fix-up.
+    callback = ResumeCheckpoint(str(tmp_path), every_n_train_steps=5)
+    checkpoint = {"loops": {"fit_loop": {"epoch_loop.state_dict": {"_batches_that_stepped": 5}}}}
+    callback.on_save_checkpoint(None, None, checkpoint)
+    assert checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == 5
+    with pytest.raises(ConfigError, match="every_n_train_steps.*must be an integer >= 1, got 0"):
+        ResumeCheckpoint(str(tmp_path), every_n_train_steps=0)

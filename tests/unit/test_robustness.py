@@ -32,6 +32,7 @@ from glassworks.robustness import (
     perturbation_curves,
 )
 from glassworks.explain.types import ExampleInput, Explanation
+from glassworks.robustness.curves import Curves
 from glassworks.models.transformer import TransformerClassifier, TransformerConfig
 
 PAD, UNK, CLS, MASK = 0, 1, 2, 3
@@ -150,6 +151,7 @@ def test_deleting_the_evidence_first_drops_the_probability_more_than_random(mode
     rand = perturbation_curves(model, examples, method_orders(examples, None, RANDOM_ORDER, 0), base, k_max=10, mask_id=MASK, pad_id=PAD)
 
     assert perfect.deletion.shape == (20, 11) and perfect.insertion.shape == (20, 11)
+    assert perfect.flipped.shape == (20, 11) and perfect.flipped.dtype == bool
     np.testing.assert_allclose(perfect.deletion[:, 0], base[:, 1])  # k=0: nothing masked
     np.testing.assert_allclose(perfect.insertion[:, -1], base[:, 1])  # k=n: everything kept
     assert perfect.flip_rate(1) == 1.0  # the evidence is gone at k=1
@@ -161,6 +163,21 @@ def test_deleting_the_evidence_first_drops_the_probability_more_than_random(mode
     assert np.all(np.diff(rand.mean_deletion()) < 0.05)
     # Flip rate is a fraction and reaches 1 for the perfect order and stays there.
     assert np.all(perfect.flip_rates()[1:] == 1.0)
+
+
+def test_auc_is_the_trapezoid_mean_over_k():
+    # Hand-made curves of two examples over k = 0..3: means [1, .5, .25, 0] and [0, .5, .75, 1].
+    deletion = np.array([[1.0, 0.6, 0.3, 0.0], [1.0, 0.4, 0.2, 0.0]])  # (N, K+1)
+    curves = Curves(method="m", example_ids=[0, 1], deletion=deletion, insertion=1.0 - deletion,
+                    flipped=deletion < 0.5)  # fmt: skip
+    assert curves.k_max == 3
+    assert curves.deletion_auc() == pytest.approx((1.0 / 2 + 0.5 + 0.25 + 0.0 / 2) / 3)
+    assert curves.insertion_auc() == pytest.approx((0.0 / 2 + 0.5 + 0.75 + 1.0 / 2) / 3)
+    assert curves.flip_rates().tolist() == [0.0, 0.5, 1.0, 1.0] and curves.flip_rate(1) == 0.5
+    empty = Curves(method="m", example_ids=[], deletion=np.zeros((0, 4)), insertion=np.zeros((0, 4)),
+                   flipped=np.zeros((0, 4), dtype=bool))  # fmt: skip
+    for curve in (empty.mean_deletion(), empty.mean_insertion(), empty.flip_rates()):  # no example: NaN, not an error
+        assert curve.shape == (4,) and np.isnan(curve).all()
 
 
 def test_curve_k_is_capped_by_the_example_length(model):
