@@ -27,6 +27,7 @@ def _hf_overrides(folder) -> list[str]:
         "optimizer.lr=0.002",  # a random tiny BERT, not a pretrained one: needs a larger step
         "data.max_length=40",
         "explain.n_examples=4", "explain.shap.max_evals=64",
+        "explain.n_heatmaps=1",  # one BERT attention grid drawn (each takes seconds), not three
         "explain.methods=[shap,raw_attention,rollout,flow,grad_attention,input_x_gradient]",
         "robustness.stability_examples=2", "robustness.n_stability=1", "robustness.attack.max_edits=2",
     ]
