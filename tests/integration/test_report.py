@@ -29,7 +29,7 @@ pytestmark = pytest.mark.slow
 
 SECTIONS = ["summary", "config", "environment", "data", "model", "training", "test", "explanations", "robustness",
             "timings", "reproduce"]
-# No attention heatmaps: the classifier report does not show them, and each takes ~3 s to draw.
+# No attention heatmaps: the classifier report does not show them, and each takes over a second to draw.
 RUN_OVERRIDES = [
     "seed=3", "explain.n_examples=4", "explain.methods=[shap,rollout]", "explain.shap.max_evals=64",
     "explain.n_heatmaps=0",

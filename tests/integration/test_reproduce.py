@@ -15,7 +15,7 @@ from tests.conftest import compose_config, run_snapshot
 
 pytestmark = pytest.mark.slow
 
-# No attention heatmaps (~3 s each to draw, nothing here looks at them; the re-explain below says so too).
+# No attention heatmaps (over a second each to draw, nothing here looks at them; the re-explain below says so too).
 OVERRIDES = [*TINY, "explain.n_examples=3", "explain.methods=[shap,rollout]", "explain.shap.max_evals=32",
              "explain.n_heatmaps=0",
              "robustness.stability_examples=1", "robustness.n_stability=1", "robustness.attack.max_edits=2",
