@@ -113,7 +113,8 @@ def test_report_model_section(hf_run):
 
 def test_explain_later_via_cli(hf_run):
     out = run_cli("pipeline.explain", f"run_id={hf_run['run'].info.run_id}", "explain.methods=[rollout]",
-                  "explain.n_examples=3", "logger.system_metrics=false", cwd=hf_run["tmp"])
+                  "explain.n_examples=3", "explain.n_heatmaps=0", "logger.system_metrics=false",
+                  cwd=hf_run["tmp"])
     assert out.returncode == 0, out.stderr[-3000:]
 
 
