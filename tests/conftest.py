@@ -48,6 +48,19 @@ def pytest_configure(config):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Files that hold a real-training test (marked ``slow``) run first, every other file after
+    them; within each group, and within a file, collection order is kept.
+
+    ``scripts/test.sh`` runs ``-n 2 --dist loadfile --no-loadscope-reorder``: a worker takes a
+    whole file at a time, in this order. The long subprocess files are then spread over both
+    workers from the start and the many short unit files fill the end, instead of one worker
+    finishing a minute-long kill/resume file alone while the other idles (xdist's default
+    reorder, by number of tests, puts exactly those few-test files last)."""
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: False (slow) first
+
+
 @pytest.fixture(autouse=True)
 def _no_global_tracking_uri(monkeypatch):
     """mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI to the process; one test's store must

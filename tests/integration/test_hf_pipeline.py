@@ -27,6 +27,7 @@ def _hf_overrides(folder) -> list[str]:
         "optimizer.lr=0.002",  # a random tiny BERT, not a pretrained one: needs a larger step
         "data.max_length=40",
         "explain.n_examples=4", "explain.shap.max_evals=64",
+        "explain.n_heatmaps=1",  # one BERT attention grid drawn (each takes seconds), not three
         "explain.methods=[shap,raw_attention,rollout,flow,grad_attention,input_x_gradient]",
         "robustness.stability_examples=2", "robustness.n_stability=1", "robustness.attack.max_edits=2",
     ]
@@ -112,7 +113,8 @@ def test_report_model_section(hf_run):
 
 def test_explain_later_via_cli(hf_run):
     out = run_cli("pipeline.explain", f"run_id={hf_run['run'].info.run_id}", "explain.methods=[rollout]",
-                  "explain.n_examples=3", "logger.system_metrics=false", cwd=hf_run["tmp"])
+                  "explain.n_examples=3", "explain.n_heatmaps=0", "logger.system_metrics=false",
+                  cwd=hf_run["tmp"])
     assert out.returncode == 0, out.stderr[-3000:]
 
 

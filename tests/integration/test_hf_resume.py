@@ -23,7 +23,8 @@ def hf_args(tmp_path_factory) -> list[str]:
             "data.batch_size=32", "trainer.max_epochs=2", "trainer=cpu", "callbacks.rich_progress_bar=null",
             "logger.system_metrics=false", "model=hf", f"model.pretrained={folder}", "optimizer.lr=0.002",
             "data.max_length=40", "callbacks.resume_checkpoint.every_n_train_steps=5",
-            "robustness.enabled=false", "explain.methods=[rollout]", "explain.n_examples=4"]
+            "robustness.enabled=false", "explain.methods=[rollout]", "explain.n_examples=4",
+            "explain.n_heatmaps=0"]
 
 
 def test_hf_run_killed_mid_epoch_resumes_exactly(hf_args, tmp_path):

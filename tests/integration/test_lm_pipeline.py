@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 SMALL = ["data.source.n_train=1500", "data.source.n_validation=60", "data.source.n_test=60", "data.batch_size=32",
          "trainer.max_epochs=1", "trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-         "explain.n_examples=4", "explain.n_heatmaps=2", "explain.shap.max_evals=64", "robustness.curve_k=4"]
+         "explain.n_examples=4", "explain.n_heatmaps=1", "explain.shap.max_evals=64", "robustness.curve_k=4"]
 
 
 @pytest.fixture(scope="module")

@@ -135,7 +135,8 @@ def test_later_stages_take_short_ids_and_leave_no_temp_folder(real_run):
     assert run.info.run_id in report.stdout and "report:" in report.stdout
     assert _leftovers(tmpdir) == []
     explain = run_cli("pipeline.explain", f"run_id={short}", "explain.methods=[rollout,flow]",
-                      "explain.n_examples=4", "logger.system_metrics=false", cwd=root, env=env)
+                      "explain.n_examples=4", "explain.n_heatmaps=0", "logger.system_metrics=false", cwd=root,
+                      env=env)
     assert explain.returncode == 0, explain.stderr[-3000:]
     assert "explanations logged to " in explain.stderr + explain.stdout
     assert _leftovers(tmpdir) == []

@@ -29,8 +29,10 @@ pytestmark = pytest.mark.slow
 
 SECTIONS = ["summary", "config", "environment", "data", "model", "training", "test", "explanations", "robustness",
             "timings", "reproduce"]
+# No attention heatmaps: the classifier report does not show them, and each takes over a second to draw.
 RUN_OVERRIDES = [
     "seed=3", "explain.n_examples=4", "explain.methods=[shap,rollout]", "explain.shap.max_evals=64",
+    "explain.n_heatmaps=0",
     "robustness.stability_examples=2", "robustness.n_stability=1", "robustness.attack.max_edits=2",
 ]
 
@@ -260,7 +262,7 @@ def test_derived_runs_nest_and_each_report_shows_its_own_results(piped):
     parent_id = parent.info.run_id
     before = run_snapshot(client, parent_id)
     pipeline.explain.main(_stage_cfg(piped, "explain", f"run_id={parent_id}", "explain.methods=[rollout]",
-                                     "explain.n_examples=4"))
+                                     "explain.n_examples=4", "explain.n_heatmaps=0"))
     (explained,) = _derived(piped, parent_id)
     # Robustness of the derived explain run probes ITS explanations (rollout only), with the parent's model.
     pipeline.robustness.main(_stage_cfg(piped, "robustness", f"run_id={explained.info.run_id}",
@@ -357,7 +359,8 @@ def test_sweep_report_from_two_real_children(tmp_path):
         "glassworks.sweep.optimized_metric": "val/acc", "glassworks.sweep.mode": "max"}).info.run_id
     for job, lr in enumerate(("0.003", "0.0003")):
         # Two jobs of one sweep: one store, one output folder each (as Hydra's multirun does).
-        cfg = compose_config(tmp_path, ["explain.methods=[rollout]", "explain.n_examples=4", "robustness.enabled=false",
+        cfg = compose_config(tmp_path, ["explain.methods=[rollout]", "explain.n_examples=4", "explain.n_heatmaps=0",
+                                        "robustness.enabled=false",
                                         "report.enabled=false", "trainer.max_epochs=1", f"optimizer.lr={lr}",
                                         f"paths.output_dir={tmp_path / 'multirun' / str(job)}"], config_name="run")
         with open_dict(cfg):

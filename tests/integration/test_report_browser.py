@@ -83,7 +83,8 @@ def hostile(tmp_path_factory):
     cfg = compose_config(tmp, [
         "data=files", f"data.source.train={data}", "data.batch_size=16", "data.tokenizer.min_frequency=1",
         "trainer=cpu", "trainer.max_epochs=1", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-        "explain.methods=[rollout]", "explain.n_examples=4", "robustness.stability_examples=1",
+        "explain.methods=[rollout]", "explain.n_examples=4", "explain.n_heatmaps=0",  # not in the report
+        "robustness.stability_examples=1",
         "robustness.n_stability=1", "robustness.attack.max_edits=2",
     ], config_name="run", tiny=False)
     with open_dict(cfg):

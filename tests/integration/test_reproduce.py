@@ -15,7 +15,9 @@ from tests.conftest import compose_config, run_snapshot
 
 pytestmark = pytest.mark.slow
 
+# No attention heatmaps (over a second each to draw, nothing here looks at them; the re-explain below says so too).
 OVERRIDES = [*TINY, "explain.n_examples=3", "explain.methods=[shap,rollout]", "explain.shap.max_evals=32",
+             "explain.n_heatmaps=0",
              "robustness.stability_examples=1", "robustness.n_stability=1", "robustness.attack.max_edits=2",
              "report.enabled=false"]
 # Params that name places, not choices: they differ between a run and its reproduction by design.
@@ -65,8 +67,8 @@ def test_readme_re_explain_makes_a_child_run_and_leaves_the_original_as_recorded
     before = run_snapshot(client, run_id)
     # The README's example, at this file's size (the same methods and budget as the original).
     out = run_cli("pipeline.explain", f"run_id={run_id}", "explain.shap.algorithm=exact", "explain.n_examples=3",
-                  "explain.methods=[shap,rollout]", "explain.shap.max_evals=32", "logger.system_metrics=false",
-                  cwd=reproduced["tmp"])
+                  "explain.methods=[shap,rollout]", "explain.shap.max_evals=32", "explain.n_heatmaps=0",
+                  "logger.system_metrics=false", cwd=reproduced["tmp"])
     assert out.returncode == 0, out.stderr[-3000:]
     assert before == run_snapshot(client, run_id)  # not a param, metric point, tag, artifact or time changed
     (child,) = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
@@ -92,7 +94,8 @@ def test_readme_re_explain_makes_a_child_run_and_leaves_the_original_as_recorded
     assert "reproduced: all" in printed and "1 derived run" in printed
     # Twice -> two children; the original is still as recorded.
     pipeline.explain.main(compose_config(reproduced["tmp"], [f"run_id={run_id}", "explain.n_examples=3",
-                                                             "explain.methods=[rollout]", "logger.system_metrics=false"],
+                                                             "explain.methods=[rollout]", "explain.n_heatmaps=0",
+                                                             "logger.system_metrics=false"],
                                          config_name="explain", tiny=False))
     children = client.search_runs(reproduced["experiments"], filter_string=f"tags.`glassworks.derived_from` = '{run_id}'")
     assert len(children) == 2 and before == run_snapshot(client, run_id)

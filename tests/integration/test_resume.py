@@ -24,9 +24,10 @@ from tests.conftest import ROOT, TINY, compose_config, run_cli
 pytestmark = pytest.mark.slow
 
 # 400 examples / 32 = 13 steps per epoch, 26 in all; a resume checkpoint every 5 steps and
-# after each validation.
+# after each validation. No attention heatmaps: drawing them is most of the explain stage's
+# time (over a second each on 2 cores) and nothing here looks at them.
 ARGS = [*TINY, "callbacks.resume_checkpoint.every_n_train_steps=5", "robustness.enabled=false",
-        "explain.methods=[rollout]", "explain.n_examples=8"]
+        "explain.methods=[rollout]", "explain.n_examples=8", "explain.n_heatmaps=0"]
 # Wall-clock figures differ between any two runs.
 TIMED = ("time/", "system/", "train/tokens_per_sec")
 KILLED = -signal.SIGKILL

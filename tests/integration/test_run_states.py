@@ -52,8 +52,11 @@ def test_signal_marks_the_run_killed(tmp_path, sig):
 
 
 FAULTS = {"PYTHONPATH": str(ROOT / "tests" / "faults")}  # cli_env puts this checkout's src/ after it
+# The stages run for real but small: what is checked is how a failure is recorded, not the
+# figures (no heatmaps: over a second each to draw; a short attack and curves).
 SMALL = [*TINY, "trainer.max_epochs=1", "explain.methods=[rollout]", "explain.n_examples=8",
-         "robustness.stability_examples=4"]
+         "explain.n_heatmaps=0", "robustness.stability_examples=4", "robustness.curve_k=4",
+         "robustness.attack.max_edits=2", "robustness.attack.n_candidates=5"]
 
 
 def _only_run(root):

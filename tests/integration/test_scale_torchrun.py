@@ -31,7 +31,7 @@ def test_two_torchrun_nodes_make_one_run_owned_by_rank_zero(tmp_path):
     overrides = ["data.source.n_train=200", "data.source.n_validation=50", "data.source.n_test=50",
                  "trainer=ddp_cpu", "trainer.num_nodes=2", "trainer.devices=1", "trainer.max_epochs=1",
                  "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-                 "explain.methods=[raw_attention,rollout]", "explain.n_examples=4"]
+                 "explain.methods=[raw_attention,rollout]", "explain.n_examples=4", "explain.n_heatmaps=0"]
     env = cli_env(tmp_path, {"OMP_NUM_THREADS": "1"})
     nodes = []
     try:
