@@ -139,6 +139,21 @@ def test_masker_keeps_cls_and_masks_by_id():
     assert TokenIdMasker(mask_id=MASK, hierarchical=False).clustering is None
 
 
+def test_masker_never_hides_special_ids_whatever_the_mask_and_the_row():
+    sep = 7
+    masker = TokenIdMasker(mask_id=MASK, hierarchical=True, keep_ids=frozenset({sep}))
+    first, second = np.array([11, sep, 13]), np.array([sep, 12, 13])
+    assert masker(True, first).tolist() == [[11, sep, 13]]
+    assert masker(False, first).tolist() == [[MASK, sep, MASK]]
+    assert masker(np.array([True, False, False]), first).tolist() == [[11, sep, MASK]]
+    assert masker(np.array([1, 0, 0]), first).tolist() == [[11, sep, MASK]]  # 0/1 masks read as bools
+    # A new row: its own specials, not the previous row's.
+    assert masker(False, second).tolist() == [[sep, MASK, MASK]]
+    assert masker(np.array([False, True, False]), second).tolist() == [[sep, 12, MASK]]
+    assert masker(False, first).tolist() == [[MASK, sep, MASK]]
+    assert masker(True, first).dtype == first.dtype
+
+
 @pytest.mark.parametrize("n", [1, 2, 3, 5, 8, 19])
 def test_partition_tree_is_a_balanced_contiguous_linkage(n):
     tree = contiguous_partition_tree(n)

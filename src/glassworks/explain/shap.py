@@ -97,16 +97,15 @@ class TokenIdMasker(shap.maskers.Masker):
         self._always_kept: np.ndarray | None = None
 
     def _kept_specials(self, x) -> np.ndarray:
-        if self._row is None or x is not self._row:
-            self._row = x
-            self._always_kept = np.isin(x, self.keep_ids)  # (M,)
+        """(M,) True where the row holds a special id (a cache: only speed depends on it)."""
+        if x is not self._row:
+            self._row, self._always_kept = x, np.isin(x, self.keep_ids)
         return self._always_kept
 
     def __call__(self, mask, x):
-        # shap passes either a (M,) bool mask (True = keep the token) or a bare True/False for all.
-        if mask is True or mask is False:
-            mask = np.full(len(x), mask, dtype=bool)
-        keep = np.asarray(mask, dtype=bool) | self._kept_specials(x)  # (M,)
+        # mask: (M,) with True = keep the token, or one bool for every position (shap passes a
+        # bare True/False for "all"); both broadcast against the (M,) specials.
+        keep = np.logical_or(mask, self._kept_specials(x))  # (M,)
         return np.where(keep, x, self.mask_id)[None, :]  # (1, M)
 
     def _row_shape(self, x) -> tuple[int, int]:
