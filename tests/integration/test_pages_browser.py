@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -29,6 +28,7 @@ from mlflow import MlflowClient
 
 from glassworks.render.png import style_of
 from glassworks.render.style import MIN_FONT_PT
+from glassworks.testing.html import PageParts, parse_html
 from glassworks.tracking import contract as C
 from tests.conftest import TINY, run_cli
 
@@ -65,38 +65,6 @@ window.addEventListener("load", () => {
 CSP = re.compile(r'<meta http-equiv="Content-Security-Policy"[^>]*>')
 
 
-class Page(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.images: list[str] = []
-        self.links: list[str] = []
-        self.title = ""
-        self._in_title = False
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        self._in_title = tag == "title"
-        if tag == "img":
-            self.images.append(attrs["src"])
-        if tag == "a":
-            self.links.append(attrs["href"])
-
-    def handle_endtag(self, tag):
-        self._in_title = False
-
-    def handle_data(self, data):
-        if self._in_title:
-            self.title += data
-        self.text.append(data)
-
-
-def parse(html: str) -> Page:
-    page = Page()
-    page.feed(html)
-    return page
-
-
 def artifacts_dir(client: MlflowClient, run_id: str) -> Path:
     uri = client.get_run(run_id).info.artifact_uri
     return Path(unquote(urlparse(uri).path))
@@ -109,10 +77,10 @@ def chromium(*args: str, profile: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*flags, *args], capture_output=True, text=True, timeout=120)
 
 
-def check_page(path: Path, root: Path, tmp: Path, shot_name: str) -> Page:
+def check_page(path: Path, root: Path, tmp: Path, shot_name: str) -> PageParts:
     """Overflow, screenshot, links and figures of the page at `path` (`root`: the run's artifacts)."""
     html = path.read_text(encoding="utf-8")
-    page = parse(html)
+    page = parse_html(html)
     # 1. no horizontal overflow at 1400 px
     probe = path.with_name(path.stem + ".measure.html")
     probe.write_text(CSP.sub("", html).replace("</body>", MEASURE + "</body>"), encoding="utf-8")
@@ -121,7 +89,7 @@ def check_page(path: Path, root: Path, tmp: Path, shot_name: str) -> Page:
                        profile=tmp / "profile")
     finally:
         probe.unlink()
-    title = parse(dom.stdout).title
+    title = parse_html(dom.stdout).title
     assert title.startswith("MEASURED "), (path.name, title, dom.stderr[-1500:])
     measured = json.loads(title.removeprefix("MEASURED "))
     assert measured["innerWidth"] == WIDTH, measured
@@ -180,24 +148,23 @@ def one_run(cwd: Path) -> tuple[MlflowClient, object]:
     return client, runs
 
 
-@pytest.fixture(scope="module")
-def classifier(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("classifier")
-    done = run_cli("pipeline.run", *CLASSIFIER, cwd=cwd, env=ENV)
+def finished_run(cwd: Path, overrides: list[str]) -> dict:
+    """One ``pipeline.run`` with `overrides` in `cwd`: its client, run and artifact folder."""
+    done = run_cli("pipeline.run", *overrides, cwd=cwd, env=ENV)
     assert done.returncode == 0, done.stderr[-3000:]
     client, runs = one_run(cwd)
     (run,) = runs
     return {"cwd": cwd, "client": client, "run": run, "root": artifacts_dir(client, run.info.run_id)}
+
+
+@pytest.fixture(scope="module")
+def classifier(tmp_path_factory):
+    return finished_run(tmp_path_factory.mktemp("classifier"), CLASSIFIER)
 
 
 @pytest.fixture(scope="module")
 def lm(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("lm")
-    done = run_cli("pipeline.run", *LM, cwd=cwd, env=ENV)
-    assert done.returncode == 0, done.stderr[-3000:]
-    client, runs = one_run(cwd)
-    (run,) = runs
-    return {"cwd": cwd, "client": client, "run": run, "root": artifacts_dir(client, run.info.run_id)}
+    return finished_run(tmp_path_factory.mktemp("lm"), LM)
 
 
 @pytest.fixture(scope="module")

@@ -8,13 +8,13 @@ import csv
 import re
 import shutil
 import subprocess
-from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 from omegaconf import open_dict
 
 import pipeline.run
+from glassworks.testing.html import parse_html
 from tests.conftest import compose_config
 
 pytestmark = pytest.mark.slow
@@ -32,33 +32,6 @@ ALLOWED_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1"
                 "section", "div", "span", "dl", "dt", "dd", "table", "caption", "thead", "tbody", "tr", "th", "td",
                 "figure", "img", "figcaption", "pre", "code", "details", "summary"}
 
-
-
-class Elements(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.title = ""
-        self._in_title = False
-        self.text: list[str] = []
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-        self._in_title = tag == "title"
-
-    def handle_endtag(self, tag):
-        self._in_title = False
-
-    def handle_data(self, data):
-        if self._in_title:
-            self.title += data
-        self.text.append(data)
-
-
-def elements(page: str) -> Elements:
-    parser = Elements()
-    parser.feed(page)
-    return parser
 
 
 def write_hostile_csv(path: Path) -> None:
@@ -106,7 +79,7 @@ def test_html_escapes_every_payload(hostile):
     page = hostile["page"]
     for raw in ("<script", "<img src=x", "</textarea>", "<textarea", "onerror=\"document"):
         assert raw not in page, raw
-    parsed = elements(page)
+    parsed = parse_html(page)
     for tag, attrs in parsed.tags:
         assert tag in ALLOWED_TAGS, tag
         assert not any(name.startswith("on") for name in attrs), (tag, attrs)
@@ -153,13 +126,13 @@ def test_chromium_renders_the_report_and_runs_nothing(hostile, tmp_path):
     control.write_text("<!DOCTYPE html><html><head><title>before</title></head><body>"
                        "<script>document.title='RAN'</script></body></html>")
     ran = subprocess.run([*flags, "--dump-dom", control.as_uri()], capture_output=True, text=True, timeout=120)
-    assert elements(ran.stdout).title == "RAN", ran.stderr[-2000:]
+    assert parse_html(ran.stdout).title == "RAN", ran.stderr[-2000:]
 
     url = hostile["html"].resolve().as_uri()
     dom = subprocess.run([*flags, "--virtual-time-budget=2000", "--dump-dom", url], capture_output=True,
                          text=True, timeout=120)
     assert dom.returncode == 0, dom.stderr[-2000:]
-    rendered = elements(dom.stdout)
+    rendered = parse_html(dom.stdout)
     assert rendered.title == f"Run report: {RUN_NAME}", "the title changed: a script ran"
     assert rendered.title != "PWNED"
     tags = [tag for tag, _ in rendered.tags]

@@ -8,7 +8,8 @@ that a clearly positive sentence of the synthetic task scores higher on ``positi
 clearly negative one.
 
 Submodules: :mod:`glassworks.testing.hf` (``tiny_bert_dir``: a tiny random BERT on disk for the
-Hugging Face path). Helpers that tests and benchmarks share; never imported by the library itself.
+Hugging Face path), :mod:`glassworks.testing.html` (``parse_html``: a written page's tags, title
+and text, for the browser tests). Helpers that tests and benchmarks share; never imported by the library itself.
 """
 
 from __future__ import annotations
