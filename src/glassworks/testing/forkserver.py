@@ -1,0 +1,295 @@
+"""A fork server for the test suite's entry-point runs: ``python -m <module> args`` without paying
+the imports every time.
+
+A fresh ``python -m pipeline.run`` spends ~10 s importing torch, Lightning (which imports
+torchmetrics and, through it, transformers, scipy and matplotlib), MLflow and Hydra, and its
+explain stage ~5 s more compiling shap's numba kernels. The suite starts about a hundred such
+commands. This server imports those libraries once and compiles the kernels, then forks one
+child per command. The child is set up as the interpreter would set up a fresh process (its
+working directory first on ``sys.path``, the request's environment, stdout/stderr into the
+caller's files, stdin from /dev/null, a fresh ``__main__``, tempfile's cached folder and numpy's
+global seed reset) and runs the module as ``python -m`` does (``runpy._run_module_as_main``).
+It then leaves through the interpreter's normal exit: SystemExit codes, tracebacks, non-daemon
+threads joined, atexit handlers (MLflow ends its runs there) and flushed streams, as a fresh
+process would.
+
+Only third-party libraries and shap's kernels are preloaded: glassworks and pipeline code is
+imported by each child from the checkout, as in a fresh process. Requests whose environment
+differs from the server's in a variable that libraries read when imported (thread counts, caches,
+offline flags: see :data:`IMPORT_TIME_ENV`) are not eligible; :func:`eligible` says so and the
+caller starts a real process instead. A ``PYTHONPATH`` that adds entries before the server's is
+fine: the child puts them on ``sys.path`` and imports their ``sitecustomize`` as start-up would
+(the fault-injection tests' ``tests/faults``).
+
+Protocol, over a Unix socket: the client sends one JSON request (argv, cwd, env, stdout and
+stderr paths) and half-closes; the server answers ``<pid>\\n`` and, when the child ends,
+``<wait status>\\n``. The server is single-threaded (forking a process that has other threads is
+unsafe): it polls for requests and reaps children in one loop, and exits when its parent does.
+
+Start it with ``python -m glassworks.testing.forkserver SOCKET``; it prints ``ready`` on stdout.
+The test suite's client is :class:`ForkServer` (``tests/conftest.py`` ``run_cli``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import io
+import json
+import locale
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Libraries the entry points import (python -X importtime: Lightning 5 s with torchmetrics,
+# torch 3 s, MLflow 2 s, transformers, scipy, pandas, matplotlib ...), and shap for explain.
+PRELOAD = (
+    "torch", "pytorch_lightning", "torchmetrics", "transformers", "mlflow", "mlflow.pytorch",
+    "mlflow.pyfunc", "mlflow.models", "mlflow.tracking", "hydra", "omegaconf", "pandas", "scipy",
+    "sklearn", "matplotlib", "matplotlib.figure", "datasets", "tokenizers", "sqlalchemy", "alembic",
+    "shap", "numba",
+)
+
+# Environment variables read when a preloaded library is imported (thread pools, caches,
+# offline flags, the import path and sitecustomize): a request that changes one gets a fresh
+# process. Prefix match.
+IMPORT_TIME_ENV = ("PYTHON", "OMP_", "MKL_", "OPENBLAS_", "KMP_", "NUMBA_", "HF_", "HUGGINGFACE",
+                   "TRANSFORMERS_", "TOKENIZERS_", "MPL", "TORCH", "CUDA", "LD_", "XDG_", "HOME",
+                   "LANG", "LC_")
+
+
+def _import_time_env(env: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)}
+
+
+def extra_path(env: Mapping[str, str], server_env: Mapping[str, str]) -> list[str] | None:
+    """The import-path entries a process started with ``env`` puts before those of a server
+    started with ``server_env`` (``PYTHONPATH=tests/faults:<the server's>``), or None when a
+    forked child would not behave as that fresh process: they differ in another variable of
+    :data:`IMPORT_TIME_ENV`, or ``env``'s PYTHONPATH does not end with the server's."""
+    mine, server = _import_time_env(env), _import_time_env(server_env)
+    path, server_path = mine.pop("PYTHONPATH", ""), server.pop("PYTHONPATH", "")
+    if mine != server:
+        return None
+    entries, server_entries = path.split(os.pathsep) if path else [], server_path.split(os.pathsep) if server_path else []
+    n = len(entries) - len(server_entries)
+    if n < 0 or entries[n:] != server_entries:
+        return None
+    return entries[:n]
+
+
+def eligible(env: Mapping[str, str], server_env: Mapping[str, str]) -> bool:
+    """Whether a child forked from a server started with ``server_env`` behaves as a fresh
+    process started with ``env`` (see :func:`extra_path`)."""
+    return extra_path(env, server_env) is not None
+
+
+# ---- server ---------------------------------------------------------------------------------
+
+def _preload() -> None:
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+    try:
+        from glassworks.explain.warmup import ALGORITHMS, compile_shap_kernels
+    except ImportError:
+        return
+    compile_shap_kernels(ALGORITHMS)
+    # Only shap's kernels: the children import glassworks themselves, from the checkout.
+    for name in [m for m in sys.modules if m == "glassworks" or m.startswith("glassworks.")]:
+        del sys.modules[name]
+
+
+def _read_request(conn: socket.socket) -> dict:
+    chunks = []
+    while chunk := conn.recv(65536):
+        chunks.append(chunk)
+    return json.loads(b"".join(chunks))
+
+
+def serve(path: str) -> dict:
+    """Preload, listen on ``path``, fork a child per request. Returns only in a child, with its
+    request (the parent loops until its own parent exits)."""
+    _preload()
+    parent = os.getppid()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(path)
+    listener.listen(16)
+    print("ready", flush=True)
+    children: dict[int, socket.socket] = {}
+    while True:
+        readable, _, _ = select.select([listener], [], [], 0.05)
+        if readable:
+            conn, _ = listener.accept()
+            request = _read_request(conn)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            pid = os.fork()
+            if pid == 0:
+                listener.close()
+                conn.close()
+                for other in children.values():
+                    other.close()
+                return request
+            conn.sendall(f"{pid}\n".encode())
+            children[pid] = conn
+        while children:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                break
+            conn = children.pop(pid, None)
+            if conn is not None:
+                try:
+                    conn.sendall(f"{status}\n".encode())
+                except OSError:  # the client gave up on it
+                    pass
+                conn.close()
+        if os.getppid() != parent:
+            raise SystemExit(0)
+
+
+def _become(request: dict) -> None:
+    """Turn this forked child into ``python -m <argv[0]> argv[1:]`` started in the request's
+    directory with its environment and output files."""
+    import runpy
+    import types
+
+    argv, cwd = request["argv"], request["cwd"]
+    os.chdir(cwd)
+    os.environ.clear()
+    os.environ.update(request["env"])
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd, key in ((1, "stdout"), (2, "stderr")):
+        out = os.open(request[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(out, fd)
+        os.close(out)
+    os.close(null)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
+        signal.signal(sig, signal.SIG_DFL)
+    sys.path[0] = os.getcwd()  # what `python -m` puts first
+    extra = request.get("extra_path") or []
+    if extra:
+        # PYTHONPATH entries before the server's, and the sitecustomize the interpreter would
+        # have imported from them at start-up (tests/faults injects its faults this way).
+        sys.path[1:1] = extra
+        sys.modules.pop("sitecustomize", None)
+        importlib.invalidate_caches()
+        try:
+            importlib.import_module("sitecustomize")
+        except ImportError:
+            pass
+    tempfile.tempdir = None  # recomputed from this environment's TMPDIR
+    if "numpy" in sys.modules:  # `random` reseeds itself after fork; numpy's global state does not
+        sys.modules["numpy"].random.seed()
+    sys.argv = list(argv)
+    sys.modules["__main__"] = types.ModuleType("__main__")
+    runpy._run_module_as_main(argv[0], alter_argv=True)
+
+
+def main() -> None:
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m glassworks.testing.forkserver SOCKET")
+    _become(serve(sys.argv[1]))
+
+
+# ---- client ---------------------------------------------------------------------------------
+
+class ForkServer:
+    """A server process of this interpreter with ``env`` (started on the first :meth:`run`)."""
+
+    def __init__(self, env: Mapping[str, str], cwd: str | Path, start_timeout: float = 300.0):
+        self.env = dict(env)
+        self.cwd = str(cwd)
+        self.start_timeout = start_timeout
+        self._dir = tempfile.mkdtemp(prefix="glassworks-forkserver-")
+        self.socket_path = os.path.join(self._dir, "socket")
+        self._proc: subprocess.Popen[str] | None = None
+
+    def _start(self) -> None:
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "glassworks.testing.forkserver", self.socket_path], cwd=self.cwd,
+            env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=open(os.path.join(self._dir, "server.log"), "w"), text=True)
+        ready, _, _ = select.select([self._proc.stdout], [], [], self.start_timeout)
+        line = self._proc.stdout.readline() if ready else ""
+        if line.strip() != "ready":
+            self.close()
+            log = Path(self._dir, "server.log").read_text()[-3000:]
+            raise RuntimeError(f"fork server did not start within {self.start_timeout:.0f} s: {log}")
+
+    def run(self, argv: Sequence[str], cwd: str | Path, env: Mapping[str, str],
+            timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Like ``subprocess.run([python, "-m", *argv], cwd=, env=, capture_output=True,
+        text=True, timeout=)``, by a child of the server."""
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        args = [sys.executable, "-m", *argv]
+        with tempfile.TemporaryDirectory(dir=self._dir) as d:
+            out, err = os.path.join(d, "stdout"), os.path.join(d, "stderr")
+            extra = extra_path(env, self.env)
+            if extra is None:
+                raise ValueError("ForkServer.run: this environment needs a fresh interpreter (see extra_path)")
+            request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env), "stdout": out, "stderr": err,
+                       "extra_path": extra}
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(self.socket_path)
+                conn.sendall(json.dumps(request).encode())
+                conn.shutdown(socket.SHUT_WR)
+                replies = _Lines(conn)
+                pid = int(replies.next(None))
+                deadline = None if timeout is None else time.monotonic() + timeout
+                line = replies.next(deadline)
+                if line is None:  # past the timeout: kill it as subprocess.run does
+                    os.kill(pid, signal.SIGKILL)
+                    replies.next(None)
+                    raise subprocess.TimeoutExpired(args, timeout, _text(out), _text(err))
+            return subprocess.CompletedProcess(args, os.waitstatus_to_exitcode(int(line)), _text(out), _text(err))
+
+    def close(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.kill()
+            self._proc.wait()
+        self._proc = None
+
+
+class _Lines:
+    """The server's replies, a line at a time, each read with an optional deadline."""
+
+    def __init__(self, conn: socket.socket):
+        self.conn, self.buffer = conn, b""
+
+    def next(self, deadline: float | None) -> str | None:
+        """The next line; None past ``deadline`` (time.monotonic)."""
+        while b"\n" not in self.buffer:
+            wait = None if deadline is None else deadline - time.monotonic()
+            if wait is not None and wait <= 0:
+                return None
+            ready, _, _ = select.select([self.conn], [], [], wait)
+            if not ready:
+                return None
+            chunk = self.conn.recv(4096)
+            if not chunk:
+                raise RuntimeError("the fork server closed the connection before the child's exit status")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode()
+
+
+def _text(path: str) -> str:
+    """A file's bytes decoded as ``subprocess.run(text=True)`` decodes a pipe (universal newlines)."""
+    data = Path(path).read_bytes() if os.path.exists(path) else b""
+    return io.TextIOWrapper(io.BytesIO(data), encoding=locale.getpreferredencoding(False)).read()
+
+
+if __name__ == "__main__":
+    main()
