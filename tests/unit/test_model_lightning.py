@@ -129,3 +129,48 @@ def test_hparams_exclude_factories_and_accept_mapping_spec() -> None:
 def test_label_names_must_match_n_classes() -> None:
     with pytest.raises(ValueError, match="label_names"):
         TextClassifier(model_spec=SPEC, optimizer=OPTIMIZER, label_names=["a", "b", "c"])
+
+
+class _EveryStepLogging(TextClassifier):
+    """The logging TextClassifier had before it logged less: train/loss through self.log every
+    step, train/acc as the Metric object every step."""
+
+    def training_step(self, batch, batch_idx):
+        loss, logits = self._shared_step(batch)
+        self.train_acc.update(logits, batch["labels"])
+        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True, batch_size=32)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, batch_size=32)
+        return loss
+
+    def on_train_epoch_end(self) -> None:
+        pass
+
+
+def _logged_history(cls: type[TextClassifier], root: Path) -> dict[str, list[tuple[int, float]]]:
+    import csv
+
+    pl.seed_everything(3, workers=True)
+    module = cls(model_spec=SPEC, optimizer=OPTIMIZER, label_names=["absent", "present"])
+    logger = pl.loggers.CSVLogger(root, name="log")
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", devices=1, logger=logger, log_every_n_steps=3,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         deterministic=True)
+    trainer.fit(module, _loader(256, seed=1, shuffle=True), _loader(64, seed=2, shuffle=False))
+    history: dict[str, list[tuple[int, float]]] = {}
+    with open(Path(logger.log_dir) / "metrics.csv") as f:
+        for row in csv.DictReader(f):
+            for key in ("train/loss", "train/acc", "val/acc"):
+                if row.get(key):
+                    history.setdefault(key, []).append((int(row["step"]), float(row[key])))
+    return history
+
+
+def test_logging_less_often_writes_the_same_points(tmp_path) -> None:
+    """train/loss goes through self.log only on the steps Lightning writes (log_every_n_steps)
+    and train/acc once an epoch: the loggers receive exactly the points, at the same steps, that
+    logging every step gave."""
+    ours = _logged_history(TextClassifier, tmp_path / "ours")
+    before = _logged_history(_EveryStepLogging, tmp_path / "before")
+    assert ours == before
+    assert [step for step, _ in ours["train/loss"]][:3] == [2, 5, 8]  # 8 batches an epoch, every 3rd step
+    assert len(ours["train/acc"]) == len(ours["val/acc"]) == 2

@@ -24,7 +24,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
 from glassworks.data.lm_datamodule import IGNORE_INDEX
-from glassworks.models.lightning import _plain
+from glassworks.models.lightning import _plain, logs_this_step
 from glassworks.models.outputs import CausalLMOutput
 from glassworks.models.registry import build_from_spec
 
@@ -90,8 +90,9 @@ class CausalLM(pl.LightningModule):
         ids = self._corrupt(batch) if self.mask_token_prob > 0 else batch["input_ids"]
         logits = self(ids, batch["attention_mask"]).logits  # (B, T, V)
         loss, _ = self._loss(logits, batch["targets"])
-        self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
-                 batch_size=ids.shape[0])
+        if logs_this_step(self.trainer):
+            self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
+                     batch_size=ids.shape[0])
         return loss
 
     def _evaluate(self, batch: Batch, split: str, nll: MeanMetric, acc: MeanMetric) -> None:
