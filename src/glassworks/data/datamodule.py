@@ -54,6 +54,13 @@ class _TokenizeBatch:
         return {"input_ids": ids, "n_tokens": full}
 
 
+def column(ds: Dataset, name: str) -> list[Any]:
+    """A split's column as a list, read in one piece. ``ds[name]`` is a lazy Column in datasets
+    4+; iterating it formats one row at a time (~25 us a row: 0.27 s for the default 10 000
+    training texts, paid once per column the data preparation reads)."""
+    return ds[name][:]
+
+
 def data_digest(splits: DatasetDict, label_names: list[str]) -> str:
     """sha256 over label names and every split's (text, label, rationale), in split order.
     JSON per row keeps the encoding unambiguous and stable across processes."""
@@ -130,7 +137,7 @@ class TextDataModule(pl.LightningDataModule):
 
         loaded = self.source.load()
         digest = data_digest(loaded.splits, loaded.label_names)
-        tokenizer = self.tokenizer_config.build(loaded.splits["train"]["text"])
+        tokenizer = self.tokenizer_config.build(column(loaded.splits["train"], "text"))
         fn = _TokenizeBatch(tokenizer, self.max_length)
         tok_hash = hashlib.sha256(tokenizer.backend.to_str().encode("utf-8")).hexdigest()
         bars_were_on = datasets.is_progress_bar_enabled()
@@ -164,10 +171,10 @@ class TextDataModule(pl.LightningDataModule):
         class_counts = {}
         for s in SPLITS:
             counts = [0] * len(names)
-            for y in loaded.splits[s]["label"]:
+            for y in column(loaded.splits[s], "label"):
                 counts[y] += 1
             class_counts[s] = dict(zip(names, counts))
-        n_tokens = {s: list(encoded[s]["n_tokens"]) for s in SPLITS}
+        n_tokens = {s: column(encoded[s], "n_tokens") for s in SPLITS}
         truncated = {s: sum(n > self.max_length for n in n_tokens[s]) for s in SPLITS}
         n_trunc = sum(truncated.values())
         if n_trunc:
@@ -181,10 +188,10 @@ class TextDataModule(pl.LightningDataModule):
             return text.lower() if self.tokenizer_config.lowercase else text
 
         # A validation/test text seen in an earlier split inflates the scores measured on it.
-        seen = {norm(t) for t in loaded.splits["train"]["text"]}
+        seen = {norm(t) for t in column(loaded.splits["train"], "text")}
         dupes = {}
         for s in ("validation", "test"):
-            texts = [norm(t) for t in loaded.splits[s]["text"]]
+            texts = [norm(t) for t in column(loaded.splits[s], "text")]
             dupes[s] = sum(t in seen for t in texts)
             seen.update(texts)
         n_dupes = sum(dupes.values())
@@ -266,15 +273,15 @@ class TextDataModule(pl.LightningDataModule):
         self._check_split(split)
         ds = self.splits[split]
         return pd.DataFrame(
-            {"text": list(ds["text"]), "label": list(ds["label"]),
-             "rationale": list(ds["rationale"])}
+            {"text": column(ds, "text"), "label": column(ds, "label"),
+             "rationale": column(ds, "rationale")}
         )
 
     def token_ids(self, split: str) -> list[list[int]]:
         """Token ids per example of ``split`` ([CLS] first, truncated, unpadded)."""
         self._require()
         self._check_split(split)
-        return list(self._encoded[split]["input_ids"])
+        return column(self._encoded[split], "input_ids")
 
     @staticmethod
     def _check_split(split: str) -> None:
