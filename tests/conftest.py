@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import pipeline  # noqa: F401  (registers the config resolvers)
-from glassworks.testing.forkserver import ForkServer, eligible
+from glassworks.testing.forkserver import ForkedProcess, ForkServer, eligible
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -47,6 +47,7 @@ def pytest_configure(config):
     CI) that exports its own OMP_NUM_THREADS keeps it. Here, not at import: the benchmarks import
     this module for compose_config and must keep torch's default for what they time."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -191,6 +192,20 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
         return server.run([module, *args], cwd=cwd, env=full_env, timeout=timeout)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def start_cli(module: str, *args: str, cwd: Path, log: Path, env: dict[str, str] | None = None,
+              fresh: bool = False) -> ForkedProcess | subprocess.Popen[str]:
+    """Start an entry point as :func:`run_cli` runs one, without waiting: stdout and stderr go
+    to the file ``log``. Returns a Popen-like handle (``pid``, ``poll``, ``wait``,
+    ``send_signal``, ``kill``, ``returncode``)."""
+    full_env = cli_env(cwd, env)
+    server = None if fresh else fork_server()
+    if server is not None and eligible(full_env, server.env):
+        return server.popen([module, *args], cwd=cwd, env=full_env, stdout=log)
+    with open(log, "w") as out:
+        return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, stdout=out,
+                                stderr=subprocess.STDOUT, text=True)
 
 
 def run_snapshot(client: Any, run_id: str) -> dict[str, Any]:

@@ -4,8 +4,6 @@ of 8 jobs in 2 processes. Every run present and FINISHED, every metric with its 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +11,7 @@ from mlflow import MlflowClient
 
 from glassworks.tracking.logged_model import run_model_id
 
-from tests.conftest import TINY, cli_env, run_cli
+from tests.conftest import TINY, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -54,14 +52,14 @@ def assert_complete(client: MlflowClient, runs: list) -> None:
 
 def test_two_pipelines_started_together_on_a_fresh_store(tmp_path):
     assert not (tmp_path / "mlruns").exists()
-    env = cli_env(tmp_path, ONE_THREAD)
-    procs = [subprocess.Popen([sys.executable, "-m", "pipeline.train", *FAST, f"seed={seed}"], cwd=tmp_path,
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for seed in (0, 1)]
-    outputs = [proc.communicate(timeout=300) for proc in procs]
-    for proc, (_, stderr) in zip(procs, outputs):
-        assert proc.returncode == 0, stderr[-4000:]
-        assert "already exists" not in stderr and "database is locked" not in stderr
+    logs = [tmp_path / f"seed{seed}.log" for seed in (0, 1)]
+    procs = [start_cli("pipeline.train", *FAST, f"seed={seed}", cwd=tmp_path, env=ONE_THREAD, log=log)
+             for seed, log in zip((0, 1), logs)]
+    for proc, log in zip(procs, logs):
+        code = proc.wait(timeout=300)
+        output = log.read_text()
+        assert code == 0, output[-4000:]
+        assert "already exists" not in output and "database is locked" not in output
 
     client = store(tmp_path)
     experiments = [e.name for e in client.search_experiments()]

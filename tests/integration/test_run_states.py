@@ -5,15 +5,13 @@ crash recorded as FINISHED."""
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
 import torch
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, TINY, assert_imports_this_checkout, cli_env, run_cli
+from tests.conftest import ROOT, TINY, assert_imports_this_checkout, cli_env, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 
@@ -23,23 +21,20 @@ def test_signal_marks_the_run_killed(tmp_path, sig):
     env = cli_env(tmp_path)
     assert_imports_this_checkout(env, tmp_path)
     log = tmp_path / "out.txt"
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "pipeline.train", "trainer.max_epochs=50", "data.source.n_train=4000",
-             "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-             "callbacks.resume_checkpoint.every_n_train_steps=5"],
-            cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.time() + 300  # start-up plus the first 5 steps; minutes on a loaded machine
-            while not list(tmp_path.glob("outputs/**/resume/resume.ckpt")):  # inside training
-                assert proc.poll() is None and time.time() < deadline, log.read_text()[-2000:]
-                time.sleep(0.2)
-            proc.send_signal(sig)
-            assert proc.wait(timeout=120) != 0
-        finally:  # a failed wait must not leave 50 epochs of training behind
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    proc = start_cli("pipeline.train", "trainer.max_epochs=50", "data.source.n_train=4000",
+                     "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
+                     "callbacks.resume_checkpoint.every_n_train_steps=5", cwd=tmp_path, log=log)
+    try:
+        deadline = time.time() + 300  # start-up plus the first 5 steps; minutes on a loaded machine
+        while not list(tmp_path.glob("outputs/**/resume/resume.ckpt")):  # inside training
+            assert proc.poll() is None and time.time() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        proc.send_signal(sig)
+        assert proc.wait(timeout=120) != 0
+    finally:  # a failed wait must not leave 50 epochs of training behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     assert len(runs) == 1

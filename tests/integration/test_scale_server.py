@@ -12,13 +12,14 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from mlflow import MlflowClient
 
 from glassworks.tracking.logged_model import run_model_id
 
-from tests.conftest import ROOT, cli_env, run_cli
+from tests.conftest import ROOT, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "tracking_server.sh"
@@ -91,15 +92,12 @@ def test_parallel_sweep_against_postgres_server(server, tmp_path):
     assert len(list((state_dir / "artifacts").rglob("MLmodel"))) >= len(children)
 
 
-def _start_job(tmp_path: Path, uri: str, *overrides: str) -> subprocess.Popen[str]:
-    log = open(tmp_path / "job.log", "w")  # noqa: SIM115 - closed with the process
-    return subprocess.Popen(
-        [sys.executable, "-m", "pipeline.train", f"logger.tracking_uri={uri}", *SMALL,
-         "logger.flush_every_n_steps=2", "trainer.log_every_n_steps=2", *overrides],
-        cwd=tmp_path, env=cli_env(tmp_path), stdout=log, stderr=subprocess.STDOUT, text=True)
+def _start_job(tmp_path: Path, uri: str, *overrides: str) -> Any:
+    return start_cli("pipeline.train", f"logger.tracking_uri={uri}", *SMALL, "logger.flush_every_n_steps=2",
+                     "trainer.log_every_n_steps=2", *overrides, cwd=tmp_path, log=tmp_path / "job.log")
 
 
-def _wait_for_points(client: MlflowClient, experiment: str, job: subprocess.Popen[str]) -> str:
+def _wait_for_points(client: MlflowClient, experiment: str, job: Any) -> str:
     """The job's run id once its first metric points are in the store."""
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and job.poll() is None:

@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,33 @@ def test_import_time_variables_need_a_fresh_interpreter():
     assert not eligible({**base, "HF_HUB_OFFLINE": "1"}, base)
     assert not eligible({k: v for k, v in base.items() if k != "OMP_NUM_THREADS"}, base)
     assert os.environ.get("OMP_NUM_THREADS") == "1"  # what the suite's server starts with
+
+
+def test_a_started_command_takes_signals_like_popen(probe_dir):
+    """server.popen is what tests that signal a running command use (tests.conftest.start_cli)."""
+    server = fork_server()
+    if server is None:
+        pytest.skip("GLASSWORKS_TEST_FORKSERVER=0")
+    log = probe_dir / "probe.log"
+    proc = server.popen(["probe_mod", "--sleep"], cwd=probe_dir, env=_probe_env(probe_dir), stdout=log)
+    with open(log.with_suffix(".fresh"), "w") as out:
+        fresh = subprocess.Popen([sys.executable, "-m", "probe_mod", "--sleep"], cwd=probe_dir,
+                                 env=_probe_env(probe_dir), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while not all(f.exists() and "to stderr" in f.read_text() for f in (log, log.with_suffix(".fresh"))):
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        assert proc.poll() is None
+        with pytest.raises(subprocess.TimeoutExpired):
+            proc.wait(timeout=0.5)
+        for p in (proc, fresh):
+            p.send_signal(15)
+        assert proc.wait(timeout=60) == fresh.wait(timeout=60) == -15
+        assert proc.poll() == proc.returncode == -15
+    finally:
+        for p in (proc, fresh):
+            if p.poll() is None:
+                p.kill()
+    # stdout and stderr in one file, as stderr=subprocess.STDOUT
+    assert "to stderr" in log.read_text() and '"env": "seen"' in log.read_text()

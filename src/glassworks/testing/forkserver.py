@@ -21,8 +21,9 @@ caller starts a real process instead. A ``PYTHONPATH`` that adds entries before 
 fine: the child puts them on ``sys.path`` and imports their ``sitecustomize`` as start-up would
 (the fault-injection tests' ``tests/faults``).
 
-Protocol, over a Unix socket: the client sends one JSON request (argv, cwd, env, stdout and
-stderr paths) and half-closes; the server answers ``<pid>\\n`` and, when the child ends,
+Protocol, over a Unix socket: the client (:class:`ForkServer`: ``run`` as ``subprocess.run``,
+``popen`` for a :class:`ForkedProcess` as ``subprocess.Popen``) sends one JSON request (argv, cwd,
+env, stdout and stderr paths) and half-closes; the server answers ``<pid>\\n`` and, when the child ends,
 ``<wait status>\\n``. The server is single-threaded (forking a process that has other threads is
 unsafe): it polls for requests and reaps children in one loop, and exits when its parent does.
 
@@ -168,10 +169,15 @@ def _become(request: dict) -> None:
     os.environ.update(request["env"])
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
-    for fd, key in ((1, "stdout"), (2, "stderr")):
-        out = os.open(request[key], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.dup2(out, fd)
-        os.close(out)
+    out = os.open(request["stdout"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(out, 1)
+    os.close(out)
+    if request["stderr"] == request["stdout"]:  # stderr=STDOUT
+        os.dup2(1, 2)
+    else:
+        err = os.open(request["stderr"], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(err, 2)
+        os.close(err)
     os.close(null)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     for sig in (signal.SIGTERM, signal.SIGCHLD, signal.SIGPIPE):
@@ -227,39 +233,85 @@ class ForkServer:
             log = Path(self._dir, "server.log").read_text()[-3000:]
             raise RuntimeError(f"fork server did not start within {self.start_timeout:.0f} s: {log}")
 
+    def popen(self, argv: Sequence[str], cwd: str | Path, env: Mapping[str, str], stdout: str | Path,
+              stderr: str | Path | None = None) -> ForkedProcess:
+        """Like ``subprocess.Popen([python, "-m", *argv], cwd=, env=)`` with stdout written to the
+        file ``stdout`` and stderr to ``stderr`` (None: into stdout, as ``stderr=STDOUT``)."""
+        extra = extra_path(env, self.env)
+        if extra is None:
+            raise ValueError("ForkServer: this environment needs a fresh interpreter (see extra_path)")
+        if self._proc is None or self._proc.poll() is not None:
+            self._start()
+        request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env), "stdout": str(stdout),
+                   "stderr": str(stderr if stderr is not None else stdout), "extra_path": extra}
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            conn.connect(self.socket_path)
+            conn.sendall(json.dumps(request).encode())
+            conn.shutdown(socket.SHUT_WR)
+            replies = _Lines(conn)
+            pid = int(replies.next(None))
+        except BaseException:
+            conn.close()
+            raise
+        return ForkedProcess([sys.executable, "-m", *argv], pid, conn, replies)
+
     def run(self, argv: Sequence[str], cwd: str | Path, env: Mapping[str, str],
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """Like ``subprocess.run([python, "-m", *argv], cwd=, env=, capture_output=True,
         text=True, timeout=)``, by a child of the server."""
-        if self._proc is None or self._proc.poll() is not None:
-            self._start()
-        args = [sys.executable, "-m", *argv]
         with tempfile.TemporaryDirectory(dir=self._dir) as d:
             out, err = os.path.join(d, "stdout"), os.path.join(d, "stderr")
-            extra = extra_path(env, self.env)
-            if extra is None:
-                raise ValueError("ForkServer.run: this environment needs a fresh interpreter (see extra_path)")
-            request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env), "stdout": out, "stderr": err,
-                       "extra_path": extra}
-            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-                conn.connect(self.socket_path)
-                conn.sendall(json.dumps(request).encode())
-                conn.shutdown(socket.SHUT_WR)
-                replies = _Lines(conn)
-                pid = int(replies.next(None))
-                deadline = None if timeout is None else time.monotonic() + timeout
-                line = replies.next(deadline)
-                if line is None:  # past the timeout: kill it as subprocess.run does
-                    os.kill(pid, signal.SIGKILL)
-                    replies.next(None)
-                    raise subprocess.TimeoutExpired(args, timeout, _text(out), _text(err))
-            return subprocess.CompletedProcess(args, os.waitstatus_to_exitcode(int(line)), _text(out), _text(err))
+            proc = self.popen(argv, cwd, env, stdout=out, stderr=err)
+            try:
+                code = proc.wait(timeout)
+            except subprocess.TimeoutExpired:  # kill it as subprocess.run does
+                proc.kill()
+                proc.wait()
+                raise subprocess.TimeoutExpired(proc.args, timeout, _text(out), _text(err)) from None
+            return subprocess.CompletedProcess(proc.args, code, _text(out), _text(err))
 
     def close(self) -> None:
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+
+
+class ForkedProcess:
+    """A command running in a child of the fork server: the part of ``subprocess.Popen`` tests
+    use (``pid``, ``poll``, ``wait``, ``send_signal``, ``terminate``, ``kill``, ``returncode``)."""
+
+    def __init__(self, args: list[str], pid: int, conn: socket.socket, replies: _Lines):
+        self.args, self.pid, self.returncode = args, pid, None
+        self._conn, self._replies = conn, replies
+
+    def _status(self, deadline: float | None) -> int | None:
+        if self.returncode is None:
+            line = self._replies.next(deadline)
+            if line is not None:
+                self.returncode = os.waitstatus_to_exitcode(int(line))
+                self._conn.close()
+        return self.returncode
+
+    def poll(self) -> int | None:
+        return self._status(time.monotonic())
+
+    def wait(self, timeout: float | None = None) -> int:
+        code = self._status(None if timeout is None else time.monotonic() + timeout)
+        if code is None:
+            raise subprocess.TimeoutExpired(self.args, timeout)
+        return code
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            os.kill(self.pid, sig)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
 
 
 class _Lines:
@@ -271,9 +323,7 @@ class _Lines:
     def next(self, deadline: float | None) -> str | None:
         """The next line; None past ``deadline`` (time.monotonic)."""
         while b"\n" not in self.buffer:
-            wait = None if deadline is None else deadline - time.monotonic()
-            if wait is not None and wait <= 0:
-                return None
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
             ready, _, _ = select.select([self.conn], [], [], wait)
             if not ready:
                 return None
