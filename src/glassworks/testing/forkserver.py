@@ -33,12 +33,14 @@ The test suite's client is :class:`ForkServer` (``tests/conftest.py`` ``run_cli`
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import io
 import json
 import locale
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -220,8 +222,12 @@ class ForkServer:
         self._dir = tempfile.mkdtemp(prefix="glassworks-forkserver-")
         self.socket_path = os.path.join(self._dir, "socket")
         self._proc: subprocess.Popen[str] | None = None
+        atexit.register(self.close)  # the server and its folder go with this process
 
     def _start(self) -> None:
+        os.makedirs(self._dir, exist_ok=True)
+        if os.path.exists(self.socket_path):  # left by a server that died
+            os.unlink(self.socket_path)
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "glassworks.testing.forkserver", self.socket_path], cwd=self.cwd,
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -272,10 +278,12 @@ class ForkServer:
             return subprocess.CompletedProcess(proc.args, code, _text(out), _text(err))
 
     def close(self) -> None:
+        """Stop the server (its running children finish on their own) and remove its folder."""
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
+        shutil.rmtree(self._dir, ignore_errors=True)
 
 
 class ForkedProcess:
