@@ -167,9 +167,10 @@ def fork_server() -> ForkServer | None:
     return _fork_server
 
 
-def pytest_unconfigure(config):
-    if _fork_server is not None:
-        _fork_server.close()
+def _server_for(full_env: dict[str, str], fresh: bool) -> ForkServer | None:
+    """The fork server to run a command with ``full_env`` in, or None for a real interpreter."""
+    server = None if fresh else fork_server()
+    return server if server is not None and eligible(full_env, server.env) else None
 
 
 def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
@@ -178,17 +179,18 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
 
     The command runs in a child of this process's fork server, which has imported torch,
     Lightning, MLflow and shap once (~10-15 s a command otherwise), set up as a fresh
-    ``python -m`` process; ``fresh=True``, an environment that changes a variable read at import
-    (e.g. a ``PYTHONPATH`` with the fault-injecting sitecustomize) or
-    ``GLASSWORKS_TEST_FORKSERVER=0`` start a real interpreter instead.
+    ``python -m`` process (a ``PYTHONPATH`` put before this checkout's, such as tests/faults,
+    is honoured with its sitecustomize); ``fresh=True``, an environment that changes a variable
+    read at import (thread counts, caches) or ``GLASSWORKS_TEST_FORKSERVER=0`` start a real
+    interpreter instead. The server stops when this process exits.
     The first call in a process checks that a subprocess imports this checkout's code."""
     global _checked_cli_env
     full_env = cli_env(cwd, env)
     if not _checked_cli_env:
         assert_imports_this_checkout(full_env, cwd)
         _checked_cli_env = True
-    server = None if fresh else fork_server()
-    if server is not None and eligible(full_env, server.env):
+    server = _server_for(full_env, fresh)
+    if server is not None:
         return server.run([module, *args], cwd=cwd, env=full_env, timeout=timeout)
     return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=full_env,
                           capture_output=True, text=True, timeout=timeout)
@@ -200,8 +202,8 @@ def start_cli(module: str, *args: str, cwd: Path, log: Path, env: dict[str, str]
     to the file ``log``. Returns a Popen-like handle (``pid``, ``poll``, ``wait``,
     ``send_signal``, ``kill``, ``returncode``)."""
     full_env = cli_env(cwd, env)
-    server = None if fresh else fork_server()
-    if server is not None and eligible(full_env, server.env):
+    server = _server_for(full_env, fresh)
+    if server is not None:
         return server.popen([module, *args], cwd=cwd, env=full_env, stdout=log)
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, stdout=out,
