@@ -64,7 +64,12 @@ def test_folder_without_weights_or_tokenizer(bert_dir, tmp_path):
 
 
 def test_unreachable_hub_id(monkeypatch):
+    # huggingface_hub reads HF_HUB_OFFLINE once, at import (torchmetrics imported it long before
+    # this test): set its constant too, or the hub is tried with retries (~25 s) before failing.
+    import huggingface_hub.constants
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(ConfigError, match="neither a local folder nor a reachable Hugging Face hub id"):
         HFEncoderConfig(pretrained="no-such-org/no-such-model-xyz")
 
