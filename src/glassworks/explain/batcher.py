@@ -52,6 +52,7 @@ class _Request:
 @dataclass
 class _Task:
     index: int
+    wake: threading.Condition  # on the batcher's lock: notified when this task gets the baton
     rng_state: Any = None
     started: bool = False
     done: bool = False
@@ -89,7 +90,11 @@ class RowBatcher:
         if self.max_pending_rows < 1:
             raise ValueError(f"RowBatcher: max_pending_rows must be >= 1, got {max_pending_rows}")
         self.stats = BatchStats()
-        self._cond = threading.Condition()
+        # One lock; a condition per task (in _Task) and one for the driver, so that passing the
+        # baton wakes exactly the thread that receives it. notify_all woke every task each time:
+        # 16 tasks took ~500 us a submit instead of ~200, ~1.5 ms more an example at 16 tokens.
+        self._lock = threading.Lock()
+        self._driver = threading.Condition(self._lock)
         self._tasks: list[_Task] = []
         self._runnable: deque[int] = deque()
         self._pending: list[_Request] = []
@@ -104,7 +109,7 @@ class RowBatcher:
         request = _Request(task.index, [np.asarray(r, dtype=np.int64) for r in rows])
         if not request.rows:
             raise ValueError("RowBatcher.submit: no rows")
-        with self._cond:
+        with self._lock:
             task.rng_state = np.random.get_state()
             task.request = request
             task.n_rows += len(request.rows)
@@ -119,16 +124,22 @@ class RowBatcher:
         assert request.out is not None
         return request.out
 
-    # ---- scheduling (always called with self._cond held, by the baton holder) ------------------
+    # ---- scheduling (always called with self._lock held, by the baton holder) ------------------
     def _pass_baton(self) -> None:
         if self._pending and (not self._runnable or self._pending_rows >= self.max_pending_rows):
             self._flush()
-        self._current = self._runnable.popleft() if self._runnable else None
-        self._cond.notify_all()
+        self._give_baton(self._runnable.popleft() if self._runnable else None)
+
+    def _give_baton(self, index: int | None) -> None:
+        self._current = index
+        if index is not None:
+            self._tasks[index].wake.notify()
+        elif all(t.done for t in self._tasks):
+            self._driver.notify()
 
     def _wait_for_baton(self, index: int) -> None:
         while self._current != index:
-            self._cond.wait()
+            self._tasks[index].wake.wait()
 
     def _flush(self) -> None:
         requests, self._pending, self._pending_rows = self._pending, [], 0
@@ -175,7 +186,7 @@ class RowBatcher:
         if self._tasks:
             raise RuntimeError("RowBatcher.run is not re-entrant")
         caller_state = np.random.get_state()
-        self._tasks = [_Task(i) for i in range(len(tasks))]
+        self._tasks = [_Task(i, threading.Condition(self._lock)) for i in range(len(tasks))]
         self._runnable = deque(range(len(tasks)))
         threads = [
             threading.Thread(target=self._task_main, args=(i, fn, rng_seed), name=f"explain-task-{i}", daemon=True)
@@ -184,11 +195,10 @@ class RowBatcher:
         try:
             for t in threads:
                 t.start()
-            with self._cond:
-                self._current = self._runnable.popleft() if self._runnable else None
-                self._cond.notify_all()
+            with self._lock:
+                self._give_baton(self._runnable.popleft() if self._runnable else None)
                 while not all(t.done for t in self._tasks):
-                    self._cond.wait()
+                    self._driver.wait()
             for t in threads:
                 t.join()
             for task in self._tasks:
@@ -202,7 +212,7 @@ class RowBatcher:
     def _task_main(self, index: int, fn: Callable[[ModelFn], Any], rng_seed: int | None) -> None:
         self._local.task = index
         task = self._tasks[index]
-        with self._cond:
+        with self._lock:
             self._wait_for_baton(index)
         try:
             if rng_seed is not None:
@@ -212,6 +222,6 @@ class RowBatcher:
         except BaseException as exc:  # handed to the driver, which re-raises it
             task.error = exc
         finally:
-            with self._cond:
+            with self._lock:
                 task.done = True
                 self._pass_baton()
