@@ -18,7 +18,7 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
 import pipeline  # noqa: F401  (registers the config resolvers)
-from glassworks.testing.forkserver import ForkedProcess, ForkServer, eligible
+from glassworks.testing.forkserver import ForkedProcess, ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
@@ -48,6 +48,14 @@ def pytest_configure(config):
     this module for compose_config and must keep torch's default for what they time."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
+    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
+        # pytest-xdist's controller: one fork server for all workers, started now (its ~15 s of
+        # imports and kernel compilation overlap the first tests); the workers attach to it
+        # through the environment they inherit.
+        server = fork_server()
+        if server is not None:
+            server.start(wait=False)
+            os.environ[SHARED_FORK_SERVER] = server.directory
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -152,25 +160,32 @@ def assert_imports_this_checkout(env: dict[str, str], cwd: Path) -> None:
 
 _checked_cli_env = False
 _fork_server: ForkServer | None = None
+# Set by the xdist controller (pytest_configure) to its fork server's folder, for the workers.
+SHARED_FORK_SERVER = "GLASSWORKS_TEST_FORKSERVER_DIR"
 
 
 def fork_server() -> ForkServer | None:
-    """This test process's fork server (glassworks.testing.forkserver), started on first use;
-    None when ``GLASSWORKS_TEST_FORKSERVER=0`` asks for a fresh interpreter per command."""
+    """This test process's fork server (glassworks.testing.forkserver): under xdist the one the
+    controller started, otherwise this process's own, started on first use. None when
+    ``GLASSWORKS_TEST_FORKSERVER=0`` asks for a fresh interpreter per command."""
     global _fork_server
     if os.environ.get("GLASSWORKS_TEST_FORKSERVER", "1") == "0":
         return None
     if _fork_server is None:
-        env = {**os.environ, "PYTHONPATH": pythonpath()}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        _fork_server = ForkServer(env, cwd=ROOT)
+        shared = os.environ.get(SHARED_FORK_SERVER)
+        if shared:
+            _fork_server = ForkServer.attach(shared)
+        else:
+            env = {**os.environ, "PYTHONPATH": pythonpath()}
+            env.pop("MLFLOW_TRACKING_URI", None)
+            _fork_server = ForkServer(env, cwd=ROOT)
     return _fork_server
 
 
 def _server_for(full_env: dict[str, str], fresh: bool) -> ForkServer | None:
     """The fork server to run a command with ``full_env`` in, or None for a real interpreter."""
     server = None if fresh else fork_server()
-    return server if server is not None and eligible(full_env, server.env) else None
+    return server if server is not None and server.accepts(full_env) else None
 
 
 def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,

@@ -69,7 +69,11 @@ def test_a_forked_command_matches_a_fresh_interpreter(probe_dir):
     if server is None:
         pytest.skip("GLASSWORKS_TEST_FORKSERVER=0")
     env = _probe_env(probe_dir, PROBE_EXIT="3")
-    assert eligible(env, server.env)
+    assert server.accepts(env)
+    # sklearn and joblib setdefault these when the server imports them; a test process that has
+    # imported them too (its environment then holds them) still forks.
+    assert server.set_at_import.get("KMP_DUPLICATE_LIB_OK") == "True"
+    assert server.accepts({**env, **server.set_at_import})
     forked = server.run(["probe_mod", "a", "b=1"], cwd=probe_dir, env=env, timeout=120)
     fresh = _fresh(["probe_mod", "a", "b=1"], probe_dir, env)
     assert _report(forked) == _report(fresh)
@@ -123,7 +127,7 @@ def test_a_sitecustomize_before_the_servers_path_runs_at_start_up(probe_dir, tmp
     site = tmp_path_factory.mktemp("site")
     (site / "sitecustomize.py").write_text("import os\nos.environ['PROBE_VALUE'] = 'from sitecustomize'\n")
     env = cli_env(probe_dir, {"PYTHONPATH": str(site), "TMPDIR": str(probe_dir / "tmp")})
-    assert extra_path(env, server.env) == [str(site)]
+    assert extra_path(env, server.env, server.set_at_import) == [str(site)]
     forked = server.run(["probe_mod"], cwd=probe_dir, env=env, timeout=120)
     fresh = _fresh(["probe_mod"], probe_dir, env)
     assert _report(forked) == _report(fresh)
@@ -140,6 +144,12 @@ def test_import_time_variables_need_a_fresh_interpreter():
     assert not eligible({**base, "OMP_NUM_THREADS": "2"}, base)
     assert not eligible({**base, "HF_HUB_OFFLINE": "1"}, base)
     assert not eligible({k: v for k, v in base.items() if k != "OMP_NUM_THREADS"}, base)
+    # What an import sets for itself (sklearn: KMP_DUPLICATE_LIB_OK=True) matches its absence.
+    imports = {"KMP_DUPLICATE_LIB_OK": "True"}
+    assert eligible({**base, "KMP_DUPLICATE_LIB_OK": "True"}, base, imports)
+    assert eligible(base, {**base, "KMP_DUPLICATE_LIB_OK": "True"}, imports)
+    assert not eligible({**base, "KMP_DUPLICATE_LIB_OK": "False"}, base, imports)
+    assert not eligible({**base, "KMP_DUPLICATE_LIB_OK": "True"}, base)
     assert os.environ.get("OMP_NUM_THREADS") == "1"  # what the suite's server starts with
 
 

@@ -71,12 +71,21 @@ def _import_time_env(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if k.startswith(IMPORT_TIME_ENV)}
 
 
-def extra_path(env: Mapping[str, str], server_env: Mapping[str, str]) -> list[str] | None:
+def extra_path(env: Mapping[str, str], server_env: Mapping[str, str],
+               set_at_import: Mapping[str, str] | None = None) -> list[str] | None:
     """The import-path entries a process started with ``env`` puts before those of a server
     started with ``server_env`` (``PYTHONPATH=tests/faults:<the server's>``), or None when a
     forked child would not behave as that fresh process: they differ in another variable of
-    :data:`IMPORT_TIME_ENV`, or ``env``'s PYTHONPATH does not end with the server's."""
+    :data:`IMPORT_TIME_ENV`, or ``env``'s PYTHONPATH does not end with the server's.
+
+    ``set_at_import``: variables the preloaded libraries set for themselves when imported
+    (sklearn and joblib ``setdefault`` KMP_DUPLICATE_LIB_OK and KMP_INIT_AT_FORK). A fresh process
+    sets them the same way, so an environment without them, or with the same values, matches."""
     mine, server = _import_time_env(env), _import_time_env(server_env)
+    for key, value in (set_at_import or {}).items():
+        if mine.get(key, value) == value and server.get(key, value) == value:
+            mine.pop(key, None)
+            server.pop(key, None)
     path, server_path = mine.pop("PYTHONPATH", ""), server.pop("PYTHONPATH", "")
     if mine != server:
         return None
@@ -87,10 +96,15 @@ def extra_path(env: Mapping[str, str], server_env: Mapping[str, str]) -> list[st
     return entries[:n]
 
 
-def eligible(env: Mapping[str, str], server_env: Mapping[str, str]) -> bool:
+def eligible(env: Mapping[str, str], server_env: Mapping[str, str],
+             set_at_import: Mapping[str, str] | None = None) -> bool:
     """Whether a child forked from a server started with ``server_env`` behaves as a fresh
     process started with ``env`` (see :func:`extra_path`)."""
-    return extra_path(env, server_env) is not None
+    return extra_path(env, server_env, set_at_import) is not None
+
+
+def _set_at_import_path(socket_path: str) -> str:
+    return socket_path + ".set_at_import.json"
 
 
 # ---- server ---------------------------------------------------------------------------------
@@ -111,17 +125,21 @@ def _preload() -> None:
         del sys.modules[name]
 
 
-def _read_request(conn: socket.socket) -> dict:
+def _read_request(conn: socket.socket) -> dict | None:
+    """The request, or None for a connection that sent nothing (an attached client's readiness probe)."""
     chunks = []
     while chunk := conn.recv(65536):
         chunks.append(chunk)
-    return json.loads(b"".join(chunks))
+    return json.loads(b"".join(chunks)) if chunks else None
 
 
 def serve(path: str) -> dict:
     """Preload, listen on ``path``, fork a child per request. Returns only in a child, with its
     request (the parent loops until its own parent exits)."""
+    before = dict(os.environ)
     _preload()
+    set_at_import = {k: v for k, v in os.environ.items() if before.get(k) != v}
+    Path(_set_at_import_path(path)).write_text(json.dumps(set_at_import))
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -133,6 +151,9 @@ def serve(path: str) -> dict:
         if readable:
             conn, _ = listener.accept()
             request = _read_request(conn)
+            if request is None:
+                conn.close()
+                continue
             sys.stdout.flush()
             sys.stderr.flush()
             pid = os.fork()
@@ -213,41 +234,100 @@ def main() -> None:
 # ---- client ---------------------------------------------------------------------------------
 
 class ForkServer:
-    """A server process of this interpreter with ``env`` (started on the first :meth:`run`)."""
+    """A server process of this interpreter with ``env`` (started on the first :meth:`run`, or
+    by :meth:`start`), or, from :meth:`attach`, a client of one that another process started."""
 
     def __init__(self, env: Mapping[str, str], cwd: str | Path, start_timeout: float = 300.0):
         self.env = dict(env)
         self.cwd = str(cwd)
         self.start_timeout = start_timeout
-        self._dir = tempfile.mkdtemp(prefix="glassworks-forkserver-")
-        self.socket_path = os.path.join(self._dir, "socket")
+        self.directory = tempfile.mkdtemp(prefix="glassworks-forkserver-")
+        self.socket_path = os.path.join(self.directory, "socket")
         self._proc: subprocess.Popen[str] | None = None
+        self._owner = True
+        self._ready = False
+        self.set_at_import: dict[str, str] = {}  # known once the server is ready
         atexit.register(self.close)  # the server and its folder go with this process
 
-    def _start(self) -> None:
-        os.makedirs(self._dir, exist_ok=True)
+    @classmethod
+    def attach(cls, directory: str | Path, start_timeout: float = 300.0) -> ForkServer:
+        """A client of the server that :meth:`start` runs in ``directory`` (another process, e.g.
+        pytest-xdist's controller, owns it): requests wait until it is ready; it is never
+        restarted or stopped from here."""
+        self = cls.__new__(cls)
+        self.directory = str(directory)
+        self.socket_path = os.path.join(self.directory, "socket")
+        self.env = json.loads(Path(self.directory, "env.json").read_text())
+        self.cwd = ""
+        self.start_timeout = start_timeout
+        self._proc = None
+        self._owner = False
+        self._ready = False
+        self.set_at_import = {}
+        return self
+
+    def start(self, wait: bool = True) -> None:
+        """Start the server now; ``wait=False`` returns at once (the first request waits for it).
+        Its environment is written to ``<directory>/env.json`` for :meth:`attach`."""
+        os.makedirs(self.directory, exist_ok=True)
         if os.path.exists(self.socket_path):  # left by a server that died
             os.unlink(self.socket_path)
+        Path(self.directory, "env.json").write_text(json.dumps(self.env))
+        self._ready = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "glassworks.testing.forkserver", self.socket_path], cwd=self.cwd,
             env=self.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=open(os.path.join(self._dir, "server.log"), "w"), text=True)
-        ready, _, _ = select.select([self._proc.stdout], [], [], self.start_timeout)
-        line = self._proc.stdout.readline() if ready else ""
-        if line.strip() != "ready":
-            self.close()
-            log = Path(self._dir, "server.log").read_text()[-3000:]
+            stderr=open(os.path.join(self.directory, "server.log"), "w"), text=True)
+        if wait:
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
+        if self._ready:
+            return
+        deadline = time.monotonic() + self.start_timeout
+        if self._owner:
+            assert self._proc is not None
+            ready, _, _ = select.select([self._proc.stdout], [], [], self.start_timeout)
+            self._ready = (self._proc.stdout.readline() if ready else "").strip() == "ready"
+        else:  # the owner's server listens once its imports are done
+            while not self._ready and time.monotonic() < deadline:
+                probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    probe.connect(self.socket_path)
+                    probe.shutdown(socket.SHUT_WR)  # an empty request: the server just closes it
+                    self._ready = True
+                except OSError:
+                    time.sleep(0.2)
+                finally:
+                    probe.close()
+        if self._ready:
+            self.set_at_import = json.loads(Path(_set_at_import_path(self.socket_path)).read_text())
+        else:
+            log_path = Path(self.directory, "server.log")
+            log = log_path.read_text()[-3000:] if log_path.exists() else "(no log)"
+            if self._owner:
+                self.close()
             raise RuntimeError(f"fork server did not start within {self.start_timeout:.0f} s: {log}")
+
+    def _ensure_ready(self) -> None:
+        if self._owner and (self._proc is None or self._proc.poll() is not None):
+            self.start(wait=False)
+        self._wait_ready()
+
+    def accepts(self, env: Mapping[str, str]) -> bool:
+        """Whether a command with ``env`` can run here (see :func:`extra_path`); starts the server
+        or waits for it, since what its imports set is part of the answer."""
+        self._ensure_ready()
+        return eligible(env, self.env, self.set_at_import)
 
     def popen(self, argv: Sequence[str], cwd: str | Path, env: Mapping[str, str], stdout: str | Path,
               stderr: str | Path | None = None) -> ForkedProcess:
         """Like ``subprocess.Popen([python, "-m", *argv], cwd=, env=)`` with stdout written to the
         file ``stdout`` and stderr to ``stderr`` (None: into stdout, as ``stderr=STDOUT``)."""
-        extra = extra_path(env, self.env)
+        self._ensure_ready()
+        extra = extra_path(env, self.env, self.set_at_import)
         if extra is None:
             raise ValueError("ForkServer: this environment needs a fresh interpreter (see extra_path)")
-        if self._proc is None or self._proc.poll() is not None:
-            self._start()
         request = {"argv": list(argv), "cwd": str(cwd), "env": dict(env), "stdout": str(stdout),
                    "stderr": str(stderr if stderr is not None else stdout), "extra_path": extra}
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -266,7 +346,7 @@ class ForkServer:
             timeout: float | None = None) -> subprocess.CompletedProcess[str]:
         """Like ``subprocess.run([python, "-m", *argv], cwd=, env=, capture_output=True,
         text=True, timeout=)``, by a child of the server."""
-        with tempfile.TemporaryDirectory(dir=self._dir) as d:
+        with tempfile.TemporaryDirectory(dir=self.directory) as d:
             out, err = os.path.join(d, "stdout"), os.path.join(d, "stderr")
             proc = self.popen(argv, cwd, env, stdout=out, stderr=err)
             try:
@@ -278,12 +358,16 @@ class ForkServer:
             return subprocess.CompletedProcess(proc.args, code, _text(out), _text(err))
 
     def close(self) -> None:
-        """Stop the server (its running children finish on their own) and remove its folder."""
+        """Stop the server (its running children finish on their own) and remove its folder;
+        nothing for an attached client (the owner does it)."""
+        if not self._owner:
+            return
         if self._proc is not None and self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
         self._proc = None
-        shutil.rmtree(self._dir, ignore_errors=True)
+        self._ready = False
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 class ForkedProcess:
