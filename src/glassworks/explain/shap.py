@@ -9,11 +9,13 @@ explained at once with their masked rows gathered into shared forward passes
 
 from __future__ import annotations
 
+import heapq
 import logging
 import time
+import types
 from collections import deque
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import shap
@@ -118,6 +120,41 @@ class TokenIdMasker(shap.maskers.Masker):
         return [(len(x),)]
 
 
+class _HeapQueue:
+    """``queue.PriorityQueue``'s ordering (the same heapq push and pop) without its lock and
+    condition variables: Partition's queue never leaves the function that made it."""
+
+    def __init__(self) -> None:
+        self.queue: list[Any] = []
+
+    def put(self, item: Any) -> None:
+        heapq.heappush(self.queue, item)
+
+    def get(self) -> Any:
+        return heapq.heappop(self.queue)
+
+    def empty(self) -> bool:
+        return not self.queue
+
+
+class _NumpyFastMax:
+    """numpy, except that ``max(a)`` is ``a.max()``: the same reduction without ``np.max``'s
+    Python dispatch (~2 us a call; Partition calls it four times a node)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+    @staticmethod
+    def max(a: Any) -> Any:
+        return a.max()
+
+
+def _with_globals(fn: Callable, **replaced: Any) -> Callable:
+    """``fn``'s own code object run with some of its module's globals replaced."""
+    return types.FunctionType(fn.__code__, {**fn.__globals__, **replaced}, fn.__name__, fn.__defaults__,
+                              fn.__closure__)
+
+
 class DenseMaskPartition(shap.explainers.Partition):
     """shap's Partition explainer with its coalition masks held as a dense bool array.
 
@@ -128,7 +165,16 @@ class DenseMaskPartition(shap.explainers.Partition):
     the model itself. Dense rows make the same add a numpy OR of booleans: the same masks, the
     same model calls, the same values (tests/unit/test_shap_dense_masks.py), shap's algorithm
     untouched. (2M-1) x M booleans are 0.5 MB at 512 tokens.
+
+    ``owen`` (the tree walk) is shap's own code, run with two of its module's names replaced: its
+    ``queue.PriorityQueue`` by the same heap without locks (a put and a get took ~7 us each under
+    a lock, 4 puts and a get a node) and ``np.max`` by ``ndarray.max``. The same nodes are expanded
+    in the same order, with the same values: 8.5% less time at 25 tokens (10 examples, 0.783 s ->
+    0.716 s, interleaved), values array-equal.
     """
+
+    owen = _with_globals(shap.explainers.Partition.owen, queue=types.SimpleNamespace(PriorityQueue=_HeapQueue),
+                         np=_NumpyFastMax())
 
     @property
     def _mask_matrix(self) -> np.ndarray:
