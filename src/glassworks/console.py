@@ -22,6 +22,8 @@ _DEPENDENCY_WARNINGS = (
 )
 # Lightning's advertisements for its cloud products, logged at INFO on every Trainer.
 _LIGHTNING_TIPS = ("\N{ELECTRIC LIGHT BULB} Tip:",)
+# The devices every Trainer lists; the train stage's second Trainer (the test one) printed them again.
+_LIGHTNING_DEVICE_LINES = ("GPU available:", "TPU available:", "HPU available:")
 _LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
 
 
@@ -34,6 +36,24 @@ class _DropPrefixes(logging.Filter):
         return not str(record.msg).startswith(self.prefixes)
 
 
+class _DropRepeats(logging.Filter):
+    """Lets a message that starts with one of ``prefixes`` through the first time only."""
+
+    def __init__(self, prefixes: tuple[str, ...]) -> None:
+        super().__init__()
+        self.prefixes = prefixes
+        self.seen: set[str] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.prefixes):
+            return True
+        if message in self.seen:
+            return False
+        self.seen.add(message)
+        return True
+
+
 def quiet_dependencies() -> None:
     """Silence the dependency output a default run always prints; idempotent."""
     # MLflow draws a progress bar per artifact download (dozens per stage); a user's own setting wins.
@@ -44,6 +64,8 @@ def quiet_dependencies() -> None:
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropPrefixes) for f in logger.filters):
             logger.addFilter(_DropPrefixes(_LIGHTNING_TIPS))
+        if not any(isinstance(f, _DropRepeats) for f in logger.filters):
+            logger.addFilter(_DropRepeats(_LIGHTNING_DEVICE_LINES))
 
 
 # Hydra ends every error it reports itself (a misspelled group option, a malformed override) with
