@@ -197,7 +197,8 @@ def run_cli(module: str, *args: str, cwd: Path, timeout: int = 600,
     ``python -m`` process (a ``PYTHONPATH`` put before this checkout's, such as tests/faults,
     is honoured with its sitecustomize); ``fresh=True``, an environment that changes a variable
     read at import (thread counts, caches) or ``GLASSWORKS_TEST_FORKSERVER=0`` start a real
-    interpreter instead. The server stops when this process exits.
+    interpreter instead. The server stops when the process that started it exits (under xdist,
+    the controller).
     The first call in a process checks that a subprocess imports this checkout's code."""
     global _checked_cli_env
     full_env = cli_env(cwd, env)

@@ -103,8 +103,9 @@ def eligible(env: Mapping[str, str], server_env: Mapping[str, str],
     return extra_path(env, server_env, set_at_import) is not None
 
 
-def _set_at_import_path(socket_path: str) -> str:
-    return socket_path + ".set_at_import.json"
+def _description_path(socket_path: str) -> str:
+    """The server's environment and what its imports set, written before it listens."""
+    return socket_path + ".json"
 
 
 # ---- server ---------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def serve(path: str) -> dict:
     before = dict(os.environ)
     _preload()
     set_at_import = {k: v for k, v in os.environ.items() if before.get(k) != v}
-    Path(_set_at_import_path(path)).write_text(json.dumps(set_at_import))
+    Path(_description_path(path)).write_text(json.dumps({"env": before, "set_at_import": set_at_import}))
     parent = os.getppid()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)
@@ -237,42 +238,32 @@ class ForkServer:
     """A server process of this interpreter with ``env`` (started on the first :meth:`run`, or
     by :meth:`start`), or, from :meth:`attach`, a client of one that another process started."""
 
-    def __init__(self, env: Mapping[str, str], cwd: str | Path, start_timeout: float = 300.0):
-        self.env = dict(env)
+    def __init__(self, env: Mapping[str, str], cwd: str | Path, start_timeout: float = 300.0,
+                 _attach_to: str | None = None):
+        self.env = dict(env)  # an attached client learns it from the server when it is ready
         self.cwd = str(cwd)
         self.start_timeout = start_timeout
-        self.directory = tempfile.mkdtemp(prefix="glassworks-forkserver-")
+        self._owner = _attach_to is None
+        self.directory = tempfile.mkdtemp(prefix="glassworks-forkserver-") if self._owner else _attach_to
         self.socket_path = os.path.join(self.directory, "socket")
         self._proc: subprocess.Popen[str] | None = None
-        self._owner = True
         self._ready = False
         self.set_at_import: dict[str, str] = {}  # known once the server is ready
-        atexit.register(self.close)  # the server and its folder go with this process
+        if self._owner:
+            atexit.register(self.close)  # the server and its folder go with this process
 
     @classmethod
     def attach(cls, directory: str | Path, start_timeout: float = 300.0) -> ForkServer:
         """A client of the server that :meth:`start` runs in ``directory`` (another process, e.g.
         pytest-xdist's controller, owns it): requests wait until it is ready; it is never
         restarted or stopped from here."""
-        self = cls.__new__(cls)
-        self.directory = str(directory)
-        self.socket_path = os.path.join(self.directory, "socket")
-        self.env = json.loads(Path(self.directory, "env.json").read_text())
-        self.cwd = ""
-        self.start_timeout = start_timeout
-        self._proc = None
-        self._owner = False
-        self._ready = False
-        self.set_at_import = {}
-        return self
+        return cls({}, cwd="", start_timeout=start_timeout, _attach_to=str(directory))
 
     def start(self, wait: bool = True) -> None:
-        """Start the server now; ``wait=False`` returns at once (the first request waits for it).
-        Its environment is written to ``<directory>/env.json`` for :meth:`attach`."""
+        """Start the server now; ``wait=False`` returns at once (the first request waits for it)."""
         os.makedirs(self.directory, exist_ok=True)
         if os.path.exists(self.socket_path):  # left by a server that died
             os.unlink(self.socket_path)
-        Path(self.directory, "env.json").write_text(json.dumps(self.env))
         self._ready = False
         self._proc = subprocess.Popen(
             [sys.executable, "-m", "glassworks.testing.forkserver", self.socket_path], cwd=self.cwd,
@@ -301,7 +292,8 @@ class ForkServer:
                 finally:
                     probe.close()
         if self._ready:
-            self.set_at_import = json.loads(Path(_set_at_import_path(self.socket_path)).read_text())
+            description = json.loads(Path(_description_path(self.socket_path)).read_text())
+            self.env, self.set_at_import = description["env"], description["set_at_import"]
         else:
             log_path = Path(self.directory, "server.log")
             log = log_path.read_text()[-3000:] if log_path.exists() else "(no log)"
