@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from glassworks.testing.forkserver import eligible, extra_path
+from glassworks.testing.forkserver import ForkServer, eligible, extra_path
 from tests.conftest import cli_env, fork_server
 
 PROBE = '''
@@ -181,3 +181,12 @@ def test_a_started_command_takes_signals_like_popen(probe_dir):
                 p.kill()
     # stdout and stderr in one file, as stderr=subprocess.STDOUT
     assert "to stderr" in log.read_text() and '"env": "seen"' in log.read_text()
+
+
+def test_attaching_to_a_server_that_never_listens_fails_with_its_log(tmp_path):
+    (tmp_path / "server.log").write_text("ImportError: no module named torch\n")
+    client = ForkServer.attach(tmp_path, start_timeout=0.5)
+    with pytest.raises(RuntimeError, match=r"did not start within 0 s: ImportError: no module named torch"):
+        client.accepts(dict(os.environ))
+    client.close()  # a client never removes the owner's folder
+    assert (tmp_path / "server.log").is_file()
