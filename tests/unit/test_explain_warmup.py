@@ -60,7 +60,7 @@ def test_explain_after_the_warmup_compiles_nothing_new():
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["compiled"] >= 7
+    assert report["compiled"] >= 5  # masks (2), Partition's lower_credit (2), Exact's grey code (1)
     assert report["new"] == {}, f"kernels compiled after the warm-up: {report['new']}"
     assert report["rng_untouched"]  # training runs beside the warm-up and uses numpy's global RNG
 

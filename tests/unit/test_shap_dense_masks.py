@@ -1,4 +1,5 @@
-"""DenseMaskPartition is shap's Partition with dense coalition masks: identical values and calls."""
+"""Our shap explainers are shap's own code with dense coalition masks and masked rows built at
+once: identical values and identical model calls."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import numpy as np
 import pytest
 import shap
 
-from glassworks.explain.shap import DenseMaskPartition, TokenIdMasker
+from glassworks.explain.shap import DenseMaskPartition, Exact, Permutation, RowsAtOnceMaskedModel, TokenIdMasker
 
 MASK_ID = 3
 
@@ -29,24 +30,63 @@ class RecordingModel:
         return np.stack([1.0 - p, p], axis=1)  # (N, 2)
 
 
-def _explain(cls, n_tokens: int, max_evals: int, seed: int):
+def _explain(cls, n_tokens: int, max_evals: int, seed: int, hierarchical: bool = True,
+             keep_ids: frozenset[int] = frozenset()):
     model = RecordingModel(n_tokens, seed)
     ids = np.arange(10, 10 + n_tokens, dtype=np.int64)[None, :]  # (1, M), no id equals MASK_ID
     np.random.seed(seed)  # Partition breaks priority ties with numpy's global RNG
-    result = cls(model, TokenIdMasker(MASK_ID, hierarchical=True))(ids, max_evals=max_evals, batch_size=64,
-                                                                    silent=True)
+    masker = TokenIdMasker(MASK_ID, hierarchical=hierarchical, keep_ids=keep_ids)
+    kwargs = {"seed": seed} if issubclass(cls, shap.explainers.Permutation) else {}
+    result = cls(model, masker, **kwargs)(ids, max_evals=max_evals, batch_size=64, silent=True)
     return result, model.rows
+
+
+def _assert_same(ours, our_rows, theirs, their_rows) -> None:
+    np.testing.assert_array_equal(ours.values, theirs.values)
+    np.testing.assert_array_equal(ours.base_values, theirs.base_values)
+    assert len(our_rows) == len(their_rows)
+    for mine, reference in zip(our_rows, their_rows, strict=True):
+        np.testing.assert_array_equal(mine, reference)
 
 
 @pytest.mark.parametrize("n_tokens, max_evals", [(1, 50), (2, 50), (7, 30), (16, 500), (33, 200), (64, 500)])
 def test_same_values_and_same_model_calls_as_shap_partition(n_tokens, max_evals):
     theirs, their_rows = _explain(shap.explainers.Partition, n_tokens, max_evals, seed=n_tokens)
     ours, our_rows = _explain(DenseMaskPartition, n_tokens, max_evals, seed=n_tokens)
+    _assert_same(ours, our_rows, theirs, their_rows)
+
+
+@pytest.mark.parametrize("ours_cls, theirs_cls, n_tokens, max_evals", [
+    (Exact, shap.explainers.Exact, 1, 2), (Exact, shap.explainers.Exact, 9, 2**9),
+    (Permutation, shap.explainers.Permutation, 3, 50), (Permutation, shap.explainers.Permutation, 20, 300),
+])
+def test_same_values_and_same_model_calls_as_shap_exact_and_permutation(ours_cls, theirs_cls, n_tokens, max_evals):
+    # Exact and Permutation send delta masks, which shap expands to full masks for our masker.
+    theirs, their_rows = _explain(theirs_cls, n_tokens, max_evals, seed=n_tokens, hierarchical=False)
+    ours, our_rows = _explain(ours_cls, n_tokens, max_evals, seed=n_tokens, hierarchical=False)
+    _assert_same(ours, our_rows, theirs, their_rows)
+
+
+def test_rows_at_once_keep_special_ids_like_the_masker():
+    """A [SEP] id (10, the first position) is never hidden, row by row or all at once."""
+    theirs, their_rows = _explain(shap.explainers.Partition, 12, 100, seed=1, keep_ids=frozenset({10}))
+    ours, our_rows = _explain(DenseMaskPartition, 12, 100, seed=1, keep_ids=frozenset({10}))
+    _assert_same(ours, our_rows, theirs, their_rows)
+    assert all((rows[:, 0] == 10).all() for rows in our_rows)
+    assert ours.values[0, 0].tolist() == [0.0, 0.0]
+
+
+def test_other_maskers_take_shaps_own_loop():
+    """A masker without ``masked_rows`` (shap's Text masker here) still goes row by row."""
+    def model(texts):
+        return np.array([[float(len(t))] for t in texts])  # (N, 1)
+
+    masker = shap.maskers.Text(r"\W+")
+    theirs = shap.explainers.Partition(model, masker)(["a bb ccc"], silent=True)
+    ours = DenseMaskPartition(model, masker)(["a bb ccc"], silent=True)
     np.testing.assert_array_equal(ours.values, theirs.values)
-    np.testing.assert_array_equal(ours.base_values, theirs.base_values)
-    assert len(our_rows) == len(their_rows)
-    for mine, reference in zip(our_rows, their_rows, strict=True):
-        np.testing.assert_array_equal(mine, reference)
+    fm = RowsAtOnceMaskedModel(model, masker, shap.links.identity, False, "a bb ccc")
+    np.testing.assert_array_equal(fm(np.ones((1, len(fm)), dtype=bool)), [[8.0]])
 
 
 def test_masks_are_dense_booleans_of_the_hierarchy():
@@ -62,4 +102,7 @@ def test_the_tree_walk_is_shaps_own_code():
     """Only two names the walk looks up are replaced (a lock-free heap, ndarray.max): the code
     that decides which node to expand and what it is worth is shap's, byte for byte."""
     assert DenseMaskPartition.owen.__code__ is shap.explainers.Partition.owen.__code__
+    assert DenseMaskPartition.explain_row.__code__ is shap.explainers.Partition.explain_row.__code__
+    assert Exact.explain_row.__code__ is shap.explainers.Exact.explain_row.__code__
+    assert Permutation.explain_row.__code__ is shap.explainers.Permutation.explain_row.__code__
     assert DenseMaskPartition.owen.__globals__["np"].max(np.array([1.0, -3.0, 2.0])) == 2.0

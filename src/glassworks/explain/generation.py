@@ -23,14 +23,13 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-import shap
 import torch
 from torch import nn
 
 from glassworks.explain.attention import attention_rollout, grad_weighted_relevance
 from glassworks.explain.explanation import embedding_leaf, eval_forward
 from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
-from glassworks.explain.shap import DenseMaskPartition, TokenIdMasker
+from glassworks.explain.shap import DenseMaskPartition, Exact, TokenIdMasker
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
 
@@ -109,7 +108,7 @@ class GenerationShap:
                 explainer = DenseMaskPartition(fn, masker)
                 max_evals = self.max_evals
             else:
-                explainer = shap.explainers.Exact(fn, masker)
+                explainer = Exact(fn, masker)
                 max_evals = 2**n_features
             result = explainer(ids[None, 1:], max_evals=max_evals, batch_size=self.batch_size, silent=True)
         finally:

@@ -8,7 +8,7 @@ compilation run in a daemon thread while the model trains, and the explain stage
 kernels ready.
 
 The warm-up compiles exactly the signatures our SHAP path (`glassworks.explain.shap`: float64
-outputs (N, C), boolean masks, the identity link) makes numba compile, via
+outputs (N, C), boolean masks) makes numba compile, via
 ``dispatcher.compile(signature)``: nothing is executed and numpy's global RNG, which training
 and the resume checkpoint use, is never touched. tests/unit/test_explain_warmup.py checks, in a
 fresh process, that an explain after the warm-up compiles nothing new (a shap upgrade that
@@ -30,8 +30,7 @@ ALGORITHMS = ("partition", "exact", "permutation")
 
 def _signatures(algorithm: str) -> list[tuple[object, tuple]]:
     """(dispatcher, argument types) pairs that explaining with `algorithm` compiles."""
-    from numba import typeof, types  # numba comes with shap
-    from shap import links
+    from numba import types  # numba comes with shap
     from shap.explainers import _exact, _partition
     from shap.utils import _masked_model
 
@@ -39,15 +38,13 @@ def _signatures(algorithm: str) -> list[tuple[object, tuple]]:
     f64_2 = types.Array(types.float64, 2, "C")
     i64_1 = types.Array(types.int64, 1, "C")
     b_1 = types.Array(types.boolean, 1, "C")
-    b_2 = types.Array(types.boolean, 2, "C")
     i64 = types.int64
-    # Every algorithm: MaskedModel's full-masking path with (N, C) float64 outputs.
+    # Every algorithm: the coalition masks of the hierarchy (shap builds them even without one).
+    # MaskedModel's output kernels (_build_fixed_*) and the link are never compiled: our masked
+    # rows come out of RowsAtOnceMaskedModel, which does not call them.
     sigs: list[tuple[object, tuple]] = [
-        (links.identity, (types.float64,)),
         (_masked_model._init_masks, (f64_2, i64, i64_1, i64_1)),
         (_masked_model._rec_fill_masks, (f64_2, i64_1, i64_1, i64_1, i64, i64)),
-        (_masked_model._build_fixed_multi_output,
-         (f64_2, f64_2, f64_2, i64_1, b_2, i64_1, typeof(links.identity), types.none)),
     ]
     if algorithm == "partition":
         sigs += [(_partition.lower_credit, (i64, i64, i64, f64_2, f64_2)),
