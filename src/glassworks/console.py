@@ -25,6 +25,17 @@ _LIGHTNING_TIPS = ("\N{ELECTRIC LIGHT BULB} Tip:",)
 # The devices every Trainer lists; the train stage's second Trainer (the test one) printed them again.
 _LIGHTNING_DEVICE_LINES = ("GPU available:", "TPU available:", "HPU available:")
 _LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
+# (logger, message prefixes) of INFO lines that say nothing a user acts on, in every default run:
+# the train stage's learning-rate schedule asks Lightning for the number of steps; MLflow validates
+# the model's input example against a signature built from that same example; the system-metrics
+# monitor announces its start and stop, and that a machine without a GPU has no GPU metrics.
+_DEPENDENCY_LOG_LINES = (
+    (_LIGHTNING_LOGGERS, ("Loading `train_dataloader` to estimate number of stepping batches",)),
+    (("mlflow.pyfunc",), ("Validating input example against model signature",)),
+    (("mlflow.system_metrics.system_metrics_monitor",),
+     ("Started monitoring system metrics", "Stopping system metrics monitoring",
+      "Successfully terminated system metrics monitoring", "Skip logging GPU metrics")),
+)
 
 
 class _DropPrefixes(logging.Filter):
@@ -60,10 +71,16 @@ def quiet_dependencies() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for message, category, module in _DEPENDENCY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
-    for name in _LIGHTNING_LOGGERS:
+    dropped: dict[str, tuple[str, ...]] = {name: _LIGHTNING_TIPS for name in _LIGHTNING_LOGGERS}
+    for names, prefixes in _DEPENDENCY_LOG_LINES:
+        for name in names:
+            dropped[name] = dropped.get(name, ()) + prefixes
+    for name, prefixes in dropped.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropPrefixes) for f in logger.filters):
-            logger.addFilter(_DropPrefixes(_LIGHTNING_TIPS))
+            logger.addFilter(_DropPrefixes(prefixes))
+    for name in _LIGHTNING_LOGGERS:
+        logger = logging.getLogger(name)
         if not any(isinstance(f, _DropRepeats) for f in logger.filters):
             logger.addFilter(_DropRepeats(_LIGHTNING_DEVICE_LINES))
 
