@@ -88,3 +88,25 @@ def test_other_errors_are_not_retried():
         with_retry(fail, "x", timeout_s=10)
     assert len(calls) == 1
     assert is_unreachable(ConnectionRefusedError()) and not is_unreachable(ValueError("no"))
+
+
+def test_an_answer_cut_off_by_a_dying_server_is_unreachable():
+    # What MLflow's REST client raised when the server was killed while answering a log-batch.
+    cut = Exception("API request to http://127.0.0.1:50987/api/2.0/mlflow/runs/log-batch failed with exception "
+                    "('Connection broken: IncompleteRead(0 bytes read, 2 more expected)', IncompleteRead(0 bytes "
+                    "read, 2 more expected))")
+    assert is_unreachable(cut)
+
+
+def test_a_stage_that_fails_after_the_server_went_away_leaves_the_run_running_to_resume(tmp_path, monkeypatch):
+    """The stage's own error comes first (here any error), then the FAILED tags cannot be written:
+    the command says the run stays RUNNING and how to resume it, as when logging itself failed."""
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tracker = MLflowTracker(store_dir=str(tmp_path / "mlruns"), system_metrics=False, server_timeout_s=1)
+    run_id = tracker.start("gone", {})
+    tracker._client = MlflowClient(f"http://127.0.0.1:{_closed_port()}")  # the store is no longer there
+    with pytest.raises(StoreUnreachable, match=rf"while logging tags .*stays RUNNING.*resume={run_id}") as raised:
+        with tracker.lifecycle("train"):
+            raise RuntimeError("the model exploded")
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert MlflowClient(tracker.uri).get_run(run_id).info.status == "RUNNING"

@@ -143,10 +143,11 @@ def is_locked(error: BaseException) -> bool:
 
 
 # What requests/urllib3 (inside MLflow's REST client) say when a tracking server is down or
-# restarting: refused or dropped connections, a proxy's 502/503/504.
+# restarting: refused or dropped connections, an answer cut off by a server that died while
+# sending it ("Connection broken: IncompleteRead"), a proxy's 502/503/504.
 _UNREACHABLE = ("connection refused", "max retries exceeded", "connection aborted", "connection reset",
-                "remotedisconnected", "bad gateway", "service unavailable", "gateway timeout",
-                "too many 502", "too many 503", "too many 504", "newconnectionerror")
+                "connection broken", "remotedisconnected", "bad gateway", "service unavailable",
+                "gateway timeout", "too many 502", "too many 503", "too many 504", "newconnectionerror")
 
 
 def is_unreachable(error: BaseException) -> bool:

@@ -157,21 +157,33 @@ class MLflowTracker(Validated):
             status = "FINISHED" if isinstance(interrupt, SystemExit) and code in (0, None) else "KILLED"
             # Lightning turns a KeyboardInterrupt into sys.exit(1): report the interrupt itself.
             cause = interrupt.__context__ if isinstance(interrupt.__context__, KeyboardInterrupt) else interrupt
-            self.end(status, None if status == "FINISHED" else cause, getattr(self, "stage", stage))
+            self._end_or_stay_running(status, None if status == "FINISHED" else cause, getattr(self, "stage", stage))
             raise
         except StoreUnreachable as error:
-            # The store itself is gone: nothing more can be written there. The run stays RUNNING,
-            # with every point sent so far and its last resume checkpoint on this machine.
-            self._stop_system_metrics()
-            raise StoreUnreachable(f"{error}; run {self.run_id} stays RUNNING: once the server is back, "
-                                   f"continue it with resume={self.run_id}") from error
+            raise self._stays_running(error) from error
         except BaseException as error:
-            self.end("FAILED", error, getattr(self, "stage", stage))
+            self._end_or_stay_running("FAILED", error, getattr(self, "stage", stage))
             raise
         else:
-            self.end("FINISHED")
+            self._end_or_stay_running("FINISHED")
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+    def _stays_running(self, error: StoreUnreachable) -> StoreUnreachable:
+        """The store itself is gone: nothing more can be written there. The run stays RUNNING, with
+        every point sent so far and its last resume checkpoint on this machine."""
+        self._stop_system_metrics()
+        return StoreUnreachable(f"{error}; run {self.run_id} stays RUNNING: once the server is back, "
+                                f"continue it with resume={self.run_id}")
+
+    def _end_or_stay_running(self, status: str, error: BaseException | None = None, stage: str | None = None) -> None:
+        """``end``; when the store went away before the run could be ended (a server killed in the
+        middle of an answer fails the stage first, then refuses the FAILED tags), the run stays
+        RUNNING and the error says how to resume it."""
+        try:
+            self.end(status, error, stage)
+        except StoreUnreachable as gone:
+            raise self._stays_running(gone) from error or gone
 
     def _start_system_metrics(self, resume: bool = False) -> None:
         if not self.system_metrics:
