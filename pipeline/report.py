@@ -69,6 +69,7 @@ def main(cfg: DictConfig) -> None:
         if not tracker.enabled:
             raise UserError("pipeline.report reads runs from MLflow: logger=none has no runs")
         target = str(cfg.run_id or cfg.sweep_id)
+        sweep_running = False
         if cfg.run_id:
             finished_run(tracker, target)  # a run's report is a record of what it achieved
         else:
@@ -77,21 +78,25 @@ def main(cfg: DictConfig) -> None:
             except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
                 raise UserError(f"sweep_id={target}: no such run in {tracker.uri}") from error
             # A sweep parent ends FAILED when one job failed: its report is still the summary.
-            if parent.info.status == "RUNNING":
+            sweep_running = parent.info.status == "RUNNING"
+            if sweep_running:
                 log.warning("sweep %s is still RUNNING: the report shows the jobs so far", target)
         # Read the run without reopening it: a report is a view, it does not change the run's status.
         tracker.run_id = target
-        kept = bool(cfg.run_id and cfg.report.log_to_run and tracker.client.list_artifacts(target, C.REPORT_DIR))
-        if kept:
-            # A run is never rewritten: the report it holds stays; this one is written to disk only.
-            log.warning("run %s already holds %s/: it is kept as recorded, this report is written to disk only",
-                        target, C.REPORT_DIR)
+        # A run is never rewritten: the report it holds stays, and a running sweep's report (the
+        # jobs so far) is not logged, or it would be the one the finished sweep keeps.
+        not_logged = None
+        if cfg.report.log_to_run and tracker.client.list_artifacts(target, C.REPORT_DIR):
+            not_logged = f"run {target} keeps the {C.REPORT_DIR}/ it holds (a run is never rewritten)"
+        elif cfg.report.log_to_run and sweep_running:
+            not_logged = f"sweep {target} is still RUNNING; report it again once it ends"
+        if not_logged:
+            log.warning("report written to disk only: %s", not_logged)
             with open_dict(cfg):
                 cfg.report.log_to_run = False
         written = report(cfg, tracker, target) if cfg.run_id else sweep_report(cfg, tracker, target)
         where = (f"logged to run {target} as {C.REPORT_DIR}/\n" if cfg.report.log_to_run else
-                 f"not logged: run {target} keeps the {C.REPORT_DIR}/ it holds (a run is never rewritten)\n" if kept
-                 else "")
+                 f"not logged: {not_logged}\n" if not_logged else "")
         print(f"\nreport:   {written.html}\nmarkdown: {written.markdown}\n" + where)
 
 

@@ -10,6 +10,7 @@ import json
 import re
 from html.parser import HTMLParser
 from pathlib import Path
+from urllib.parse import urlparse
 
 import pytest
 from mlflow import MlflowClient
@@ -366,6 +367,11 @@ def test_sweep_report_from_two_real_children(tmp_path):
         with open_dict(cfg):
             cfg.tags["mlflow.parentRunId"] = parent
         pipeline.run.main(cfg)
+    # A running sweep's report shows the jobs so far, on disk only: logged, it would be the one kept.
+    running = run_cli("pipeline.report", f"sweep_id={parent}", cwd=tmp_path)
+    assert running.returncode == 0, running.stderr[-3000:]
+    assert f"not logged: sweep {parent} is still RUNNING; report it again once it ends" in running.stdout
+    assert client.list_artifacts(parent, "report") == []
     client.set_terminated(parent)
 
     out = run_cli("pipeline.report", f"sweep_id={parent}", cwd=tmp_path)
@@ -394,6 +400,14 @@ def test_sweep_report_from_two_real_children(tmp_path):
         assert r[quality[0].index("rollout")] == fmt(child.data.metrics["explain/rollout/comprehensiveness"])
     assert {"metric_vs_params.png", "accuracy_vs_explanations.png"} <= {p.name for p in (folder / "images").iterdir()}
     assert "report/report.html" in {a.path for a in client.list_artifacts(parent, "report")}
+
+    # The finished sweep keeps the report it holds: a second report is written to disk only.
+    logged = Path(urlparse(client.get_run(parent).info.artifact_uri).path) / "report" / "report.html"
+    recorded = logged.stat().st_mtime_ns
+    again = run_cli("pipeline.report", f"sweep_id={parent}", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"not logged: run {parent} keeps the report/ it holds" in again.stdout
+    assert logged.stat().st_mtime_ns == recorded
     assert f"python -m pipeline.reproduce run_id={best.info.run_id}" in (folder / "report.md").read_text()
 
 
