@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,9 +34,6 @@ TINY = [
     "logger.system_metrics=false",
 ]
 
-# Tiny models: one thread is as fast as two and immune to oversubscription on busy CI cores.
-torch.set_num_threads(1)
-
 
 def pytest_configure(config):
     """Every process the suite starts (entry points, sweeps, servers, torchrun) inherits one
@@ -48,7 +44,15 @@ def pytest_configure(config):
     this module for compose_config and must keep torch's default for what they time."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
-    if not hasattr(config, "workerinput") and config.getoption("numprocesses", None):
+    if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
+        # A process that runs tests (an xdist worker, or pytest without -n): tiny models run as
+        # fast on one thread as on two, and one is immune to oversubscription on busy CI cores.
+        # Not in xdist's controller, which starts the workers only once it has loaded this file
+        # (importing torch there cost every run of the suite ~2 s before its first test).
+        import torch
+
+        torch.set_num_threads(1)
+    else:
         # pytest-xdist's controller: one fork server for all workers, started now (its ~15 s of
         # imports and kernel compilation overlap the first tests); the workers attach to it
         # through the environment they inherit.
