@@ -20,22 +20,22 @@ _DEPENDENCY_WARNINGS = (
     # font for it (matplotlib draws a box); real text makes dozens, the figure is still right.
     (r"Glyph \d+ .* missing from font", UserWarning, r"glassworks\..*|matplotlib\..*"),
 )
-# Lightning's advertisements for its cloud products, logged at INFO on every Trainer.
-_LIGHTNING_TIPS = ("\N{ELECTRIC LIGHT BULB} Tip:",)
 # The devices every Trainer lists; the train stage's second Trainer (the test one) printed them again.
 _LIGHTNING_DEVICE_LINES = ("GPU available:", "TPU available:", "HPU available:")
 _LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
-# (logger, message prefixes) of INFO lines that say nothing a user acts on, in every default run:
-# the train stage's learning-rate schedule asks Lightning for the number of steps; MLflow validates
-# the model's input example against a signature built from that same example; the system-metrics
-# monitor announces its start and stop, and that a machine without a GPU has no GPU metrics.
-_DEPENDENCY_LOG_LINES = (
-    (_LIGHTNING_LOGGERS, ("Loading `train_dataloader` to estimate number of stepping batches",)),
-    (("mlflow.pyfunc",), ("Validating input example against model signature",)),
-    (("mlflow.system_metrics.system_metrics_monitor",),
-     ("Started monitoring system metrics", "Stopping system metrics monitoring",
-      "Successfully terminated system metrics monitoring", "Skip logging GPU metrics")),
-)
+# logger -> prefixes of the INFO lines it logs in every default run that say nothing a user acts on:
+# Lightning's advertisements for its cloud products (on every Trainer), and its note that the train
+# stage's learning-rate schedule asked for the number of steps; MLflow validating the model's input
+# example against a signature built from that same example; the system-metrics monitor announcing
+# its start and stop, and that a machine without a GPU has no GPU metrics.
+_LIGHTNING_DROPPED = ("\N{ELECTRIC LIGHT BULB} Tip:", "Loading `train_dataloader` to estimate number of stepping batches")
+_DROPPED_LOG_LINES: dict[str, tuple[str, ...]] = {
+    **{name: _LIGHTNING_DROPPED for name in _LIGHTNING_LOGGERS},
+    "mlflow.pyfunc": ("Validating input example against model signature",),
+    "mlflow.system_metrics.system_metrics_monitor": (
+        "Started monitoring system metrics", "Stopping system metrics monitoring",
+        "Successfully terminated system metrics monitoring", "Skip logging GPU metrics"),
+}
 
 
 class _DropPrefixes(logging.Filter):
@@ -71,11 +71,7 @@ def quiet_dependencies() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     for message, category, module in _DEPENDENCY_WARNINGS:
         warnings.filterwarnings("ignore", message=message, category=category, module=module)
-    dropped: dict[str, tuple[str, ...]] = {name: _LIGHTNING_TIPS for name in _LIGHTNING_LOGGERS}
-    for names, prefixes in _DEPENDENCY_LOG_LINES:
-        for name in names:
-            dropped[name] = dropped.get(name, ()) + prefixes
-    for name, prefixes in dropped.items():
+    for name, prefixes in _DROPPED_LOG_LINES.items():
         logger = logging.getLogger(name)
         if not any(isinstance(f, _DropPrefixes) for f in logger.filters):
             logger.addFilter(_DropPrefixes(prefixes))

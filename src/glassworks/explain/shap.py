@@ -184,16 +184,22 @@ class RowsAtOnceMaskedModel(MaskedModel):
         return np.concatenate(outputs).astype(np.float64)  # (N, C) or (N,)
 
 
-def _rows_at_once(explainer: type) -> type:
-    """``explainer`` with its own ``explain_row`` code building masked rows through
+def _rows_at_once(explain_row: Callable) -> Callable:
+    """An explainer's own ``explain_row`` code, building its masked rows through
     ``RowsAtOnceMaskedModel``."""
-    explain_row = _with_globals(explainer.explain_row, MaskedModel=RowsAtOnceMaskedModel)
-    return type(explainer.__name__, (explainer,), {"explain_row": explain_row, "__module__": __name__,
-                                                   "__doc__": f"shap's {explainer.__name__}, rows masked at once."})
+    return _with_globals(explain_row, MaskedModel=RowsAtOnceMaskedModel)
 
 
-Exact = _rows_at_once(shap.explainers.Exact)
-Permutation = _rows_at_once(shap.explainers.Permutation)
+class Exact(shap.explainers.Exact):
+    """shap's Exact, its masked rows built at once."""
+
+    explain_row = _rows_at_once(shap.explainers.Exact.explain_row)
+
+
+class Permutation(shap.explainers.Permutation):
+    """shap's Permutation, its masked rows built at once."""
+
+    explain_row = _rows_at_once(shap.explainers.Permutation.explain_row)
 
 
 class DenseMaskPartition(shap.explainers.Partition):
@@ -217,7 +223,7 @@ class DenseMaskPartition(shap.explainers.Partition):
 
     owen = _with_globals(shap.explainers.Partition.owen, queue=types.SimpleNamespace(PriorityQueue=_HeapQueue),
                          np=_NumpyFastMax())
-    explain_row = _with_globals(shap.explainers.Partition.explain_row, MaskedModel=RowsAtOnceMaskedModel)
+    explain_row = _rows_at_once(shap.explainers.Partition.explain_row)
 
     @property
     def _mask_matrix(self) -> np.ndarray:
