@@ -27,6 +27,9 @@ from glassworks.validation import ConfigError
 LOCATION_PREFIXES = ("paths.", "hydra.")
 # Where the run was stored, not what it did (MLFLOW_TRACKING_URI may differ between jobs).
 LOCATION_KEYS = frozenset({"logger.tracking_uri", "logger.store_dir"})
+# Panels of the objective-against-parameter figure: past this many, the figure is unreadable (and
+# 140 panels took matplotlib ~30 s); the children table still lists every swept parameter.
+MAX_PARAM_PANELS = 12
 
 
 @dataclass
@@ -72,6 +75,16 @@ def swept_params(children: Sequence[Child]) -> list[str]:
             continue
         out.append(key)
     return out
+
+
+def plotted_params(children: Sequence[Child], swept: Sequence[str]) -> list[str]:
+    """The swept params the objective is plotted against: those with at least two different
+    values among the children that have them, at most MAX_PARAM_PANELS, in ``swept``'s order.
+
+    A param only some children have, with one value (a child from an older config, a ``+tags``
+    override), differs between children but is no axis of the sweep."""
+    axes = [k for k in swept if len({c.params[k] for c in children if k in c.params}) >= 2]
+    return axes[:MAX_PARAM_PANELS]
 
 
 def best_child(children: Sequence[Child], objective: SweepObjective) -> int | None:
@@ -150,10 +163,17 @@ def build_sweep_report(parent: RunRecord, children: Sequence[Child], objective: 
     scored = [c for c in children if objective.metric in c.metrics]
     if scored:
         best_scored = next((i for i, c in enumerate(scored) if best is not None and c.run_id == children[best].run_id), None)
-        png = metric_vs_params_png({k: [c.params.get(k, "") for c in scored] for k in swept},
+        plotted = plotted_params(scored, swept)
+        png = metric_vs_params_png({k: [c.params.get(k, "") for c in scored] for k in plotted},
                                    [c.metrics[objective.metric] for c in scored], objective.metric, best_scored)
-        sections.append(Section("parameters", "Objective against each parameter",
-                                [Image("metric_vs_params.png", png, f"{objective.metric} against each swept parameter")]))
+        blocks: list[Any] = [Image("metric_vs_params.png", png, f"{objective.metric} against each swept parameter")]
+        if len(plotted) < len(swept):
+            left = [k for k in swept if k not in plotted]
+            blocks.append(Paragraph(f"Not plotted: {len(left)} more parameter(s) that differ between children "
+                                    f"({', '.join(left[:8])}{', ...' if len(left) > 8 else ''}); the figure shows "
+                                    f"those with two or more values among the children that have them, at most "
+                                    f"{MAX_PARAM_PANELS}. The children table lists them all.", "note"))
+        sections.append(Section("parameters", "Objective against each parameter", blocks))
 
     if methods:
         acc = [c.metrics.get(accuracy_metric, math.nan) for c in children]
