@@ -29,7 +29,7 @@ from mlflow import MlflowClient
 
 from glassworks.tracking import contract as C
 from glassworks.tracking.logged_model import run_model_id
-from tests.conftest import TINY, run_cli
+from tests.conftest import SERVER_ENV, TINY, run_cli
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
@@ -57,7 +57,8 @@ def ui(tmp_path_factory):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log_path = tmp / "server.log"
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, **SERVER_ENV,
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
     with log_path.open("w") as log:
         server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
                                    "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],

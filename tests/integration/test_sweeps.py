@@ -7,6 +7,7 @@ jobs on one sqlite store; failed jobs; DDP inside a sweep; an Optuna search agai
 from __future__ import annotations
 
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -29,7 +30,7 @@ from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.sweep import child_run_name
 from pipeline.sweep_callback import swept
-from tests.conftest import TINY, compose_config, run_cli
+from tests.conftest import SERVER_ENV, TINY, compose_config, run_cli
 
 FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",
         "explain.methods=[rollout,input_x_gradient]", "explain.n_heatmaps=0",
@@ -250,7 +251,7 @@ def mlflow_server(tmp_path):
         [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
          "--workers", "1"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        env={**os.environ, **SERVER_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 120
