@@ -37,6 +37,7 @@ TINY = [
 # The environment of every `mlflow server` the tests start. MLflow 3's job execution (GenAI jobs
 # and trace roll-ups, which no test here uses) starts 7 huey consumer processes per server: a
 # server's processes then took 31-37 s of CPU to start instead of 8-10 s (2 cores).
+# scripts/tracking_server.sh turns it off the same way for its server.
 SERVER_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
 
 

@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from glassworks.tracking.logged_model import run_model_id
 
-from tests.conftest import ROOT, SERVER_ENV, run_cli, start_cli
+from tests.conftest import ROOT, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "tracking_server.sh"
@@ -34,7 +34,7 @@ def _server_state(state_dir: Path) -> dict[str, str]:
 
 
 def _script(state_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, **SERVER_ENV, "GLASSWORKS_TRACKING_DIR": str(state_dir), "PYTHON": sys.executable,
+    env = {**os.environ, "GLASSWORKS_TRACKING_DIR": str(state_dir), "PYTHON": sys.executable,
            "MLFLOW_WORKERS": "1"}
     return subprocess.run(["bash", str(SCRIPT), command], env=env, capture_output=True, text=True, timeout=400)
 
