@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from glassworks.testing.forkserver import ForkedProcess, ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+# The system temp folder, for what must be outside pytest's private (0700) temp root (PostgreSQL's
+# data, which runs as the postgres user); read before _library_temp_files_under_basetemp.
+SYSTEM_TEMP = tempfile.gettempdir()
 
 # Tiny and fast: a few hundred synthetic examples, two epochs, no progress bar or system metrics.
 TINY = [
@@ -79,6 +83,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reorder, by number of tests, puts exactly those few-test files last)."""
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: False (slow) first
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _library_temp_files_under_basetemp(tmp_path_factory):
+    """Library calls that a test makes in its own process, outside a command's scratch session
+    (a stage, logging a model), leave their scratch folders to the caller (glassworks.scratch):
+    they go under pytest's temp root, which pytest prunes, not into the system temp folder
+    (a suite run left ~19 folders there, a day of runs 427 MB). Commands (run_cli) are
+    unaffected: their TMPDIR is the environment's, and each removes its own session folder."""
+    before = tempfile.tempdir
+    tempfile.tempdir = str(tmp_path_factory.mktemp("tmp"))
+    yield
+    tempfile.tempdir = before
 
 
 @pytest.fixture(autouse=True)

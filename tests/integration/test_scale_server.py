@@ -19,7 +19,7 @@ from mlflow import MlflowClient
 
 from glassworks.tracking.logged_model import run_model_id
 
-from tests.conftest import ROOT, run_cli, start_cli
+from tests.conftest import ROOT, SYSTEM_TEMP, run_cli, start_cli
 
 pytestmark = pytest.mark.slow
 SCRIPT = ROOT / "scripts" / "tracking_server.sh"
@@ -42,7 +42,7 @@ def _script(state_dir: Path, command: str) -> subprocess.CompletedProcess[str]:
 @pytest.fixture(scope="module")
 def server():
     # Not under pytest's private (0700) temp root: PostgreSQL runs as the postgres user.
-    state_dir = Path(tempfile.mkdtemp(prefix="glassworks-tracking-"))
+    state_dir = Path(tempfile.mkdtemp(prefix="glassworks-tracking-", dir=SYSTEM_TEMP))
     started = _script(state_dir, "start")
     if started.returncode == 3:  # PostgreSQL missing and apt-get could not install it
         pytest.skip(f"PostgreSQL unavailable: {started.stderr.strip()}")
