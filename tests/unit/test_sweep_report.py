@@ -7,8 +7,10 @@ import io
 
 from PIL import Image as PILImage
 
+from glassworks.render.png import style_of
 from glassworks.report.collect import RunRecord
 from glassworks.report.document import Image, Paragraph
+from glassworks.report.figures import metric_vs_params_png
 from glassworks.report.sweep_report import (MAX_PARAM_PANELS, Child, SweepObjective, build_sweep_report,
                                             plotted_params, swept_params)
 
@@ -53,3 +55,15 @@ def test_at_most_twelve_panels_and_every_axis_kept_in_order_below_that():
                                   SweepObjective("val/acc", "max"))
     (section,) = [s for s in document.sections if s.anchor == "parameters"]
     assert [type(b) for b in section.blocks] == [Image]
+
+
+def test_a_log_axis_labels_its_ticks_with_plain_numbers():
+    """Learning rates spanning >= 2 decades go on a log axis; its tick labels were mathtext source
+    ("$\\mathdefault{10^{-3}}$") under the style's literal text."""
+    png = metric_vs_params_png({"optimizer.lr": ["0.001", "0.01", "0.1"], "seed": ["0", "1", "2"]},
+                               [0.6, 0.8, 0.7], "val/acc", best=1)
+    lr_axes, seed_axes = style_of(png)["axes"]
+    assert lr_axes["x"]["scale"] == "log" and lr_axes["x"]["label"] == "optimizer.lr"
+    assert lr_axes["x"]["ticks"] == ["0.001", "0.01", "0.1"]
+    assert seed_axes["x"]["ticks"] == ["0", "1", "2"]
+    assert not any("$" in label for axes in (lr_axes, seed_axes) for label in axes["x"]["ticks"] + axes["y"]["ticks"])

@@ -127,6 +127,8 @@ def metric_vs_params_png(params: Mapping[str, Sequence[str]], metric: Sequence[f
 
 def _metric_vs_params(params: Mapping[str, Sequence[str]], metric: Sequence[float], metric_name: str,
                       best: int | None) -> bytes:
+    from matplotlib import ticker
+
     names = list(params)
     n = max(1, len(names))
     cols = min(n, 3)
@@ -147,6 +149,10 @@ def _metric_vs_params(params: Mapping[str, Sequence[str]], metric: Sequence[floa
             ax.set_xlim(-0.5, len(categories) - 0.5)
         elif np.all(x > 0) and x.max() / x.min() >= 100:
             ax.set_xscale("log")
+            # A log axis labels its ticks in mathtext ($\mathdefault{10^{-3}}$), which the style's
+            # literal text (text.parse_math off) showed as that source: plain numbers instead.
+            ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         elif np.all(x == np.round(x)):
             ax.set_xticks(sorted(set(x.astype(int).tolist())))  # every swept value, nothing between
             pad = max(0.5, 0.08 * (x.max() - x.min()))
