@@ -141,7 +141,7 @@ def serve(path: str) -> dict:
     before = dict(os.environ)
     _preload()
     # Into the permanent generation: a child's collections then never walk (and so never copy,
-    # page by page, from the server's memory) the ~million objects of the preloaded stack. A
+    # page by page, from the server's memory) the ~755 000 objects of the preloaded stack. A
     # trivial command took ~3 s in a child, ~0.7 s with this (its exit and its first collections
     # were writing to every inherited object).
     gc.collect()
