@@ -86,10 +86,11 @@ def main(cfg: DictConfig) -> None:
         # A run is never rewritten: the report it holds stays, and a running sweep's report (the
         # jobs so far) is not logged, or it would be the one the finished sweep keeps.
         not_logged = None
-        if cfg.report.log_to_run and tracker.client.list_artifacts(target, C.REPORT_DIR):
-            not_logged = f"run {target} keeps the {C.REPORT_DIR}/ it holds (a run is never rewritten)"
-        elif cfg.report.log_to_run and sweep_running:
-            not_logged = f"sweep {target} is still RUNNING; report it again once it ends"
+        if cfg.report.log_to_run:
+            if tracker.client.list_artifacts(target, C.REPORT_DIR):
+                not_logged = f"run {target} keeps the {C.REPORT_DIR}/ it holds (a run is never rewritten)"
+            elif sweep_running:
+                not_logged = f"sweep {target} is still RUNNING; report it again once it ends"
         if not_logged:
             log.warning("report written to disk only: %s", not_logged)
             with open_dict(cfg):
