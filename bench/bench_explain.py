@@ -2,9 +2,9 @@
 
 Measured side by side in this one process (repeats interleaved, medians):
 1. the SHAP stage of a default run against captum's ShapleyValueSampling: the default model is
-   trained first (shap's kernels warm up in a background thread meanwhile, as in
-   ``pipeline.run``), then our SHAP explains the 40 test examples the explain stage picks, first
-   call in this process included, and captum (25 permutations) explains the same examples;
+   trained first, then our SHAP explains the 40 test examples the explain stage picks, first
+   call in this process included (Partition compiles no numba kernel: there is no warm-up), and
+   captum (25 permutations) explains the same examples;
    seconds per example and ERASER comprehensiveness ([MASK] replacement) of both (aim: ours
    <= 0.5x captum's time at equal or better comprehensiveness). captum is a benchmark-only
    dependency: ``pip install captum``.
@@ -37,7 +37,6 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from bench.results import emit  # noqa: E402
-from glassworks.explain.warmup import start_shap_warmup  # noqa: E402
 
 WORDS = [f"w{i}" for i in range(300)]
 
@@ -68,16 +67,13 @@ def stage_vs_captum(args, tmp: Path) -> dict:
     from glassworks.explain.metrics import faithfulness
     from glassworks.tracking.pyfunc import load_run_model
 
-    warmup = start_shap_warmup(["partition"])
     t_train = time.perf_counter()
     cfg, job, result = train_default_model(tmp / "run", args.epochs)
     t_train = time.perf_counter() - t_train
-    warm_ready = warmup.wait(0)
     loaded = load_run_model(job.tracker.run_id, job.tracker.uri)
     model = loaded.model.eval()
     mask_id, pad_id = loaded.tokenizer.mask_id, loaded.tokenizer.pad_id
     examples = ClassifyTask().explain_examples(loaded, job.datamodule, cfg.explain.n_examples, cfg.explain.seed)
-    warmup.wait()
 
     from glassworks.explain.shap import ShapExplainer
 
@@ -115,7 +111,7 @@ def stage_vs_captum(args, tmp: Path) -> dict:
                                        prob, None, time.perf_counter() - start))
         return out
 
-    # First calls in this process: ours right after training (kernels warmed up in the background).
+    # First calls in this process: ours right after training.
     t0 = time.perf_counter()
     ours_expl = run_ours()
     first_ours = (time.perf_counter() - t0) / len(examples)
@@ -130,8 +126,7 @@ def stage_vs_captum(args, tmp: Path) -> dict:
     comp_captum = faithfulness(model, examples, captum_expl, mask_id, pad_id)["comprehensiveness"]
     med = statistics.median
     print(f"default model: {result.train_steps} steps trained in {t_train:.1f} s, test/acc "
-          f"{result.metrics.get('test/acc', float('nan')):.4f}; shap warm-up {warmup.seconds:.1f} s in the "
-          f"background, {'ready' if warm_ready else 'NOT ready'} when training ended")
+          f"{result.metrics.get('test/acc', float('nan')):.4f}")
     print(f"SHAP stage vs captum ShapleyValueSampling ({args.captum_samples} permutations, "
           f"perturbations_per_eval={args.captum_batch}), {len(examples)} test examples, median of {args.repeats}")
     print(f"  ours   first call {first_ours:.4f} s/example   median {med(ours_t):.4f} s/example   "
@@ -149,7 +144,6 @@ def stage_vs_captum(args, tmp: Path) -> dict:
                      "shap_stage_s_per_example": med(ours_t),
                      "captum_svs_s_per_example": med(captum_t),
                      "comprehensiveness_shap": comp_ours, "comprehensiveness_captum_svs": comp_captum,
-                     "shap_warmup_s": warmup.seconds, "warmup_ready_after_training": bool(warm_ready),
                      "train_s": t_train},
     }
 
@@ -290,7 +284,7 @@ def _generation_ratio(args) -> dict:
                 for i, e in enumerate(dm.examples("test")[: args.generation_examples])]
     steps = [s for e in examples for s in e.steps]
     explainer = GenerationExplainer(["shap"], GenerationShap(max_evals=500, mask_id=dm.vocab.mask_id))
-    explainer.explain_step(model, steps[0])  # warm-up: numba compiles shap's kernels
+    explainer.explain_step(model, steps[0])  # an untimed first call (torch's first forwards)
     floor = shap_vs_floor(model, steps, explainer.explain(model, steps), dm.vocab.mask_id)
     print(f"\n== generation: decoder_tiny on lm_recall (fit {fit_seconds:.1f} s, test/answer_acc {acc:.3f}), "
           f"{len(steps)} generated tokens\nSHAP per generated token {floor['shap_ms_per_token']:.1f} ms, forward "

@@ -109,7 +109,7 @@ def main() -> None:
         job = build_job(compose_config(Path(tmp) / "shap", OVERRIDES, tiny=False))
         dm = job.datamodule
         model = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id).eval()
-        shap_vs_floor(model, dm.tokenizer, 16, 1, 64)  # numba warm-up
+        shap_vs_floor(model, dm.tokenizer, 16, 1, 64)  # untimed first call (torch's first forwards)
         shap = {}
         for n_tokens in (16, 64):
             t_ours, t_floor = shap_vs_floor(model, dm.tokenizer, n_tokens, args.examples, args.max_evals)

@@ -8,7 +8,7 @@ wires together (decoder_tiny sizes, the train.yaml optimiser/schedule/masking de
    multiple of the random baseline's;
 3. SHAP seconds per generated token vs its forward-pass floor: the same number of masked
    prefixes pushed through ``step_outputs`` as plain batches (ratio).
-numba compiles shap's kernels on first use; a warm-up explanation runs before anything is timed.
+An untimed first explanation runs before anything is timed (torch's first forwards).
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main() -> None:
         steps = [s for e in examples for s in e.steps]
         explainer = GenerationExplainer(seed=args.seed, shap_config=GenerationShap(
             max_evals=args.max_evals, mask_id=dm.vocab.mask_id, seed=args.seed))
-        explainer.explain_step(model, steps[0])  # warm-up: numba compiles shap's kernels
+        explainer.explain_step(model, steps[0])  # an untimed first call (torch's first forwards)
         attributions = explainer.explain(model, steps)
         summary = summarise(model, steps, attributions, dm.vocab.mask_id)
         print(f"{'method':>18} {'hit_at_1':>9} {'mrr':>7} {'auprc':>7} {'compr':>7} {'suff':>7} {'ms/step':>8}")

@@ -17,7 +17,6 @@ import hydra
 from omegaconf import DictConfig
 
 from glassworks.scratch import scratch_session
-from glassworks.explain.warmup import start_shap_warmup
 from glassworks.stages import explain as explain_stage
 from glassworks.stages import report as report_stage
 from glassworks.stages import robustness as robustness_stage
@@ -70,8 +69,6 @@ def main(cfg: DictConfig) -> float | None:
                 tracker.log_metrics({C.stage_time_key(name): timings[C.stage_time_key(name)]})
             mark_done(tracker, name, done)
 
-        if "shap" in cfg.explain.methods:  # shap's numba kernels compile in a thread while the model trains
-            start_shap_warmup([cfg.explain.shap.algorithm])
         with tracker.lifecycle("train"):
             stage("train", lambda: train_stage.train(train_inputs(job), tracker, resume=resumed is not None).metrics)
             if cfg.explain.methods and owns_run():  # other ranks of torchrun/srun only train

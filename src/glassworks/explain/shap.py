@@ -184,10 +184,43 @@ class RowsAtOnceMaskedModel(MaskedModel):
         return np.concatenate(outputs).astype(np.float64)  # (N, C) or (N,)
 
 
-def _rows_at_once(explain_row: Callable) -> Callable:
+def _rows_at_once(explain_row: Callable, **replaced: Any) -> Callable:
     """An explainer's own ``explain_row`` code, building its masked rows through
-    ``RowsAtOnceMaskedModel``."""
-    return _with_globals(explain_row, MaskedModel=RowsAtOnceMaskedModel)
+    ``RowsAtOnceMaskedModel`` (and with any other ``replaced`` names of its module)."""
+    return _with_globals(explain_row, MaskedModel=RowsAtOnceMaskedModel, **replaced)
+
+
+def dense_coalition_masks(clustering: np.ndarray) -> np.ndarray:
+    """shap's ``make_masks`` as a dense bool array (2M-1, M), built with numpy, nothing compiled.
+
+    Row i < M holds feature i alone, row M + j the union of linkage row j's two children: the
+    same rows as ``make_masks(clustering).toarray()``. Children come before their parents in a
+    scipy linkage, so one pass in row order fills them.
+    """
+    clustering = np.asarray(clustering)  # (M-1, 4): left, right, height, size
+    m = clustering.shape[0] + 1
+    children = clustering[:, :2].astype(np.int64)  # (M-1, 2)
+    if (children >= m + np.arange(m - 1)[:, None]).any():
+        raise ValueError("shap clustering: a linkage row refers to a cluster made after it")
+    masks = np.zeros((2 * m - 1, m), dtype=bool)  # (2M-1, M)
+    masks[np.arange(m), np.arange(m)] = True
+    for j, (left, right) in enumerate(children):
+        np.logical_or(masks[left], masks[right], out=masks[m + j])
+    return masks
+
+
+def _uncompiled(kernel: Any) -> Callable:
+    """A numba kernel's own Python code (``py_func``), recursing into itself, never compiled.
+
+    shap's kernels are ``@njit`` without a disk cache, so their first call compiles them in every
+    process: ~5 s on 2 cores for Partition's, most of a default explain stage. The ones our
+    Partition path calls do O(M) work an example, which in Python is far less than that.
+    """
+    fn = kernel.py_func
+    namespace = dict(fn.__globals__)
+    own = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
+    namespace[fn.__name__] = own  # its recursive calls go to this function, not the dispatcher
+    return own
 
 
 class Exact(shap.explainers.Exact):
@@ -218,12 +251,15 @@ class DenseMaskPartition(shap.explainers.Partition):
     a lock, 4 puts and a get a node) and ``np.max`` by ``ndarray.max``. The same nodes are expanded
     in the same order, with the same values: 8.5% less time at 25 tokens (10 examples, 0.783 s ->
     0.716 s, interleaved), values array-equal. ``explain_row`` is shap's own too, with its masked
-    rows built at once (``RowsAtOnceMaskedModel``).
+    rows built at once (``RowsAtOnceMaskedModel``), its masks built dense by numpy
+    (``dense_coalition_masks``) and its ``lower_credit`` run as Python: nothing of Partition is
+    compiled by numba, so no process pays the ~5 s compilation of its kernels.
     """
 
     owen = _with_globals(shap.explainers.Partition.owen, queue=types.SimpleNamespace(PriorityQueue=_HeapQueue),
                          np=_NumpyFastMax())
-    explain_row = _rows_at_once(shap.explainers.Partition.explain_row)
+    explain_row = _rows_at_once(shap.explainers.Partition.explain_row, make_masks=dense_coalition_masks,
+                                lower_credit=_uncompiled(shap.explainers._partition.lower_credit))
 
     @property
     def _mask_matrix(self) -> np.ndarray:

@@ -118,7 +118,7 @@ def _preload() -> None:
         except ImportError:
             pass
     try:
-        from glassworks.explain.warmup import ALGORITHMS, compile_shap_kernels
+        from glassworks.explain.shap_kernels import ALGORITHMS, compile_shap_kernels
     except ImportError:
         return
     compile_shap_kernels(ALGORITHMS)
