@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from glassworks.models import TransformerConfig
-from glassworks.models.lightning import TextClassifier
+from glassworks.models.lightning import TextClassifier, warn_at_chance
 from glassworks.models.schedules import warmup_cosine
 
 PAD, CLS, NEEDLE, VOCAB = 0, 2, 5, 24
@@ -174,3 +175,30 @@ def test_logging_less_often_writes_the_same_points(tmp_path) -> None:
     assert ours == before
     assert [step for step, _ in ours["train/loss"]][:3] == [2, 5, 8]  # 8 batches an epoch, every 3rd step
     assert len(ours["train/acc"]) == len(ours["val/acc"]) == 2
+
+
+def test_a_model_at_chance_is_reported_and_a_trained_one_is_not(fitted, caplog) -> None:
+    """All-zero weights give every example the same logits, so every prediction is class 0:
+    macro-averaged accuracy 1/K, which the test loop reports as chance level."""
+    trainer, module, _ = fitted
+    with caplog.at_level(logging.WARNING, logger="glassworks.models.lightning"):
+        trainer.test(module, _loader(64, seed=3, shuffle=False), verbose=False)
+    assert not [r for r in caplog.records if "chance level" in r.getMessage()]
+
+    blank = TextClassifier(model_spec=SPEC, optimizer=OPTIMIZER, label_names=["absent", "present"])
+    for parameter in blank.parameters():
+        torch.nn.init.zeros_(parameter)
+    tester = pl.Trainer(accelerator="cpu", devices=1, logger=False, enable_progress_bar=False,
+                        enable_model_summary=False)
+    with caplog.at_level(logging.WARNING, logger="glassworks.models.lightning"):
+        (results,) = tester.test(blank, _loader(64, seed=3, shuffle=False), verbose=False)
+    assert results["test/acc"] == pytest.approx(0.5)
+    (warning,) = [r.getMessage() for r in caplog.records if "chance level" in r.getMessage()]
+    assert warning.startswith("test/acc=0.500 is at chance level for 2 classes (0.500")
+    assert "trainer.max_epochs" in warning and "optimizer.lr" in warning
+
+
+@pytest.mark.parametrize(("acc", "n_classes", "warned"), [
+    (0.5, 2, True), (0.55, 2, True), (0.56, 2, False), (0.38, 3, True), (0.39, 3, False), (0.0, 4, True)])
+def test_chance_level_is_one_over_k_plus_a_margin(acc, n_classes, warned) -> None:
+    assert warn_at_chance(acc, n_classes) is warned

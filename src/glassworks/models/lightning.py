@@ -41,6 +41,26 @@ def logs_this_step(trainer: pl.Trainer) -> bool:
     return trainer._logger_connector.should_update_logs
 
 
+# test/acc (macro-averaged: always predicting one class scores 1/K) at most this far above 1/K
+# is reported as chance level.
+CHANCE_MARGIN = 0.05
+
+
+def warn_at_chance(test_acc: float, n_classes: int) -> bool:
+    """Log a warning when `test_acc` is at chance level for `n_classes`; True if it was."""
+    chance = 1.0 / n_classes
+    if not test_acc <= chance + CHANCE_MARGIN:
+        return False
+    log.warning(
+        "test/acc=%.3f is at chance level for %d classes (%.3f: the accuracy is macro-averaged, so "
+        "always predicting one class scores that): the model learned nothing the test split rewards. "
+        "Look at the data warnings above (truncation can cut the evidence out of a text), or train "
+        "longer (trainer.max_epochs) or at another learning rate (optimizer.lr)",
+        test_acc, n_classes, chance,
+    )
+    return True
+
+
 def _plain(value: Any) -> Any:
     """Deep-convert mappings/sequences (e.g. OmegaConf containers from Hydra) to dict/list, so
     the saved hyperparameters unpickle under ``weights_only=True``."""
@@ -197,6 +217,11 @@ class TextClassifier(pl.LightningModule):
                  batch_size=batch_size)
         self.log("test/acc", self.test_acc, on_step=False, on_epoch=True, batch_size=batch_size)
         self.log("test/f1", self.test_f1, on_step=False, on_epoch=True, batch_size=batch_size)
+
+    def on_test_epoch_end(self) -> None:
+        # A model that learned nothing still finishes a run with every artifact and figure; say so.
+        if self.test_acc.update_called:
+            warn_at_chance(float(self.test_acc.compute()), self.n_classes)
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> Tensor:
         """Class probabilities (B, K); ``labels`` may be absent."""
