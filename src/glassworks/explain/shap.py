@@ -216,7 +216,7 @@ def _uncompiled(kernel: Any) -> Callable:
     process: ~5 s on 2 cores for Partition's, most of a default explain stage. The ones our
     Partition path calls do O(M) work an example, which in Python is far less than that.
     """
-    fn = kernel.py_func
+    fn = getattr(kernel, "py_func", kernel)  # a shap without numba: already plain Python
     namespace = dict(fn.__globals__)
     own = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
     namespace[fn.__name__] = own  # its recursive calls go to this function, not the dispatcher
