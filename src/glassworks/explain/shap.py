@@ -24,13 +24,13 @@ from torch import nn
 
 from glassworks.explain.batcher import RowBatcher
 from glassworks.explain.predict import predict_logits, resolve_pad_id, softmax
+from glassworks.explain.shap_kernels import ALGORITHMS as _ALGORITHMS
 from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
 log = logging.getLogger(__name__)
 
 ShapAlgorithm = Literal["partition", "exact", "permutation"]
 ShapOutput = Literal["probability", "logit"]
-_ALGORITHMS = ("partition", "exact", "permutation")
 _OUTPUTS = ("probability", "logit")
 
 
@@ -217,9 +217,8 @@ def _uncompiled(kernel: Any) -> Callable:
     Partition path calls do O(M) work an example, which in Python is far less than that.
     """
     fn = getattr(kernel, "py_func", kernel)  # a shap without numba: already plain Python
-    namespace = dict(fn.__globals__)
-    own = types.FunctionType(fn.__code__, namespace, fn.__name__, fn.__defaults__, fn.__closure__)
-    namespace[fn.__name__] = own  # its recursive calls go to this function, not the dispatcher
+    own = _with_globals(fn)
+    own.__globals__[fn.__name__] = own  # its own namespace: recursive calls come here, not to numba
     return own
 
 
