@@ -199,6 +199,7 @@ def test_a_model_at_chance_is_reported_and_a_trained_one_is_not(fitted, caplog) 
 
 
 @pytest.mark.parametrize(("acc", "n_classes", "warned"), [
-    (0.5, 2, True), (0.55, 2, True), (0.56, 2, False), (0.38, 3, True), (0.39, 3, False), (0.0, 4, True)])
+    (0.5, 2, True), (0.55, 2, True), (float(torch.tensor(0.55)), 2, True), (0.551, 2, False), (0.56, 2, False),
+    (0.38, 3, True), (0.39, 3, False), (0.0, 4, True)])
 def test_chance_level_is_one_over_k_plus_a_margin(acc, n_classes, warned) -> None:
     assert warn_at_chance(acc, n_classes) is warned
