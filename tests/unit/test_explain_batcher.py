@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -120,3 +122,29 @@ def test_padding_other_examples_rows_does_not_change_a_row(model):
 def test_concurrent_examples_must_be_positive():
     with pytest.raises(ValueError, match="explain.shap.concurrent_examples"):
         ShapExplainer(concurrent_examples=0)
+
+
+def test_tasks_and_forwards_run_in_the_callers_thread():
+    """No thread is started: torch's thread-local modes (no_grad, deterministic) hold in the forward."""
+    caller = threading.get_ident()
+    threads_before = threading.active_count()
+    seen: set[int] = set()
+
+    def forward(ids: np.ndarray) -> np.ndarray:
+        seen.add(threading.get_ident())
+        assert not torch.is_grad_enabled()
+        return np.zeros((ids.shape[0], 1))
+
+    def task(submit):
+        seen.add(threading.get_ident())
+        assert threading.active_count() == threads_before
+        return [len(submit(np.ones((n, 2), dtype=np.int64))) for n in (1, 2)]
+
+    with torch.no_grad():
+        assert RowBatcher(forward, pad_id=0).run([task] * 3) == [[1, 2]] * 3
+    assert seen == {caller}
+
+
+def test_submit_outside_run_is_an_error():
+    with pytest.raises(RuntimeError, match="RowBatcher.submit: call it from a task"):
+        RowBatcher(lambda ids: ids, pad_id=0).submit(np.ones((1, 2), dtype=np.int64))

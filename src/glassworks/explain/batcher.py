@@ -2,23 +2,28 @@
 
 shap's explainers (Partition, Exact, Permutation) evaluate one example at a time: Partition, for
 instance, expands its tree level by level and calls the model ~8 times with ~50 masked rows each.
-`run_batched` runs several examples' explanations at once, one thread per example, with their
-model calls gathered into large forward passes:
+`RowBatcher.run` runs several examples' explanations at once, one greenlet (a coroutine with its
+own stack, so shap's code can stop inside its model call) per example, with their model calls
+gathered into large forward passes:
 
 - each task runs until it calls its model function, which submits its rows to the shared
-  `RowBatcher` and blocks;
-- when every live task is blocked (or the pending rows reach `max_pending_rows`), the batcher
-  runs ONE forward over all pending rows (in chunks of `batch_size`) and hands each task its
-  slice of the outputs.
+  `RowBatcher` and switches back to the driver;
+- when every live task waits (or the pending rows reach `max_pending_rows`), the driver runs ONE
+  forward over all pending rows (in chunks of `batch_size`) and resumes each task with its slice
+  of the outputs.
 
-The tasks run cooperatively: exactly one thread runs at a time (it holds the "baton"), and it
-gives the baton away only inside `submit` or when it finishes. Two consequences:
+Everything runs in the caller's thread, one task at a time, and a task stops only inside `submit`
+or when it finishes. Two consequences:
 
 - the order of everything is deterministic (tasks resume in the order they submitted);
 - numpy's global RNG, which shap uses for Partition's tie-breaking and Permutation's shuffles,
-  is saved when a task blocks and restored when it resumes, so every task sees exactly the random
+  is saved when a task stops and restored when it resumes, so every task sees exactly the random
   stream it would see running alone. Results therefore equal the one-example-at-a-time ones up to
   the last bits of a matmul over a differently shaped batch (different padding and batch size).
+
+Greenlets, not threads: handing the turn from one thread to the next (a condition variable each)
+cost ~0.4 ms on 2 cores beside torch's threads, ~8 of them an example; a greenlet switch costs
+~1 us. At 16 tokens that was 18% of the explain time (bench/README.md, "greenlets").
 
 Nothing here knows about shap: a task is any callable taking a model function.
 """
@@ -26,12 +31,13 @@ Nothing here knows about shap: a task is any callable taking a model function.
 from __future__ import annotations
 
 import logging
-import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
+import greenlet
 import numpy as np
 
 log = logging.getLogger(__name__)
@@ -52,14 +58,9 @@ class _Request:
 @dataclass
 class _Task:
     index: int
-    wake: threading.Condition  # on the batcher's lock: notified when this task gets the baton
-    rng_state: Any = None
-    started: bool = False
-    done: bool = False
+    glet: greenlet.greenlet  # runs _task_main(index, fn, rng_seed); its parent is the driver
     result: Any = None
     error: BaseException | None = None
-    request: _Request | None = None
-    n_rows: int = 0
 
 
 @dataclass
@@ -90,67 +91,31 @@ class RowBatcher:
         if self.max_pending_rows < 1:
             raise ValueError(f"RowBatcher: max_pending_rows must be >= 1, got {max_pending_rows}")
         self.stats = BatchStats()
-        # One lock; a condition per task (in _Task) and one for the driver, so that passing the
-        # baton wakes exactly the thread that receives it. notify_all woke every task each time:
-        # 16 tasks took ~500 us a submit instead of ~200, ~1.5 ms more an example at 16 tokens.
-        self._lock = threading.Lock()
-        self._driver = threading.Condition(self._lock)
         self._tasks: list[_Task] = []
-        self._runnable: deque[int] = deque()
         self._pending: list[_Request] = []
         self._pending_rows = 0
-        self._current: int | None = None  # the task holding the baton
-        self._local = threading.local()
+        self._current: int | None = None  # the task that runs now; None: the driver
+        self._driver: greenlet.greenlet | None = None
 
-    # ---- called from task threads -------------------------------------------------------------
+    # ---- called from tasks ---------------------------------------------------------------------
     def submit(self, rows: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
-        """Evaluate `rows` (N, T) for the calling task; blocks until the batched forward ran."""
-        task = self._tasks[self._local.task]
+        """Evaluate `rows` (N, T) for the calling task; returns once the batched forward ran."""
+        if self._current is None or self._driver is None:
+            raise RuntimeError("RowBatcher.submit: call it from a task that RowBatcher.run runs")
+        task = self._tasks[self._current]
         request = _Request(task.index, np.asarray(rows, dtype=np.int64))
         if request.rows.ndim != 2 or len(request.rows) == 0:
             raise ValueError(f"RowBatcher.submit: rows must be a non-empty (N, T) array, got shape "
                              f"{request.rows.shape}")
-        with self._lock:
-            task.rng_state = np.random.get_state()
-            task.request = request
-            task.n_rows += len(request.rows)
-            self._pending.append(request)
-            self._pending_rows += len(request.rows)
-            self._pass_baton()
-            self._wait_for_baton(task.index)
-            np.random.set_state(task.rng_state)
-        task.request = None
+        rng_state = np.random.get_state()
+        self._pending.append(request)
+        self._pending_rows += len(request.rows)
+        self._driver.switch()  # back to the driver, until the forward of these rows ran
+        np.random.set_state(rng_state)
         if request.error is not None:
             raise request.error
         assert request.out is not None
         return request.out
-
-    # ---- scheduling (always called with self._lock held, by the baton holder) ------------------
-    def _pass_baton(self) -> None:
-        if self._pending and (not self._runnable or self._pending_rows >= self.max_pending_rows):
-            self._flush()
-        self._give_baton(self._runnable.popleft() if self._runnable else None)
-
-    def _give_baton(self, index: int | None) -> None:
-        self._current = index
-        if index is not None:
-            self._tasks[index].wake.notify()
-        elif all(t.done for t in self._tasks):
-            self._driver.notify()
-
-    def _wait_for_baton(self, index: int) -> None:
-        while self._current != index:
-            self._tasks[index].wake.wait()
-
-    def _flush(self) -> None:
-        requests, self._pending, self._pending_rows = self._pending, [], 0
-        try:
-            self._evaluate(requests)
-        except Exception as exc:  # every waiting task gets the error, none is left blocked
-            for req in requests:
-                req.error = exc
-        for req in requests:
-            self._runnable.append(req.task)
 
     def _evaluate(self, requests: list[_Request]) -> None:
         # Rows sorted by width, ties in submit order: a stable sort of the requests, whose rows
@@ -194,42 +159,44 @@ class RowBatcher:
         if self._tasks:
             raise RuntimeError("RowBatcher.run is not re-entrant")
         caller_state = np.random.get_state()
-        self._tasks = [_Task(i, threading.Condition(self._lock)) for i in range(len(tasks))]
-        self._runnable = deque(range(len(tasks)))
-        threads = [
-            threading.Thread(target=self._task_main, args=(i, fn, rng_seed), name=f"explain-task-{i}", daemon=True)
-            for i, fn in enumerate(tasks)
-        ]
+        self._driver = greenlet.getcurrent()
+        self._tasks = [_Task(i, greenlet.greenlet(partial(self._task_main, i, fn, rng_seed), parent=self._driver))
+                       for i, fn in enumerate(tasks)]
+        runnable = deque(range(len(tasks)))
         try:
-            for t in threads:
-                t.start()
-            with self._lock:
-                self._give_baton(self._runnable.popleft() if self._runnable else None)
-                while not all(t.done for t in self._tasks):
-                    self._driver.wait()
-            for t in threads:
-                t.join()
+            while runnable or self._pending:
+                if runnable:
+                    index = runnable.popleft()
+                    self._current = index
+                    self._tasks[index].glet.switch()  # starts it, or resumes it inside its submit
+                    self._current = None
+                if self._pending and (not runnable or self._pending_rows >= self.max_pending_rows):
+                    runnable.extend(self._flush())
             for task in self._tasks:
                 if task.error is not None:
                     raise task.error
             return [task.result for task in self._tasks]
         finally:
-            self._tasks = []
+            self._tasks, self._pending, self._pending_rows = [], [], 0
+            self._current = self._driver = None
             np.random.set_state(caller_state)
 
     def _task_main(self, index: int, fn: Callable[[ModelFn], Any], rng_seed: int | None) -> None:
-        self._local.task = index
         task = self._tasks[index]
-        with self._lock:
-            self._wait_for_baton(index)
         try:
             if rng_seed is not None:
                 np.random.seed(rng_seed)
-            task.started = True
             task.result = fn(self.submit)
-        except BaseException as exc:  # handed to the driver, which re-raises it
+        except BaseException as exc:  # kept for the driver, which re-raises it
             task.error = exc
-        finally:
-            with self._lock:
-                task.done = True
-                self._pass_baton()
+        # Returning switches back to the driver (the parent).
+
+    def _flush(self) -> list[int]:
+        """Run the pending rows; the tasks that wait for them, in submit order."""
+        requests, self._pending, self._pending_rows = self._pending, [], 0
+        try:
+            self._evaluate(requests)
+        except Exception as exc:  # every waiting task gets the error, none is left waiting
+            for req in requests:
+                req.error = exc
+        return [req.task for req in requests]

@@ -385,7 +385,7 @@ class ShapExplainer:
         """Explain every example; `concurrent_examples` > 1 batches their model calls together.
 
         With cross-example batching, up to `concurrent_examples` shap explainers run at once
-        (cooperative threads, see `glassworks.explain.batcher`) and their masked rows go through
+        (cooperative greenlets, see `glassworks.explain.batcher`) and their masked rows go through
         the model in shared forward passes; the values equal those of explaining each example
         alone (up to float rounding of differently shaped batches).
         """
@@ -418,7 +418,7 @@ class ShapExplainer:
         results: list[Explanation | None] = [None] * len(examples)
 
         def worker(submit: Callable[[np.ndarray], np.ndarray]) -> None:
-            # Only the task holding the batcher's baton runs, so popping the shared queue is safe.
+            # One task runs at a time (the batcher's greenlets), so popping the shared queue is safe.
             while queue:
                 index, example = queue.popleft()
                 results[index] = self._explain_one(submit, example, masker)
