@@ -4,9 +4,10 @@ Prints, measured side by side in one process:
 
 * the stage's time per example (curves + attacks + stability for every method + random order)
   and forward passes per attack;
-* the batched attack (all candidates of a step in ONE forward pass) against a naive attack that
-  runs one forward pass per candidate — same greedy algorithm, same results (checked), so the
-  ratio is the cost of not batching.
+* the attack as the stage runs it (all candidates of a step in ONE model call, 16 examples'
+  calls gathered into shared forward passes) against the same attack one example at a time
+  (one forward a step) and a naive attack that runs one forward pass per candidate — same greedy
+  algorithm, same outcomes (checked), so the ratios are the cost of not batching.
 
 Run: ``python bench/bench_robustness.py [--examples 32] [--candidates 20] [--threads 1]``
 """
@@ -29,7 +30,6 @@ import torch.nn.functional as F  # noqa: E402
 
 from bench.results import emit  # noqa: E402
 from glassworks.explain.attention import RolloutExplainer  # noqa: E402
-from glassworks.explain.baseline import RandomExplainer  # noqa: E402
 from glassworks.explain.gradient import InputXGradientExplainer  # noqa: E402
 from glassworks.explain.predict import predict_proba  # noqa: E402
 from glassworks.robustness import (  # noqa: E402
@@ -79,11 +79,24 @@ def train(steps: int) -> torch.nn.Module:
 
 
 class NaiveAttack(SubstitutionAttack):
-    """The same greedy attack, but one forward pass per candidate row (the unbatched baseline)."""
+    """The same greedy attack, one example at a time and one forward pass per candidate row."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs, concurrent_examples=1)
 
     def _evaluate(self, model, rows, pad_id):
-        probs = np.concatenate([predict_proba(model, [row], pad_id=pad_id) for row in rows])  # (R, C)
-        return probs, len(rows)
+        return np.concatenate([predict_proba(model, row[None, :], pad_id=pad_id) for row in rows])  # (R, C)
+
+
+class ForwardCounter:
+    """Forward passes of a module (a hook), whoever makes them."""
+
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.calls = 0
+        module.register_forward_hook(self._hook)
+
+    def _hook(self, module, args, output) -> None:
+        self.calls += 1
 
 
 def timed(fn):
@@ -116,7 +129,8 @@ def main() -> None:
           f"torch threads {torch.get_num_threads()}")  # fmt: skip
 
     # ---- the whole stage
-    explainers = {e.name: e for e in (InputXGradientExplainer(), RolloutExplainer(), RandomExplainer(seed=0))}
+    # The runner adds the random-order baseline itself.
+    explainers = {e.name: e for e in (InputXGradientExplainer(), RolloutExplainer())}
     explanations = {name: e.explain(model, examples) for name, e in explainers.items()}
     attack = SubstitutionAttack(max_edits=args.max_edits, n_candidates=args.candidates)
     runner = RobustnessRunner(curve_k=10, attack=attack, n_stability=3, mask_id=MASK, pad_id=PAD, special_ids=SPECIAL_IDS)
@@ -135,37 +149,49 @@ def main() -> None:
               f"{g('attack_success'):>9.2f}{g('mean_edits'):>7.2f}{g('mean_prob_drop'):>8.3f}"
               f"{g('model_calls_per_attack'):>11.1f}{g('stability'):>10.3f}")  # fmt: skip
 
-    # ---- batched vs naive attack, same orders, same examples, interleaved
+    # ---- batched vs one example at a time vs naive, same orders, same examples, interleaved
+    one_at_a_time = SubstitutionAttack(max_edits=args.max_edits, n_candidates=args.candidates, concurrent_examples=1)
     naive = NaiveAttack(max_edits=args.max_edits, n_candidates=args.candidates)
     neighbours = attack.neighbour_index(model, SPECIAL_IDS)
     base = predict_proba(model, [e.ids for e in examples], PAD)
-    print(f"\nattack: batched (one forward per step) vs naive (one forward per candidate), {args.candidates} candidates")
-    header = f"{'order':<18}{'batched s':>10}{'naive s':>10}{'ratio':>8}{'fwd batched':>13}{'fwd naive':>11}{'same outcome':>14}"
+    counter = ForwardCounter(model)
+    print(f"\nattack: as the stage runs it ({attack.concurrent_examples} examples at once) vs one example at a time "
+          f"(one forward a step) vs naive (one forward a candidate), {args.candidates} candidates")
+    header = (f"{'order':<18}{'stage s':>9}{'alone s':>9}{'naive s':>9}{'alone/stage':>12}{'naive/stage':>12}"
+              f"{'fwd stage':>11}{'fwd alone':>11}{'fwd naive':>11}{'same outcome':>14}")
     print(header)
     print("-" * len(header))
     ratios: dict[str, float] = {}
     absolute: dict[str, float] = {"stage_s_per_example": m["seconds_per_example"], "train_s": train_s,
                                   "accuracy": acc, "load_average": os.getloadavg()[0]}
+
+    def measured(variant, orders, method):
+        counter.calls = 0
+        records, seconds = timed(lambda: variant.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
+                                                     neighbours=neighbours))
+        return records, seconds, counter.calls
+
     for method, expls in (("input_x_gradient", explanations["input_x_gradient"]), (RANDOM_ORDER, None)):
         orders = method_orders(examples, expls, method, 0)
-        fast, fast_s = timed(lambda: attack.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
-                                                           neighbours=neighbours))
-        slow, slow_s = timed(lambda: naive.run(model, examples, orders, method, pad_id=PAD, base_probs=base,
-                                                          neighbours=neighbours))
+        fast, fast_s, fast_f = measured(attack, orders, method)
+        alone, alone_s, alone_f = measured(one_at_a_time, orders, method)
+        slow, slow_s, slow_f = measured(naive, orders, method)
         # Same outcome, not bit-identical ids: a batched matmul rounds differently from a one-row one,
         # which can swap near-tied candidates whose probabilities differ by ~1e-9.
         same = all(a.success == b.success and a.n_edits == b.n_edits and a.edited_positions == b.edited_positions
-                   and abs(a.prob_after - b.prob_after) < 1e-6 for a, b in zip(fast, slow, strict=True))  # fmt: skip
-        calls_fast = sum(r.n_model_calls for r in fast)
-        calls_slow = sum(r.n_model_calls for r in slow)
-        print(f"{method:<18}{fast_s:>10.3f}{slow_s:>10.3f}{slow_s / fast_s:>7.1f}x{calls_fast:>13d}{calls_slow:>11d}{str(same):>14}")
-        ratios[f"naive_over_batched_attack_{method}"] = slow_s / fast_s
-        absolute[f"forwards_batched_{method}"] = calls_fast
-        absolute[f"forwards_naive_{method}"] = calls_slow
+                   and abs(a.prob_after - b.prob_after) < 1e-6
+                   for other in (alone, slow) for a, b in zip(fast, other, strict=True))  # fmt: skip
+        print(f"{method:<18}{fast_s:>9.3f}{alone_s:>9.3f}{slow_s:>9.3f}{alone_s / fast_s:>11.2f}x{slow_s / fast_s:>11.1f}x"
+              f"{fast_f:>11d}{alone_f:>11d}{slow_f:>11d}{str(same):>14}")
+        ratios[f"one_at_a_time_over_stage_attack_{method}"] = alone_s / fast_s
+        ratios[f"naive_over_stage_attack_{method}"] = slow_s / fast_s
+        absolute[f"forwards_stage_{method}"] = fast_f
+        absolute[f"forwards_one_at_a_time_{method}"] = alone_f
+        absolute[f"forwards_naive_{method}"] = slow_f
         absolute[f"same_outcome_{method}"] = same
         s = attack_summary(fast)
         print(f"{'':<18}success {s['attack_success']:.2f}, mean edits {s['mean_edits']:.2f}, "
-              f"{s['model_calls_per_attack']:.1f} forwards/attack batched")  # fmt: skip
+              f"{s['model_calls_per_attack']:.1f} model calls/attack")  # fmt: skip
     emit("robustness", ratios, absolute)
 
 

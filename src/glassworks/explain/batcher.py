@@ -181,6 +181,23 @@ class RowBatcher:
             self._current = self._driver = None
             np.random.set_state(caller_state)
 
+    def map(self, fn: Callable[[Any, ModelFn], Any], items: Sequence[Any], concurrency: int) -> list[Any]:
+        """fn(item, model_fn) for every item, at most `concurrency` items at once: each of that many
+        tasks takes the next item when it finishes one. Results in item order; a task whose item
+        raises stops, the others go on, and the first error is re-raised at the end (as `run`)."""
+        if concurrency < 1:
+            raise ValueError(f"RowBatcher.map: concurrency must be >= 1, got {concurrency}")
+        queue = deque(enumerate(items))
+        results: list[Any] = [None] * len(items)
+
+        def worker(submit: ModelFn) -> None:
+            while queue:  # one task runs at a time, so popping the shared queue is safe
+                index, item = queue.popleft()
+                results[index] = fn(item, submit)
+
+        self.run([worker] * min(concurrency, len(items)))
+        return results
+
     def _task_main(self, index: int, fn: Callable[[ModelFn], Any], rng_seed: int | None) -> None:
         task = self._tasks[index]
         try:

@@ -13,7 +13,6 @@ import heapq
 import logging
 import time
 import types
-from collections import deque
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -414,19 +413,9 @@ class ShapExplainer:
     def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
                          masker: TokenIdMasker) -> list[Explanation]:
         batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size)
-        queue = deque(enumerate(examples))
-        results: list[Explanation | None] = [None] * len(examples)
-
-        def worker(submit: Callable[[np.ndarray], np.ndarray]) -> None:
-            # One task runs at a time (the batcher's greenlets), so popping the shared queue is safe.
-            while queue:
-                index, example = queue.popleft()
-                results[index] = self._explain_one(submit, example, masker)
-
         start = time.perf_counter()
-        n_workers = min(self.concurrent_examples, len(examples))
-        batcher.run([worker] * n_workers)
-        explanations = [r for r in results if r is not None]
+        explanations = batcher.map(lambda example, submit: self._explain_one(submit, example, masker), examples,
+                                   self.concurrent_examples)
         # An example's own wall time includes waiting for the others: report the shared time.
         per_example = (time.perf_counter() - start) / len(examples)
         for expl in explanations:

@@ -20,7 +20,7 @@ SUMMARY_COLUMNS = (
     ("attack_success", "attack success \u2191"),
     ("mean_edits", "mean edits (successes) \u2193"),
     ("mean_prob_drop", "mean p drop \u2191"),
-    ("model_calls_per_attack", "forward passes / attack"),
+    ("model_calls_per_attack", "model calls / attack"),
     ("deletion_auc", "deletion AUC \u2193"),
     ("insertion_auc", "insertion AUC \u2191"),
     (flip_rate_key(1), "flip rate @1 \u2191"),
@@ -45,7 +45,7 @@ def _attack(r: AttackRecord, id_to_token: Callable[[int], str], label_names: Seq
     meta = (
         f"{target} \u2192 {_label(label_names, r.prediction_after)} \u00b7 "
         f"p({target}) {fmt(r.prob_before)} \u2192 {fmt(r.prob_after)} \u00b7 "
-        f"{r.n_edits} edit(s), {r.n_model_calls} forward pass(es) \u00b7 {changes}"
+        f"{r.n_edits} edit(s), {r.n_model_calls} model call(s) \u00b7 {changes}"
     )
     return {"method": r.method, "example_id": r.example_id, "meta": meta, "edited": set(r.edited_positions),
             "original": _shown(r.original_ids, id_to_token), "perturbed": _shown(r.perturbed_ids, id_to_token)}
