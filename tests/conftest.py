@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from typing import Any
@@ -251,6 +256,45 @@ def start_cli(module: str, *args: str, cwd: Path, log: Path, env: dict[str, str]
     with open(log, "w") as out:
         return subprocess.Popen([sys.executable, "-m", module, *args], cwd=cwd, env=full_env, stdout=out,
                                 stderr=subprocess.STDOUT, text=True)
+
+
+@contextlib.contextmanager
+def mlflow_server(backend_uri: str, cwd: Path, log: Path, *args: str, timeout: float = 300) -> Iterator[str]:
+    """An ``mlflow server`` on `backend_uri` (extra CLI `args`), bound to a free loopback port;
+    yields its base URL once ``/health`` answers, and stops its process group on exit.
+
+    `timeout` is generous: a loaded 2-core machine has needed ~45 s to start one. Its output goes
+    to `log`, whose tail is the error when the server dies or never answers."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, **SERVER_ENV,
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with log.open("w") as out:
+        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", backend_uri,
+                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1", *args],
+                                  cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/health", timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if server.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"mlflow server did not start on {base}: {log.read_text()[-3000:]}")
+            time.sleep(0.25)
+        yield base
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn worker: the group we started
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 def run_snapshot(client: Any, run_id: str) -> dict[str, Any]:

@@ -15,11 +15,7 @@ import html
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -29,7 +25,7 @@ from mlflow import MlflowClient
 
 from glassworks.tracking import contract as C
 from glassworks.tracking.logged_model import run_model_id
-from tests.conftest import SERVER_ENV, TINY, run_cli
+from tests.conftest import TINY, mlflow_server, run_cli
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(shutil.which("chromium") is None and shutil.which("chromium-browser") is None,
@@ -53,36 +49,9 @@ def ui(tmp_path_factory):
     link = PRINTED_LINK.search(done.stdout)
     assert link, done.stdout[-2000:]
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    log_path = tmp / "server.log"
-    env = {**os.environ, **SERVER_ENV,
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
-    with log_path.open("w") as log:
-        server = subprocess.Popen([sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri,
-                                   "--host", "127.0.0.1", "--port", str(port), "--workers", "1"],
-                                  cwd=tmp, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 300  # a loaded 2-core machine needs ~45 s
-        while True:
-            try:
-                urllib.request.urlopen(f"{base}/health", timeout=2).read()
-                break
-            except OSError:
-                assert server.poll() is None, log_path.read_text()[-2000:]
-                assert time.time() < deadline, "mlflow server did not start"
-                time.sleep(1)
-        yield {"tmp": tmp, "client": client, "run": run, "base": base, "log": log_path,
+    with mlflow_server(uri, tmp, tmp / "server.log") as base:
+        yield {"tmp": tmp, "client": client, "run": run, "base": base, "log": tmp / "server.log",
                "printed": link.group(1).replace("http://127.0.0.1:5000", base)}
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)  # the server and its uvicorn worker: the group we started
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 def browse(url: str, profile: Path, screenshot: Path | None = None, height: int = 900) -> str:

@@ -7,12 +7,8 @@ jobs on one sqlite store; failed jobs; DDP inside a sweep; an Optuna search agai
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import mlflow
@@ -30,7 +26,7 @@ from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.sweep import child_run_name
 from pipeline.sweep_callback import swept
-from tests.conftest import SERVER_ENV, TINY, compose_config, run_cli
+from tests.conftest import TINY, compose_config, mlflow_server, run_cli
 
 FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",
         "explain.methods=[rollout,input_x_gradient]", "explain.n_heatmaps=0",
@@ -237,54 +233,24 @@ def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path)
     assert len(no_run) == 2 and no_run["error"].str.contains("n_heads").all()
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def mlflow_server(tmp_path):
-    port = free_port()
-    mlflow_bin = Path(sys.executable).with_name("mlflow")
-    proc = subprocess.Popen(
-        [str(mlflow_bin), "server", "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
-         "--artifacts-destination", str(tmp_path / "art"), "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1"],
-        env={**os.environ, **SERVER_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"mlflow server did not start: {proc.stderr.read()[-3000:]}")
-            time.sleep(0.25)
+def mlflow_server_url(tmp_path):
+    with mlflow_server(f"sqlite:///{tmp_path / 'server.db'}", tmp_path, tmp_path / "server.log",
+                       "--artifacts-destination", str(tmp_path / "art")) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 @pytest.mark.slow
-def test_optuna_search_through_an_mlflow_server(mlflow_server, tmp_path):
+def test_optuna_search_through_an_mlflow_server(mlflow_server_url, tmp_path):
     """hparams_search=optuna (no -m: the config makes it a multirun), every write over HTTP."""
     cwd = tmp_path / "work"
     cwd.mkdir()
     out = sweep(cwd, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
-                f"logger.tracking_uri={mlflow_server}", multirun=False)
+                f"logger.tracking_uri={mlflow_server_url}", multirun=False)
     assert out.returncode == 0, out.stderr[-4000:]
     assert not (cwd / "mlruns" / "mlflow.db").exists(), "everything goes to the server"
 
-    client = MlflowClient(mlflow_server)
+    client = MlflowClient(mlflow_server_url)
     parents = family(client)
     assert len(parents) == 1
     (parent_id, trials), = parents.items()
@@ -310,5 +276,5 @@ def test_optuna_search_through_an_mlflow_server(mlflow_server, tmp_path):
         assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(run_model_id(client, trial.info.run_id))}
     assert "sweep/summary.csv" in artifact_files(client, parent_id)
     assert len(summary_csv(client, parent_id, tmp_path)) == 3
-    mlflow.set_tracking_uri(mlflow_server)
-    assert_registered_model_is_the_runs(parent.data.tags["glassworks.sweep.best_run_id"], mlflow_server)
+    mlflow.set_tracking_uri(mlflow_server_url)
+    assert_registered_model_is_the_runs(parent.data.tags["glassworks.sweep.best_run_id"], mlflow_server_url)
