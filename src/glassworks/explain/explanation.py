@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from glassworks.explain.predict import predicted_target, resolve_pad_id
+from glassworks.explain.predict import predict_proba, resolve_pad_id
 from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
 # (model, example, predicted target) -> ((T,) scores with [CLS] still in them, extras for the Explanation)
@@ -87,14 +87,22 @@ def explain_each(
 ) -> list[Explanation]:
     """One Explanation per example, of the class the model predicts for it, in the order given.
 
-    Examples run one at a time, unpadded, so every (T,) row covers exactly the example's tokens;
-    an example's `seconds` includes predicting its target. An example the method's limit
-    refuses (`ExampleSkipped`) comes back as a skipped Explanation.
+    The targets come from one padded forward over all examples (one forward an example cost
+    ~2 ms each on the default model, for every method); then `score` runs one example at a time,
+    unpadded, so every (T,) row covers exactly the example's tokens. An example's `seconds`
+    includes its share of predicting the targets. An example the method's limit refuses
+    (`ExampleSkipped`) comes back as a skipped Explanation.
     """
+    if not examples:
+        return []
+    start = time.perf_counter()
+    probs = predict_proba(model, [e.ids for e in examples], resolve_pad_id(model, pad_id))  # (N, C)
+    share = (time.perf_counter() - start) / len(examples)
     results = []
-    for example in examples:
-        start = time.perf_counter()
-        target, prob = predicted_target(model, example.ids, resolve_pad_id(model, pad_id))
+    for example, example_probs in zip(examples, probs, strict=True):
+        start = time.perf_counter() - share
+        target = int(np.argmax(example_probs))
+        prob = float(example_probs[target])
         try:
             row, extras = score(model, example, target)  # (T,), dict
         except ExampleSkipped as skip:
