@@ -239,3 +239,5 @@ def test_two_examples_share_forwards_and_the_last_ones_evals_are_reported(model)
     assert explainer.last_batch_stats is not None and explainer.last_batch_stats.rows >= 2**3 + 2**5
     assert (a.extras["n_evals"], b.extras["n_evals"]) == (2**3 + 1, 2**5 + 1)
     assert explainer.last_n_evals == b.extras["n_evals"]
+    explainer.explain(model, [example(5)])  # one at a time again: no stats left from the last call
+    assert explainer.last_batch_stats is None

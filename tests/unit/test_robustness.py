@@ -262,6 +262,7 @@ def test_attacks_batched_across_examples_equal_one_at_a_time(model):
             assert y.prob_after == pytest.approx(x.prob_after, abs=1e-6) and y.seconds > 0
         assert sum(r.n_edits for r in a) > 0  # not trivially equal
         assert batched.last_batch_stats.forward_calls < sum(r.n_model_calls for r in a)
+        assert alone.last_batch_stats is None
 
 
 def test_attack_batch_size_splits_a_step_into_forwards(model):

@@ -388,6 +388,7 @@ class ShapExplainer:
         the model in shared forward passes; the values equal those of explaining each example
         alone (up to float rounding of differently shaped batches).
         """
+        self.last_batch_stats = None
         skipped: dict[int, Explanation] = {}
         for index, example in enumerate(examples):  # a method's limit skips an example, never fails the stage
             try:

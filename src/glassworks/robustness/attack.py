@@ -198,6 +198,7 @@ class SubstitutionAttack:
         Without `neighbours`, an index is built, which needs the tokenizer's `special_ids` (and
         `token_to_id` when there is a word list)."""
         model.eval()
+        self.last_batch_stats = None
         if orders is None:
             orders = method_orders(examples, None, method or RANDOM_ORDER, self.seed)
         if base_probs is None:
