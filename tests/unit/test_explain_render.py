@@ -131,6 +131,31 @@ def _png(path: Path) -> bool:
     return path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_attention_grid_shows_each_layer_and_head_in_its_own_panel(tmp_path):
+    """One image holds every panel: panel (layer, head) is lit only where its own matrix is."""
+    from PIL import Image
+
+    from glassworks.render.png import style_of
+
+    n_layers, n_heads, t = 2, 3, 6
+    att = np.zeros((n_layers, n_heads, t, t), dtype=np.float32)  # (L, H, T, T)
+    att[1, 2] = 1.0  # only layer 1, head 2 is bright (yellow); every other panel is dark purple
+    tokens = [f"w{i}" for i in range(t)]
+    path = attention_heatmaps_png(att, tokens, tmp_path / "att.png")
+    style = style_of(path.read_bytes())
+    grid = style["axes"][0]
+    assert grid["y"]["ticks"] == tokens * n_layers and grid["x"]["ticks"] == tokens * n_heads
+    assert (grid["y"]["label"], grid["x"]["label"]) == ("query", "key") and style["min_font_pt"] >= 9
+    pixels = np.asarray(Image.open(path).convert("RGB")).astype(int)  # (height, width, 3)
+    bright = (pixels[..., 0] > 200) & (pixels[..., 1] > 200) & (pixels[..., 2] < 100)  # viridis at 1.0
+    dark = (pixels[..., 0] < 90) & (pixels[..., 1] < 30) & (pixels[..., 2] > 60)  # viridis at 0.0
+    ys, xs = np.nonzero(bright[:, : int(0.85 * pixels.shape[1])])  # the colour bar's yellow end aside
+    # The bright panel is the bottom-right one: right of and below every dark pixel's median.
+    dys, dxs = np.nonzero(dark[:, : int(0.85 * pixels.shape[1])])
+    assert ys.min() > np.median(dys) and xs.min() > np.median(dxs)
+    assert dark.sum() > 4 * bright.sum() > 0  # five dark panels to one bright
+
+
 def test_plots_write_pngs(tmp_path):
     rng = np.random.default_rng(0)
     t = 60  # long enough for thinned tick labels

@@ -13,8 +13,10 @@ import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
 from glassworks.explain.word_units import word_label
 from glassworks.render.png import save_png
 from glassworks.render.style import BASELINE_COLOUR, figure_style, new_figure
@@ -47,6 +49,10 @@ def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: 
     `attentions`: (L, H, T, T), row = query, column = key. Token labels go on the first column's
     y axis and the last row's x axis; panel size grows with T so that 9 pt labels do not overlap,
     and long inputs label every n-th token only.
+
+    The L x H panels are ONE image on one axes, with blank gaps between them that hold the panel
+    titles: constrained layout measures every axes' ticks and titles, so 72 axes (a 6-layer,
+    12-head encoder) took 8.3 s to draw, 8 axes (the default model) ~0.6 s.
     """
     att = np.asarray(attentions, dtype=np.float32)
     if att.ndim != 4 or att.shape[2] != att.shape[3]:
@@ -56,31 +62,38 @@ def attention_heatmaps_png(attentions: np.ndarray, tokens: Sequence[str], path: 
         raise ValueError(f"attention_heatmaps_png: {len(tokens)} tokens for attentions over {t} positions")
     tick_pos, tick_labels = _ticks(tokens)
     panel = float(np.clip(1.4 + 0.17 * len(tick_pos), 2.6, 7.5))  # inches; 9 pt labels need ~0.17 in each
-    width, height = panel * n_heads + 1.6, panel * n_layers + 1.0
+    cell = panel / t  # inches a token
+    gap_x = max(1, math.ceil(0.15 / cell))  # blank cells between columns
+    gap_y = max(1, math.ceil(0.35 / cell))  # blank cells above each row: its panels' titles
+    grid = np.full((n_layers * (t + gap_y), n_heads * (t + gap_x) - gap_x), np.nan, dtype=np.float32)
+    origins = {}  # (layer, head) -> (row, column) of the panel's first cell
+    for layer in range(n_layers):
+        for head in range(n_heads):
+            row, col = layer * (t + gap_y) + gap_y, head * (t + gap_x)
+            grid[row : row + t, col : col + t] = att[layer, head]
+            origins[layer, head] = (row, col)
+    width, height = cell * grid.shape[1] + 1.6, cell * grid.shape[0] + 1.0
     dpi = min(100.0, MAX_FIGURE_PIXELS / max(width, height))
     with figure_style():
         fig = new_figure(width, height)
-        axes = fig.subplots(n_layers, n_heads, squeeze=False)
-        image = None
-        for layer in range(n_layers):
-            for head in range(n_heads):
-                ax = axes[layer, head]
-                ax.grid(False)
-                # Shared 0..1 colour range: heads are comparable with each other.
-                image = ax.imshow(att[layer, head], vmin=0.0, vmax=1.0, cmap="viridis", interpolation="nearest")
-                ax.set_title(f"layer {layer} · head {head}")
-                if head == 0:
-                    ax.set_yticks(tick_pos, tick_labels)
-                    ax.set_ylabel("query")
-                else:
-                    ax.set_yticks([])
-                if layer == n_layers - 1:
-                    ax.set_xticks(tick_pos, tick_labels, rotation=90)
-                    ax.set_xlabel("key")
-                else:
-                    ax.set_xticks([])
-        if image is not None:
-            fig.colorbar(image, ax=axes, shrink=0.6, label="attention probability")
+        ax = fig.subplots()
+        ax.grid(False)
+        ax.set_frame_on(False)
+        # Shared 0..1 colour range: heads are comparable with each other; the gaps stay blank.
+        cmap = mpl.colormaps["viridis"].with_extremes(bad="white")
+        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap=cmap, interpolation="nearest")
+        title_size = mpl.rcParams["axes.titlesize"]
+        for (layer, head), (row, col) in origins.items():
+            ax.add_patch(Rectangle((col - 0.5, row - 0.5), t, t, fill=False, linewidth=0.8, edgecolor="black"))
+            ax.text(col + (t - 1) / 2, row - 0.5 - 0.06 / cell, f"layer {layer} · head {head}", ha="center",
+                    va="bottom", fontsize=title_size)
+        ax.set_yticks([origins[layer, 0][0] + p for layer in range(n_layers) for p in tick_pos],
+                      tick_labels * n_layers)
+        ax.set_xticks([origins[0, head][1] + p for head in range(n_heads) for p in tick_pos],
+                      tick_labels * n_heads, rotation=90)
+        ax.set_ylabel("query")
+        ax.set_xlabel("key")
+        fig.colorbar(image, ax=ax, shrink=0.6, label="attention probability")
         return save_png(fig, path, dpi)
 
 
