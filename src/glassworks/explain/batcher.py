@@ -31,6 +31,7 @@ Nothing here knows about shap: a task is any callable taking a model function.
 from __future__ import annotations
 
 import logging
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,7 +58,6 @@ class _Request:
 
 @dataclass
 class _Task:
-    index: int
     glet: greenlet.greenlet  # runs _task_main(index, fn, rng_seed); its parent is the driver
     result: Any = None
     error: BaseException | None = None
@@ -71,6 +71,7 @@ class BatchStats:
     forward_calls: int = 0
     rows: int = 0
     row_counts: list[int] = field(default_factory=list)  # rows per flush
+    seconds: float = 0.0  # wall time of run(): what the tasks took together
 
 
 class RowBatcher:
@@ -102,8 +103,7 @@ class RowBatcher:
         """Evaluate `rows` (N, T) for the calling task; returns once the batched forward ran."""
         if self._current is None or self._driver is None:
             raise RuntimeError("RowBatcher.submit: call it from a task that RowBatcher.run runs")
-        task = self._tasks[self._current]
-        request = _Request(task.index, np.asarray(rows, dtype=np.int64))
+        request = _Request(self._current, np.asarray(rows, dtype=np.int64))
         if request.rows.ndim != 2 or len(request.rows) == 0:
             raise ValueError(f"RowBatcher.submit: rows must be a non-empty (N, T) array, got shape "
                              f"{request.rows.shape}")
@@ -159,8 +159,9 @@ class RowBatcher:
         if self._tasks:
             raise RuntimeError("RowBatcher.run is not re-entrant")
         caller_state = np.random.get_state()
+        start = time.perf_counter()
         self._driver = greenlet.getcurrent()
-        self._tasks = [_Task(i, greenlet.greenlet(partial(self._task_main, i, fn, rng_seed), parent=self._driver))
+        self._tasks = [_Task(greenlet.greenlet(partial(self._task_main, i, fn, rng_seed), parent=self._driver))
                        for i, fn in enumerate(tasks)]
         runnable = deque(range(len(tasks)))
         try:
@@ -177,6 +178,7 @@ class RowBatcher:
                     raise task.error
             return [task.result for task in self._tasks]
         finally:
+            self.stats.seconds += time.perf_counter() - start
             self._tasks, self._pending, self._pending_rows = [], [], 0
             self._current = self._driver = None
             np.random.set_state(caller_state)

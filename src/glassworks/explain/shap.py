@@ -414,13 +414,10 @@ class ShapExplainer:
     def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
                          masker: TokenIdMasker) -> list[Explanation]:
         batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size)
-        start = time.perf_counter()
         explanations = batcher.map(lambda example, submit: self._explain_one(submit, example, masker), examples,
                                    self.concurrent_examples)
-        # An example's own wall time includes waiting for the others: report the shared time.
-        per_example = (time.perf_counter() - start) / len(examples)
-        for expl in explanations:
-            expl.seconds = per_example
+        for expl in explanations:  # an example's own wall time includes waiting for the others: the shared time
+            expl.seconds = batcher.stats.seconds / len(examples)
         self.last_batch_stats = batcher.stats
         self.last_n_evals = int(explanations[-1].extras["n_evals"])
         log.debug("shap cross-example batching: %d examples, %d rows in %d forwards",

@@ -220,11 +220,9 @@ class SubstitutionAttack:
             return [one(item, None) for item in todo]
         batcher = RowBatcher(lambda rows: self._evaluate(model, rows, pad_id), pad_id=pad_id,
                              batch_size=self.batch_size)
-        start = time.perf_counter()
         records = batcher.map(one, todo, self.concurrent_examples)
-        per_example = (time.perf_counter() - start) / len(records)
         for record in records:  # an attack's own wall time includes waiting for the others: the shared time
-            record.seconds = per_example
+            record.seconds = batcher.stats.seconds / len(records)
         self.last_batch_stats = batcher.stats
         return records
 
