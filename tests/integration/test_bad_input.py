@@ -101,6 +101,8 @@ BEFORE_ANY_RUN = [
     ("unknown-explain-method", "run", ["explain.methods=[shap,lime]"], ["explain.methods", "['lime']"]),
     ("bad-explain-budget", "run", ["explain.shap.max_evals=1"], ["explain.shap", "max_evals must be >= 3"]),
     ("bad-attack-budget", "run", ["robustness.attack.max_edits=0"], ["robustness.attack", "max_edits"]),
+    ("bad-attack-concurrency", "run", ["robustness.attack.concurrent_examples=0"],
+     ["robustness.attack", "concurrent_examples must be >= 1, got 0"]),
     ("no-examples", "run", ["explain.n_examples=0"], ["invalid config explain.n_examples: must be >= 1, got 0"]),
     ("negative-heatmaps", "run", ["explain.n_heatmaps=-1"], ["invalid config explain.n_heatmaps: must be >= 0"]),
     ("bad-robustness-value", "run", ["robustness.curve_k=0"], ["invalid config robustness.curve_k: must be >= 1, got 0"]),

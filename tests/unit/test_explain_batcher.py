@@ -145,6 +145,11 @@ def test_tasks_and_forwards_run_in_the_callers_thread():
     assert seen == {caller}
 
 
+def test_map_needs_a_positive_concurrency():
+    with pytest.raises(ValueError, match="RowBatcher.map: concurrency must be >= 1, got 0"):
+        RowBatcher(lambda ids: ids, pad_id=0).map(lambda item, submit: item, [1, 2], 0)
+
+
 def test_submit_outside_run_is_an_error():
     with pytest.raises(RuntimeError, match="RowBatcher.submit: call it from a task"):
         RowBatcher(lambda ids: ids, pad_id=0).submit(np.ones((1, 2), dtype=np.int64))
