@@ -24,6 +24,7 @@ from glassworks.tracking.doctor import (abandoned_runs, folder_bytes, mark_aband
 from glassworks.tracking import contract as C
 from glassworks.tracking.runs import RESUMABLE_TASKS, is_derived, rerun_command
 from glassworks.tracking.store import check_reachable, open_client, resolve_tracking_uri
+from pipeline import imports_done
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,4 +81,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    imports_done()
     sys.exit(main())

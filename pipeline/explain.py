@@ -22,6 +22,7 @@ from glassworks.scratch import scratch_session
 from glassworks.explain.runner import ExplainResult
 from glassworks.stages import explain as explain_stage
 from glassworks.tracking import contract as C
+from pipeline import imports_done
 from pipeline.plans import explain_settings
 from pipeline.stage import build_job, clean_errors, open_derived, print_run_location, run_datamodule, run_task
 
@@ -53,4 +54,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    imports_done()
     main()

@@ -24,6 +24,7 @@ from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
 from glassworks.tracking import contract as C
 from glassworks.tracking.derived import derived_line
+from pipeline import imports_done
 from pipeline.defaults import default_config
 from pipeline.plans import report_settings, sweep_report_settings
 from pipeline.stage import UserError, build_job, clean_errors, finished_run, run_datamodule, run_task
@@ -102,4 +103,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    imports_done()
     main()

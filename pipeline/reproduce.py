@@ -36,6 +36,7 @@ from glassworks.tracking import contract as C
 from glassworks.tracking.derived import derived_runs, is_derived, rerun_command
 from glassworks.tracking.reproduction import REPRODUCIBLE, code_state_warnings, logged_threads, rebase_locations
 from glassworks.tracking.runs import find_reproduction
+from pipeline import imports_done
 from pipeline.stage import REPO_DIR, UserError, build_job, clean_errors, finished_run
 
 log = logging.getLogger("glassworks.reproduce")
@@ -175,4 +176,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    imports_done()
     main()

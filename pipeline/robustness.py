@@ -24,6 +24,7 @@ from glassworks.scratch import scratch_session
 from glassworks.robustness import RobustnessResult
 from glassworks.stages import robustness as robustness_stage
 from glassworks.tracking import contract as C
+from pipeline import imports_done
 from pipeline.plans import robustness_settings
 from pipeline.stage import build_job, clean_errors, open_derived, print_run_location, run_task
 
@@ -56,4 +57,5 @@ def main(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
+    imports_done()
     main()

@@ -24,6 +24,7 @@ from glassworks.stages import train as train_stage
 from glassworks.tracking import contract as C
 from glassworks.tracking.ranks import owns_run
 from glassworks.tracking.runs import mark_done, run_metrics
+from pipeline import imports_done
 from pipeline.defaults import default_config
 from pipeline.plans import explain_settings, report_settings, robustness_settings
 from pipeline.resume import resume_config, start_run
@@ -90,4 +91,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    imports_done()
     main()

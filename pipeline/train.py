@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from glassworks.scratch import scratch_session
 from glassworks.stages import train as train_stage
 from glassworks.tracking.runs import mark_done, run_metrics
+from pipeline import imports_done
 from pipeline.resume import resume_config, start_run
 from pipeline.stage import Job, build_job, clean_errors, objective, print_run_location, train_inputs
 
@@ -44,4 +45,5 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    imports_done()
     main()
