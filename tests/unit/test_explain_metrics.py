@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from glassworks.explain.metrics import bin_key, bins_note, faithfulness, plausibility, rank_agreement, ranking
+from glassworks.explain.metrics import (average_ranks, bin_key, bins_note, faithfulness, plausibility, rank_agreement,
+                                        ranking, spearman)
 from glassworks.explain.selection import select_examples
 from glassworks.explain.types import ExampleInput, Explanation
 
@@ -218,6 +219,28 @@ def test_rank_agreement():
     odd = {"a": [_expl("a", c, [0, 1, np.inf, 3]), _expl("a", alone, [0])],
            "b": [_expl("b", c, [0, 1, 2, 3]), _expl("b", alone, [0])]}  # fmt: skip
     assert math.isnan(rank_agreement(odd)["a_vs_b"])
+
+
+def test_spearman_is_scipys_on_ties_and_every_length():
+    from scipy.stats import rankdata, spearmanr
+
+    rng = np.random.default_rng(0)
+    for n in (2, 3, 7, 16, 64, 257):
+        for trial in range(40):
+            a, b = rng.normal(size=n), rng.normal(size=n)
+            if trial % 2:  # many ties
+                a, b = np.round(a), np.round(2 * b)
+            assert np.array_equal(average_ranks(a), rankdata(a))
+            if np.ptp(a) and np.ptp(b):
+                assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
+    assert spearman(np.arange(5.0), -np.arange(5.0)) == -1.0
+    assert math.isnan(spearman(np.ones(4), np.arange(4.0)))  # a constant ranking has no correlation
+
+
+def test_rank_agreement_names_the_example_whose_rankings_differ_in_length():
+    a, b = _example(0, [CLS, 5, 6, 7]), _example(0, [CLS, 5, 6])
+    with pytest.raises(ValueError, match=r"example_id 0: methods 'x' and 'y' have scores of different lengths \(3 vs 2\)"):
+        rank_agreement({"x": [_expl("x", a, [0, 1, 2, 3])], "y": [_expl("y", b, [0, 1, 2])]})
 
 
 # ---------------------------------------------------------------------------------------- selection

@@ -19,11 +19,9 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.stats import ConstantInputWarning, spearmanr
 from torch import nn
 
 from glassworks.explain.predict import predict_proba
@@ -194,6 +192,37 @@ def plausibility(explanations: Sequence[Explanation], examples: Sequence[Example
     return {"rationale_auprc": float(np.mean(auprc)), "rationale_f1": float(np.mean(f1))}
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks of a 1-d array, tied values sharing their mean rank (what
+    ``scipy.stats.rankdata`` calls "average", and what Spearman's rho correlates)."""
+    values = np.asarray(values)
+    order = np.argsort(values, kind="mergesort")  # (n,)
+    ordered = values[order]
+    first = np.concatenate(([True], ordered[1:] != ordered[:-1]))  # (n,): a new value starts here
+    group = np.cumsum(first) - 1  # (n,): which run of equal values each sorted position is in
+    starts = np.flatnonzero(np.concatenate((first, [True])))  # (groups + 1,): run boundaries
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = ((starts[:-1] + starts[1:] + 1) / 2.0)[group]  # mean of 1-based positions
+    return ranks
+
+
+def ranks_correlation(ranks_a: np.ndarray, ranks_b: np.ndarray) -> float:
+    """Spearman's rho from two :func:`average_ranks` vectors (Pearson's r of the ranks), equal to
+    ``scipy.stats.spearmanr(a, b).statistic`` to the last bits; NaN when either is constant. The
+    scipy call costs ~0.5 ms of checks per pair: rank_agreement made 840 of them a default run."""
+    da = ranks_a - ranks_a.mean()
+    db = ranks_b - ranks_b.mean()
+    denominator = math.sqrt(float(da @ da) * float(db @ db))
+    if denominator == 0.0:
+        return math.nan
+    return max(-1.0, min(1.0, float(da @ db) / denominator))
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rank correlation of two equally long 1-d arrays (NaN when either is constant)."""
+    return ranks_correlation(average_ranks(a), average_ranks(b))
+
+
 def rank_agreement(explanations_by_method: Mapping[str, Sequence[Explanation]]) -> dict[str, float]:
     """Mean per-example Spearman correlation between every pair of methods.
 
@@ -204,25 +233,31 @@ def rank_agreement(explanations_by_method: Mapping[str, Sequence[Explanation]]) 
     out: dict[str, float] = {}
     methods = sorted(explanations_by_method)
     by_id = {m: {e.example_id: e for e in explanations_by_method[m]} for m in methods}
+    ranks: dict[tuple[str, int], np.ndarray | None] = {}  # each ranking once, not once per pair
+
+    def ranks_of(method: str, example_id: int) -> np.ndarray | None:
+        key = (method, example_id)
+        if key not in ranks:
+            scores = np.asarray(by_id[method][example_id].scores, dtype=np.float64)[1:]
+            usable = len(scores) >= 2 and bool(np.all(np.isfinite(scores))) and np.ptp(scores) != 0
+            ranks[key] = average_ranks(scores) if usable else None
+        return ranks[key]
+
     for a, b in itertools.combinations(methods, 2):
         rhos = []
         for example_id in sorted(by_id[a].keys() & by_id[b].keys()):
-            sa = np.asarray(by_id[a][example_id].scores, dtype=np.float64)[1:]
-            sb = np.asarray(by_id[b][example_id].scores, dtype=np.float64)[1:]
-            if len(sa) != len(sb):
+            la, lb = len(by_id[a][example_id].scores), len(by_id[b][example_id].scores)
+            if la != lb:
                 raise ValueError(
                     f"rank_agreement: example_id {example_id}: methods {a!r} and {b!r} have scores "
-                    f"of different lengths ({len(sa)} vs {len(sb)})"
+                    f"of different lengths ({la - 1} vs {lb - 1})"
                 )
-            if len(sa) < 2 or not (np.all(np.isfinite(sa)) and np.all(np.isfinite(sb))):
+            ra, rb = ranks_of(a, example_id), ranks_of(b, example_id)
+            if ra is None or rb is None:
                 continue
-            if np.ptp(sa) == 0 or np.ptp(sb) == 0:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConstantInputWarning)
-                rho = spearmanr(sa, sb).statistic
+            rho = ranks_correlation(ra, rb)
             if np.isfinite(rho):
-                rhos.append(float(rho))
+                rhos.append(rho)
         out[f"{a}{PAIR_SEPARATOR}{b}"] = float(np.mean(rhos)) if rhos else math.nan
     return out
 

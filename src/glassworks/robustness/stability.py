@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import ConstantInputWarning, spearmanr
 from torch import nn
 
+from glassworks.explain.metrics import spearman
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
 from glassworks.robustness.orders import explanations_by_id, text_of, units_of
@@ -115,9 +114,7 @@ def explanation_stability(
         b = b[keep]
         if not (np.all(np.isfinite(b)) and np.ptp(a) > 0 and np.ptp(b) > 0):
             continue  # a constant ranking has no correlation
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConstantInputWarning)
-            rho = spearmanr(a, b).statistic
+        rho = spearman(a, b)
         if np.isfinite(rho):
             rhos.setdefault(ex.example_id, []).append(float(rho))
     per_example = {k: float(np.mean(v)) for k, v in rhos.items()}
