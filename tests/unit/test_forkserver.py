@@ -71,8 +71,10 @@ def test_a_forked_command_matches_a_fresh_interpreter(probe_dir):
     env = _probe_env(probe_dir, PROBE_EXIT="3")
     assert server.accepts(env)
     # sklearn and joblib setdefault these when the server imports them; a test process that has
-    # imported them too (its environment then holds them) still forks.
-    assert server.set_at_import.get("KMP_DUPLICATE_LIB_OK") == "True"
+    # imported them too (its environment then holds them) still forks. (A server started by a
+    # process that had imported sklearn already has it in its environment: nothing set at import.)
+    if "KMP_DUPLICATE_LIB_OK" not in server.env:
+        assert server.set_at_import.get("KMP_DUPLICATE_LIB_OK") == "True"
     assert server.accepts({**env, **server.set_at_import})
     forked = server.run(["probe_mod", "a", "b=1"], cwd=probe_dir, env=env, timeout=120)
     fresh = _fresh(["probe_mod", "a", "b=1"], probe_dir, env)
@@ -84,6 +86,23 @@ def test_a_forked_command_matches_a_fresh_interpreter(probe_dir):
     assert got["report"]["env"] == "seen" and got["report"]["tmp"] == str(probe_dir / "tmp")
     assert got["report"]["name"] == "__main__" and got["report"]["spec"] == "probe_mod"
     assert got["report"]["stdin"] == "" and got["report"]["main_has_serve"] is False
+
+
+def test_a_package_sees_dash_m_as_argv0_while_it_is_imported(probe_dir):
+    # pipeline/__init__.py reads it: `python -m pipeline.<entry>` imports without the collector.
+    server = fork_server()
+    if server is None:
+        pytest.skip("GLASSWORKS_TEST_FORKSERVER=0")
+    package = probe_dir / "probe_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("import sys\nARGV_AT_IMPORT = list(sys.argv)\n")
+    (package / "entry.py").write_text("import json, sys\nfrom probe_pkg import ARGV_AT_IMPORT\n"
+                                      "print(json.dumps([ARGV_AT_IMPORT, sys.argv]))\n")
+    env = _probe_env(probe_dir)
+    forked = server.run(["probe_pkg.entry", "x=1"], cwd=probe_dir, env=env, timeout=120)
+    fresh = _fresh(["probe_pkg.entry", "x=1"], probe_dir, env)
+    assert forked.stdout == fresh.stdout
+    assert json.loads(forked.stdout) == [["-m", "x=1"], [str(package / "entry.py"), "x=1"]]
 
 
 def test_an_uncaught_exception_exits_1_with_its_traceback(probe_dir):

@@ -228,7 +228,9 @@ def _become(request: dict) -> None:
     tempfile.tempdir = None  # recomputed from this environment's TMPDIR
     if "numpy" in sys.modules:  # `random` reseeds itself after fork; numpy's global state does not
         sys.modules["numpy"].random.seed()
-    sys.argv = list(argv)
+    # What `python -m` does: argv[0] is "-m" while the module's package is imported (pipeline's
+    # __init__ reads it), then runpy puts the module's path there.
+    sys.argv = ["-m", *argv[1:]]
     sys.modules["__main__"] = types.ModuleType("__main__")
     runpy._run_module_as_main(argv[0], alter_argv=True)
 
