@@ -26,7 +26,8 @@ METHODS = ["shap", "raw_attention", "rollout", "flow", "grad_attention", "input_
 def explained(tmp_path_factory):
     """A real trained run on the synthetic data, then explain + robustness in the same run."""
     tmp = tmp_path_factory.mktemp("explain")
-    cfg = compose_config(tmp, ["trainer.max_epochs=4", "data.source.n_train=4000", "explain.n_examples=16",
+    # 6000 examples: with 4000 the test accuracy was 0.82-0.93 across seeds on an AMD EPYC (AVX2), 0.97-0.99 now.
+    cfg = compose_config(tmp, ["trainer.max_epochs=4", "data.source.n_train=6000", "explain.n_examples=16",
                                "robustness.stability_examples=3", "robustness.n_stability=2"],
                          config_name="run")
     job = build_job(cfg)
