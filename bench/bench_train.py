@@ -17,6 +17,7 @@ The last line is one JSON object: {"bench": "train", "ratios": {...}, "absolute"
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import statistics
 import subprocess
@@ -142,6 +143,7 @@ def main() -> None:
     parser.add_argument("--run-wall-vs", metavar="REV", help="also time python -m pipeline.run against REV")
     parser.add_argument("--run-wall-only", action="store_true", help="only the pipeline.run comparison")
     args = parser.parse_args()
+    gc.freeze()  # as every `python -m pipeline.<entry>` does after its imports (pipeline.imports_done)
     torch.set_num_threads(min(2, os.cpu_count() or 1))
     med = statistics.median
     ratios: dict[str, float] = {}
