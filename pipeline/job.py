@@ -58,6 +58,12 @@ class Job:
     extras: dict[str, Any] = field(default_factory=dict)
 
 
+def unexpected_keyword(error: BaseException) -> str | None:
+    """The argument a TypeError says a callable does not take (a config key it was given)."""
+    found = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    return found.group(1) if found else None
+
+
 def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
     """``instantiate`` whose errors name the config key instead of a Hydra stack."""
     try:
@@ -70,9 +76,8 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
             raise UserError(f"invalid config {where}.{cause.key}: {str(cause).split(': ', 1)[1]}") from error
         if isinstance(cause, DataError):
             raise UserError(str(cause)) from error
-        if isinstance(cause, TypeError) and "unexpected keyword argument" in str(cause):
-            bad = re.search(r"argument '(\w+)'", str(cause))
-            raise UserError(f"unknown config key {where}.{bad.group(1) if bad else '?'}") from error
+        if isinstance(cause, TypeError) and (bad := unexpected_keyword(cause)):
+            raise UserError(f"unknown config key {where}.{bad}") from error
         raise UserError(f"invalid config {where}: {cause or error}") from error
 
 
@@ -201,7 +206,7 @@ def _check_optimizer(job: Job) -> None:
         opt = job.optimizer(dummy)
     except (ValueError, TypeError) as error:
         # torch names the argument in words ("Invalid learning rate: -1"); the user needs the key.
-        key = next((k for words, k in _TORCH_ARGUMENT_WORDS if words in str(error)), None)
+        key = unexpected_keyword(error) or next((k for words, k in _TORCH_ARGUMENT_WORDS if words in str(error)), None)
         raise UserError(f"invalid config optimizer{'.' + key if key else ''}: {error}") from error
     if job.scheduler is not None:
         try:

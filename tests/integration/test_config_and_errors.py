@@ -58,6 +58,14 @@ def test_bad_config_value_names_the_key(tmp_path, override, expected):
     assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
 
 
+def test_an_optimizer_without_an_argument_of_the_config_names_that_key(tmp_path):
+    # LBFGS takes neither weight_decay nor foreach (conf/train.yaml sets both).
+    cfg = compose_config(tmp_path, ["optimizer._target_=torch.optim.LBFGS", "~optimizer.weight_decay"])
+    with pytest.raises(UserError, match=r"invalid config optimizer\.foreach: .*unexpected keyword argument 'foreach'"):
+        build_job(cfg)
+    assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
+
+
 def assert_no_runs(db: Path) -> None:
     """No run in ANY experiment of the store (runs go to `glassworks`, not to experiment 0)."""
     if not db.exists():
