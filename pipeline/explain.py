@@ -40,6 +40,7 @@ def explain(cfg: DictConfig, tracker: Any, datamodule: Any = None, task: Any = N
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="explain")
 def main(cfg: DictConfig) -> None:
+    imports_done()  # a sweep worker (joblib, submitit) starts its job here
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
         source = open_derived(cfg, tracker, str(cfg.run_id), "explain", ["explain"])

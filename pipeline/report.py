@@ -63,6 +63,7 @@ def _task(tracker: Any, run_id: str) -> Any:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="report")
 def main(cfg: DictConfig) -> None:
+    imports_done()  # a sweep worker (joblib, submitit) starts its job here
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         if bool(cfg.run_id) == bool(cfg.sweep_id):
             raise UserError("give exactly one of run_id=<run id> or sweep_id=<sweep parent run id>")

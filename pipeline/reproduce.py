@@ -137,6 +137,7 @@ def _num(value: float | None) -> str:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="reproduce")
 def main(cfg: DictConfig) -> None:
+    imports_done()  # a sweep worker (joblib, submitit) starts its job here
     console = Console(width=None if sys.stdout.isatty() else 160, soft_wrap=False)
     rcfg = cfg.reproduce
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command

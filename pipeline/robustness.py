@@ -42,6 +42,7 @@ def robustness(cfg: DictConfig, tracker: Any, task: Any = None, model_run_id: st
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="robustness")
 def main(cfg: DictConfig) -> None:
+    imports_done()  # a sweep worker (joblib, submitit) starts its job here
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
         source = open_derived(cfg, tracker, str(cfg.run_id), "robustness", ["robustness", "explain"],

@@ -45,6 +45,7 @@ def _no_metrics(_: Any) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="run")
 def main(cfg: DictConfig) -> float | None:
+    imports_done()  # a sweep worker (joblib, submitit) starts its job here
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)

@@ -9,6 +9,10 @@ is on PYTHONPATH. Inactive unless GLASSWORKS_FAULT is set; then exactly one faul
   raise:STAGE     raise RuntimeError inside STAGE (train, explain, robustness or report)
   raise_rank:R:N  raise RuntimeError on DDP rank R after step N (the other ranks are fine)
 
+GLASSWORKS_GC_PROBE=FOLDER (with or without a fault) makes every training process write, after its
+first optimizer step, FOLDER/<pid>.json: its DDP rank and the state of its cyclic collector
+(glassworks.startup pauses it while a job imports).
+
 These wrap real functions of the stack; nothing is mocked: the process really dies.
 """
 
@@ -18,6 +22,7 @@ import os
 import signal
 
 FAULT = os.environ.get("GLASSWORKS_FAULT", "")
+GC_PROBE = os.environ.get("GLASSWORKS_GC_PROBE", "")
 
 
 def _die() -> None:
@@ -135,6 +140,26 @@ def _raise_on_rank(rank: int, step: int) -> None:
 
     _after_step(step, fail)
 
+
+def _probe_collector(folder: str) -> None:
+    import gc
+    import json
+    from pathlib import Path
+
+    def record() -> None:
+        import torch.distributed as dist
+
+        from glassworks.startup import collector_paused
+
+        state = {"rank": dist.get_rank() if dist.is_initialized() else None, "enabled": gc.isenabled(),
+                 "frozen": gc.get_freeze_count(), "paused": collector_paused()}
+        Path(folder, f"{os.getpid()}.json").write_text(json.dumps(state))
+
+    _after_step(1, record)
+
+
+if GC_PROBE:
+    _probe_collector(GC_PROBE)
 
 if FAULT:
     kind, _, arg = FAULT.partition(":")

@@ -4,6 +4,7 @@ crash recorded as FINISHED."""
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -78,9 +79,16 @@ def test_an_exception_in_any_stage_fails_the_run_naming_stage_and_error(tmp_path
 
 def test_a_failure_on_one_ddp_rank_fails_the_run(tmp_path):
     args = [o for o in TINY if not o.startswith("trainer=")]
+    probes = tmp_path / "gc"
+    probes.mkdir()
     proc = run_cli("pipeline.train", *args, "trainer=ddp_cpu", cwd=tmp_path,
-                   env={**FAULTS, "GLASSWORKS_FAULT": "raise_rank:1:2"})
+                   env={**FAULTS, "GLASSWORKS_FAULT": "raise_rank:1:2", "GLASSWORKS_GC_PROBE": str(probes)})
     assert proc.returncode != 0
     _, run = _only_run(tmp_path)
     assert run.info.status == "FAILED" and run.data.tags["glassworks.failed_stage"] == "train"
     assert "injected failure on rank 1 at step 2" in run.data.tags["glassworks.error"]
+    # A spawned rank imports the pipeline as `python -m` does, but no job start of ours would turn
+    # a paused collector back on: glassworks.startup leaves it on there.
+    ranks = {s["rank"]: s for s in (json.loads(p.read_text()) for p in probes.glob("*.json"))}
+    assert set(ranks) == {0, 1}, ranks
+    assert all(state["enabled"] and not state["paused"] for state in ranks.values()), ranks

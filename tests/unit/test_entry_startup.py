@@ -34,15 +34,57 @@ def test_python_dash_m_imports_without_the_collector_and_imports_done_freezes_th
         "from pipeline import imports_done\n"
         "imports_done()\n"
         "assert gc.isenabled(), 'collector still off'\n"
-        "print(gc.get_freeze_count())\n"
+        "frozen = gc.get_freeze_count()\n"
+        # A sweep worker's second job calls it again: the first job's garbage is not frozen.
+        "garbage = [[] for _ in range(10_000)]\n"
+        "imports_done()\n"
+        "print(frozen, gc.get_freeze_count())\n"
     )
     out = subprocess.run([sys.executable, "-c", probe], cwd=tmp_path, env=cli_env(tmp_path),
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert int(out.stdout.split()[-1]) > 50_000  # MLflow, SQLAlchemy, pandas: never scanned again
+    frozen, again = map(int, out.stdout.split()[-2:])
+    assert frozen > 50_000 and again == frozen  # MLflow, SQLAlchemy, pandas: never scanned again
 
 
 def test_importing_the_entry_points_as_a_library_leaves_the_collector_alone():
     import pipeline  # pytest's argv[0] is not "-m"
 
     assert callable(pipeline.imports_done) and gc.isenabled()
+
+
+def test_every_hydra_task_function_calls_imports_done_first():
+    # A joblib or submitit sweep worker imports the entry module to unpickle its task function
+    # and then calls it: the job's first statement turns the collector back on.
+    for path in ENTRY_MODULES:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef) and any("hydra.main" in ast.unparse(d) for d in node.decorator_list):
+                assert ast.unparse(node.body[0]) == "imports_done()", f"{path.name}: {node.name} starts with {ast.unparse(node.body[0])!r}"
+
+
+def test_the_launchers_processes_are_recognised_and_nothing_else(tmp_path):
+    import multiprocessing
+
+    import submitit
+    from joblib import Parallel, delayed
+
+    from glassworks.startup import this_process_starts_with_imports
+
+    # A joblib sweep worker (loky) and a submitit job import their job's task function to run it.
+    assert Parallel(n_jobs=2, backend="loky")(delayed(this_process_starts_with_imports)() for _ in range(2)) == [True, True]
+    executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
+    executor.update_parameters(timeout_min=5)
+    assert executor.submit(this_process_starts_with_imports).result() is True
+    # pytest (this process), a forked or spawned child of it, a script, `python -c`: left alone
+    # (a spawned DDP rank: tests/integration/test_run_states.py probes one).
+    assert this_process_starts_with_imports() is False
+    for method in ("fork", "spawn"):
+        with multiprocessing.get_context(method).Pool(1) as pool:
+            assert pool.apply(this_process_starts_with_imports) is False, method
+    script = tmp_path / "script.py"
+    script.write_text("from glassworks.startup import this_process_starts_with_imports as f\nprint(f())\n")
+    for command in ([sys.executable, str(script)], [sys.executable, "-c", script.read_text()]):
+        out = subprocess.run(command, cwd=tmp_path, env=cli_env(tmp_path), capture_output=True, text=True, timeout=120)
+        assert out.stdout.split() == ["False"], out.stderr[-2000:]
+
