@@ -128,6 +128,21 @@ def test_same_seed_gives_identical_metrics(tmp_path):
         assert first[key] == second[key], key
 
 
+def test_early_stopping_says_when_it_ended_the_fit(make_cfg, caplog):
+    # val/acc can never improve by 1.0: the second validation exhausts a patience of 1.
+    cfg = make_cfg("logger=none", "test=false", "trainer.max_epochs=4", "data.source.n_train=200",
+                   "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0")
+    with caplog.at_level("INFO", logger="glassworks.train"):
+        result = train(build_job(cfg))
+    assert result.train_steps == 2 * math.ceil(200 / 32)  # two epochs of four
+    lines = [r.getMessage() for r in caplog.records if r.name == "glassworks.train" and "early stopping" in r.getMessage()]
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("early stopping (callbacks.early_stopping) ended the fit after epoch 2 of "
+                               "trainer.max_epochs=4: Monitored metric val/acc did not improve in the last 1 "
+                               "records. Best score: ")
+    assert "Signaling" not in lines[0]
+
+
 def test_fast_dev_run(make_cfg):
     cfg = make_cfg("debug=fast_dev_run", "logger=none")
     job = build_job(cfg)

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 
 from glassworks.models.summary import model_summary
 from glassworks.tasks.base import Task
@@ -73,6 +74,7 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
         return TrainResult(module=module, metrics={}, best_checkpoint=None, fit_seconds=fit_seconds,
                            train_steps=int(trainer.global_step))
 
+    report_early_stop(trainer)
     checkpoint = model_checkpoint(trainer)
     best = getattr(checkpoint, "best_model_path", "") or None
     if best and Path(best).is_file():
@@ -95,6 +97,19 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
         _log_artifacts(inputs, tracker, module, trainer, best)
     return TrainResult(module=module, metrics=metrics, best_checkpoint=best,
                        fit_seconds=fit_seconds, train_steps=int(trainer.global_step))
+
+
+def report_early_stop(trainer: pl.Trainer) -> str | None:
+    """One console line when early stopping ended the fit before ``trainer.max_epochs``: the
+    progress bar alone shows a last epoch lower than asked, and nothing says why. Returns it."""
+    stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
+    if stopper is None or stopper.stopping_reason == EarlyStoppingReason.NOT_STOPPED:
+        return None
+    reason = (stopper.stopping_reason_message or stopper.stopping_reason.value).replace(" Signaling Trainer to stop.", "")
+    line = (f"early stopping (callbacks.early_stopping) ended the fit after epoch {stopper.stopped_epoch + 1} "
+            f"of trainer.max_epochs={trainer.max_epochs}: {reason}")
+    log.info(line)
+    return line
 
 
 def model_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
