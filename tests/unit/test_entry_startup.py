@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import gc
+import os
 import subprocess
 import sys
 
@@ -69,19 +70,26 @@ def test_the_launchers_processes_are_recognised_and_nothing_else(tmp_path):
     import submitit
     from joblib import Parallel, delayed
 
-    from glassworks.startup import this_process_starts_with_imports
+    from glassworks.startup import RANK_MARK, marking_spawned_ranks, this_process_starts_with_imports
 
     # A joblib sweep worker (loky) and a submitit job import their job's task function to run it.
     assert Parallel(n_jobs=2, backend="loky")(delayed(this_process_starts_with_imports)() for _ in range(2)) == [True, True]
     executor = submitit.LocalExecutor(folder=tmp_path / "submitit")
     executor.update_parameters(timeout_min=5)
     assert executor.submit(this_process_starts_with_imports).result() is True
-    # pytest (this process), a forked or spawned child of it, a script, `python -c`: left alone
-    # (a spawned DDP rank: tests/integration/test_run_states.py probes one).
+    # A process spawned while a fit marks its DDP ranks (tests/integration/test_run_states.py
+    # probes real ranks).
+    with marking_spawned_ranks(True):
+        with multiprocessing.get_context("spawn").Pool(1) as pool:
+            assert pool.apply(this_process_starts_with_imports) is True
+    assert RANK_MARK not in os.environ
+    # pytest (this process), a forked or spawned child of it, a script, `python -c`: left alone.
     assert this_process_starts_with_imports() is False
     for method in ("fork", "spawn"):
         with multiprocessing.get_context(method).Pool(1) as pool:
             assert pool.apply(this_process_starts_with_imports) is False, method
+    with marking_spawned_ranks(False), multiprocessing.get_context("spawn").Pool(1) as pool:
+        assert pool.apply(this_process_starts_with_imports) is False  # a fit that spawns no ranks
     script = tmp_path / "script.py"
     script.write_text("from glassworks.startup import this_process_starts_with_imports as f\nprint(f())\n")
     for command in ([sys.executable, str(script)], [sys.executable, "-c", script.read_text()]):

@@ -17,6 +17,7 @@ from pytorch_lightning.callbacks import EarlyStopping, LearningRateMonitor, Mode
 from pytorch_lightning.callbacks.early_stopping import EarlyStoppingReason
 
 from glassworks.models.summary import model_summary
+from glassworks.startup import marking_spawned_ranks
 from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.training.checkpoint_io import remove_partial_writes
@@ -67,7 +68,8 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
         tracker.set_tags({C.TAG_RESUME_CHECKPOINT: str(keeper.path)})
     ckpt_path = resume_checkpoint(keeper) if resume else None
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
+    with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)):
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
     leave_process_group()
     if trainer.global_rank != 0:  # torchrun/srun: rank 0 tests, logs and ships the model

@@ -22,6 +22,7 @@ from typing import Any
 from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
+from glassworks.startup import rank_started
 from glassworks.tracking import contract as C
 
 
@@ -72,12 +73,25 @@ def distributed_tags(world_size: int, num_nodes: int, launch: LaunchRank) -> dic
     }
 
 
+class RankStrategy(DDPStrategy):
+    """Lightning's DDP. A rank that it spawned imported the pipeline with the cyclic collector off
+    (:mod:`glassworks.startup`); the rank's work starts in ``setup_environment``."""
+
+    def __init__(self, start_method: str = "spawn", **kwargs: Any) -> None:
+        super().__init__(start_method=start_method, **kwargs)
+        self.spawns_ranks = start_method == "spawn"
+
+    def setup_environment(self) -> None:
+        rank_started()
+        super().setup_environment()
+
+
 def ddp_strategy(start_method: str = "spawn", **kwargs: Any) -> DDPStrategy:
     """Lightning's DDP; under torchrun or srun the ranks already exist, so nothing is spawned
     (``popen`` with an external launcher only joins the process group)."""
     if LaunchRank.from_env().external:
         start_method = "popen"
-    return DDPStrategy(start_method=start_method, **kwargs)
+    return RankStrategy(start_method=start_method, **kwargs)
 
 
 def leave_process_group() -> None:
