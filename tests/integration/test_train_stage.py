@@ -130,8 +130,9 @@ def test_same_seed_gives_identical_metrics(tmp_path):
 
 def test_early_stopping_says_when_it_ended_the_fit(make_cfg, caplog):
     # val/acc can never improve by 1.0: the second validation exhausts a patience of 1.
-    cfg = make_cfg("logger=none", "test=false", "trainer.max_epochs=4", "data.source.n_train=200",
-                   "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0")
+    cfg_overrides = ("logger=none", "test=false", "trainer.max_epochs=4", "data.source.n_train=200",
+                     "callbacks.early_stopping.patience=1", "callbacks.early_stopping.min_delta=1.0")
+    cfg = make_cfg(*cfg_overrides)
     with caplog.at_level("INFO", logger="glassworks.train"):
         result = train(build_job(cfg))
     assert result.train_steps == 2 * math.ceil(200 / 32)  # two epochs of four
@@ -141,6 +142,12 @@ def test_early_stopping_says_when_it_ended_the_fit(make_cfg, caplog):
                                "trainer.max_epochs=4: Monitored metric val/acc did not improve in the last 1 "
                                "records. Best score: ")
     assert "Signaling" not in lines[0]
+    # Stopping on the last epoch ends nothing early: no line.
+    caplog.clear()
+    with caplog.at_level("INFO", logger="glassworks.train"):
+        train(build_job(make_cfg(*[o for o in cfg_overrides if not o.startswith("trainer.max_epochs")],
+                                 "trainer.max_epochs=2")))
+    assert not [r for r in caplog.records if "early stopping" in r.getMessage()]
 
 
 def test_fast_dev_run(make_cfg):

@@ -107,6 +107,8 @@ def report_early_stop(trainer: pl.Trainer) -> str | None:
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
     if stopper is None or stopper.stopping_reason == EarlyStoppingReason.NOT_STOPPED:
         return None
+    if trainer.max_epochs is not None and 0 <= trainer.max_epochs <= stopper.stopped_epoch + 1:
+        return None  # it fired on the last epoch: the fit ended where it was asked to
     reason = (stopper.stopping_reason_message or stopper.stopping_reason.value).replace(" Signaling Trainer to stop.", "")
     line = (f"early stopping (callbacks.early_stopping) ended the fit after epoch {stopper.stopped_epoch + 1} "
             f"of trainer.max_epochs={trainer.max_epochs}: {reason}")
