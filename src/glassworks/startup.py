@@ -43,11 +43,6 @@ SPAWN_FLAG = "--multiprocessing-fork"
 # Set by a parent while it spawns DDP ranks: those children import the pipeline, then train.
 RANK_MARK = "GLASSWORKS_SPAWNED_RANK"
 
-# The flag multiprocessing's spawn start method passes to its children's command line.
-SPAWN_FLAG = "--multiprocessing-fork"
-# Set by a parent while it spawns DDP ranks: those children import the pipeline, then train.
-RANK_MARK = "GLASSWORKS_SPAWNED_RANK"
-
 _paused = False
 
 

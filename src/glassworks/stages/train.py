@@ -101,19 +101,17 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
                        fit_seconds=fit_seconds, train_steps=int(trainer.global_step))
 
 
-def report_early_stop(trainer: pl.Trainer) -> str | None:
+def report_early_stop(trainer: pl.Trainer) -> None:
     """One console line when early stopping ended the fit before ``trainer.max_epochs``: the
-    progress bar alone shows a last epoch lower than asked, and nothing says why. Returns it."""
+    progress bar alone shows a last epoch lower than asked, and nothing says why."""
     stopper = next((c for c in trainer.callbacks if isinstance(c, EarlyStopping)), None)
     if stopper is None or stopper.stopping_reason == EarlyStoppingReason.NOT_STOPPED:
-        return None
+        return
     if trainer.max_epochs is not None and 0 <= trainer.max_epochs <= stopper.stopped_epoch + 1:
-        return None  # it fired on the last epoch: the fit ended where it was asked to
+        return  # it fired on the last epoch: the fit ended where it was asked to
     reason = (stopper.stopping_reason_message or stopper.stopping_reason.value).replace(" Signaling Trainer to stop.", "")
-    line = (f"early stopping (callbacks.early_stopping) ended the fit after epoch {stopper.stopped_epoch + 1} "
-            f"of trainer.max_epochs={trainer.max_epochs}: {reason}")
-    log.info(line)
-    return line
+    log.info("early stopping (callbacks.early_stopping) ended the fit after epoch %d of trainer.max_epochs=%s: %s",
+             stopper.stopped_epoch + 1, trainer.max_epochs, reason)
 
 
 def model_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
