@@ -24,6 +24,8 @@ So a spawned process pauses only when its parent marked it: :func:`marking_spawn
 work starts, before it starts processes of its own.
 
 Anything else that imports ``pipeline`` (pytest, a notebook, a script) keeps its collector as it is.
+One gap: a loky or submitit worker that imports ``pipeline`` for work other than an entry's task
+function stays paused until it ends (Hydra's launchers always call the task function).
 """
 
 from __future__ import annotations
