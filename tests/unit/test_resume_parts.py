@@ -4,6 +4,7 @@ checkpoint files, and the metric points a resumed run skips."""
 from __future__ import annotations
 
 import random
+import threading
 
 import numpy as np
 import pytest
@@ -103,3 +104,24 @@ def test_a_resumed_run_logs_each_step_once(tmp_path):
     run = client.get_run(run_id)
     assert run.info.status == "FINISHED" and run.data.tags["glassworks.resumes"] == "1"
     assert "glassworks.error" not in run.data.tags and "glassworks.failed_stage" not in run.data.tags
+
+
+def test_the_logger_sends_from_its_own_thread_and_ending_the_run_waits_for_nothing(tmp_path):
+    """Batches go through one thread of ours, in order, and are in the store after persist().
+    MLflow's own queue (``log_batch(synchronous=False)``) is never started: its thread notices the
+    end of a run only after its 1 s ``queue.get`` timeout, which ``set_terminated`` waited out."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MLflowTracker(tracking_uri=uri, system_metrics=False, flush_every_n_steps=2)
+    run_id = tracker.start("sender", {})
+    logger = tracker.lightning_logger()
+    for step in range(1, 9):
+        logger.log_metrics({"train/loss": 1.0 / step}, step=step)
+    assert logger.n_requests == 4
+    logger.finalize("success")
+    names = [t.name for t in threading.enumerate()]
+    assert "MLflowAsyncLoggingLoop" not in names
+    assert not any(name.startswith("glassworks-metrics") for name in names)  # shut down in finalize
+    tracker.end("FINISHED")
+
+    history = MlflowClient(uri).get_metric_history(run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, 9)]
