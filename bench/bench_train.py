@@ -4,7 +4,9 @@ Prints, measured side by side in this one process:
 1. the default ``python -m pipeline.train`` end to end (imports included, a subprocess) and its
    test accuracy;
 2. Lightning + our module vs a hand-written PyTorch loop on the same model, data and batch
-   size: training steps per second (ratio);
+   size: training steps per second (ratio); and between them bare Lightning (the same recipe in a
+   minimal LightningModule: no logger, callbacks, progress bar, summary or checkpoints), which
+   splits the gap into Lightning's own loop (bare/plain) and what glassworks adds (ours/bare);
 3. tracking overhead: logger=mlflow vs logger=none, same config (ratio);
 4. resume checkpoints (every 50 steps and each validation, atomic writes) vs none (ratio).
 5. with ``--run-wall-vs REV``: the default ``python -m pipeline.run`` (train, explain, robustness,
@@ -29,6 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
@@ -96,31 +99,78 @@ def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[st
     return result.train_steps / result.fit_seconds, result.train_steps
 
 
-def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
-    """The same work written by hand: the same recipe ([MASK] corruption of `mask_token_prob` of
-    the tokens, AdamW + warmup-cosine, gradient clipping, deterministic kernels as the trainer
-    config asks), train and validate each epoch."""
+def _masked(batch: dict[str, torch.Tensor], mask_prob: float, mask_id: int) -> torch.Tensor:
+    """The batch's input ids with `mask_prob` of the tokens (never [CLS], never padding) -> [MASK]."""
+    ids, attention = batch["input_ids"], batch["attention_mask"]  # (B, T)
+    if mask_prob <= 0:
+        return ids
+    maskable = attention.bool()
+    maskable[:, 0] = False  # [CLS] stays
+    return ids.masked_fill((torch.rand(ids.shape) < mask_prob) & maskable, mask_id)
+
+
+def _recipe(tmp: Path, epochs: int):
+    """What the plain loop and bare Lightning both start from: the default job's model, optimizer
+    and schedule factories, loaders and [MASK] settings, and its trainer's determinism."""
     cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", "logger=none"], tiny=False)
     job = build_job(cfg)
     dm = job.datamodule
     model = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)
+    return (job, model, dm.train_dataloader(), dm.val_dataloader(), float(cfg.mask_token_prob),
+            dm.tokenizer.mask_id, bool(cfg.trainer.get("deterministic", False)))
+
+
+class _BareModule(pl.LightningModule):
+    """The plain loop's step as a LightningModule: no metrics, no logging."""
+
+    def __init__(self, model, optimizer, scheduler, total_steps: int, mask_prob: float, mask_id: int):
+        super().__init__()
+        self.model, self.make_optimizer, self.make_scheduler = model, optimizer, scheduler
+        self.total_steps, self.mask_prob, self.mask_id = total_steps, mask_prob, mask_id
+
+    def training_step(self, batch, batch_idx):
+        ids = _masked(batch, self.mask_prob, self.mask_id)
+        return F.cross_entropy(self.model(ids, batch["attention_mask"]).logits, batch["labels"])
+
+    def validation_step(self, batch, batch_idx):
+        (self.model(batch["input_ids"], batch["attention_mask"]).logits.argmax(-1) == batch["labels"]).sum()
+
+    def configure_optimizers(self):
+        opt = self.make_optimizer(self.parameters())
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.make_scheduler(opt, total_steps=self.total_steps),
+                                                   "interval": "step"}}
+
+
+def bare_lightning_steps_per_sec(tmp: Path, epochs: int) -> float:
+    """The plain loop's recipe run by Lightning with nothing of ours around it: no logger, no
+    callbacks, no progress bar, no model summary, no checkpoints (Lightning's own loop)."""
+    job, model, train_loader, val_loader, mask_prob, mask_id, deterministic = _recipe(tmp, epochs)
+    steps = len(train_loader) * epochs
+    module = _BareModule(model, job.optimizer, job.scheduler, steps, mask_prob, mask_id)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
+                         deterministic=deterministic, num_sanity_val_steps=0, default_root_dir=str(tmp))
+    start = time.perf_counter()
+    trainer.fit(module, train_loader, val_loader)
+    return steps / (time.perf_counter() - start)
+
+
+def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
+    """The same work written by hand: the same recipe ([MASK] corruption of `mask_token_prob` of
+    the tokens, AdamW + warmup-cosine, gradient clipping, deterministic kernels as the trainer
+    config asks), train and validate each epoch."""
+    job, model, train_loader, val_loader, mask_prob, mask_id, deterministic_cfg = _recipe(tmp, epochs)
     opt = job.optimizer(model.parameters())
-    train_loader, val_loader = dm.train_dataloader(), dm.val_dataloader()
     steps = len(train_loader) * epochs
     sched = job.scheduler(opt, total_steps=steps)
-    mask_prob, mask_id = float(cfg.mask_token_prob), dm.tokenizer.mask_id
     deterministic = torch.are_deterministic_algorithms_enabled()
-    torch.use_deterministic_algorithms(bool(cfg.trainer.get("deterministic", False)))
+    torch.use_deterministic_algorithms(deterministic_cfg)
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()
         for batch in train_loader:
-            ids, attention = batch["input_ids"], batch["attention_mask"]  # (B, T)
-            if mask_prob > 0:
-                maskable = attention.bool()
-                maskable[:, 0] = False  # [CLS] stays
-                ids = ids.masked_fill((torch.rand(ids.shape) < mask_prob) & maskable, mask_id)
-            loss = F.cross_entropy(model(ids, attention).logits, batch["labels"])
+            ids = _masked(batch, mask_prob, mask_id)
+            loss = F.cross_entropy(model(ids, batch["attention_mask"]).logits, batch["labels"])
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -154,25 +204,32 @@ def main() -> None:
             wall, acc = end_to_end(tmp / "e2e")
             print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
             absolute.update({"pipeline_train_wall_s": round(wall, 2), "pipeline_train_test_acc": float(acc)})
-            ours, plain, untracked, unresumable = [], [], [], []
+            ours, plain, bare, untracked, unresumable = [], [], [], [], []
             for i in range(args.repeats):
                 plain.append(plain_loop_steps_per_sec(tmp / f"p{i}", args.epochs))
+                bare.append(bare_lightning_steps_per_sec(tmp / f"b{i}", args.epochs))
                 ours.append(lightning_steps_per_sec(tmp / f"o{i}", args.epochs, "mlflow")[0])
                 untracked.append(lightning_steps_per_sec(tmp / f"u{i}", args.epochs, "none")[0])
                 unresumable.append(lightning_steps_per_sec(tmp / f"r{i}", args.epochs, "mlflow",
                                                            ("callbacks.resume_checkpoint=null",))[0])
             print(f"{'variant':<38}{'steps/s (median)':>18}")
             print(f"{'hand-written PyTorch loop':<38}{med(plain):>18.1f}")
+            print(f"{'bare Lightning, same recipe':<38}{med(bare):>18.1f}")
             print(f"{'pipeline.train, logger=none':<38}{med(untracked):>18.1f}")
             print(f"{'pipeline.train, logger=mlflow':<38}{med(ours):>18.1f}")
             print(f"{'  ... without resume checkpoints':<38}{med(unresumable):>18.1f}")
             print(f"ratio ours(mlflow)/plain loop: {med(ours) / med(plain):.3f}  (aim >= 0.97)")
+            print(f"  of which Lightning's own loop, bare/plain: {med(bare) / med(plain):.3f}")
+            print(f"  of which glassworks, ours(mlflow)/bare Lightning: {med(ours) / med(bare):.3f}")
             print(f"ratio logger=mlflow/logger=none: {med(ours) / med(untracked):.3f}  (aim >= 0.97)")
             print(f"ratio resume checkpoints on/off: {med(ours) / med(unresumable):.3f}")
             ratios.update({"ours_mlflow_over_plain_loop": med(ours) / med(plain),
+                           "bare_lightning_over_plain_loop": med(bare) / med(plain),
+                           "ours_mlflow_over_bare_lightning": med(ours) / med(bare),
                            "mlflow_over_no_logger": med(ours) / med(untracked),
                            "resume_checkpoint_on_over_off": med(ours) / med(unresumable)})
-            absolute.update({"plain_loop_steps_per_s": med(plain), "ours_mlflow_steps_per_s": med(ours),
+            absolute.update({"plain_loop_steps_per_s": med(plain), "bare_lightning_steps_per_s": med(bare),
+                             "ours_mlflow_steps_per_s": med(ours),
                              "ours_no_logger_steps_per_s": med(untracked),
                              "ours_no_resume_steps_per_s": med(unresumable)})
         if args.run_wall_vs:
