@@ -11,8 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from glassworks.explain.metrics import (average_ranks, bin_key, bins_note, faithfulness, plausibility, rank_agreement,
-                                        ranking, spearman)
+from glassworks.explain.metrics import (average_precision, average_ranks, bin_key, bins_note, faithfulness,
+                                        plausibility, rank_agreement, ranking, spearman)
 from glassworks.explain.selection import select_examples
 from glassworks.explain.types import ExampleInput, Explanation
 
@@ -235,6 +235,30 @@ def test_spearman_is_scipys_on_ties_and_every_length():
                 assert spearman(a, b) == pytest.approx(spearmanr(a, b).statistic, abs=1e-12)
     assert spearman(np.arange(5.0), -np.arange(5.0)) == -1.0
     assert math.isnan(spearman(np.ones(4), np.arange(4.0)))  # a constant ranking has no correlation
+
+
+def test_average_precision_is_sklearns_on_ties_and_every_length():
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 7, 16, 64, 257):
+        for trial in range(40):
+            truth = (rng.random(n) < rng.uniform(0.05, 0.9)).astype(np.int64)
+            truth[rng.integers(n)] = 1  # at least one positive, as every caller guarantees
+            scores = rng.normal(size=n)
+            if trial % 3 == 1:  # many ties, across the flags
+                scores = np.round(scores)
+            elif trial % 3 == 2:  # all tied
+                scores = np.full(n, 0.5)
+            assert average_precision(truth, scores) == pytest.approx(average_precision_score(truth, scores), abs=1e-12)
+    assert average_precision(np.array([0, 1, 0, 1]), np.array([0.1, 0.9, 0.2, 0.8])) == 1.0
+    assert average_precision(np.array([1, 0, 0]), np.array([0.1, 0.9, 0.5])) == pytest.approx(1 / 3)
+    with pytest.raises(ValueError, match="no positive"):
+        average_precision(np.zeros(3), np.arange(3.0))
+    with pytest.raises(ValueError, match="NaN"):
+        average_precision(np.ones(2), np.array([0.1, np.nan]))
+    with pytest.raises(ValueError, match="shapes"):
+        average_precision(np.ones(2), np.ones(3))
 
 
 def test_rank_agreement_names_the_example_whose_rankings_differ_in_length():

@@ -12,11 +12,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 from torch import nn
 
 from glassworks.explain.generation import StepAttribution
 from glassworks.explain.generation_target import GenerationStep, step_outputs
+from glassworks.explain.metrics import average_precision
 
 FAITHFULNESS_FRACTIONS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.5)
 
@@ -37,7 +37,7 @@ def evidence_scores(scores: np.ndarray, gold: Sequence[int]) -> dict[str, float]
     return {
         "hit_at_1": float(int(order[0]) in gold_set) if len(order) else 0.0,
         "mrr": 1.0 / ranks[0] if ranks else 0.0,
-        "auprc": float(average_precision_score(flags, np.asarray(scores)[1:])) if flags.any() else 0.0,
+        "auprc": average_precision(flags, np.asarray(scores)[1:]) if flags.any() else 0.0,
     }
 
 

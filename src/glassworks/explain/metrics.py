@@ -48,6 +48,32 @@ def ranking(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-body, kind="stable") + 1
 
 
+def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Average precision of `scores` for the 0/1 flags `truth` (both (n,)): the area under the
+    step-wise precision-recall curve, sum over thresholds of (R_k - R_k-1) * P_k, thresholds at
+    the distinct scores, so tied scores enter together. The same value as sklearn's
+    ``average_precision_score`` (to the last bits of a float sum), which costs ~2 ms a call in
+    argument checks: 560 calls per default explain stage.
+
+    Raises ValueError without a positive flag (the precision-recall curve has no recall axis) or
+    with a non-finite score, where sklearn raises or warns."""
+    truth = np.asarray(truth, dtype=np.float64)
+    scores = np.asarray(scores, dtype=np.float64)
+    if truth.shape != scores.shape or truth.ndim != 1:
+        raise ValueError(f"average_precision: truth {truth.shape} and scores {scores.shape} must be equal 1-d shapes")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("average_precision: the scores contain NaN or infinity")
+    if not truth.any():
+        raise ValueError("average_precision: no positive flag in truth")
+    order = np.argsort(scores, kind="mergesort")[::-1]  # descending; ties grouped below
+    ordered = scores[order]
+    last = np.r_[np.flatnonzero(np.diff(ordered)), ordered.size - 1]  # last index of each distinct score
+    hits = np.cumsum(truth[order])[last]  # true positives at each threshold
+    precision = hits / (last + 1)
+    recall = hits / hits[-1]
+    return float(np.sum(np.diff(recall, prepend=0.0) * precision))
+
+
 def _pair(
     examples: Sequence[ExampleInput], explanations: Sequence[Explanation], where: str
 ) -> list[tuple[ExampleInput, Explanation]]:
@@ -179,13 +205,11 @@ def plausibility(explanations: Sequence[Explanation], examples: Sequence[Example
     usable = _finite(usable, "plausibility")
     if not usable:
         return {"rationale_auprc": math.nan, "rationale_f1": math.nan}
-    from sklearn.metrics import average_precision_score  # ~0.4 s to import: only where it is used
-
     auprc, f1 = [], []
     for ex, expl in usable:
         truth = np.asarray(ex.rationale[1:], dtype=np.int64)  # (T-1,) [CLS] carries no rationale
         scores = np.asarray(expl.scores, dtype=np.float64)[1:]
-        auprc.append(float(average_precision_score(truth, scores)))
+        auprc.append(average_precision(truth, scores))
         k = int(truth.sum())
         top = ranking(expl.scores)[:k] - 1
         f1.append(float(truth[top].sum()) / k)

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
+from glassworks.explain.metrics import average_precision
 from glassworks.explain.types import ExampleInput, Explanation
 
 
@@ -65,7 +65,7 @@ def word_plausibility(
         scores = word_scores(expl.scores, ex.word_ids)  # (W,)
         if not np.all(np.isfinite(scores)):
             continue
-        auprc.append(float(average_precision_score(truth, scores)))
+        auprc.append(average_precision(truth, scores))
         k = int(truth.sum())
         top = np.argsort(-scores, kind="stable")[:k]
         f1.append(float(truth[top].sum()) / k)
