@@ -21,6 +21,7 @@ import pipeline.explain
 import pipeline.report
 import pipeline.robustness
 import pipeline.run
+from glassworks.report.collect import ArtifactReader
 from glassworks.report.document import fmt
 from glassworks.report.run_report import format_seconds as seconds
 from glassworks.tracking.store import ensure_experiment
@@ -434,3 +435,20 @@ def test_metric_comparison_rules():
     assert result.excluded == ["shap/seconds_per_example", "time/x_s"] and not result.ok
     assert compare_metrics({"a": 1.0}, {"a": 1.1}, rtol=0.2, atol=0.0).ok
     assert not compare_metrics({"a": 1.0}, {"a": 1.1}).ok
+
+
+def test_the_artifact_reader_reads_a_local_store_in_place(tmp_path):
+    """On a store whose artifacts are on this disk the report reads them where they are (each
+    MLflow list/download call loads the run again, ~30 ms on sqlite). Behind a server that proxies
+    them it downloads: test_optuna_search_through_an_mlflow_server."""
+    local = MlflowClient(f"sqlite:///{tmp_path / 'local.db'}")
+    experiment = local.create_experiment("local", artifact_location=(tmp_path / "local-art").as_uri())
+    run_id = local.create_run(experiment).info.run_id
+    local.log_text(run_id, "in place", "folder/note.txt")
+    reader = ArtifactReader(local, run_id, routes={"hidden": None})
+    stored = tmp_path / "local-art" / run_id / "artifacts" / "folder" / "note.txt"
+    assert reader.local("folder/note.txt") == stored and reader.text("folder/note.txt") == "in place"
+    assert reader.exists("folder") and not reader.exists("folder/other.txt") and reader.local("nothing") is None
+    assert not reader.exists("hidden/x.txt")  # a route to no run reads as absent
+    reader.close()
+    assert stored.read_text() == "in place"  # close() removes the scratch folder, never the store

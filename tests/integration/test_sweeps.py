@@ -20,6 +20,7 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 
+from glassworks.report.collect import ArtifactReader
 from glassworks.testing import MEANING_TEXTS, assert_columns_follow_label_order
 from glassworks.tracking import contract as C
 from glassworks.tracking.logged_model import run_model_id
@@ -278,3 +279,16 @@ def test_optuna_search_through_an_mlflow_server(mlflow_server_url, tmp_path):
     assert len(summary_csv(client, parent_id, tmp_path)) == 3
     mlflow.set_tracking_uri(mlflow_server_url)
     assert_registered_model_is_the_runs(parent.data.tags["glassworks.sweep.best_run_id"], mlflow_server_url)
+
+    # a report's reader downloads what the server proxies (mlflow-artifacts:) into its own folder
+    trial_id = trials[0].info.run_id
+    assert client.get_run(trial_id).info.artifact_uri.startswith("mlflow-artifacts:")
+    reader = ArtifactReader(client, trial_id)
+    name = next(a.path for a in client.list_artifacts(trial_id, "explanations") if not a.is_dir)
+    path = reader.local(name)
+    assert reader.exists("explanations") and not reader.exists("explanations/nothing.txt")
+    served = [p for p in (tmp_path / "art").rglob(Path(name).name) if trial_id in p.parts]
+    assert len(served) == 1 and path.read_bytes() == served[0].read_bytes()
+    assert not path.is_relative_to(tmp_path / "art")
+    reader.close()
+    assert not path.exists()

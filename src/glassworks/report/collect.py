@@ -17,6 +17,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.utils.file_utils import get_local_path_or_none
 from glassworks.scratch import scratch_dir
 
 from glassworks.tracking import contract as C
@@ -97,7 +98,9 @@ class DerivedRun:
 
 
 class ArtifactReader:
-    """Downloads a run's artifacts on demand into one temp folder (removed by :meth:`close`).
+    """Reads a run's artifacts: in place when the store keeps them on this machine's disk,
+    otherwise downloaded on demand into one temp folder (removed by :meth:`close`). Paths that
+    :meth:`local` returns are for reading only.
 
     ``routes`` maps a top-level artifact folder to the run it is read from (a derived run's
     report reads ``explanations/`` from the run that made them and everything else from the
@@ -110,14 +113,31 @@ class ArtifactReader:
         self._dir = scratch_dir("report")
         self._listing: dict[tuple[str | None, str], set[str]] = {}
         self._local: dict[str, Path] = {}
+        self._roots: dict[str, Path | None] = {}
 
     def _run_of(self, path: str) -> str | None:
         return self.routes.get(path.split("/", 1)[0], self.run_id)
+
+    def _local_root(self, run_id: str) -> Path | None:
+        """The run's artifact folder when the store keeps artifacts on this machine's disk (a
+        ``file:`` or plain path): read in place, one ``get_run`` per run. Each ``list_artifacts``
+        and ``download_artifacts`` call loads the run again (~30 ms on sqlite), and a report makes
+        ~20 of them. None for a remote or proxied store (``mlflow-artifacts:``, s3, ...)."""
+        if run_id not in self._roots:
+            try:
+                local = get_local_path_or_none(self.client.get_run(run_id).info.artifact_uri)
+            except Exception:  # noqa: BLE001 - an unreachable store: the client path says so, or reads absent
+                local = None
+            self._roots[run_id] = Path(local) if local is not None and Path(local).is_dir() else None
+        return self._roots[run_id]
 
     def exists(self, path: str) -> bool:
         run_id = self._run_of(path)
         if run_id is None:
             return False
+        root = self._local_root(run_id)
+        if root is not None:
+            return (root / path).exists()
         parent = path.rsplit("/", 1)[0] if "/" in path else ""
         if (run_id, parent) not in self._listing:
             try:
@@ -129,6 +149,9 @@ class ArtifactReader:
     def local(self, path: str) -> Path | None:
         if not self.exists(path):
             return None
+        root = self._local_root(self._run_of(path))
+        if root is not None:
+            return root / path
         if path not in self._local:
             # One folder per artifact: MLflow decides the layout under the destination.
             dest = Path(tempfile.mkdtemp(dir=self._dir))
