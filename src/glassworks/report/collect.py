@@ -149,13 +149,14 @@ class ArtifactReader:
     def local(self, path: str) -> Path | None:
         if not self.exists(path):
             return None
-        root = self._local_root(self._run_of(path))
+        run_id = self._run_of(path)
+        root = self._local_root(run_id)
         if root is not None:
             return root / path
         if path not in self._local:
             # One folder per artifact: MLflow decides the layout under the destination.
             dest = Path(tempfile.mkdtemp(dir=self._dir))
-            self._local[path] = Path(self.client.download_artifacts(self._run_of(path), path, str(dest)))
+            self._local[path] = Path(self.client.download_artifacts(run_id, path, str(dest)))
         return self._local[path]
 
     def bytes(self, path: str) -> bytes | None:
