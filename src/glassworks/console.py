@@ -24,11 +24,13 @@ _DEPENDENCY_WARNINGS = (
 _LIGHTNING_DEVICE_LINES = ("GPU available:", "TPU available:", "HPU available:")
 _LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric.utilities.rank_zero")
 # logger -> prefixes of the INFO lines it logs in every default run that say nothing a user acts on:
-# Lightning's advertisements for its cloud products (on every Trainer), and its note that the train
-# stage's learning-rate schedule asked for the number of steps; MLflow validating the model's input
+# Lightning's advertisements for its cloud products (on every Trainer), its note that the train
+# stage's learning-rate schedule asked for the number of steps, and that a machine has no TPU or
+# HPU (the GPU line stays: it says where the run trains); MLflow validating the model's input
 # example against a signature built from that same example; the system-metrics monitor announcing
 # its start and stop, and that a machine without a GPU has no GPU metrics.
-_LIGHTNING_DROPPED = ("\N{ELECTRIC LIGHT BULB} Tip:", "Loading `train_dataloader` to estimate number of stepping batches")
+_LIGHTNING_DROPPED = ("\N{ELECTRIC LIGHT BULB} Tip:", "Loading `train_dataloader` to estimate number of stepping batches",
+                      "TPU available: False", "HPU available: False")
 _DROPPED_LOG_LINES: dict[str, tuple[str, ...]] = {
     **{name: _LIGHTNING_DROPPED for name in _LIGHTNING_LOGGERS},
     "mlflow.pyfunc": ("Validating input example against model signature",),

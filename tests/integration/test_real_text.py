@@ -37,6 +37,8 @@ NOISE = [
     "Downloading artifacts", "litlogger", "litmodels", "weights_only", "Inferred schema contains integer",
     "CloudPickle", "cloudpickle", "pytree", "no explainer named", "Traceback", "UserWarning",
     "FutureWarning", "DeprecationWarning",
+    # Lightning's model summary (a FLOPs column of zeros, the metric objects) and its no-TPU line
+    "FLOPs", "MulticlassAccuracy", "TPU available",
 ]
 
 
@@ -119,6 +121,7 @@ def test_default_run_console_is_quiet_and_ends_with_where_to_look(real_run):
     assert "report:" in tail and ".html" in tail
     # The project's own progress is still there.
     assert "explain flow" in console and "robustness" in console
+    assert "model.blocks" in console and "Params: " in console  # the model table (callbacks.model_summary)
 
 
 def test_no_temp_folder_left_by_the_run(real_run):
