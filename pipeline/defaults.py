@@ -10,6 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from glassworks.report.config_diff import flatten_values
 from glassworks.report.run_report import DefaultConfig
+from pipeline.job import without_later_stages
 
 log = logging.getLogger("glassworks.report")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -32,7 +33,7 @@ def default_config(task_name: str) -> DefaultConfig | None:
     variable are skipped: they describe the machine, not choices of the experiment.
     """
     try:
-        cfg = _compose(task_name)
+        cfg = without_later_stages(_compose(task_name))
     except Exception as error:  # noqa: BLE001 - no default config: the report says so instead
         log.warning("report: could not compose the default %r config: %s", task_name, error)
         return None

@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glassworks.data.errors import DataError
 from glassworks.tasks.base import Task
@@ -43,6 +43,20 @@ _TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "
                          ("weight_decay", "weight_decay"), ("momentum", "momentum"))
 
 RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
+
+# The sections of the stages after training. conf/train.yaml composes them so that an experiment
+# (which may pick explain=lm or set explain.n_examples) composes under pipeline.train as under
+# pipeline.run; a job of the train stage alone neither checks, logs nor reports them.
+LATER_STAGES = ("explain", "robustness")
+
+
+def without_later_stages(cfg: DictConfig) -> DictConfig:
+    """``cfg`` without :data:`LATER_STAGES` when its task is the train stage alone (in place)."""
+    if cfg.get("task_name") == "train":
+        with open_dict(cfg):
+            for key in LATER_STAGES:
+                cfg.pop(key, None)
+    return cfg
 
 
 @dataclass
@@ -83,6 +97,7 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
 
 def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     """Validate everything (config values, cross-group rules, the data) before any run exists."""
+    cfg = without_later_stages(cfg)
     _check_type("seed", cfg.seed, (int,))
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     _set_torch_threads(cfg.get("torch_threads"))

@@ -10,6 +10,8 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from omegaconf import OmegaConf
 
+from pipeline.defaults import default_config
+from pipeline.job import LATER_STAGES
 from pipeline.stage import UserError, build_job
 from tests.conftest import CONF, compose_config, run_cli
 
@@ -22,10 +24,8 @@ GROUP_OPTIONS = [
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_every_config_group_option_composes(tmp_path, group, option):
-    # Experiments may set any group of the whole pipeline (lm_* set explain and robustness).
-    root = "run" if group == "experiment" else "train"
-    cfg = compose_config(tmp_path, [f"{group}={option}"], config_name=root, tiny=False)
-    assert cfg.task_name == root
+    cfg = compose_config(tmp_path, [f"{group}={option}"], config_name="train", tiny=False)
+    assert cfg.task_name == "train"
     if group == "model":
         if OmegaConf.is_missing(cfg.model, "pretrained"):
             assert option in ("hf", "hf_causal")  # the folder or hub id is the user's to give
@@ -33,6 +33,28 @@ def test_every_config_group_option_composes(tmp_path, group, option):
             assert callable(instantiate(cfg.model).build)
     if group == "logger":
         assert instantiate(cfg.logger) is not None
+
+
+@pytest.mark.parametrize("name", [path.stem for path in sorted((CONF / "experiment").glob("*.yaml"))])
+def test_an_experiment_trains_alone_without_the_later_stages(tmp_path, name):
+    # An experiment is a whole pipeline.run: it picks explain=lm (lm_*) or sets explain.n_examples
+    # (minilm_*). Under pipeline.train those compose as under pipeline.run, and the job leaves them out.
+    whole = compose_config(tmp_path, [f"experiment={name}"], config_name="run", tiny=False)
+    cfg = compose_config(tmp_path, [f"experiment={name}"], config_name="train", tiny=False)
+    for key in LATER_STAGES:
+        assert OmegaConf.to_container(cfg[key]) == OmegaConf.to_container(whole[key]), key
+    job = build_job(cfg, with_data=False)
+    assert not any(key in job.cfg for key in LATER_STAGES)
+    assert OmegaConf.to_container(job.cfg.model) == OmegaConf.to_container(whole.model)
+    assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
+
+
+def test_the_reports_default_train_config_has_no_later_stage_keys():
+    # A train run's report compares its config with these defaults: explain.* would all show as changed.
+    train, run = default_config("train"), default_config("run")
+    assert train is not None and run is not None
+    assert not any(k.startswith(tuple(f"{s}." for s in LATER_STAGES)) for k in train.values)
+    assert all(any(k.startswith(f"{s}.") for k in run.values) for s in LATER_STAGES)
 
 
 @pytest.mark.parametrize(
