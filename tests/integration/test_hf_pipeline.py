@@ -116,6 +116,8 @@ def test_explain_later_via_cli(hf_run):
                   "explain.n_examples=3", "explain.n_heatmaps=0", "logger.system_metrics=false",
                   cwd=hf_run["tmp"])
     assert out.returncode == 0, out.stderr[-3000:]
+    for noise in ("LOAD REPORT", "Loading weights", "Writing model shards", "not sharded"):  # transformers' chatter
+        assert noise not in out.stdout + out.stderr, noise
 
 
 @pytest.mark.parametrize("override, message", [

@@ -4,11 +4,13 @@ outputs, options and weight files. A tiny random BERT written to a temp folder (
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 
 import numpy as np
 import pytest
 import torch
+from transformers.utils import logging as transformers_logging
 
 from glassworks.data.pretrained_tokenizer import (
     PretrainedTokenizer,
@@ -18,6 +20,7 @@ from glassworks.data.pretrained_tokenizer import (
 from glassworks.explain.attention import RawAttentionExplainer, RolloutExplainer
 from glassworks.explain.gradient import input_x_gradient
 from glassworks.models.hf_encoder import HFEncoderClassifier, HFEncoderConfig
+from glassworks.models.hf_loading import report_load
 from glassworks.models.registry import build_from_spec
 from glassworks.testing.hf import tiny_bert_dir
 from glassworks.tracking.pyfunc import load_model_dir, save_model_files
@@ -395,3 +398,53 @@ def test_bf16_mixed_lightning_steps_keep_fp32_weights(config, tok):
     trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader([batch, batch], batch_size=None))
     assert all(p.dtype == torch.float32 for p in net.parameters())  # fp32 master weights: saved as fp32
     assert not torch.equal(net.net.classifier.weight, before)
+
+
+# ---- what loading says: one line of ours instead of transformers' bars and LOAD REPORT --------
+
+def test_loading_says_the_head_is_new_without_transformers_report(bert_dir, tok, capfd, caplog):
+    caplog.set_level(logging.INFO, logger="glassworks.models")
+    # The folder's checkpoint has a 2-class head: 3 classes replace it.
+    net = HFEncoderConfig(pretrained=str(bert_dir)).build(tok.vocab_size, n_classes=3, pad_id=tok.pad_id)
+    net.save_weights(bert_dir.parent / "saved")
+    console = "".join(capfd.readouterr())
+    assert "LOAD REPORT" not in console and "Loading weights" not in console and "Writing model" not in console
+    assert "not sharded" not in console  # transformers warns so when its logger level is raised
+    said = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "glassworks.models"]
+    assert said == [(logging.INFO, f"model.pretrained={bert_dir}: the classification head (classifier.bias, "
+                                   "classifier.weight) is new: it starts at random and this run trains it")]
+    assert transformers_logging.is_progress_bar_enabled()  # restored for downloads elsewhere
+
+
+def test_a_body_weight_missing_from_the_checkpoint_is_a_warning(bert_dir, tok, tmp_path, caplog):
+    from safetensors.torch import load_file, save_file
+
+    broken = tmp_path / "broken"
+    shutil.copytree(bert_dir, broken)
+    state = load_file(str(broken / "model.safetensors"))
+    gone = next(k for k in state if "layer.1.attention.self.query.weight" in k)
+    del state[gone]
+    save_file(state, str(broken / "model.safetensors"), metadata={"format": "pt"})
+    caplog.set_level(logging.INFO, logger="glassworks.models")
+    HFEncoderConfig(pretrained=str(broken)).build(tok.vocab_size, n_classes=2, pad_id=tok.pad_id)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING and r.name == "glassworks.models"]
+    assert warnings == [f"model.pretrained={broken}: 1 weights of the pretrained model are not in its "
+                        f"checkpoint and start at random: {gone}"]
+
+
+def test_report_load_sorts_head_body_and_unused_weights(caplog):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    net = BertForSequenceClassification(BertConfig(vocab_size=10, hidden_size=8, num_hidden_layers=1,
+                                                   num_attention_heads=2, intermediate_size=8))
+    info = {"missing_keys": ["classifier.weight", "bert.pooler.dense.bias"], "mismatched_keys": [],
+            "unexpected_keys": ["cls.predictions.bias"]}
+    caplog.set_level(logging.INFO, logger="glassworks.models")
+    report_load(net, info, "x", new_head=True)
+    assert [(r.levelname, r.getMessage().split(":")[1].strip()) for r in caplog.records] == [
+        ("INFO", "the classification head (classifier.weight) is new"),
+        ("WARNING", "1 weights of the pretrained model are not in its checkpoint and start at random"),
+        ("INFO", "1 checkpoint weights this model does not use (e.g. a pretraining head)")]
+    caplog.clear()
+    report_load(net, info, "x", new_head=False)  # a causal LM has no new head: every missing weight warns
+    assert [r.levelname for r in caplog.records] == ["WARNING", "INFO"]

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from glassworks.models.hf_loading import quiet_transformers, report_load
 from glassworks.models.outputs import CausalLMOutput
 from glassworks.validation import ConfigError, Validated
 
@@ -53,8 +54,11 @@ class HFCausalConfig(Validated):
     def build(self, vocab_size: int, pad_id: int) -> HFCausalLM:
         """Load the pretrained model; the data's vocabulary must index into its embedding table."""
         t = _transformers()
-        model = t.AutoModelForCausalLM.from_pretrained(
-            self.pretrained, local_files_only=True, attn_implementation="eager", dtype=torch.float32)
+        with quiet_transformers():
+            model, info = t.AutoModelForCausalLM.from_pretrained(
+                self.pretrained, local_files_only=True, attn_implementation="eager", dtype=torch.float32,
+                output_loading_info=True)
+        report_load(model, info, f"model.pretrained={self.pretrained}", new_head=False)
         wrapped = HFCausalLM(model, pad_id=pad_id)
         if vocab_size != wrapped.vocab_size:
             raise ValueError(f"model.pretrained: {_mismatch(vocab_size, self.pretrained, wrapped.vocab_size)}")

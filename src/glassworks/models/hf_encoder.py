@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from glassworks.models.hf_loading import quiet_transformers, report_load
 from glassworks.models.outputs import ClassifierOutput
 from glassworks.validation import ConfigError, Validated
 
@@ -151,12 +152,14 @@ class HFEncoderConfig(Validated):
         overrides: dict[str, Any] = {"num_labels": n_classes, "pad_token_id": pad_id}
         if self.classifier_dropout is not None:
             overrides["classifier_dropout"] = self.classifier_dropout
-        net = AutoModelForSequenceClassification.from_pretrained(
-            self.model_dir, dtype=torch.float32, attn_implementation="sdpa",
-            local_files_only=Path(self.model_dir).is_dir(),
-            # A checkpoint's own head for another number of classes is replaced by a new one.
-            ignore_mismatched_sizes=True, **overrides,
-        )
+        with quiet_transformers():
+            net, info = AutoModelForSequenceClassification.from_pretrained(
+                self.model_dir, dtype=torch.float32, attn_implementation="sdpa",
+                local_files_only=Path(self.model_dir).is_dir(), output_loading_info=True,
+                # A checkpoint's own head for another number of classes is replaced by a new one.
+                ignore_mismatched_sizes=True, **overrides,
+            )
+        report_load(net, info, f"model.pretrained={self.pretrained}", new_head=True)
         tokenizer = self.tokenizer().build()
         # Explanations hide tokens with the tokenizer's [MASK] and never hide the structural
         # specials ([CLS], [SEP], [PAD]); [UNK] stands for a real word, so it may be hidden.
@@ -305,7 +308,8 @@ class HFEncoderClassifier(nn.Module):
 
     def save_weights(self, directory: str | Path) -> None:
         """``save_pretrained`` files: config.json + model.safetensors."""
-        self.net.save_pretrained(str(directory), safe_serialization=True)
+        with quiet_transformers():
+            self.net.save_pretrained(str(directory), safe_serialization=True)
 
     def load_weights(self, directory: str | Path) -> None:
         from safetensors.torch import load_file
