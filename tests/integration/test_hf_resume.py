@@ -22,7 +22,7 @@ def hf_args(tmp_path_factory) -> list[str]:
     return ["data.source.n_train=400", "data.source.n_validation=100", "data.source.n_test=100",
             "data.batch_size=32", "trainer.max_epochs=2", "trainer=cpu", "callbacks.rich_progress_bar=null",
             "logger.system_metrics=false", "model=hf", f"model.pretrained={folder}", "optimizer.lr=0.002",
-            "data.max_length=40", "callbacks.resume_checkpoint.every_n_train_steps=5",
+            "data.max_length=40", "callbacks.resume_checkpoint.every_n_train_steps=5", "callbacks.resume_checkpoint.min_interval_s=0",
             "robustness.enabled=false", "explain.methods=[rollout]", "explain.n_examples=4",
             "explain.n_heatmaps=0"]
 

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 # 400 examples / 32 = 13 steps per epoch, 26 in all; a resume checkpoint every 5 steps and
 # after each validation. No attention heatmaps: drawing them is most of the explain stage's
 # time (over a second each on 2 cores) and nothing here looks at them.
-ARGS = [*TINY, "callbacks.resume_checkpoint.every_n_train_steps=5", "robustness.enabled=false",
+ARGS = [*TINY, "callbacks.resume_checkpoint.every_n_train_steps=5", "callbacks.resume_checkpoint.min_interval_s=0", "robustness.enabled=false",
         "explain.methods=[rollout]", "explain.n_examples=8", "explain.n_heatmaps=0"]
 # Wall-clock figures differ between any two runs.
 TIMED = ("time/", "system/", "train/tokens_per_sec")

@@ -271,3 +271,35 @@ def test_checkpoints_written_by_others_are_left_alone_and_a_bad_interval_is_name
     assert checkpoint["loops"]["fit_loop"]["epoch_loop.state_dict"]["_batches_that_stepped"] == 5
     with pytest.raises(ConfigError, match="every_n_train_steps.*must be an integer >= 1, got 0"):
         ResumeCheckpoint(str(tmp_path), every_n_train_steps=0)
+
+
+def test_min_interval_skips_step_writes_until_enough_training_time_passed(tmp_path, monkeypatch):
+    # A clock that advances 1 s per training step: with min_interval_s=6 the step-4 boundary
+    # (4 s after the start) is skipped and step 8 (8 s) is written, then nothing until 14 s.
+    from glassworks.training import resume as resume_module
+
+    now = [0.0]
+    monkeypatch.setattr(resume_module.time, "monotonic", lambda: now[0])
+
+    class Clock(pl.Callback):
+        def on_train_batch_end(self, *args: Any) -> None:
+            now[0] += 1.0
+
+    pl.seed_everything(0, verbose=False)
+    logger = RecordingLogger()
+    callback = ResumeCheckpoint(str(tmp_path / "resume"), every_n_train_steps=EVERY, min_interval_s=6)
+    written: list[int] = []
+    save = callback._save
+    monkeypatch.setattr(callback, "_save", lambda trainer, **kw: (written.append(trainer.global_step), save(trainer, **kw)))
+    trainer = pl.Trainer(max_steps=13, logger=logger, callbacks=[Clock(), callback], log_every_n_steps=1,
+                         limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", devices=1, default_root_dir=str(tmp_path))  # fmt: skip
+    trainer.fit(TinyRegression(), train_dataloaders=_loader())
+    assert written == [8]
+    assert torch.load(callback.path, weights_only=True)["global_step"] == 8
+
+
+@pytest.mark.parametrize("bad", [-1, "10", None, True])
+def test_a_bad_min_interval_is_named(tmp_path, bad):
+    with pytest.raises(ConfigError, match="min_interval_s.*seconds >= 0"):
+        ResumeCheckpoint(str(tmp_path), min_interval_s=bad)
