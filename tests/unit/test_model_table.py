@@ -12,6 +12,8 @@ from torch.utils.data import DataLoader
 from glassworks.models import TransformerConfig
 from glassworks.models.lightning import TextClassifier
 from glassworks.training.model_table import ModelTable, model_rows, totals_line
+from glassworks.validation import ConfigError, UserError
+from pipeline.job import build_job
 from tests.conftest import compose_config
 
 SPEC = TransformerConfig(d_model=16, n_heads=2, n_layers=2, d_ff=32, dropout=0.0, max_positions=8).build(12, 2, 0).spec
@@ -49,9 +51,13 @@ def test_frozen_parts_and_eval_mode_are_counted():
     assert line.startswith("Params: ") and " frozen, " in line and line.endswith(" MB)")
 
 
-def test_negative_depth_names_the_key():
-    with pytest.raises(ValueError, match=r"callbacks\.model_summary\.max_depth"):
-        ModelTable(max_depth=-1)
+@pytest.mark.parametrize("bad", [-1, "abc", 1.5, True])
+def test_a_bad_depth_names_the_key(tmp_path, bad):
+    with pytest.raises(ConfigError, match=r"max_depth: must be an integer >= 0"):
+        ModelTable(max_depth=bad)
+    cfg = compose_config(tmp_path, [f"callbacks.model_summary.max_depth={bad}"])
+    with pytest.raises(UserError, match=r"^invalid config callbacks\.model_summary\.max_depth: must be an integer >= 0"):
+        build_job(cfg)
 
 
 def _loader() -> DataLoader:

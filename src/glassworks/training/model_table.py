@@ -16,6 +16,8 @@ from pytorch_lightning.utilities.model_summary import get_human_readable_count
 from torch import nn
 from torchmetrics import Metric
 
+from glassworks.validation import ConfigError
+
 
 @dataclass(frozen=True)
 class ModelRow:
@@ -58,8 +60,8 @@ class ModelTable(ModelSummary):
     """Prints :func:`model_rows` as a table and :func:`totals_line` when a fit starts, on rank 0."""
 
     def __init__(self, max_depth: int = 2) -> None:
-        if max_depth < 0:
-            raise ValueError(f"callbacks.model_summary.max_depth: must be >= 0, got {max_depth}")
+        if isinstance(max_depth, bool) or not isinstance(max_depth, int) or max_depth < 0:
+            raise ConfigError("max_depth", f"must be an integer >= 0, got {max_depth!r}")
         super().__init__(max_depth=max_depth)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
