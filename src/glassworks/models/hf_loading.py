@@ -19,6 +19,7 @@ from torch import nn
 
 log = logging.getLogger("glassworks.models")
 
+
 class _NoLoadReport(logging.Filter):
     """Drops transformers' LOAD REPORT record. A filter, not a level: transformers checks its
     tensor-parallel plan (and warns about every layer it did not shard) when that logger's level is
@@ -54,21 +55,26 @@ def report_load(net: nn.Module, info: Mapping[str, Any], where: str, new_head: b
     """Log what a ``from_pretrained(..., output_loading_info=True)`` did not take from the
     checkpoint at `where`. With `new_head`, weights outside the pretrained body (``net``'s
     ``base_model_prefix``) are the task's new head; a missing weight of the body is a warning."""
-    body = f"{getattr(net, 'base_model_prefix', '')}."
+    prefix = getattr(net, "base_model_prefix", "")
     missing = sorted(info.get("missing_keys") or [])
     mismatched = sorted(str(k[0]) for k in info.get("mismatched_keys") or [])
     unexpected = sorted(info.get("unexpected_keys") or [])
-    head = [k for k in [*missing, *mismatched] if new_head and body != "." and not k.startswith(body)]
-    absent = [k for k in missing if k not in head]
+
+    def in_head(key: str) -> bool:
+        return new_head and bool(prefix) and not key.startswith(f"{prefix}.")
+
+    head = [k for k in [*missing, *mismatched] if in_head(k)]
+    absent = [k for k in missing if not in_head(k)]
+    reshaped = [k for k in mismatched if not in_head(k)]
     if head:
         log.info("%s: the classification head (%s) is new: it starts at random and this run trains it",
                  where, _few(head))
     if absent:
         log.warning("%s: %d weights of the pretrained model are not in its checkpoint and start at random: %s",
                     where, len(absent), _few(absent))
-    if [k for k in mismatched if k not in head]:
+    if reshaped:
         log.warning("%s: weights whose shape differs from the checkpoint's start at random: %s",
-                    where, _few([k for k in mismatched if k not in head]))
+                    where, _few(reshaped))
     if unexpected:
         log.info("%s: %d checkpoint weights this model does not use (e.g. a pretraining head): %s",
                  where, len(unexpected), _few(unexpected))
