@@ -1,0 +1,111 @@
+"""ProgressBar: Lightning's Rich bar, drawn at most refresh_rate times a second, first and last batch always."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import pytest
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from glassworks.models import TransformerConfig
+from glassworks.models.lightning import TextClassifier
+from glassworks.training.progress import ProgressBar
+from glassworks.validation import ConfigError, UserError
+from pipeline.job import build_job
+from tests.conftest import compose_config
+
+SPEC = TransformerConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_positions=8).build(12, 2, 0).spec
+
+
+class FakeClock:
+    """Advances `step` seconds every time it is read: one read per batch end is one batch's time."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+class CountingBar(ProgressBar):
+    """Records which batch counts reached Lightning's bar, per bar."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.drawn: dict[str, list[int]] = {}
+
+    def _update(self, progress_bar_id, current, visible=True, hard=False) -> None:
+        name = next(t.description for t in self.progress.tasks if t.id == progress_bar_id)
+        self.drawn.setdefault(name.split()[0].strip(), []).append(current)
+        super()._update(progress_bar_id, current, visible, hard)
+
+
+def _loader(n: int) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(1, 12, (n, 6), generator=g)
+    rows = [{"input_ids": i, "attention_mask": torch.ones(6, dtype=torch.long), "labels": torch.tensor(k % 2)}
+            for k, i in enumerate(ids)]
+    return DataLoader(rows, batch_size=2)
+
+
+def _fit(bar: ProgressBar, epochs: int = 2) -> TextClassifier:
+    module = TextClassifier(model_spec=SPEC, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                         enable_model_summary=False, num_sanity_val_steps=0, callbacks=[bar])
+    trainer.fit(module, _loader(80), _loader(30))  # 40 train batches, 15 validation batches an epoch
+    trainer.test(module, _loader(30), verbose=False)
+    return module
+
+
+def test_each_bar_is_drawn_at_its_first_and_last_batch_and_at_most_refresh_rate_times_a_second():
+    # 0.01 s a batch and 10 draws a second: one draw in ten batches, plus the first and the last.
+    bar = CountingBar(refresh_rate=10, clock=FakeClock(0.01), console_kwargs={"file": io.StringIO()})
+    _fit(bar)
+    train = bar.drawn["Epoch"]
+    assert train.count(1) == 2 and train.count(40) == 2  # both epochs start at 1 and end at 40
+    assert 2 * 4 <= len(train) <= 2 * 6, train  # ~one in ten of 80 batches, not 80
+    assert bar.drawn["Validation"].count(15) == 2 and bar.drawn["Validation"].count(1) == 2
+    assert len(bar.drawn["Validation"]) <= 2 * 4
+    assert bar.drawn["Testing"][0] == 1 and bar.drawn["Testing"][-1] == 15
+
+
+def test_a_slow_batch_is_drawn_every_time():
+    bar = CountingBar(refresh_rate=10, clock=FakeClock(0.5), console_kwargs={"file": io.StringIO()})
+    _fit(bar, epochs=1)
+    assert bar.drawn["Epoch"] == list(range(1, 41))
+
+
+def test_the_bar_shows_lightnings_metrics_in_a_terminal():
+    out = io.StringIO()
+    bar = ProgressBar(refresh_rate=10, console_kwargs={"file": out, "force_terminal": True, "width": 120})
+    _fit(bar, epochs=1)
+    # Draws 10 a second; the render thread polls 100 times a second, so stopping it (the end of
+    # every fit and test joins it) waits at most 10 ms, not 100.
+    assert bar.draws_per_second == 10 and bar.progress.live.refresh_per_second == 100
+    text = out.getvalue()
+    assert "40/40" in text and "15/15" in text and "it/s" in text and "val/loss" in text
+
+
+@pytest.mark.parametrize("bad", [-1, 2.5, "fast", True])
+def test_a_bad_refresh_rate_names_the_key(tmp_path, bad):
+    with pytest.raises(ConfigError, match=r"refresh_rate: must be an integer >= 0"):
+        ProgressBar(refresh_rate=bad)
+    cfg = compose_config(tmp_path, [f"callbacks.rich_progress_bar.refresh_rate={bad}"], tiny=False)
+    with pytest.raises(UserError, match=r"^invalid config callbacks\.rich_progress_bar\.refresh_rate: must be"):
+        build_job(cfg)
+
+
+def test_zero_draws_nothing_and_trains():
+    out = io.StringIO()
+    module = _fit(ProgressBar(refresh_rate=0, console_kwargs={"file": out, "force_terminal": True}), epochs=1)
+    assert out.getvalue() == "" and module.trainer.global_step == 40
+
+
+def test_the_default_config_uses_it(tmp_path):
+    cfg = compose_config(tmp_path, [], tiny=False)
+    assert cfg.callbacks.rich_progress_bar._target_ == f"{ProgressBar.__module__}.{ProgressBar.__qualname__}"
+    assert cfg.callbacks.rich_progress_bar.refresh_rate == 10
