@@ -17,6 +17,7 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
+from pytorch_lightning.callbacks.progress import ProgressBar as ProgressBarCallback
 
 from glassworks.data.errors import DataError
 from glassworks.tasks.base import Task
@@ -118,6 +119,9 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     # Built here, not in the train stage: a bad callback value must fail before the run exists.
     job.callbacks = [build(node, f"callbacks.{name}") for name, node in (cfg.get("callbacks") or {}).items()
                      if node is not None]
+    if cfg.get("trainer") is not None and cfg.trainer.get("enable_progress_bar") is False:
+        # +trainer.enable_progress_bar=false means no bar: Lightning would refuse the configured one.
+        job.callbacks = [c for c in job.callbacks if not isinstance(c, ProgressBarCallback)]
     if cfg.get("trainer") is not None:
         check_trainer_args(cfg.trainer)  # a misspelled key fails here, not when training starts
     for key, types in _TRAINER_TYPES.items():

@@ -14,7 +14,7 @@ from glassworks.models import TransformerConfig
 from glassworks.models.lightning import TextClassifier
 from glassworks.training.progress import ProgressBar
 from glassworks.validation import ConfigError, UserError
-from pipeline.job import build_job
+from pipeline.job import build, build_job
 from tests.conftest import compose_config
 
 SPEC = TransformerConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_positions=8).build(12, 2, 0).spec
@@ -109,3 +109,12 @@ def test_the_default_config_uses_it(tmp_path):
     cfg = compose_config(tmp_path, [], tiny=False)
     assert cfg.callbacks.rich_progress_bar._target_ == f"{ProgressBar.__module__}.{ProgressBar.__qualname__}"
     assert cfg.callbacks.rich_progress_bar.refresh_rate == 10
+
+
+def test_enable_progress_bar_false_means_no_bar(tmp_path):
+    # Lightning refuses a bar callback with enable_progress_bar=False; the user asked for no bar.
+    job = build_job(compose_config(tmp_path, ["+trainer.enable_progress_bar=false"], tiny=False))
+    assert not any(isinstance(c, ProgressBar) for c in job.callbacks)
+    assert any(type(c).__name__ == "ModelTable" for c in job.callbacks)  # the others stay
+    trainer = build(job.cfg.trainer, "trainer", callbacks=job.callbacks, logger=False)
+    assert trainer.progress_bar_callback is None
