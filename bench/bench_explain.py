@@ -6,8 +6,9 @@ Measured side by side in this one process (repeats interleaved, medians):
    call in this process included (Partition compiles no numba kernel: there is no warm-up), and
    captum (25 permutations) explains the same examples;
    seconds per example and ERASER comprehensiveness ([MASK] replacement) of both (aim: ours
-   <= 0.5x captum's time at equal or better comprehensiveness). captum is a benchmark-only
-   dependency: ``pip install captum``.
+   <= 0.5x captum's time at equal or better comprehensiveness), with a 95% bootstrap interval of
+   the comprehensiveness difference over the examples ("equal" when it holds 0). captum is a
+   benchmark-only dependency: ``pip install captum``.
 2. our SHAP Partition against its floor, the same number of masked rows pushed through the
    model as plain forwards of 512 rows, at 16 and 64 tokens on the trained model (aim <= 1.3x);
 3. our SHAP against shap used as its docs show for text: a function of strings with
@@ -45,6 +46,17 @@ def timed(fn) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def difference_interval(ours: list[float], theirs: list[float], resamples: int = 10_000,
+                        seed: int = 0) -> tuple[float, float]:
+    """95% bootstrap interval of mean(ours - theirs), the examples resampled with replacement
+    (paired: both methods explained the same examples). Its mean is the comprehensiveness
+    difference itself (comprehensiveness averages per-example values)."""
+    diff = np.asarray(ours, dtype=np.float64) - np.asarray(theirs, dtype=np.float64)  # (N,)
+    picks = np.random.default_rng(seed).integers(0, len(diff), size=(resamples, len(diff)))  # (R, N)
+    means = diff[picks].mean(axis=1)  # (R,)
+    return float(np.quantile(means, 0.025)), float(np.quantile(means, 0.975))
 
 
 def train_default_model(tmp: Path, epochs: int):
@@ -124,6 +136,9 @@ def stage_vs_captum(args, tmp: Path) -> dict:
         captum_t.append(timed(run_captum) / len(examples))
     comp_ours = faithfulness(model, examples, ours_expl, mask_id, pad_id)["comprehensiveness"]
     comp_captum = faithfulness(model, examples, captum_expl, mask_id, pad_id)["comprehensiveness"]
+    low, high = difference_interval(
+        [faithfulness(model, [ex], [e], mask_id, pad_id)["comprehensiveness"] for ex, e in zip(examples, ours_expl)],
+        [faithfulness(model, [ex], [e], mask_id, pad_id)["comprehensiveness"] for ex, e in zip(examples, captum_expl)])
     med = statistics.median
     print(f"default model: {result.train_steps} steps trained in {t_train:.1f} s, test/acc "
           f"{result.metrics.get('test/acc', float('nan')):.4f}")
@@ -133,6 +148,9 @@ def stage_vs_captum(args, tmp: Path) -> dict:
           f"comprehensiveness {comp_ours:.3f}")
     print(f"  captum first call {first_captum:.4f} s/example   median {med(captum_t):.4f} s/example   "
           f"comprehensiveness {comp_captum:.3f}")
+    verdict = "better" if low > 0 else "worse" if high < 0 else "equal within the examples' spread"
+    print(f"  comprehensiveness ours - captum {comp_ours - comp_captum:+.4f}, 95% bootstrap interval over the "
+          f"{len(examples)} examples [{low:+.4f}, {high:+.4f}]: {verdict}")
     print(f"  ratio ours/captum time: first call {first_ours / first_captum:.2f}, median "
           f"{med(ours_t) / med(captum_t):.2f} (aim <= 0.5 at equal or better comprehensiveness)")
     return {
@@ -144,6 +162,7 @@ def stage_vs_captum(args, tmp: Path) -> dict:
                      "shap_stage_s_per_example": med(ours_t),
                      "captum_svs_s_per_example": med(captum_t),
                      "comprehensiveness_shap": comp_ours, "comprehensiveness_captum_svs": comp_captum,
+                     "comprehensiveness_difference_ci95": [low, high],
                      "train_s": t_train},
     }
 
