@@ -176,6 +176,16 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     return job
 
 
+def progress_bar_default(cfg: DictConfig, callbacks: list[Any]) -> dict[str, Any]:
+    """What the trainer is built with besides its config: no progress bar when none is configured
+    (``callbacks.rich_progress_bar=null``, ``callbacks=none``) and ``trainer.enable_progress_bar``
+    is not set. Lightning would otherwise add its own bar, drawn after every batch; set
+    ``+trainer.enable_progress_bar=true`` for that one."""
+    if any(isinstance(c, ProgressBarCallback) for c in callbacks) or cfg.trainer.get("enable_progress_bar") is not None:
+        return {}
+    return {"enable_progress_bar": False}
+
+
 def _set_torch_threads(threads: Any) -> None:
     """``torch_threads``: set before the run opens, so its ``torch.threads`` tag is the real count."""
     if threads is None:

@@ -28,7 +28,7 @@ from glassworks.tracking.runs import open_run as open_library_run
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
 from pipeline.hydra_context import hydra_files, in_multirun, overrides, run_name, sweep_child
-from pipeline.job import Job, build, build_job, build_task  # noqa: F401 - the stages' API
+from pipeline.job import Job, build, build_job, build_task, progress_bar_default  # noqa: F401 - the stages' API
 
 log = logging.getLogger("glassworks")
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -43,7 +43,8 @@ def train_inputs(job: Job) -> TrainInputs:
     cfg = job.cfg
     return TrainInputs(task=job.task, model_config=job.model_config, datamodule=job.datamodule,
                        optimizer=job.optimizer, scheduler=job.scheduler, callbacks=job.callbacks,
-                       make_trainer=functools.partial(build, cfg.trainer, "trainer"),
+                       make_trainer=functools.partial(build, cfg.trainer, "trainer",
+                                                      **progress_bar_default(cfg, job.callbacks)),
                        mask_token_prob=cfg.mask_token_prob, test=bool(cfg.test))
 
 

@@ -15,6 +15,7 @@ from glassworks.models.lightning import TextClassifier
 from glassworks.training.progress import ProgressBar
 from glassworks.validation import ConfigError, UserError
 from pipeline.job import build, build_job
+from pipeline.stage import train_inputs
 from tests.conftest import compose_config
 
 SPEC = TransformerConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_positions=8).build(12, 2, 0).spec
@@ -118,3 +119,16 @@ def test_enable_progress_bar_false_means_no_bar(tmp_path):
     assert any(type(c).__name__ == "ModelTable" for c in job.callbacks)  # the others stay
     trainer = build(job.cfg.trainer, "trainer", callbacks=job.callbacks, logger=False)
     assert trainer.progress_bar_callback is None
+
+
+@pytest.mark.parametrize("overrides, bar", [
+    ([], "ProgressBar"),  # ours
+    (["callbacks.rich_progress_bar=null"], None),  # no bar, not Lightning's drawn after every batch
+    (["callbacks=none"], None),
+    (["callbacks.rich_progress_bar=null", "+trainer.enable_progress_bar=true"], "RichProgressBar"),  # asked for
+    (["+trainer.enable_progress_bar=false"], None),
+])
+def test_the_trainer_gets_the_configured_bar_or_none(tmp_path, overrides, bar):
+    job = build_job(compose_config(tmp_path, overrides, tiny=False))
+    trainer = train_inputs(job).make_trainer(callbacks=job.callbacks, logger=False)
+    assert type(trainer.progress_bar_callback).__name__ == (bar or "NoneType")
