@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from glassworks.explain.batcher import RowBatcher
-from glassworks.explain.predict import predict_logits
+from glassworks.explain.predict import (
+    CPU_ACTIVATION_BUDGET,
+    chunk_bounds,
+    predict_logits,
+    rows_per_chunk,
+    token_budget,
+    token_width,
+)
 from glassworks.explain.shap import ShapExplainer
 from glassworks.explain.types import ExampleInput
 
@@ -153,3 +160,52 @@ def test_map_needs_a_positive_concurrency():
 def test_submit_outside_run_is_an_error():
     with pytest.raises(RuntimeError, match="RowBatcher.submit: call it from a task"):
         RowBatcher(lambda ids: ids, pad_id=0).submit(np.ones((1, 2), dtype=np.int64))
+
+
+def test_chunks_hold_at_most_batch_size_rows_and_max_tokens_padded_tokens():
+    widths = [2, 3, 3, 5, 9, 9, 20]
+    assert chunk_bounds(widths, 4, None) == [(0, 4), (4, 7)]
+    bounds = chunk_bounds(widths, 4, 12)
+    assert bounds == [(0, 3), (3, 4), (4, 5), (5, 6), (6, 7)]  # a row wider than the cap goes alone
+    assert [b for a, b in bounds][-1] == len(widths) and all(b > a for a, b in bounds)
+    assert chunk_bounds([5, 2, 9, 1], 10, 10) == [(0, 2), (2, 3), (3, 4)]  # unsorted: padded to the widest
+    assert rows_per_chunk(16, 512, 2048) == 128 and rows_per_chunk(16, 64, 2048) == 64
+    assert rows_per_chunk(4096, 512, 2048) == 1 and rows_per_chunk(16, 512, None) == 512
+
+
+def test_the_cpu_token_budget_follows_the_models_width(model):
+    width = model.tok_emb.embedding_dim
+    assert token_width(model) == width
+    assert token_budget(model) == CPU_ACTIVATION_BUDGET // width
+
+
+@pytest.mark.parametrize("value", ["many", 0, -5, 2.5])
+def test_a_bad_max_batch_tokens_names_the_key(value):
+    with pytest.raises(ValueError, match=r"explain\.shap\.max_batch_tokens must be auto, null or a positive"):
+        ShapExplainer(max_batch_tokens=value)
+
+
+def test_a_token_cap_changes_the_forwards_not_the_values(model):
+    examples = [example(n, seed=i, example_id=i) for i, n in enumerate([18, 9, 23, 12, 16])]
+    shapes: list[tuple[int, int]] = []
+    original = model.forward
+
+    def spy(input_ids=None, **kwargs):
+        shapes.append(tuple(input_ids.shape))
+        return original(input_ids=input_ids, **kwargs)
+
+    uncapped = ShapExplainer(max_evals=200, seed=3, concurrent_examples=3, max_batch_tokens=None).explain(model, examples)
+    model.forward = spy
+    try:
+        capped_explainer = ShapExplainer(max_evals=200, seed=3, concurrent_examples=3, max_batch_tokens=64)
+        capped = capped_explainer.explain(model, examples)
+    finally:
+        del model.forward
+    assert shapes and all(b * t <= 64 or b == 1 for b, t in shapes)
+    assert capped_explainer.last_batch_stats.forward_calls > 20
+    for x, y in zip(uncapped, capped):
+        np.testing.assert_allclose(y.class_scores, x.class_scores, atol=1e-6, rtol=0)
+    logits = predict_logits(model, [ex.ids for ex in examples], PAD, max_tokens=None)
+    # raw logits reach |3.5|, where a float32 ulp is 2.4e-7: another batch shape may move the last bits
+    np.testing.assert_allclose(predict_logits(model, [ex.ids for ex in examples], PAD, max_tokens=30), logits,
+                               atol=1e-6, rtol=1e-5)

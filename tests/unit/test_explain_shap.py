@@ -176,9 +176,9 @@ def test_shap_model_calls_are_batched(model, monkeypatch):
     calls: list[int] = []
     real = shap_module.predict_logits
 
-    def counting(model, ids, pad_id, batch_size=512):
+    def counting(model, ids, pad_id, batch_size=512, max_tokens=None):
         calls.append(len(ids))
-        return real(model, ids, pad_id, batch_size)
+        return real(model, ids, pad_id, batch_size, max_tokens)
 
     monkeypatch.setattr(shap_module, "predict_logits", counting)
     explainer = ShapExplainer(algorithm="exact", batch_size=64)

@@ -9,8 +9,8 @@ gathered into large forward passes:
 - each task runs until it calls its model function, which submits its rows to the shared
   `RowBatcher` and switches back to the driver;
 - when every live task waits (or the pending rows reach `max_pending_rows`), the driver runs ONE
-  forward over all pending rows (in chunks of `batch_size`) and resumes each task with its slice
-  of the outputs.
+  forward over all pending rows (in chunks of at most `batch_size` rows and `max_tokens` padded
+  tokens) and resumes each task with its slice of the outputs.
 
 Everything runs in the caller's thread, one task at a time, and a task stops only inside `submit`
 or when it finishes. Two consequences:
@@ -41,6 +41,8 @@ from typing import Any
 import greenlet
 import numpy as np
 
+from glassworks.explain.predict import chunk_bounds
+
 log = logging.getLogger(__name__)
 
 # forward(rows) -> outputs: rows is a rectangular (B, T) int64 array padded with pad_id, outputs (B, C).
@@ -65,7 +67,7 @@ class _Task:
 
 @dataclass
 class BatchStats:
-    """What the batcher did: forward passes (chunks of <= batch_size rows) and rows evaluated."""
+    """What the batcher did: forward passes (`chunk_bounds` chunks) and rows evaluated."""
 
     flushes: int = 0
     forward_calls: int = 0
@@ -77,17 +79,18 @@ class BatchStats:
 class RowBatcher:
     """Gathers the id rows of several cooperative tasks and runs them as one padded forward.
 
-    `forward` gets rectangular (B, T) int64 chunks padded with `pad_id` (B <= batch_size) and
-    must return (B, C) outputs; rows are sorted by length before chunking, so a chunk is padded
-    only to its own longest row.
+    `forward` gets rectangular (B, T) int64 chunks padded with `pad_id` (B <= batch_size and, when
+    `max_tokens` is set, B * T <= max_tokens or B = 1) and must return (B, C) outputs; rows are
+    sorted by length before chunking, so a chunk is padded only to its own longest row.
     """
 
-    def __init__(self, forward: Forward, pad_id: int, batch_size: int = 512, max_pending_rows: int | None = None):
-        if batch_size < 1:
-            raise ValueError(f"RowBatcher: batch_size must be >= 1, got {batch_size}")
+    def __init__(self, forward: Forward, pad_id: int, batch_size: int = 512, max_pending_rows: int | None = None,
+                 max_tokens: int | None = None):
+        chunk_bounds([], batch_size, max_tokens)  # validates both
         self.forward = forward
         self.pad_id = int(pad_id)
         self.batch_size = int(batch_size)
+        self.max_tokens = int(max_tokens) if max_tokens is not None else None
         self.max_pending_rows = int(max_pending_rows) if max_pending_rows is not None else 8 * self.batch_size
         if self.max_pending_rows < 1:
             raise ValueError(f"RowBatcher: max_pending_rows must be >= 1, got {max_pending_rows}")
@@ -134,8 +137,7 @@ class RowBatcher:
             starts[k] = pos
             pos += len(rows)
         outputs = []
-        for start in range(0, n_rows, self.batch_size):  # each chunk padded to its own widest row
-            end = min(start + self.batch_size, n_rows)
+        for start, end in chunk_bounds(widths, self.batch_size, self.max_tokens):  # padded to its widest row
             out = np.asarray(self.forward(np.ascontiguousarray(ids[start:end, : widths[end - 1]])))  # (B, C)
             if out.shape[0] != end - start:
                 raise ValueError(f"RowBatcher: forward returned {out.shape[0]} rows for {end - start}")

@@ -29,6 +29,7 @@ from torch import nn
 from glassworks.explain.attention import attention_rollout, grad_weighted_relevance
 from glassworks.explain.explanation import embedding_leaf, eval_forward
 from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
+from glassworks.explain.predict import max_tokens_setting
 from glassworks.explain.shap import DenseMaskPartition, Exact, TokenIdMasker
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
@@ -67,8 +68,10 @@ class GenerationShap:
     seed: int = 0
     mask_id: int = 3
     exact_max_positions: int = 12
+    max_batch_tokens: int | str | None = "auto"  # padded tokens a forward may take besides batch_size rows
 
     def __post_init__(self) -> None:
+        self.max_batch_tokens = max_tokens_setting(self.max_batch_tokens, "explain.shap.max_batch_tokens")
         if self.algorithm not in SHAP_ALGORITHMS:
             raise ValueError(f"explain.shap.algorithm must be one of {SHAP_ALGORITHMS}, got {self.algorithm!r}")
         if self.max_evals < 3:
@@ -94,7 +97,7 @@ class GenerationShap:
             rows = np.asarray(rows, dtype=np.int64)
             full = np.concatenate([np.full((len(rows), 1), ids[0]), rows], axis=1)  # (N, T_s)
             n_evals += len(rows)
-            return step_outputs(model, full, step, self.batch_size)  # (N,)
+            return step_outputs(model, full, step, self.batch_size, self.max_batch_tokens)  # (N,)
 
         if n_features == 0:
             value = float(fn(ids[None, 1:])[0])
@@ -131,6 +134,7 @@ class GenerationMethodConfig:
     batch_size: int = 512
     seed: int = 0
     exact_max_positions: int = 12
+    max_batch_tokens: int | str | None = "auto"
 
     def __post_init__(self) -> None:
         if self.method not in GENERATION_METHODS:
@@ -142,7 +146,8 @@ class GenerationMethodConfig:
 
     def shap_config(self, mask_id: int) -> GenerationShap:
         return GenerationShap(algorithm=self.algorithm, max_evals=self.max_evals, batch_size=self.batch_size,
-                              seed=self.seed, mask_id=mask_id, exact_max_positions=self.exact_max_positions)
+                              seed=self.seed, mask_id=mask_id, exact_max_positions=self.exact_max_positions,
+                              max_batch_tokens=self.max_batch_tokens)
 
 
 def _attentions_and_grads(model: nn.Module, step: GenerationStep, need_grads: bool):

@@ -16,6 +16,7 @@ from torch import nn
 
 from glassworks.data.lm_tasks import LMExample
 from glassworks.data.lm_vocab import WordVocab
+from glassworks.explain.predict import AUTO, Auto, resolve_max_tokens, rows_per_chunk
 from glassworks.models.generation import check_fits, generate
 
 
@@ -77,9 +78,11 @@ def prepare_generation(model: nn.Module, vocab: WordVocab, example: LMExample, e
     return GeneratedExample(example_id, prompt_ids, generated, reference, steps)
 
 
-def step_outputs(model: nn.Module, rows: np.ndarray, step: GenerationStep, batch_size: int = 512) -> np.ndarray:
+def step_outputs(model: nn.Module, rows: np.ndarray, step: GenerationStep, batch_size: int = 512,
+                 max_tokens: int | None | Auto = AUTO) -> np.ndarray:
     """The explained output for N variants of one step's prefix: rows (N, T_s) ids -> (N,)
-    ``log p(token)`` (minus ``log p(foil)`` when contrastive), float64, eval mode, no grad."""
+    ``log p(token)`` (minus ``log p(foil)`` when contrastive), float64, eval mode, no grad.
+    Forwards take at most `batch_size` rows and `max_tokens` tokens (AUTO: `token_budget`)."""
     rows = np.asarray(rows, dtype=np.int64)
     if rows.ndim != 2 or rows.shape[1] != step.n_positions:
         raise ValueError(f"step_outputs: rows must be (N, {step.n_positions}), got {rows.shape}")
@@ -89,8 +92,9 @@ def step_outputs(model: nn.Module, rows: np.ndarray, step: GenerationStep, batch
     out = []
     try:
         with torch.no_grad():
-            for start in range(0, len(rows), batch_size):
-                ids = torch.as_tensor(rows[start : start + batch_size], device=device)  # (B, T_s)
+            step_rows = rows_per_chunk(rows.shape[1], batch_size, resolve_max_tokens(model, max_tokens))
+            for start in range(0, len(rows), step_rows):
+                ids = torch.as_tensor(rows[start : start + step_rows], device=device)  # (B, T_s)
                 logp = model(ids).logits[:, -1].float().log_softmax(dim=-1)  # (B, V)
                 value = logp[:, step.token_id]
                 if step.foil_id is not None:

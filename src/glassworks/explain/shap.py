@@ -22,7 +22,13 @@ from shap.utils import MaskedModel
 from torch import nn
 
 from glassworks.explain.batcher import RowBatcher
-from glassworks.explain.predict import predict_logits, resolve_pad_id, softmax
+from glassworks.explain.predict import (
+    max_tokens_setting,
+    predict_logits,
+    resolve_max_tokens,
+    resolve_pad_id,
+    softmax,
+)
 from glassworks.explain.shap_kernels import ALGORITHMS as _ALGORITHMS
 from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, skipped_explanation
 
@@ -314,6 +320,7 @@ class ShapExplainer:
         mask_id: int | None = None,
         pad_id: int | None = None,
         concurrent_examples: int = 16,
+        max_batch_tokens: int | str | None = "auto",
     ) -> None:
         if algorithm not in _ALGORITHMS:
             raise ValueError(f"explain.shap.algorithm must be one of {_ALGORITHMS}, got {algorithm!r}")
@@ -337,6 +344,8 @@ class ShapExplainer:
         self.mask_id = mask_id  # None: the model's own (a pretrained tokenizer's [MASK]), else 3
         self.pad_id = pad_id
         self.concurrent_examples = int(concurrent_examples)
+        # Padded tokens one forward may take besides batch_size rows ("auto": a CPU cap by model width).
+        self.max_batch_tokens = max_tokens_setting(max_batch_tokens, "explain.shap.max_batch_tokens")
         self.last_batch_stats = None  # RowBatcher.stats of the most recent cross-example explain
         self.last_n_evals = 0  # model rows evaluated for the most recent example
 
@@ -409,11 +418,12 @@ class ShapExplainer:
         return [skipped[index] if index in skipped else next(remaining) for index in range(len(examples))]
 
     def _direct(self, model: nn.Module, pad_id: int) -> Evaluate:
-        return lambda ids: predict_logits(model, ids, pad_id, self.batch_size)  # (N, T) -> (N, C)
+        return lambda ids: predict_logits(model, ids, pad_id, self.batch_size, self.max_batch_tokens)  # (N, T) -> (N, C)
 
     def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
                          masker: TokenIdMasker) -> list[Explanation]:
-        batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size)
+        batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size,
+                             max_tokens=resolve_max_tokens(model, self.max_batch_tokens))
         explanations = batcher.map(lambda example, submit: self._explain_one(submit, example, masker), examples,
                                    self.concurrent_examples)
         for expl in explanations:  # an example's own wall time includes waiting for the others: the shared time
