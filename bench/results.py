@@ -5,8 +5,8 @@
     {"bench": "explain", "commit": "71769f5", "ratios": {...}, "absolute": {...}}
 
 as the script's last line, so figures can be collected and compared across commits
-(`python bench/bench_x.py | tail -1 >> figures.jsonl`). Ratios are rounded to 4 digits, floats in
-``absolute`` to 5; the load average at the end of the run is added to ``absolute`` (the machine's
+(`python bench/bench_x.py | tail -1 >> figures.jsonl`). Ratios are rounded to 4 decimals, floats in
+``absolute`` to 6 significant digits (a difference of 1.8e-10 stays 1.8e-10, not 0.0); the load average at the end of the run is added to ``absolute`` (the machine's
 load explains most drift between two such lines), and ``load_average_start`` when the caller
 passes it. NaN and infinity become null (JSON has neither).
 """
@@ -35,16 +35,24 @@ def commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
-def _clean(value: object, digits: int) -> object:
+def _decimals(number: float, digits: int) -> float:
+    return round(number, digits)
+
+
+def _significant(number: float, digits: int) -> float:
+    return float(f"{number:.{digits}g}")
+
+
+def _clean(value: object, digits: int, rounding=_decimals) -> object:
     if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
         return value
     if isinstance(value, float) or hasattr(value, "__float__"):
         number = float(value)  # numpy scalars too
-        return round(number, digits) if math.isfinite(number) else None
+        return rounding(number, digits) if math.isfinite(number) else None
     if isinstance(value, Mapping):
-        return {str(k): _clean(v, digits) for k, v in value.items()}
+        return {str(k): _clean(v, digits, rounding) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v, digits) for v in value]
+        return [_clean(v, digits, rounding) for v in value]
     return str(value)
 
 
@@ -53,7 +61,7 @@ def line(bench: str, ratios: Mapping[str, object], absolute: Mapping[str, object
     absolute = {**absolute}
     absolute.setdefault("load_average_end", os.getloadavg()[0])
     return json.dumps({"bench": bench, "commit": commit(), "ratios": _clean(dict(ratios), 4),
-                       "absolute": _clean(absolute, 5)})
+                       "absolute": _clean(absolute, 6, _significant)})
 
 
 def emit(bench: str, ratios: Mapping[str, object], absolute: Mapping[str, object]) -> None:

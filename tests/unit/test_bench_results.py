@@ -26,11 +26,13 @@ def test_line_is_json_with_rounded_finite_numbers_and_the_commit():
     results = _results()
     parsed = json.loads(results.line("explain", {"a_over_b": 1 / 3, "broken": float("nan")},
                                      {"seconds": np.float32(2.5), "repeats": 5, "per_repeat": [1.234567891, 2.0],
-                                      "device": "cpu", "warm": True, "inf": math.inf}))
+                                      "device": "cpu", "warm": True, "inf": math.inf, "difference": 1.8e-10,
+                                      "ms": 2691.09975}))
     assert parsed["bench"] == "explain"
     assert parsed["ratios"] == {"a_over_b": 0.3333, "broken": None}  # JSON has no NaN
     absolute = parsed["absolute"]
     assert absolute["seconds"] == 2.5 and absolute["repeats"] == 5 and absolute["per_repeat"] == [1.23457, 2.0]
+    assert absolute["difference"] == 1.8e-10 and absolute["ms"] == 2691.1  # 6 significant digits
     assert absolute["device"] == "cpu" and absolute["warm"] is True and absolute["inf"] is None
     assert isinstance(absolute["load_average_end"], float)
     assert parsed["commit"] is None or parsed["commit"].split("+")[0].isalnum()
