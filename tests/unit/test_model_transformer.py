@@ -54,6 +54,37 @@ def test_sdpa_and_explicit_paths_agree() -> None:
     torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("n_layers", [1, 3])
+def test_last_block_in_eval_computes_cls_alone_with_the_same_logits_and_gradients(n_layers: int) -> None:
+    model = _model(n_layers=n_layers).eval()
+    ids, mask = _batch()
+    targets = torch.tensor([0, 2, 1])
+
+    def grads(logits_of) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        model.zero_grad()
+        embeds = model.embed(ids).detach().requires_grad_(True)  # (B, T, C)
+        logits = logits_of(embeds)
+        torch.nn.functional.cross_entropy(logits, targets).backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}, embeds.grad
+
+    rows: list[int] = []  # the last block's output rows per call
+    hook = model.blocks[-1].register_forward_hook(lambda _m, _in, out: rows.append(out[0].shape[1]))
+    fast_logits, fast_params, fast_embeds = grads(lambda e: model(attention_mask=mask, inputs_embeds=e).logits)
+    ref_logits, ref_params, ref_embeds = grads(
+        lambda e: model(attention_mask=mask, inputs_embeds=e, every_position=True).logits)
+    model.train()
+    model(ids, mask)  # training computes every position: a seed trains the weights it always did
+    hook.remove()
+    assert rows == [1, ids.shape[1], ids.shape[1]]  # [CLS] alone, then every position, twice
+    torch.testing.assert_close(fast_logits, ref_logits, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(fast_embeds, ref_embeds, atol=1e-7, rtol=1e-4)
+    assert fast_params.keys() == ref_params.keys()
+    for name in ref_params:
+        torch.testing.assert_close(fast_params[name], ref_params[name], atol=1e-7, rtol=1e-4, msg=name)
+    with pytest.raises(ValueError, match="first_only"):
+        model.blocks[-1].attn(model.embed(ids), mask.bool()[:, None, None, :], True, True)
+
+
 def test_attentions_are_probabilities_over_real_keys() -> None:
     model = _model().eval()
     ids, mask = _batch()
