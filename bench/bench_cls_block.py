@@ -1,0 +1,85 @@
+"""The last block computes [CLS] alone: python bench/bench_cls_block.py [--repeats 7]
+
+TransformerClassifier's head reads position 0 only, so its last block computes the query,
+attention output and MLP for that row alone (keys and values for every token). This measures
+that path against `every_position=True` (every block over every row, the reference it matches),
+interleaved in one process, on the default run's sizes (conf/model/tiny.yaml) and
+conf/model/small.yaml: the forward of an explain batch at several lengths (eval, no gradients).
+Prints milliseconds of each, the speed-up (every position / [CLS] alone) and the largest logit
+difference. Training keeps every position (bench/README.md says why).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+from omegaconf import OmegaConf  # noqa: E402
+
+from bench.results import emit  # noqa: E402
+from glassworks.models.transformer import TransformerConfig  # noqa: E402
+
+VOCAB, PAD = 4000, 0
+SIZES = ["tiny", "small"]  # conf/model/<name>.yaml
+FORWARDS = [(512, 16), (512, 32), (128, 64), (64, 128)]  # (rows, tokens): a few thousand tokens each
+
+
+def batch(rows: int, tokens: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random ids (rows, tokens), half of the rows right-padded by a quarter."""
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, VOCAB, (rows, tokens), generator=g)  # (B, T)
+    mask = torch.ones_like(ids)
+    mask[: rows // 2, tokens - tokens // 4:] = 0
+    return ids.masked_fill(mask == 0, PAD), mask
+
+
+def median_ms(times: list[float]) -> float:
+    return 1e3 * statistics.median(times)
+
+
+def forwards(model, repeats: int, name: str, ratios: dict, absolute: dict) -> None:
+    model.eval()
+    for rows, tokens in FORWARDS:
+        ids, mask = batch(rows, tokens, seed=tokens)
+        times = {False: [], True: []}
+        with torch.no_grad():
+            diff = (model(ids, mask).logits - model(ids, mask, every_position=True).logits).abs().max().item()
+            for _ in range(repeats):
+                for every in (True, False):
+                    start = time.perf_counter()
+                    model(ids, mask, every_position=every)
+                    times[every].append(time.perf_counter() - start)
+        fast, ref = median_ms(times[False]), median_ms(times[True])
+        print(f"{name:>7} forward {rows:>3} x {tokens:>3}: every position {ref:7.2f} ms   [CLS] alone {fast:7.2f} ms   "
+              f"speed-up {ref / fast:.2f}x   max |logit difference| {diff:.1e}")
+        ratios[f"{name}_forward_{rows}x{tokens}"] = ref / fast
+        absolute[f"{name}_forward_ms_{rows}x{tokens}"] = fast
+        absolute[f"{name}_max_abs_logit_difference_{rows}x{tokens}"] = diff
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ratios: dict = {}
+    absolute: dict = {"repeats": args.repeats, "threads": args.threads}
+    for name in SIZES:
+        settings = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "model" / f"{name}.yaml"))
+        config = TransformerConfig(**{k: v for k, v in settings.items() if k != "_target_"})
+        torch.manual_seed(0)
+        model = config.build(vocab_size=VOCAB, n_classes=2, pad_id=PAD)
+        forwards(model, args.repeats, name, ratios, absolute)
+    emit("cls_block", ratios, absolute)
+
+
+if __name__ == "__main__":
+    main()
