@@ -4,9 +4,9 @@ TransformerClassifier's head reads position 0 only, so its last block computes t
 attention output and MLP for that row alone (keys and values for every token). This measures
 that path against `every_position=True` (every block over every row, the reference it matches),
 interleaved in one process, on the default run's sizes (conf/model/tiny.yaml) and
-conf/model/small.yaml: the forward of an explain batch at several lengths (eval, no gradients).
-Prints milliseconds of each, the speed-up (every position / [CLS] alone) and the largest logit
-difference. Training keeps every position (bench/README.md says why).
+conf/model/small.yaml: the forward of an explain batch at several lengths (eval, no gradients) and
+a training step (forward, backward, AdamW) at the default batch of 32 rows. Prints milliseconds
+of each, the speed-up (every position / [CLS] alone) and the largest logit difference.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 from omegaconf import OmegaConf  # noqa: E402
 
 from bench.results import emit  # noqa: E402
@@ -29,6 +30,7 @@ from glassworks.models.transformer import TransformerConfig  # noqa: E402
 VOCAB, PAD = 4000, 0
 SIZES = ["tiny", "small"]  # conf/model/<name>.yaml
 FORWARDS = [(512, 16), (512, 32), (128, 64), (64, 128)]  # (rows, tokens): a few thousand tokens each
+STEPS = [(32, 32), (32, 64)]
 
 
 def batch(rows: int, tokens: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -64,6 +66,28 @@ def forwards(model, repeats: int, name: str, ratios: dict, absolute: dict) -> No
         absolute[f"{name}_max_abs_logit_difference_{rows}x{tokens}"] = diff
 
 
+def train_steps(model, repeats: int, name: str, ratios: dict, absolute: dict) -> None:
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    for rows, tokens in STEPS:
+        ids, mask = batch(rows, tokens, seed=tokens)
+        labels = torch.randint(0, 2, (rows,), generator=torch.Generator().manual_seed(0))
+        times = {False: [], True: []}
+        for _ in range(3 + 5 * repeats):  # 3 warm-up rounds, then steps interleaved
+            for every in (True, False):
+                start = time.perf_counter()
+                loss = F.cross_entropy(model(ids, mask, every_position=every).logits, labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                times[every].append(time.perf_counter() - start)
+        fast, ref = median_ms(times[False][3:]), median_ms(times[True][3:])
+        print(f"{name:>7} train step {rows} x {tokens}: every position {ref:6.2f} ms   [CLS] alone {fast:6.2f} ms   "
+              f"speed-up {ref / fast:.2f}x")
+        ratios[f"{name}_train_step_{rows}x{tokens}"] = ref / fast
+        absolute[f"{name}_train_step_ms_{rows}x{tokens}"] = fast
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=7)
@@ -78,6 +102,7 @@ def main() -> None:
         torch.manual_seed(0)
         model = config.build(vocab_size=VOCAB, n_classes=2, pad_id=PAD)
         forwards(model, args.repeats, name, ratios, absolute)
+        train_steps(model, args.repeats, name, ratios, absolute)
     emit("cls_block", ratios, absolute)
 
 

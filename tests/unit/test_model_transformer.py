@@ -54,9 +54,10 @@ def test_sdpa_and_explicit_paths_agree() -> None:
     torch.testing.assert_close(fast, explicit, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("n_layers", [1, 3])
-def test_last_block_in_eval_computes_cls_alone_with_the_same_logits_and_gradients(n_layers: int) -> None:
-    model = _model(n_layers=n_layers).eval()
+@pytest.mark.parametrize("n_layers, training", [(1, False), (3, False), (2, True)])
+def test_last_block_computes_cls_alone_with_the_same_logits_and_gradients(n_layers: int, training: bool) -> None:
+    # training mode without dropout: the same gradients a training step takes
+    model = _model(n_layers=n_layers, dropout=0.0).train(training)
     ids, mask = _batch()
     targets = torch.tensor([0, 2, 1])
 
@@ -72,10 +73,10 @@ def test_last_block_in_eval_computes_cls_alone_with_the_same_logits_and_gradient
     fast_logits, fast_params, fast_embeds = grads(lambda e: model(attention_mask=mask, inputs_embeds=e).logits)
     ref_logits, ref_params, ref_embeds = grads(
         lambda e: model(attention_mask=mask, inputs_embeds=e, every_position=True).logits)
-    model.train()
-    model(ids, mask)  # training computes every position: a seed trains the weights it always did
+    model.train(not training)
+    model(ids, mask)  # the other mode too
     hook.remove()
-    assert rows == [1, ids.shape[1], ids.shape[1]]  # [CLS] alone, then every position, twice
+    assert rows == [1, ids.shape[1], 1]  # [CLS] alone, every position, [CLS] alone
     torch.testing.assert_close(fast_logits, ref_logits, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(fast_embeds, ref_embeds, atol=1e-7, rtol=1e-4)
     assert fast_params.keys() == ref_params.keys()
