@@ -38,6 +38,32 @@ def test_explicit_attention_matches_sdpa_and_is_causal(model):
         assert torch.all(a.triu(diagonal=1) == 0)
 
 
+@pytest.mark.parametrize("smear_keys", [False, True])
+def test_last_only_gives_the_last_columns_logits_and_gradients(smear_keys):
+    torch.manual_seed(0)
+    model = DecoderConfig(d_model=32, n_heads=4, n_layers=3, d_ff=64, max_positions=16,
+                          smear_keys=smear_keys).build(20, 0).eval()
+    ids = torch.randint(5, 20, (3, 9))
+    rows: list[int] = []  # the last block's output rows per call
+    hook = model.blocks[-1].register_forward_hook(lambda _m, _in, out: rows.append(out[0].shape[1]))
+
+    def grads(last_only: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        embeds = model.embed(ids).detach().requires_grad_(True)  # (B, T, C)
+        logits = model(inputs_embeds=embeds, last_only=last_only).logits[:, -1]  # (B, V)
+        logits.log_softmax(-1)[:, 7].sum().backward()
+        return logits.detach(), embeds.grad
+
+    (last, last_grad), (full, full_grad) = grads(True), grads(False)
+    hook.remove()
+    assert rows == [1, 9]  # the last position alone, then every position
+    torch.testing.assert_close(last, full, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(last_grad, full_grad, atol=1e-7, rtol=1e-4)
+    assert model(ids, last_only=True).logits.shape == (3, 1, 20)
+    with_attentions = model(ids, output_attentions=True, last_only=True)  # attentions need every position
+    assert with_attentions.logits.shape == (3, 1, 20) and len(with_attentions.attentions) == 3
+    torch.testing.assert_close(with_attentions.logits[:, -1], full, atol=1e-5, rtol=1e-5)
+
+
 def test_right_padding_leaves_real_tokens_alone(model):
     ids = torch.randint(5, 20, (1, 6))
     padded = torch.cat([ids, torch.zeros(1, 3, dtype=torch.long)], dim=1)

@@ -37,6 +37,9 @@ def test_typed_outputs_with_causal_attentions(model):
     assert torch.all(out.attentions[0].triu(diagonal=1) == 0)
     torch.testing.assert_close(model(inputs_embeds=model.embed(ids)).logits, out.logits)
     assert model.max_positions == 24
+    last = model(ids, last_only=True).logits  # GPT-2 projects only the last position (logits_to_keep)
+    assert last.shape == (2, 1, 40) and model._keeps_logits
+    torch.testing.assert_close(last, out.logits[:, -1:], atol=1e-5, rtol=1e-5)
 
 
 def test_spec_and_state_dict_rebuild_without_the_folder(model):

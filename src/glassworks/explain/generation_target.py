@@ -95,7 +95,7 @@ def step_outputs(model: nn.Module, rows: np.ndarray, step: GenerationStep, batch
             step_rows = rows_per_chunk(rows.shape[1], batch_size, resolve_max_tokens(model, max_tokens))
             for start in range(0, len(rows), step_rows):
                 ids = torch.as_tensor(rows[start : start + step_rows], device=device)  # (B, T_s)
-                logp = model(ids).logits[:, -1].float().log_softmax(dim=-1)  # (B, V)
+                logp = model(ids, last_only=True).logits[:, -1].float().log_softmax(dim=-1)  # (B, V)
                 value = logp[:, step.token_id]
                 if step.foil_id is not None:
                     value = value - logp[:, step.foil_id]

@@ -72,8 +72,8 @@ class CausalLM(pl.LightningModule):
         self.test_answer_acc = MeanMetric()
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor | None = None, *,
-                output_attentions: bool = False) -> CausalLMOutput:
-        return self.model(input_ids, attention_mask, output_attentions=output_attentions)
+                output_attentions: bool = False, last_only: bool = False) -> CausalLMOutput:
+        return self.model(input_ids, attention_mask, output_attentions=output_attentions, last_only=last_only)
 
     def _corrupt(self, batch: Batch) -> Tensor:
         ids = batch["input_ids"]  # (B, T)

@@ -52,7 +52,7 @@ def generate(
     out: list[int] = []
     try:
         for _ in range(max_new_tokens):
-            logits = model(ids).logits[0, -1].float()  # (V,): the next token's scores
+            logits = model(ids, last_only=True).logits[0, -1].float()  # (V,): the next token's scores
             if temperature == 0.0:
                 token = int(logits.argmax())
             else:
@@ -88,7 +88,7 @@ def greedy_batch(model: nn.Module, prompts: list[list[int]], max_new_tokens: int
                 chunk = rows[start : start + batch_size]
                 ids = torch.as_tensor([prompts[i] for i in chunk], dtype=torch.long, device=device)  # (B, T)
                 for _ in range(max_new_tokens):
-                    token = model(ids).logits[:, -1].float().argmax(dim=-1)  # (B,)
+                    token = model(ids, last_only=True).logits[:, -1].float().argmax(dim=-1)  # (B,)
                     ids = torch.cat([ids, token[:, None]], dim=1)  # (B, T + 1)
                 for i, row in zip(chunk, ids[:, len(prompts[chunk[0]]):].tolist()):
                     out[i] = row[: row.index(eos_id)] if eos_id is not None and eos_id in row else row

@@ -10,6 +10,7 @@ original folder.
 
 from __future__ import annotations
 
+import inspect
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -77,6 +78,8 @@ class HFCausalLM(nn.Module):
         super().__init__()
         self.hf = model
         self.pad_id = int(pad_id)
+        # transformers' causal LMs project only the last positions through their head on request.
+        self._keeps_logits = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     @property
     def vocab_size(self) -> int:
@@ -120,14 +123,17 @@ class HFCausalLM(nn.Module):
         return self.hf.get_input_embeddings()(input_ids)
 
     def forward(self, input_ids: Tensor | None = None, attention_mask: Tensor | None = None, *,
-                inputs_embeds: Tensor | None = None, output_attentions: bool = False) -> CausalLMOutput:
+                inputs_embeds: Tensor | None = None, output_attentions: bool = False,
+                last_only: bool = False) -> CausalLMOutput:
+        """Logits (B, T, V); with ``last_only`` (B, 1, V), the last column's."""
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("forward: pass exactly one of input_ids or inputs_embeds")
         T = (input_ids if input_ids is not None else inputs_embeds).shape[1]
         limit = self.max_positions
         if limit is not None and T > limit:
             raise ValueError(f"sequence length {T} exceeds the model's context max_positions={limit}")
+        keep = {"logits_to_keep": 1} if last_only and self._keeps_logits else {}
         out = self.hf(input_ids=input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask,
-                      output_attentions=output_attentions, use_cache=False, return_dict=True)
+                      output_attentions=output_attentions, use_cache=False, return_dict=True, **keep)
         attentions = tuple(out.attentions) if output_attentions and out.attentions is not None else None
-        return CausalLMOutput(logits=out.logits, attentions=attentions)
+        return CausalLMOutput(logits=out.logits[:, -1:] if last_only else out.logits, attentions=attentions)

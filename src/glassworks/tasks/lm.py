@@ -53,7 +53,7 @@ class LoadedCausalLM:
         with torch.no_grad():
             for text in texts:
                 ids = torch.tensor([self.tokenizer.encode(text)])  # (1, T)
-                out.append(self.model(ids).logits[0, -1].float().softmax(-1).numpy())  # (V,)
+                out.append(self.model(ids, last_only=True).logits[0, -1].float().softmax(-1).numpy())  # (V,)
         return np.stack(out) if out else np.zeros((0, len(self.tokenizer)))
 
 
