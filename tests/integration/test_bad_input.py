@@ -100,6 +100,8 @@ BEFORE_ANY_RUN = [
     ("inconsistent-length", "train", ["data.max_length=1000"], ["data.max_length", "model.max_positions=256"]),
     ("unknown-explain-method", "run", ["explain.methods=[shap,lime]"], ["explain.methods", "['lime']"]),
     ("bad-explain-budget", "run", ["explain.shap.max_evals=1"], ["explain.shap", "max_evals must be >= 3"]),
+    ("bad-token-cap", "run", ["explain.shap.max_batch_tokens=foo"],
+     ["explain.shap.max_batch_tokens", "must be auto, null or a positive number of tokens, got 'foo'"]),
     ("bad-attack-budget", "run", ["robustness.attack.max_edits=0"], ["robustness.attack", "max_edits"]),
     ("bad-attack-concurrency", "run", ["robustness.attack.concurrent_examples=0"],
      ["robustness.attack", "concurrent_examples must be >= 1, got 0"]),
