@@ -41,7 +41,7 @@ from typing import Any
 import greenlet
 import numpy as np
 
-from glassworks.explain.predict import chunk_bounds
+from glassworks.explain.predict import check_chunking, chunk_bounds
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class RowBatcher:
 
     def __init__(self, forward: Forward, pad_id: int, batch_size: int = 512, max_pending_rows: int | None = None,
                  max_tokens: int | None = None):
-        chunk_bounds([], batch_size, max_tokens)  # validates both
+        check_chunking(batch_size, max_tokens)
         self.forward = forward
         self.pad_id = int(pad_id)
         self.batch_size = int(batch_size)

@@ -57,14 +57,19 @@ def resolve_max_tokens(model: nn.Module, max_tokens: int | None | Auto) -> int |
     return token_budget(model) if isinstance(max_tokens, Auto) else max_tokens
 
 
-def chunk_bounds(widths: Sequence[int] | np.ndarray, batch_size: int, max_tokens: int | None) -> list[tuple[int, int]]:
-    """[start, end) chunks of rows in order: at most `batch_size` rows each and, when `max_tokens`
-    is set, at most that many tokens once padded to the chunk's widest row (a row wider than
-    `max_tokens` alone makes a chunk)."""
+def check_chunking(batch_size: int, max_tokens: int | None) -> None:
+    """Raise unless `batch_size` >= 1 and `max_tokens` is None or >= 1."""
     if batch_size < 1:
         raise ValueError(f"predict: batch_size must be >= 1, got {batch_size}")
     if max_tokens is not None and max_tokens < 1:
         raise ValueError(f"predict: max_tokens must be >= 1 or None, got {max_tokens}")
+
+
+def chunk_bounds(widths: Sequence[int] | np.ndarray, batch_size: int, max_tokens: int | None) -> list[tuple[int, int]]:
+    """[start, end) chunks of rows in order: at most `batch_size` rows each and, when `max_tokens`
+    is set, at most that many tokens once padded to the chunk's widest row (a row wider than
+    `max_tokens` alone makes a chunk)."""
+    check_chunking(batch_size, max_tokens)
     n = len(widths)
     bounds: list[tuple[int, int]] = []
     start, widest = 0, 0
@@ -101,7 +106,7 @@ def _padded_chunks(
     if isinstance(ids_batch, torch.Tensor):
         if ids_batch.dim() != 2:
             raise ValueError(f"predict: ids tensor must be 2-D (N, T), got shape {tuple(ids_batch.shape)}")
-        chunk_bounds([], batch_size, max_tokens)  # validates both
+        check_chunking(batch_size, max_tokens)
         step = rows_per_chunk(ids_batch.shape[1], batch_size, max_tokens)
         for start in range(0, len(ids_batch), step):
             input_ids = ids_batch[start : start + step].to(device=device, dtype=torch.long)  # (B, T)
