@@ -29,7 +29,7 @@ from torch import nn
 from glassworks.explain.attention import attention_rollout, grad_weighted_relevance
 from glassworks.explain.explanation import embedding_leaf, eval_forward
 from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
-from glassworks.explain.predict import max_tokens_setting
+from glassworks.explain.predict import max_tokens_setting, resolve_max_tokens
 from glassworks.explain.shap import DenseMaskPartition, Exact, TokenIdMasker
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
@@ -90,6 +90,7 @@ class GenerationShap:
                 f"explain.shap.exact_max_positions={self.exact_max_positions} but example {step.example_id} "
                 f"step {step.step} has {n_features} positions after [BOS]; use algorithm=partition")
         n_evals = 0
+        max_tokens = resolve_max_tokens(model, self.max_batch_tokens)  # once, not per model call
 
         def fn(rows: np.ndarray) -> np.ndarray:
             # shap's masked rows (N, M) lack [BOS]; put it back and score the step.
@@ -97,7 +98,7 @@ class GenerationShap:
             rows = np.asarray(rows, dtype=np.int64)
             full = np.concatenate([np.full((len(rows), 1), ids[0]), rows], axis=1)  # (N, T_s)
             n_evals += len(rows)
-            return step_outputs(model, full, step, self.batch_size, self.max_batch_tokens)  # (N,)
+            return step_outputs(model, full, step, self.batch_size, max_tokens)  # (N,)
 
         if n_features == 0:
             value = float(fn(ids[None, 1:])[0])

@@ -407,23 +407,24 @@ class ShapExplainer:
         todo = [example for index, example in enumerate(examples) if index not in skipped]
         pad_id = resolve_pad_id(model, self.pad_id)
         masker = self._masker(model)
+        max_tokens = resolve_max_tokens(model, self.max_batch_tokens)  # once, not per forward
         if not todo:
             explained: list[Explanation] = []
         elif self.concurrent_examples == 1 or len(todo) <= 1:
-            evaluate = self._direct(model, pad_id)
+            evaluate = self._direct(model, pad_id, max_tokens)
             explained = [self._explain_one(evaluate, example, masker) for example in todo]
         else:
-            explained = self._explain_batched(model, pad_id, todo, masker)
+            explained = self._explain_batched(model, pad_id, todo, masker, max_tokens)
         remaining = iter(explained)
         return [skipped[index] if index in skipped else next(remaining) for index in range(len(examples))]
 
-    def _direct(self, model: nn.Module, pad_id: int) -> Evaluate:
-        return lambda ids: predict_logits(model, ids, pad_id, self.batch_size, self.max_batch_tokens)  # (N, T) -> (N, C)
+    def _direct(self, model: nn.Module, pad_id: int, max_tokens: int | None) -> Evaluate:
+        return lambda ids: predict_logits(model, ids, pad_id, self.batch_size, max_tokens)  # (N, T) -> (N, C)
 
     def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
-                         masker: TokenIdMasker) -> list[Explanation]:
-        batcher = RowBatcher(self._direct(model, pad_id), pad_id=pad_id, batch_size=self.batch_size,
-                             max_tokens=resolve_max_tokens(model, self.max_batch_tokens))
+                         masker: TokenIdMasker, max_tokens: int | None) -> list[Explanation]:
+        batcher = RowBatcher(self._direct(model, pad_id, max_tokens), pad_id=pad_id, batch_size=self.batch_size,
+                             max_tokens=max_tokens)
         explanations = batcher.map(lambda example, submit: self._explain_one(submit, example, masker), examples,
                                    self.concurrent_examples)
         for expl in explanations:  # an example's own wall time includes waiting for the others: the shared time
