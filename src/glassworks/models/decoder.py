@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from glassworks.models.one_query import one_query_heads
 from glassworks.models.outputs import CausalLMOutput
 from glassworks.validation import Validated
 
@@ -96,11 +97,8 @@ class CausalSelfAttention(nn.Module):
         if last_only:
             if output_attentions:
                 raise ValueError("CausalSelfAttention: last_only returns no attention probabilities")
-            w, b = self.qkv.weight, self.qkv.bias  # (3C, C), (3C,): rows q | k | v
-            q = F.linear(x[:, -1:], w[:C], b[:C]).view(B, 1, H, C // H).transpose(1, 2)  # (B, H, 1, D)
-            k, v = F.linear(x, w[C:], b[C:]).split(C, dim=2)  # 2 x (B, T, C)
-            k = self._smeared(k.view(B, T, H, C // H).transpose(1, 2))  # (B, H, T, D)
-            v = v.view(B, T, H, C // H).transpose(1, 2)  # (B, H, T, D)
+            q, k, v = one_query_heads(self.qkv, x, x[:, -1:], H)  # (B, H, 1, D), 2 x (B, H, T, D)
+            k = self._smeared(k)  # (B, H, T, D)
             dropout_p = self.dropout if self.training else 0.0
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, :, -1:], dropout_p=dropout_p)
             return self.resid_dropout(self.proj(y.transpose(1, 2).reshape(B, 1, C))), None  # (B, 1, C)
