@@ -66,7 +66,7 @@ def assert_resumed(proc, root: Path, run_id: str, expected: dict, resumes: int) 
     assert "glassworks.error" not in run.data.tags
     got = histories(root)
     assert sorted(got) == sorted(expected)
-    assert {k: v for k, v in got.items() if v != expected[k]} == {}
+    assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}
     assert len(got["train/loss"]) == 5 and len(got["val/acc"]) == 2
 
 
@@ -88,6 +88,15 @@ def test_kill_early_then_mid_epoch_resumes_exactly(uninterrupted, tmp_path):
     assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 15
     proc = pipeline(tmp_path, f"resume={run.info.run_id}")
     assert_resumed(proc, tmp_path, run.info.run_id, uninterrupted, resumes=2)
+
+
+def test_kill_right_after_an_epochs_validation_replays_that_epochs_end(uninterrupted, tmp_path):
+    # Killed at step 14: the last checkpoint is the one written after epoch 1's validation (step
+    # 13), before the epoch's end ran (train/acc logged, best checkpoint chosen, early stopping).
+    assert pipeline(tmp_path, *ARGS, fault="step:14").returncode == KILLED
+    assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 13
+    proc = pipeline(tmp_path, "resume=last")
+    assert_resumed(proc, tmp_path, only_run(tmp_path).info.run_id, uninterrupted, resumes=1)
 
 
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path):

@@ -107,7 +107,7 @@ def test_checkpoint_is_written_between_steps_every_n_steps(runs):
     assert checkpoint["global_step"] == 8  # the last multiple of EVERY before MAX_STEPS
     assert runs["full"].persisted >= 2  # the logger was flushed before each write
     assert set(checkpoint["callbacks"][next(k for k in checkpoint["callbacks"] if "ResumeCheckpoint" in k)]) == {
-        "rng", "should_stop"}
+        "rng", "should_stop", "callback_metrics"}
 
 
 def test_resumed_fit_logs_its_first_point_at_global_step(runs):

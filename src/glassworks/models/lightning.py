@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from torch import Tensor
 from torch.nn import Parameter
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import Metric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from glassworks.models.outputs import ClassifierOutput
@@ -60,6 +62,16 @@ def warn_at_chance(test_acc: float, n_classes: int) -> bool:
         test_acc, n_classes, chance,
     )
     return True
+
+
+def restored_updates(metric: Metric) -> bool:
+    """Whether `metric` holds updates a checkpoint restored since nothing updated it in this
+    process. torchmetrics counts only its own ``update`` calls (``update_called`` is False after
+    ``load_state_dict``), but a fit resumed from a file written after an epoch's last batch (the
+    resume checkpoint after validation) goes straight to that epoch's end, whose train/acc is the
+    restored state alone."""
+    return not metric.update_called and any(
+        bool(torch.count_nonzero(state)) for state in metric.metric_state.values() if isinstance(state, Tensor))
 
 
 def _plain(value: Any) -> Any:
@@ -184,9 +196,13 @@ class TextClassifier(pl.LightningModule):
         self._epoch_step_seconds += time.perf_counter() - self._batch_started
 
     def on_train_epoch_end(self) -> None:
-        if self.train_acc.update_called:
-            # compute() syncs the metric's state across DDP ranks: every rank logs the global value.
-            self.log("train/acc", self.train_acc.compute(), on_epoch=True, sync_dist=True)
+        if self.train_acc.update_called or restored_updates(self.train_acc):
+            with warnings.catch_warnings():
+                # A fit resumed into this epoch's end (see restored_updates) computes the epoch's
+                # restored state, which torchmetrics warns about as "called before update".
+                warnings.filterwarnings("ignore", "The ``compute`` method of metric", UserWarning)
+                # compute() syncs the metric's state across DDP ranks: every rank logs the global value.
+                self.log("train/acc", self.train_acc.compute(), on_epoch=True, sync_dist=True)
             self.train_acc.reset()
         if self._epoch_tokens is None or self._epoch_step_seconds <= 0.0:
             return

@@ -56,6 +56,13 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
+def callback_metrics(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
+    """The trainer's ``callback_metrics`` (what EarlyStopping and ModelCheckpoint monitor) as
+    detached CPU tensors, so a checkpoint holding them loads with ``weights_only=True``."""
+    return {str(k): v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()
+            if isinstance(v, torch.Tensor)}
+
+
 def _to_lists(value: Any) -> Any:
     return [_to_lists(v) for v in value] if isinstance(value, (tuple, list)) else value
 
@@ -96,7 +103,8 @@ class ResumeCheckpoint(Checkpoint):
 
     def state_dict(self) -> dict[str, Any]:
         trainer = getattr(self, "_trainer", None)
-        return {"rng": capture_rng(), "should_stop": bool(trainer.should_stop) if trainer else False}
+        return {"rng": capture_rng(), "should_stop": bool(trainer.should_stop) if trainer else False,
+                "callback_metrics": callback_metrics(trainer) if trainer else {}}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restore = state_dict
@@ -111,6 +119,11 @@ class ResumeCheckpoint(Checkpoint):
             # and the first resumed step, exactly as nothing did after the save.
             restore_rng(self._restore["rng"])
             trainer.should_stop = trainer.should_stop or self._restore.get("should_stop", False)
+            # A file written after an epoch's validation resumes into that epoch's end, where
+            # EarlyStopping and ModelCheckpoint read the validation's metrics (val/acc): without
+            # them the resumed fit failed there ("Early stopping conditioned on metric val/acc
+            # which is not available"). Older files have none.
+            trainer.callback_metrics.update(self._restore.get("callback_metrics", {}))
             self._restore = None
             self._last_saved_step = trainer.global_step
         self._install_signal_handlers()
