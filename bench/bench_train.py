@@ -12,7 +12,9 @@ Prints, measured side by side in this one process:
 5. with ``--run-wall-vs REV``: the default ``python -m pipeline.run`` (train, explain, robustness,
    report; imports included) wall time of this tree against git revision REV (checked out in a
    temporary folder by git archive), interleaved, with the run's test/acc and SHAP comprehensiveness.
-Repeats are interleaved so drift on a shared machine hits both sides alike; the median counts.
+Every ratio is paired: each round runs every variant once, in a rotating order, and a ratio is taken
+within a round (drift on a shared machine hits both sides alike); the median over rounds counts,
+printed with the lowest and highest.
 The last line is one JSON object: {"bench": "train", "ratios": {...}, "absolute": {...}}.
 """
 
@@ -188,10 +190,53 @@ def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
     return steps / seconds
 
 
+
+# name -> what it is; each measured once a round (see interleaved_rounds)
+VARIANTS = {"plain_loop": "hand-written PyTorch loop", "bare_lightning": "bare Lightning, same recipe",
+            "ours_no_logger": "pipeline.train, logger=none", "ours_mlflow": "pipeline.train, logger=mlflow",
+            "ours_no_resume": "  ... without resume checkpoints"}
+# ratio key -> (numerator variant, denominator variant, aim or None)
+PAIRED = {"ours_mlflow_over_plain_loop": ("ours_mlflow", "plain_loop", 0.97),
+          "bare_lightning_over_plain_loop": ("bare_lightning", "plain_loop", None),
+          "ours_mlflow_over_bare_lightning": ("ours_mlflow", "bare_lightning", None),
+          "mlflow_over_no_logger": ("ours_mlflow", "ours_no_logger", 0.97),
+          "resume_checkpoint_on_over_off": ("ours_mlflow", "ours_no_resume", None)}
+
+
+def measure(name: str, tmp: Path, epochs: int) -> float:
+    """Training steps per second of one variant (VARIANTS) trained for `epochs` in `tmp`."""
+    if name == "plain_loop":
+        return plain_loop_steps_per_sec(tmp, epochs)
+    if name == "bare_lightning":
+        return bare_lightning_steps_per_sec(tmp, epochs)
+    logger = "none" if name == "ours_no_logger" else "mlflow"
+    extra = ("callbacks.resume_checkpoint=null",) if name == "ours_no_resume" else ()
+    return lightning_steps_per_sec(tmp, epochs, logger, extra)[0]
+
+
+def interleaved_rounds(tmp: Path, epochs: int, repeats: int) -> list[dict[str, float]]:
+    """`repeats` rounds, each measuring every variant once; round i starts at variant i (mod 5),
+    so no variant always runs first or after the same neighbour. On a shared 2-core host a plain
+    loop's steps/s drifts by 10-20% over minutes (same code, run after run): a ratio of two
+    variants measured in one round cancels most of that drift, a ratio of two medians does not."""
+    names = list(VARIANTS)
+    rounds = []
+    for i in range(repeats):
+        order = names[i % len(names):] + names[: i % len(names)]
+        rounds.append({name: measure(name, tmp / f"{name}{i}", epochs) for name in order})
+    return rounds
+
+
+def paired(rounds: list[dict[str, float]], num: str, den: str) -> tuple[float, float, float]:
+    """Median, lowest and highest over rounds of num/den, each ratio within one round."""
+    ratios = [r[num] / r[den] for r in rounds]
+    return statistics.median(ratios), min(ratios), max(ratios)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--run-wall-vs", metavar="REV", help="also time python -m pipeline.run against REV")
     parser.add_argument("--run-wall-only", action="store_true", help="only the pipeline.run comparison")
     args = parser.parse_args()
@@ -206,34 +251,19 @@ def main() -> None:
             wall, acc = end_to_end(tmp / "e2e")
             print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
             absolute.update({"pipeline_train_wall_s": round(wall, 2), "pipeline_train_test_acc": float(acc)})
-            ours, plain, bare, untracked, unresumable = [], [], [], [], []
-            for i in range(args.repeats):
-                plain.append(plain_loop_steps_per_sec(tmp / f"p{i}", args.epochs))
-                bare.append(bare_lightning_steps_per_sec(tmp / f"b{i}", args.epochs))
-                ours.append(lightning_steps_per_sec(tmp / f"o{i}", args.epochs, "mlflow")[0])
-                untracked.append(lightning_steps_per_sec(tmp / f"u{i}", args.epochs, "none")[0])
-                unresumable.append(lightning_steps_per_sec(tmp / f"r{i}", args.epochs, "mlflow",
-                                                           ("callbacks.resume_checkpoint=null",))[0])
+            rounds = interleaved_rounds(tmp, args.epochs, args.repeats)
+            medians = {name: med(r[name] for r in rounds) for name in VARIANTS}
             print(f"{'variant':<38}{'steps/s (median)':>18}")
-            print(f"{'hand-written PyTorch loop':<38}{med(plain):>18.1f}")
-            print(f"{'bare Lightning, same recipe':<38}{med(bare):>18.1f}")
-            print(f"{'pipeline.train, logger=none':<38}{med(untracked):>18.1f}")
-            print(f"{'pipeline.train, logger=mlflow':<38}{med(ours):>18.1f}")
-            print(f"{'  ... without resume checkpoints':<38}{med(unresumable):>18.1f}")
-            print(f"ratio ours(mlflow)/plain loop: {med(ours) / med(plain):.3f}  (aim >= 0.97)")
-            print(f"  of which Lightning's own loop, bare/plain: {med(bare) / med(plain):.3f}")
-            print(f"  of which glassworks, ours(mlflow)/bare Lightning: {med(ours) / med(bare):.3f}")
-            print(f"ratio logger=mlflow/logger=none: {med(ours) / med(untracked):.3f}  (aim >= 0.97)")
-            print(f"ratio resume checkpoints on/off: {med(ours) / med(unresumable):.3f}")
-            ratios.update({"ours_mlflow_over_plain_loop": med(ours) / med(plain),
-                           "bare_lightning_over_plain_loop": med(bare) / med(plain),
-                           "ours_mlflow_over_bare_lightning": med(ours) / med(bare),
-                           "mlflow_over_no_logger": med(ours) / med(untracked),
-                           "resume_checkpoint_on_over_off": med(ours) / med(unresumable)})
-            absolute.update({"plain_loop_steps_per_s": med(plain), "bare_lightning_steps_per_s": med(bare),
-                             "ours_mlflow_steps_per_s": med(ours),
-                             "ours_no_logger_steps_per_s": med(untracked),
-                             "ours_no_resume_steps_per_s": med(unresumable)})
+            for name, label in VARIANTS.items():
+                print(f"{label:<38}{medians[name]:>18.1f}")
+            print(f"paired ratios: each round runs every variant once, in a rotating order; the median of "
+                  f"{args.repeats} rounds [lowest, highest]")
+            for key, (num, den, aim) in PAIRED.items():
+                median, low, high = paired(rounds, num, den)
+                print(f"  {key:<38}{median:.3f}  [{low:.3f}, {high:.3f}]" + (f"  (aim >= {aim})" if aim else ""))
+                ratios[key] = median
+                absolute[f"{key}_lowest"], absolute[f"{key}_highest"] = low, high
+            absolute.update({f"{name}_steps_per_s": medians[name] for name in VARIANTS})
         if args.run_wall_vs:
             before = tmp / "before"  # REV's files (git archive: no worktree, no change to .git)
             before.mkdir()
