@@ -5,9 +5,12 @@ the step an uninterrupted fit logs it, with the same value (no step repeated, no
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import signal
+from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -15,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import Logger
+from pytorch_lightning.strategies import DDPStrategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -303,3 +307,29 @@ def test_min_interval_skips_step_writes_until_enough_training_time_passed(tmp_pa
 def test_a_bad_min_interval_is_named(tmp_path, bad):
     with pytest.raises(ConfigError, match="min_interval_s.*seconds >= 0"):
         ResumeCheckpoint(str(tmp_path), min_interval_s=bad)
+
+
+# ------------------------------------------------------------------ DDP: every rank decides alike
+class _FastClockOnRankOne(pl.Callback):
+    """Rank 1's clock gains 1000 s whenever it is read: only that rank finds `min_interval_s`
+    passed at step 4."""
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        if trainer.global_rank == 1:
+            from glassworks.training import resume as resume_module
+
+            real, reads = resume_module.time.monotonic, itertools.count()
+            resume_module.time = SimpleNamespace(monotonic=lambda: real() + 1000.0 * next(reads))
+
+
+def test_ranks_save_together_when_only_one_rank_finds_a_write_due(tmp_path):
+    # A rank saving alone would wait in the save's barrier while the other runs the next step's
+    # gradient all-reduce: a hang (here: an error after the process group's 60 s timeout).
+    pl.seed_everything(0, verbose=False)
+    callback = ResumeCheckpoint(str(tmp_path / "resume"), every_n_train_steps=EVERY, min_interval_s=600)
+    strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=60))
+    trainer = pl.Trainer(max_steps=6, logger=False, callbacks=[_FastClockOnRankOne(), callback], strategy=strategy,
+                         limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
+                         accelerator="cpu", devices=2, default_root_dir=str(tmp_path))
+    trainer.fit(TinyRegression(), train_dataloaders=_loader())
+    assert torch.load(callback.path, weights_only=True)["global_step"] == EVERY

@@ -10,6 +10,10 @@ file, and only then stops the run.
 
 The file is written between two steps, once the previous step's metrics are logged and flushed:
 a run resumed from it repeats no step and misses none (see glassworks.tracking.history).
+
+Under DDP every rank decides alike (:func:`agree`, one all-reduce of two flags a step): a write
+holds a barrier, so a rank whose clock passed ``min_interval_s`` first, or which got the signal
+first, would otherwise wait there while the others ran the next step's gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -61,6 +65,18 @@ def callback_metrics(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
     detached CPU tensors, so a checkpoint holding them loads with ``weights_only=True``."""
     return {str(k): v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()
             if isinstance(v, torch.Tensor)}
+
+
+def agree(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
+    """Each flag, True on every rank when it is True on any (one all-reduce of them all; a single
+    process returns them as they are). Every rank must take the same branch: a save holds a
+    barrier and a stop ends the process group, so a rank deciding alone (its own clock past
+    ``min_interval_s`` a moment before the others', a signal that reached it first) would leave the
+    others waiting in a different collective."""
+    if trainer.world_size <= 1:
+        return flags
+    votes = torch.tensor([float(flag) for flag in flags], device=trainer.strategy.root_device)  # (F,)
+    return tuple(bool(vote) for vote in trainer.strategy.reduce(votes, reduce_op="max").tolist())
 
 
 def _to_lists(value: Any) -> Any:
@@ -136,11 +152,13 @@ class ResumeCheckpoint(Checkpoint):
         # after on_train_batch_end, and a checkpoint taken before them would, after a crash,
         # resume past a step whose metrics never reached the store.
         step = trainer.global_step
-        if self._stop_signal is not None:
+        due = (step > 0 and step % self.every_n_train_steps == 0 and step != self._last_saved_step
+               and time.monotonic() - self._last_saved_time >= self.min_interval_s)
+        stop, due = agree(trainer, self._stop_signal is not None, due)
+        if stop:
             self._save(trainer, between_steps=True)
             self._stop(trainer)
-        if (step > 0 and step % self.every_n_train_steps == 0 and step != self._last_saved_step
-                and time.monotonic() - self._last_saved_time >= self.min_interval_s):
+        if due:
             self._save(trainer, between_steps=True)
 
     def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
@@ -155,7 +173,8 @@ class ResumeCheckpoint(Checkpoint):
         if trainer.sanity_checking or trainer.state.fn != "fit":
             return
         self._save(trainer)
-        if self._stop_signal is not None:
+        (stop,) = agree(trainer, self._stop_signal is not None)
+        if stop:
             self._stop(trainer)
 
     def _save(self, trainer: pl.Trainer, between_steps: bool = False) -> None:
@@ -193,7 +212,7 @@ class ResumeCheckpoint(Checkpoint):
                     signal.Signals(signum).name)
 
     def _stop(self, trainer: pl.Trainer) -> None:
-        name = signal.Signals(self._stop_signal).name if self._stop_signal else "signal"
+        name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal on another rank"
         raise KeyboardInterrupt(f"received {name}: stopped at step {trainer.global_step}, "
                                 f"resume from {self.path}")
 
