@@ -179,6 +179,15 @@ def test_the_cpu_token_budget_follows_the_models_width(model):
     assert token_budget(model) == CPU_ACTIVATION_BUDGET // width
 
 
+def test_the_token_width_of_a_factorized_embedding_is_its_layers_width():
+    from transformers import AlbertConfig, AlbertModel
+
+    albert = AlbertModel(AlbertConfig(vocab_size=50, embedding_size=8, hidden_size=32, num_hidden_layers=1,
+                                      num_attention_heads=2, intermediate_size=64))
+    assert albert.embeddings.word_embeddings.embedding_dim == 8
+    assert token_width(albert) == 32 and token_budget(albert) == CPU_ACTIVATION_BUDGET // 32
+
+
 @pytest.mark.parametrize("value", ["many", 0, -5, 2.5])
 def test_a_bad_max_batch_tokens_names_the_key(value):
     with pytest.raises(ValueError, match=r"explain\.shap\.max_batch_tokens must be auto, null or a positive"):

@@ -26,8 +26,13 @@ AUTO: Final = Auto()  # max_tokens=AUTO: token_budget(model)
 
 
 def token_width(model: nn.Module) -> int:
-    """The width of the model's token vectors: the embedding dim of its largest nn.Embedding
-    (the vocabulary's); 1 for a model without one."""
+    """The width of the model's token vectors between its layers: a Hugging Face model's
+    ``config.hidden_size`` (ALBERT's embeddings are 128 wide and its layers 768), otherwise the
+    embedding dim of its largest nn.Embedding (the vocabulary's); 1 for a model with neither."""
+    for module in model.modules():
+        hidden = getattr(getattr(module, "config", None), "hidden_size", None)
+        if isinstance(hidden, int) and hidden > 0:
+            return hidden
     embeddings = [m for m in model.modules() if isinstance(m, nn.Embedding)]
     return max(embeddings, key=lambda m: m.num_embeddings).embedding_dim if embeddings else 1
 
