@@ -28,6 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from glassworks.models.outputs import ClassifierOutput
 from glassworks.models.registry import build_from_spec
+from glassworks.training.resume import agree
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,37 @@ def restored_updates(metric: Metric) -> bool:
     restored state alone."""
     return not metric.update_called and any(
         bool(torch.count_nonzero(state)) for state in metric.metric_state.values() if isinstance(state, Tensor))
+
+
+def _world() -> tuple[int, int]:
+    """(rank, world size) of the initialized process group; (0, 1) without one."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def summed_states(metric: Metric, prefix: str) -> dict[str, Tensor]:
+    """`metric`'s count states summed over the process group's ranks (one all-reduce each), keyed
+    as in the module's state_dict; nothing without a group of several ranks. Collective: every
+    rank must call it. Only for metrics whose states are counts reduced by sum (accuracy, F1)."""
+    if _world()[1] <= 1:
+        return {}
+    summed = {}
+    for name, state in metric.metric_state.items():
+        if isinstance(state, Tensor):
+            total = state.detach().clone()
+            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+            summed[prefix + name] = total.cpu()
+    return summed
+
+
+def rank_zero_states(state_dict: Mapping[str, Any], metric: Metric, prefix: str) -> dict[str, Tensor]:
+    """The state_dict entries of `metric` that a rank other than 0 loads instead of the file's:
+    zeros, so the summed counts of `summed_states` are counted once (by rank 0)."""
+    if _world()[0] == 0:
+        return {}
+    return {prefix + name: torch.zeros_like(state_dict[prefix + name]) for name in metric.metric_state
+            if isinstance(state_dict.get(prefix + name), Tensor)}
 
 
 def _plain(value: Any) -> Any:
@@ -195,8 +227,22 @@ class TextClassifier(pl.LightningModule):
         # device per step; over an epoch the queue back-pressure makes the sum a fair estimate.
         self._epoch_step_seconds += time.perf_counter() - self._batch_started
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Under DDP each rank counts its own shard's train/acc and the file (written by rank 0)
+        # would hold rank 0's counts alone, which every rank of a resumed fit then loads: the
+        # epoch's accuracy counted rank 0's part once per rank and the others' not at all. The file
+        # holds every rank's counts summed (every rank runs this hook; it is collective), and a
+        # resumed fit gives them to rank 0 alone (on_load_checkpoint).
+        checkpoint["state_dict"].update(summed_states(self.train_acc, "train_acc."))
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["state_dict"].update(rank_zero_states(checkpoint["state_dict"], self.train_acc, "train_acc."))
+
     def on_train_epoch_end(self) -> None:
-        if self.train_acc.update_called or restored_updates(self.train_acc):
+        # Every rank or none: compute() and sync_dist are collectives, and after a DDP resume
+        # into this epoch's end only rank 0 holds counts (on_load_checkpoint).
+        (counted,) = agree(self.trainer, self.train_acc.update_called or restored_updates(self.train_acc))
+        if counted:
             with warnings.catch_warnings():
                 # A fit resumed into this epoch's end (see restored_updates) computes the epoch's
                 # restored state, which torchmetrics warns about as "called before update".
