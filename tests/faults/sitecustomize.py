@@ -30,16 +30,22 @@ def _die() -> None:
 
 
 def _after_step(step: int, action) -> None:
+    from glassworks.models.causal_lm import CausalLM
     from glassworks.models.lightning import TextClassifier
 
-    original = TextClassifier.on_train_batch_end
+    for module in (TextClassifier, CausalLM):  # task=classify, task=lm
+        _call_after_step(module, step, action)
+
+
+def _call_after_step(module: type, step: int, action) -> None:
+    original = module.on_train_batch_end
 
     def on_train_batch_end(self, outputs, batch, batch_idx):
         original(self, outputs, batch, batch_idx)
         if self.trainer.global_step == step:
             action()
 
-    TextClassifier.on_train_batch_end = on_train_batch_end
+    module.on_train_batch_end = on_train_batch_end
 
 
 class _KillingWriter:

@@ -51,7 +51,8 @@ def histories(root: Path) -> dict[str, list[tuple[int, float]]]:
     client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
     run = only_run(root)
     return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
-            for key in run.data.metrics if not key.startswith(TIMED) and not key.endswith("seconds_per_example")}
+            for key in run.data.metrics if not key.startswith(TIMED) and not key.endswith(("seconds_per_example",
+                                                                                           "seconds_per_step"))}
 
 
 def resume_file(root: Path) -> Path:
@@ -97,6 +98,30 @@ def test_kill_right_after_an_epochs_validation_replays_that_epochs_end(uninterru
     assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 13
     proc = pipeline(tmp_path, "resume=last")
     assert_resumed(proc, tmp_path, only_run(tmp_path).info.run_id, uninterrupted, resumes=1)
+
+
+# task=lm: 600 examples / 32 = 19 steps an epoch, 38 in all.
+LM_ARGS = ["experiment=lm_recall", "data.source.n_train=600", "data.source.n_validation=60", "data.source.n_test=60",
+           "data.batch_size=32",
+           "trainer.max_epochs=2", "trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
+           "robustness.enabled=false", "explain.n_examples=2", "explain.n_heatmaps=0", "explain.shap.max_evals=64",
+           "callbacks.resume_checkpoint.every_n_train_steps=5", "callbacks.resume_checkpoint.min_interval_s=0"]
+
+
+def test_a_language_model_killed_mid_epoch_resumes_exactly(tmp_path):
+    # Until 2026-12-02 its data module kept no position: the resumed epoch began its order again.
+    uninterrupted = tmp_path / "uninterrupted"
+    uninterrupted.mkdir()
+    assert pipeline(uninterrupted, *LM_ARGS).returncode == 0
+    killed = tmp_path / "killed"
+    killed.mkdir()
+    assert pipeline(killed, *LM_ARGS, fault="step:22").returncode == KILLED
+    assert torch.load(resume_file(killed), weights_only=True)["global_step"] == 20  # mid-epoch 2
+    proc = pipeline(killed, "resume=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    expected, got = histories(uninterrupted), histories(killed)
+    assert sorted(got) == sorted(expected) and "train/loss" in got and "val/answer_acc" in got
+    assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}
 
 
 def test_kill_during_a_checkpoint_write_keeps_the_previous_one(uninterrupted, tmp_path):

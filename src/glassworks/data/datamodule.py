@@ -14,7 +14,7 @@ from datasets import Dataset, DatasetDict
 from torch.utils.data import DataLoader
 
 from glassworks.data.pretrained_tokenizer import PretrainedTokenizer, PretrainedTokenizerConfig
-from glassworks.data.sampler import EpochShuffleSampler
+from glassworks.data.sampler import ResumableTrainOrder
 from glassworks.data.sources import DataSource
 from glassworks.data.tokenizer import TextTokenizer, TokenizerConfig
 from glassworks.data.validation import SPLITS, LoadedData
@@ -76,7 +76,7 @@ def data_digest(splits: DatasetDict, label_names: list[str]) -> str:
     return h.hexdigest()
 
 
-class TextDataModule(pl.LightningDataModule):
+class TextDataModule(ResumableTrainOrder, pl.LightningDataModule):
     """Text classification data. Call :meth:`prepare` (idempotent) before the MLflow run so bad
     data fails fast; Lightning's :meth:`setup` calls it too. Batches: ``input_ids`` (B, T),
     ``attention_mask`` (B, T), ``labels`` (B,), all long, T = longest in the batch."""
@@ -116,7 +116,6 @@ class TextDataModule(pl.LightningDataModule):
         self._encoded: dict[str, Dataset] = {}
         self._digest: str | None = None
         self._stats: dict[str, Any] = {}
-        self._resume: dict[str, int] = {}
 
     # ---- preparation -------------------------------------------------------------------
 
@@ -292,37 +291,12 @@ class TextDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         self._require()
-        sampler = None
-        if shuffle:
-            sampler = EpochShuffleSampler(self._encoded[split], self.seed)
-            if self._resume:
-                sampler.resume_at(self._resume["train_epoch"], self._resume["train_examples_seen"])
-                self._resume = {}
-        return DataLoader(
-            self._encoded[split],
-            batch_size=self.batch_size,
-            sampler=sampler,
-            # Creating an iterator draws a base seed from this generator; without one it draws
-            # from torch's global RNG, and a resumed run's dropout and masking would drift.
-            generator=torch.Generator().manual_seed(self.seed),
-            collate_fn=PadCollator(self.tokenizer.pad_id),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    # ---- resuming: Lightning stores this in every checkpoint and hands it back on restore --
-
-    def state_dict(self) -> dict[str, int]:
-        trainer = self.trainer
-        if trainer is None:
-            return {}
-        # Batches of the current epoch that went through a training step (the loop's own count:
-        # the loader itself has already prefetched the next batch).
-        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
-        return {"train_epoch": int(trainer.current_epoch), "train_examples_seen": int(done) * self.batch_size}
-
-    def load_state_dict(self, state_dict: dict[str, int]) -> None:
-        self._resume = dict(state_dict)
+        args = {"collate_fn": PadCollator(self.tokenizer.pad_id), "num_workers": self.num_workers,
+                "persistent_workers": self.num_workers > 0}
+        if shuffle:  # resumable mid-epoch (ResumableTrainOrder)
+            return self.train_loader(self._encoded[split], **args)
+        return DataLoader(self._encoded[split], batch_size=self.batch_size,
+                          generator=torch.Generator().manual_seed(self.seed), **args)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from glassworks.data.errors import DataError
 from glassworks.data.lm_tasks import LM_SPLITS, LMData, LMExample
 from glassworks.data.lm_vocab import WordVocab
-from glassworks.data.sampler import EpochShuffleSampler
+from glassworks.data.sampler import ResumableTrainOrder
 from glassworks.validation import ConfigError
 
 logger = logging.getLogger(__name__)
@@ -108,7 +108,7 @@ def lm_data_digest(data: LMData) -> str:
     return h.hexdigest()
 
 
-class LMDataModule(pl.LightningDataModule):
+class LMDataModule(ResumableTrainOrder, pl.LightningDataModule):
     """Causal-LM data. Call :meth:`prepare` (idempotent) before the MLflow run so bad data fails
     fast; Lightning's :meth:`setup` calls it too. ``max_length`` bounds a row, [BOS] and [EOS]
     included; a longer row fails with the split and row named."""
@@ -231,9 +231,11 @@ class LMDataModule(pl.LightningDataModule):
 
     def _loader(self, split: str, shuffle: bool) -> DataLoader:
         rows = _Rows(self.encoded(split))
-        sampler = EpochShuffleSampler(rows, self.seed) if shuffle else None
-        return DataLoader(rows, batch_size=self.batch_size, sampler=sampler, collate_fn=self.collator(),
-                          num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        args = {"collate_fn": self.collator(), "num_workers": self.num_workers,
+                "persistent_workers": self.num_workers > 0}
+        if shuffle:  # resumable mid-epoch (ResumableTrainOrder)
+            return self.train_loader(rows, **args)
+        return DataLoader(rows, batch_size=self.batch_size, **args)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", shuffle=True)

@@ -9,9 +9,10 @@ that were already trained on.
 from __future__ import annotations
 
 from collections.abc import Iterator, Sized
+from typing import Any
 
 import torch
-from torch.utils.data import RandomSampler
+from torch.utils.data import DataLoader, RandomSampler
 
 
 class EpochShuffleSampler(RandomSampler):
@@ -45,3 +46,39 @@ class EpochShuffleSampler(RandomSampler):
             if epoch == self.epoch:
                 skip = n_seen
         yield from order[skip:]
+
+
+class ResumableTrainOrder:
+    """A LightningDataModule's training order, resumable mid-epoch: mixed into every DataModule.
+
+    Lightning stores ``state_dict()`` in every checkpoint and hands it back on restore; the next
+    training loader (:meth:`train_loader`) then skips the examples the epoch already trained on.
+    Its iterator's base seed comes from a generator of ``seed`` (without one a loader draws it
+    from torch's global RNG, and a resumed run's dropout and masking would drift). Needs
+    ``self.seed``, ``self.batch_size`` and Lightning's ``self.trainer``.
+    """
+
+    seed: int
+    batch_size: int
+    _resume_order: dict[str, int] | None = None
+
+    def state_dict(self) -> dict[str, int]:
+        trainer = self.trainer  # type: ignore[attr-defined]
+        if trainer is None:
+            return {}
+        # Batches of the current epoch that went through a training step (the loop's own count:
+        # the loader itself has already prefetched the next batch).
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return {"train_epoch": int(trainer.current_epoch), "train_examples_seen": int(done) * self.batch_size}
+
+    def load_state_dict(self, state_dict: dict[str, int]) -> None:
+        self._resume_order = dict(state_dict)
+
+    def train_loader(self, rows: Sized, **loader_args: Any) -> DataLoader:
+        """A shuffling loader over `rows` in epoch order, at the restored position (once)."""
+        sampler = EpochShuffleSampler(rows, self.seed)
+        if self._resume_order:
+            sampler.resume_at(self._resume_order["train_epoch"], self._resume_order["train_examples_seen"])
+            self._resume_order = None
+        return DataLoader(rows, batch_size=self.batch_size, sampler=sampler,
+                          generator=torch.Generator().manual_seed(self.seed), **loader_args)
