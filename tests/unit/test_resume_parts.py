@@ -33,6 +33,23 @@ def test_epoch_order_is_a_function_of_seed_and_epoch():
     assert list(EpochShuffleSampler(data, seed=4)) != epoch0
 
 
+def test_ddp_ranks_share_the_epoch_order_and_resume_their_own_share():
+    data = list(range(11))
+    whole = EpochShuffleSampler(data, seed=3)
+    whole.set_epoch(2)
+    order = list(whole)
+    ranks = [EpochShuffleSampler(data, seed=3, num_replicas=2, rank=r) for r in (0, 1)]
+    for sampler in ranks:
+        sampler.set_epoch(2)
+    shares = [list(sampler) for sampler in ranks]
+    padded = order + order[:1]  # 11 examples on 2 ranks: 12, the first repeated (torch's padding)
+    assert shares == [padded[0::2], padded[1::2]] and [len(s) for s in ranks] == [6, 6]
+    ranks[1].resume_at(epoch=2, n_seen=4)  # rank 1 had trained on 4 of its examples
+    assert list(ranks[1]) == shares[1][4:]
+    # A DistributedSampler: Lightning keeps it instead of putting its own (positionless) one in.
+    assert isinstance(ranks[0], torch.utils.data.DistributedSampler)
+
+
 def test_resumed_epoch_skips_what_was_seen_once():
     data = list(range(20))
     sampler = EpochShuffleSampler(data, seed=0)

@@ -1,9 +1,15 @@
-"""A shuffling sampler that a killed run can resume exactly.
+"""A shuffling sampler that a killed run can resume exactly, on one process or several.
 
 torch's ``RandomSampler`` draws each epoch's order from a generator that advances epoch by
 epoch, so a run resumed at epoch 3 cannot get epoch 3's order back without replaying 0–2. Here
 epoch ``e``'s order is a pure function of ``(seed, e)``, and a resumed epoch skips the examples
 that were already trained on.
+
+Under DDP each rank takes every ``num_replicas``-th example of that order (the order padded with
+its first examples to a multiple of ``num_replicas``, as torch's ``DistributedSampler`` does)
+and skips the ones it already trained on. The sampler is a ``DistributedSampler`` so that
+Lightning keeps it: it replaces any other sampler with its own ``DistributedSampler``, which
+keeps no position, and a run resumed mid-epoch would start that epoch's order again.
 """
 
 from __future__ import annotations
@@ -12,33 +18,35 @@ from collections.abc import Iterator, Sized
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data import DataLoader, DistributedSampler
 
 
-class EpochShuffleSampler(RandomSampler):
-    """Order of epoch ``e`` = ``randperm(n)`` seeded with ``seed + e``. Lightning calls
-    :meth:`set_epoch` before every epoch (also when resuming). A ``RandomSampler`` subclass so
-    that Lightning's DDP sampler replacement knows the loader shuffles."""
+class EpochShuffleSampler(DistributedSampler):
+    """Order of epoch ``e`` = ``randperm(n)`` seeded with ``seed + e``; rank ``r`` of
+    ``num_replicas`` takes positions ``r, r + num_replicas, ...`` of it. Lightning calls
+    :meth:`set_epoch` before every epoch (also when resuming)."""
 
-    def __init__(self, data_source: Sized, seed: int) -> None:
-        super().__init__(data_source)
-        self.seed = int(seed)
-        self.epoch = 0
-        self._resume: tuple[int, int] | None = None  # (epoch, examples already seen)
+    def __init__(self, data_source: Sized, seed: int, num_replicas: int = 1, rank: int = 0) -> None:
+        super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
+        self._resume: tuple[int, int] | None = None  # (epoch, examples of this rank already seen)
 
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
+    @property
+    def data_source(self) -> Sized:
+        return self.dataset
 
     def resume_at(self, epoch: int, n_seen: int) -> None:
-        """The next iteration of ``epoch`` starts after its first ``n_seen`` examples (once)."""
+        """The next iteration of ``epoch`` starts after this rank's first ``n_seen`` examples (once)."""
         self._resume = (int(epoch), int(n_seen))
 
     def __len__(self) -> int:
-        return len(self.data_source)
+        return len(self.dataset) if self.num_replicas == 1 else self.num_samples
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        order = torch.randperm(len(self.data_source), generator=generator).tolist()
+        order = torch.randperm(len(self.dataset), generator=generator).tolist()
+        if self.num_replicas > 1:
+            order = (order * -(-self.total_size // len(order)))[: self.total_size]  # padded, as torch's
+            order = order[self.rank : self.total_size : self.num_replicas]
         skip = 0
         if self._resume is not None:
             epoch, n_seen = self._resume
@@ -75,8 +83,11 @@ class ResumableTrainOrder:
         self._resume_order = dict(state_dict)
 
     def train_loader(self, rows: Sized, **loader_args: Any) -> DataLoader:
-        """A shuffling loader over `rows` in epoch order, at the restored position (once)."""
-        sampler = EpochShuffleSampler(rows, self.seed)
+        """A shuffling loader over `rows` in epoch order, this rank's share of it under DDP, at the
+        restored position (once)."""
+        trainer = self.trainer  # type: ignore[attr-defined]
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = EpochShuffleSampler(rows, self.seed, num_replicas=world, rank=rank)
         if self._resume_order:
             sampler.resume_at(self._resume_order["train_epoch"], self._resume_order["train_examples_seen"])
             self._resume_order = None
