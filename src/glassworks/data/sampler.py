@@ -30,10 +30,6 @@ class EpochShuffleSampler(DistributedSampler):
         super().__init__(data_source, num_replicas=num_replicas, rank=rank, shuffle=True, seed=int(seed))
         self._resume: tuple[int, int] | None = None  # (epoch, examples of this rank already seen)
 
-    @property
-    def data_source(self) -> Sized:
-        return self.dataset
-
     def resume_at(self, epoch: int, n_seen: int) -> None:
         """The next iteration of ``epoch`` starts after this rank's first ``n_seen`` examples (once)."""
         self._resume = (int(epoch), int(n_seen))
@@ -44,7 +40,7 @@ class EpochShuffleSampler(DistributedSampler):
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
         order = torch.randperm(len(self.dataset), generator=generator).tolist()
-        if self.num_replicas > 1:
+        if self.num_replicas > 1 and order:
             order = (order * -(-self.total_size // len(order)))[: self.total_size]  # padded, as torch's
             order = order[self.rank : self.total_size : self.num_replicas]
         skip = 0

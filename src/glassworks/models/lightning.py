@@ -28,7 +28,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score
 
 from glassworks.models.outputs import ClassifierOutput
 from glassworks.models.registry import build_from_spec
-from glassworks.training.resume import agree
+from glassworks.training.distributed import agree, group_rank_and_size
 
 log = logging.getLogger(__name__)
 
@@ -75,18 +75,11 @@ def restored_updates(metric: Metric) -> bool:
         bool(torch.count_nonzero(state)) for state in metric.metric_state.values() if isinstance(state, Tensor))
 
 
-def _world() -> tuple[int, int]:
-    """(rank, world size) of the initialized process group; (0, 1) without one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
 def summed_states(metric: Metric, prefix: str) -> dict[str, Tensor]:
     """`metric`'s count states summed over the process group's ranks (one all-reduce each), keyed
     as in the module's state_dict; nothing without a group of several ranks. Collective: every
     rank must call it. Only for metrics whose states are counts reduced by sum (accuracy, F1)."""
-    if _world()[1] <= 1:
+    if group_rank_and_size()[1] <= 1:
         return {}
     summed = {}
     for name, state in metric.metric_state.items():
@@ -100,7 +93,7 @@ def summed_states(metric: Metric, prefix: str) -> dict[str, Tensor]:
 def rank_zero_states(state_dict: Mapping[str, Any], metric: Metric, prefix: str) -> dict[str, Tensor]:
     """The state_dict entries of `metric` that a rank other than 0 loads instead of the file's:
     zeros, so the summed counts of `summed_states` are counted once (by rank 0)."""
-    if _world()[0] == 0:
+    if group_rank_and_size()[0] == 0:
         return {}
     return {prefix + name: torch.zeros_like(state_dict[prefix + name]) for name in metric.metric_state
             if isinstance(state_dict.get(prefix + name), Tensor)}

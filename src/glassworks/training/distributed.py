@@ -9,7 +9,9 @@ Two ways to get several training processes:
   in every rank; only global rank 0 may create and own the run.
 
 Rank is read the way Lightning reads it (its TorchElastic and SLURM cluster environments), before
-any Trainer exists, so the pipeline can decide who tracks before it creates anything.
+any Trainer exists, so the pipeline can decide who tracks before it creates anything. During a fit,
+:func:`agree` makes every rank take the same branch where a rank deciding alone would leave the
+others waiting in another collective.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import socket
 from dataclasses import dataclass
 from typing import Any
 
+import pytorch_lightning as pl
+import torch
 from lightning_fabric.plugins.environments import SLURMEnvironment, TorchElasticEnvironment
 from pytorch_lightning.strategies import DDPStrategy
 
@@ -103,3 +107,24 @@ def leave_process_group() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
         dist.destroy_process_group()
+
+
+def group_rank_and_size() -> tuple[int, int]:
+    """(rank, world size) in the initialized process group; (0, 1) without one."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def agree(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
+    """Each flag, True on every rank when it is True on any (one all-reduce of them all; a single
+    process returns them as they are). Every rank must take the same branch: a save holds a
+    barrier and a stop ends the process group, so a rank deciding alone (its own clock past
+    ``min_interval_s`` a moment before the others', a signal that reached it first) would leave the
+    others waiting in a different collective."""
+    if trainer.world_size <= 1:
+        return flags
+    votes = torch.tensor([float(flag) for flag in flags], device=trainer.strategy.root_device)  # (F,)
+    return tuple(bool(vote) for vote in trainer.strategy.reduce(votes, reduce_op="max").tolist())

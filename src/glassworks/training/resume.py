@@ -30,6 +30,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
+from glassworks.training.distributed import agree
 from glassworks.validation import ConfigError
 
 log = logging.getLogger(__name__)
@@ -65,18 +66,6 @@ def callback_metrics(trainer: pl.Trainer) -> dict[str, torch.Tensor]:
     detached CPU tensors, so a checkpoint holding them loads with ``weights_only=True``."""
     return {str(k): v.detach().cpu().clone() for k, v in trainer.callback_metrics.items()
             if isinstance(v, torch.Tensor)}
-
-
-def agree(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
-    """Each flag, True on every rank when it is True on any (one all-reduce of them all; a single
-    process returns them as they are). Every rank must take the same branch: a save holds a
-    barrier and a stop ends the process group, so a rank deciding alone (its own clock past
-    ``min_interval_s`` a moment before the others', a signal that reached it first) would leave the
-    others waiting in a different collective."""
-    if trainer.world_size <= 1:
-        return flags
-    votes = torch.tensor([float(flag) for flag in flags], device=trainer.strategy.root_device)  # (F,)
-    return tuple(bool(vote) for vote in trainer.strategy.reduce(votes, reduce_op="max").tolist())
 
 
 def _to_lists(value: Any) -> Any:
