@@ -184,3 +184,23 @@ def test_a_method_limit_skips_examples_counts_them_and_says_so(model, tmp_path, 
     assert "skipped (method limits)" in index and "flow: 2 of 4 examples" in index
     flow_rows = result.table[(result.table["method"] == "flow") & (result.table["example_id"] == 12)]
     assert flow_rows["score"].isna().all()
+
+
+def test_progress_lines_only_for_a_method_still_running_after_a_second(model, tmp_path, caplog, monkeypatch):
+    """A method done in a blink prints its summary line alone; one still running after
+    PROGRESS_AFTER_S prints where it is after each chunk but the last (the summary ends it)."""
+    import glassworks.explain.runner as runner_module
+
+    def progress(records):
+        return [r.getMessage() for r in records if "examples  " in r.getMessage()]
+
+    runner = ExplainRunner([RolloutExplainer(pad_id=PAD)], mask_id=MASK, pad_id=PAD, n_heatmaps=0, chunk_size=1)
+    with caplog.at_level("INFO", logger="glassworks.explain.runner"):
+        runner.run(model, _examples(), LABELS, tmp_path / "fast")
+    assert progress(caplog.records) == []
+    assert any("explain rollout" in r.getMessage() and "s/example" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    monkeypatch.setattr(runner_module, "PROGRESS_AFTER_S", 0.0)  # every method is "slow"
+    with caplog.at_level("INFO", logger="glassworks.explain.runner"):
+        runner.run(model, _examples(), LABELS, tmp_path / "slow")
+    assert [line.split()[2] for line in progress(caplog.records) if "explain rollout" in line] == ["1/4", "2/4", "3/4"]

@@ -46,6 +46,10 @@ from glassworks.tracking.contract import (ATTENTION_HEATMAPS_DIR, ATTENTION_TENS
 
 log = logging.getLogger(__name__)
 
+# Progress lines only for a method still running after this long: a method done in a blink prints
+# its one summary line (scores, s/example), not three progress lines before it.
+PROGRESS_AFTER_S = 1.0
+
 TABLE_COLUMNS = (
     "example_id", "method", "position", "token", "token_id", "score", "base_value", "model_output",
     "target", "label", "prediction", "rationale", "word_index",
@@ -127,7 +131,8 @@ class ExplainRunner:
                     )
             out.extend(got)
             elapsed = time.perf_counter() - start
-            log.info("explain %-16s %4d/%d examples  %.1f s", explainer.name, len(out), len(examples), elapsed)
+            if len(out) < len(examples) and elapsed >= PROGRESS_AFTER_S:  # the summary line ends a method
+                log.info("explain %-16s %4d/%d examples  %.1f s", explainer.name, len(out), len(examples), elapsed)
         wall = time.perf_counter() - start
         skipped = [e for e in out if "skipped" in e.extras]
         if skipped:  # once per method: the reason of the first, the ids of all
