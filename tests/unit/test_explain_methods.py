@@ -117,7 +117,9 @@ def check_common(r: Explanation, ex: ExampleInput, model) -> None:
     probs = predict_proba(model, [ex.ids], PAD)[0]
     assert r.example_id == ex.example_id
     assert r.target == int(np.argmax(probs))
-    assert r.model_output == pytest.approx(float(probs.max()))
+    # The explainers take the output from one padded forward over all their examples: float32 sums in
+    # another order than this one-row forward, ~1e-6 apart on some CPUs.
+    assert r.model_output == pytest.approx(float(probs.max()), abs=1e-5)
     assert r.scores.shape == (len(ex.ids),) and r.scores[0] == 0.0
     assert np.all(np.isfinite(r.scores)) and r.seconds > 0 and r.base_value is None
 
