@@ -1,6 +1,7 @@
 """Shared by bench_lm.py and bench_explain.py: a decoder_tiny trained on an LM task, and SHAP's
 seconds per generated token against its forward-pass floor (the same number of masked prefixes
-pushed through ``step_outputs`` as plain batches)."""
+pushed through the model as plain batches of up to 512, every step's prefixes of one length
+together, as the explainer's shared forwards may)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from omegaconf import OmegaConf
 
 from glassworks.data.lm_datamodule import LMDataModule
 from glassworks.explain.generation import StepAttribution
-from glassworks.explain.generation_target import GenerationStep, step_outputs
+from glassworks.explain.generation_target import GenerationStep, last_position_values, step_targets
+from glassworks.explain.predict import AUTO, resolve_max_tokens, rows_per_chunk
 from glassworks.models.causal_lm import CausalLM
 from glassworks.models.schedules import warmup_cosine
 
@@ -52,11 +54,20 @@ def shap_vs_floor(model: torch.nn.Module, steps: list[GenerationStep], attributi
     shap_seconds = sum(a.seconds for a in shap_runs)
     n_evals = [a.extras["n_evals"] for a in shap_runs]
     rng = np.random.default_rng(seed)
-    start = time.perf_counter()
+    by_width: dict[int, tuple[list, list]] = {}  # prefix length -> (row blocks, target blocks)
     for step, n in zip(steps, n_evals):
         rows = np.tile(np.asarray(step.prefix_ids), (n, 1))  # (n, T): [BOS] kept, others masked at random
         rows[:, 1:][rng.random((n, step.n_positions - 1)) < 0.5] = mask_id
-        step_outputs(model, rows, step)
+        blocks = by_width.setdefault(step.n_positions, ([], []))
+        blocks[0].append(rows)
+        blocks[1].append(np.tile(step_targets(step), (n, 1)))
+    max_tokens = resolve_max_tokens(model, AUTO)
+    start = time.perf_counter()
+    for width, (row_blocks, target_blocks) in by_width.items():  # every step's rows of one length together
+        rows, targets = np.concatenate(row_blocks), np.concatenate(target_blocks)  # (N, T), (N, 2)
+        size = rows_per_chunk(width, 512, max_tokens)
+        for first in range(0, len(rows), size):
+            last_position_values(model, rows[first:first + size], targets[first:first + size])
     floor = time.perf_counter() - start
     return {"shap_ms_per_token": 1000 * shap_seconds / len(steps), "floor_ms_per_token": 1000 * floor / len(steps),
             "evals_per_token": float(np.mean(n_evals)), "ratio": shap_seconds / floor}

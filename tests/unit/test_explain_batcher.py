@@ -173,6 +173,19 @@ def test_chunks_hold_at_most_batch_size_rows_and_max_tokens_padded_tokens():
     assert rows_per_chunk(4096, 512, 2048) == 1 and rows_per_chunk(16, 512, None) == 512
 
 
+@pytest.mark.parametrize("width, n, batch_size, max_tokens", [
+    (16, 2048, 512, 8192), (16, 1000, 512, 2048), (7, 10, 3, None), (4096, 3, 512, 2048), (5, 1, 4, 12)])
+def test_rows_of_one_width_chunk_as_rows_of_mixed_widths_would(width, n, batch_size, max_tokens):
+    """One width takes a shortcut past the row loop: the same chunks as the loop finds when one row
+    of the flush is a token narrower (only the chunk holding it could differ, and does not here)."""
+    same = chunk_bounds(np.full(n, width), batch_size, max_tokens)
+    step = rows_per_chunk(width, batch_size, max_tokens)
+    assert same == [(a, min(a + step, n)) for a in range(0, n, step)]
+    mixed = np.full(n, width)
+    mixed[0] = width - 1  # no shortcut: the row loop
+    assert chunk_bounds(mixed, batch_size, max_tokens) == same
+
+
 def test_the_cpu_token_budget_follows_the_models_width(model):
     width = model.tok_emb.embedding_dim
     assert token_width(model) == width
@@ -218,3 +231,27 @@ def test_a_token_cap_changes_the_forwards_not_the_values(model):
     # raw logits reach |3.5|, where a float32 ulp is 2.4e-7: another batch shape may move the last bits
     np.testing.assert_allclose(predict_logits(model, [ex.ids for ex in examples], PAD, max_tokens=30), logits,
                                atol=1e-6, rtol=1e-5)
+
+
+def test_same_width_chunks_and_tags_reach_the_forward_row_by_row():
+    """A model read at each row's last position: chunks never mix widths (no padding), and each row
+    arrives with the tag its task submitted it with."""
+    seen = []
+
+    def forward(rows, tags):
+        seen.append(rows.shape)
+        assert (rows != 0).all()  # never padded
+        return (rows.sum(axis=1) * 100 + tags[:, 0])[:, None]  # (B, 1)
+
+    def task(width, tag):
+        def run(submit):
+            rows = np.full((3, width), width, dtype=np.int64)
+            return submit(rows, tag=[tag])[:, 0].tolist()
+        return run
+
+    batcher = RowBatcher(forward, pad_id=0, batch_size=4, same_width_chunks=True, tagged=True)
+    results = batcher.run([task(2, 7), task(5, 8), task(2, 9)])
+    assert results == [[407] * 3, [2508] * 3, [409] * 3]
+    assert seen == [(4, 2), (2, 2), (3, 5)]  # six rows of width 2 in chunks of 4, then width 5
+    with pytest.raises(ValueError, match="a tagged batcher needs a tag"):
+        batcher.run([lambda submit: submit(np.ones((1, 2), dtype=np.int64))])

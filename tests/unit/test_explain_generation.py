@@ -194,3 +194,26 @@ def test_contrastive_steps_use_the_foil(model, vocab):
     out = step_outputs(model, np.asarray([step.prefix_ids]), step)[0]
     logp = model(torch.tensor([step.prefix_ids])).logits[0, -1].log_softmax(-1)
     assert out == pytest.approx(float(logp[step.token_id] - logp[step.foil_id]), abs=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["partition", "exact"])
+def test_steps_explained_together_equal_one_at_a_time(model, vocab, generated, algorithm):
+    """Masked prefixes of many steps (several widths, some contrastive) share forwards, each row
+    scored for its own step's token: the values of explaining one step at a time."""
+    agreement = AgreementTask(n_train=1, n_validation=1, n_test=2).load().splits["test"]
+    steps = [s for e in generated for s in e.steps]
+    steps += [s for i, e in enumerate(agreement) for s in prepare_generation(model, vocab, e, 10 + i).steps]
+    assert len({s.n_positions for s in steps}) >= 3 and any(s.foil_id is not None for s in steps)
+    together = GenerationShap(algorithm=algorithm, max_evals=300, mask_id=MASK, concurrent_steps=16)
+    alone = GenerationShap(algorithm=algorithm, max_evals=300, mask_id=MASK, concurrent_steps=1)
+    for (a_scores, a_base, a_extras), (b_scores, b_base, b_extras) in zip(
+            together.explain_many(model, steps), alone.explain_many(model, steps), strict=True):
+        np.testing.assert_allclose(a_scores, b_scores, rtol=0, atol=1e-6)
+        assert abs(a_base - b_base) <= 1e-6 and a_extras["n_evals"] == b_extras["n_evals"]
+
+
+def test_explainer_times_shap_across_the_steps_it_shares(model, generated, attributions):
+    steps = [s for e in generated for s in e.steps]
+    shap_rows = [a for a in attributions if a.method == "shap"]
+    assert [(a.example_id, a.step) for a in shap_rows] == [(s.example_id, s.step) for s in steps]
+    assert len({a.seconds for a in shap_rows}) == 1 and shap_rows[0].seconds > 0

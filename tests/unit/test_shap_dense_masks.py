@@ -1,5 +1,6 @@
 """Our shap explainers are shap's own code with dense coalition masks and masked rows built at
-once: identical values and identical model calls."""
+once: identical values and identical model calls. Where the budget covers Partition's whole tree,
+its walk goes a level at a time: the same rows and the same values to the last bits."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import numpy as np
 import pytest
 import shap
 
-from glassworks.explain.shap import DenseMaskPartition, Exact, Permutation, RowsAtOnceMaskedModel, TokenIdMasker
+from glassworks.explain.shap import (
+    DenseMaskPartition,
+    Exact,
+    Permutation,
+    RowsAtOnceMaskedModel,
+    TokenIdMasker,
+    contiguous_partition_tree,
+    lower_credit,
+    shap_walk,
+)
 
 MASK_ID = 3
 
@@ -15,10 +25,13 @@ MASK_ID = 3
 class RecordingModel:
     """A model of masked id rows (N, M) -> (N, 2) with interactions, recording every row it sees."""
 
-    def __init__(self, n_tokens: int, seed: int) -> None:
+    def __init__(self, n_tokens: int, seed: int, ignored: int = 0) -> None:
         rng = np.random.default_rng(seed)
         self.weights = rng.normal(size=n_tokens)
         self.pair = rng.normal(size=(n_tokens, n_tokens)) / n_tokens
+        if ignored:  # the last `ignored` tokens change nothing
+            self.weights[-ignored:] = 0.0
+            self.pair[-ignored:, :] = self.pair[:, -ignored:] = 0.0
         self.rows: list[np.ndarray] = []
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
@@ -31,12 +44,13 @@ class RecordingModel:
 
 
 def _explain(cls, n_tokens: int, max_evals: int, seed: int, hierarchical: bool = True,
-             keep_ids: frozenset[int] = frozenset()):
-    model = RecordingModel(n_tokens, seed)
+             keep_ids: frozenset[int] = frozenset(), ignored: int = 0):
+    model = RecordingModel(n_tokens, seed, ignored)
     ids = np.arange(10, 10 + n_tokens, dtype=np.int64)[None, :]  # (1, M), no id equals MASK_ID
     np.random.seed(seed)  # Partition breaks priority ties with numpy's global RNG
     masker = TokenIdMasker(MASK_ID, hierarchical=hierarchical, keep_ids=keep_ids)
-    kwargs = {"seed": seed} if issubclass(cls, shap.explainers.Permutation) else {}
+    # Ours draw from their own RandomState(seed), shap's Permutation seeds the global one.
+    kwargs = {"seed": seed} if cls in (DenseMaskPartition, Exact, Permutation, shap.explainers.Permutation) else {}
     result = cls(model, masker, **kwargs)(ids, max_evals=max_evals, batch_size=64, silent=True)
     return result, model.rows
 
@@ -49,11 +63,26 @@ def _assert_same(ours, our_rows, theirs, their_rows) -> None:
         np.testing.assert_array_equal(mine, reference)
 
 
-@pytest.mark.parametrize("n_tokens, max_evals", [(1, 50), (2, 50), (7, 30), (16, 500), (33, 200), (64, 500)])
+@pytest.mark.parametrize("n_tokens, max_evals", [
+    (1, 50), (2, 50), (5, 500), (7, 30), (16, 170), (16, 171), (16, 500), (25, 458), (25, 459), (33, 200),
+    (64, 500), (100, 1000)])
 def test_same_values_and_same_model_calls_as_shap_partition(n_tokens, max_evals):
+    """Our walk takes shap's batches a sort at a time: the same rows in the same calls (at most a
+    batch, 64 here, each) and the same values bit for bit, whether the budget covers the whole tree
+    (16 and 25 tokens need 170 and 458 rows besides the two ends) or stops it part way, where shap's
+    priorities and random tie-breaks decide what is left out."""
     theirs, their_rows = _explain(shap.explainers.Partition, n_tokens, max_evals, seed=n_tokens)
     ours, our_rows = _explain(DenseMaskPartition, n_tokens, max_evals, seed=n_tokens)
     _assert_same(ours, our_rows, theirs, their_rows)
+
+
+def test_priority_ties_are_broken_by_shaps_random_draws():
+    """A model that ignores half its tokens makes equal priorities everywhere: which nodes the budget
+    leaves out then rests on the tie-break draws, and ours are shap's, for every seed."""
+    for seed in range(5):
+        theirs, their_rows = _explain(shap.explainers.Partition, 24, 120, seed=seed, ignored=12)
+        ours, our_rows = _explain(DenseMaskPartition, 24, 120, seed=seed, ignored=12)
+        _assert_same(ours, our_rows, theirs, their_rows)
 
 
 @pytest.mark.parametrize("ours_cls, theirs_cls, n_tokens, max_evals", [
@@ -98,11 +127,43 @@ def test_masks_are_dense_booleans_of_the_hierarchy():
     assert masks[-1].all()  # the root covers every token
 
 
-def test_the_tree_walk_is_shaps_own_code():
-    """Only two names the walk looks up are replaced (a lock-free heap, ndarray.max): the code
-    that decides which node to expand and what it is worth is shap's, byte for byte."""
-    assert DenseMaskPartition.owen.__code__ is shap.explainers.Partition.owen.__code__
+def test_the_budgeted_tree_walk_is_shaps_own_code():
+    """Only two names the walk looks up are replaced (a lock-free heap; numpy with ndarray.max and
+    the explainer's own RandomState): where the budget stops it, the code that decides which node
+    to expand and what it is worth is shap's, byte for byte."""
+    rng = np.random.RandomState(0)
+    walk = shap_walk(rng)
+    assert walk.__code__ is shap.explainers.Partition.owen.__code__
+    assert walk.__globals__["np"].random is rng
+    assert walk.__globals__["np"].max(np.array([1.0, -3.0, 2.0])) == 2.0
     assert DenseMaskPartition.explain_row.__code__ is shap.explainers.Partition.explain_row.__code__
     assert Exact.explain_row.__code__ is shap.explainers.Exact.explain_row.__code__
     assert Permutation.explain_row.__code__ is shap.explainers.Permutation.explain_row.__code__
-    assert DenseMaskPartition.owen.__globals__["np"].max(np.array([1.0, -3.0, 2.0])) == 2.0
+
+
+@pytest.mark.parametrize("cls, n_tokens, max_evals", [
+    (DenseMaskPartition, 33, 200), (Permutation, 10, 100), (Exact, 6, 2**6)])
+def test_our_explainers_leave_numpys_global_rng_alone(cls, n_tokens, max_evals):
+    """Partition's tie-breaks and Permutation's shuffles come from the explainer's own RandomState,
+    so examples explained together need not keep the global one apart."""
+    np.random.seed(123)
+    before = np.random.get_state()[1].copy()
+    explainer = cls(RecordingModel(n_tokens, 0), TokenIdMasker(MASK_ID, hierarchical=cls is DenseMaskPartition),
+                    seed=4)
+    explainer.row_values(np.arange(10, 10 + n_tokens, dtype=np.int64), max_evals, 64)
+    np.testing.assert_array_equal(np.random.get_state()[1], before)
+
+
+@pytest.mark.parametrize("n_tokens", [2, 3, 7, 16, 33])
+def test_lower_credit_matches_shaps_bit_for_bit(n_tokens):
+    """The loop does shap's recursion's float operations in the same order a node."""
+    clustering = contiguous_partition_tree(n_tokens)
+    rng = np.random.default_rng(n_tokens)
+    values = rng.normal(size=(2 * n_tokens - 1, 2))
+    theirs = values.copy()
+    shap.explainers._partition.lower_credit.py_func(len(values) - 1, 0, n_tokens, theirs, clustering)
+    ours = values.copy()
+    lower_credit(len(values) - 1, 0, n_tokens, ours, clustering)
+    np.testing.assert_array_equal(ours, theirs)
+    with pytest.raises(ValueError, match="starts at the root"):
+        lower_credit(0, 0, n_tokens, ours, clustering)

@@ -17,7 +17,8 @@ from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import maximum_flow
 from torch import nn
 
-from glassworks.explain.explanation import embedding_leaf, eval_forward, explain_each
+from glassworks.explain.explanation import embedding_leaf, explain_each
+from glassworks.explain.predict import eval_forward
 from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,10 @@ or when it finishes. Two consequences:
 - the order of everything is deterministic (tasks resume in the order they submitted);
 - numpy's global RNG, which shap uses for Partition's tie-breaking and Permutation's shuffles,
   is saved when a task stops and restored when it resumes, so every task sees exactly the random
-  stream it would see running alone. Results therefore equal the one-example-at-a-time ones up to
-  the last bits of a matmul over a differently shaped batch (different padding and batch size).
+  stream it would see running alone (``isolate_rng``; our shap explainers draw from their own
+  ``RandomState`` instead and turn it off). Results therefore equal the one-example-at-a-time
+  ones up to the last bits of a matmul over a differently shaped batch (different padding and
+  batch size).
 
 Greenlets, not threads: handing the turn from one thread to the next (a condition variable each)
 cost ~0.4 ms on 2 cores beside torch's threads, ~8 of them an example; a greenlet switch costs
@@ -54,6 +56,7 @@ ModelFn = Callable[[np.ndarray], np.ndarray]
 class _Request:
     task: int
     rows: np.ndarray  # (N, T) int64: one task's rows of one call have one width, unpadded
+    tag: np.ndarray | None = None  # (K,) int64 the forward gets beside each of these rows (tagged batchers)
     out: np.ndarray | None = None
     error: BaseException | None = None  # the forward's error, re-raised in the submitting task
 
@@ -82,11 +85,23 @@ class RowBatcher:
     `forward` gets rectangular (B, T) int64 chunks padded with `pad_id` (B <= batch_size and, when
     `max_tokens` is set, B * T <= max_tokens or B = 1) and must return (B, C) outputs; rows are
     sorted by length before chunking, so a chunk is padded only to its own longest row.
+
+    Two options serve models read at each row's last position (a causal LM's next token):
+    `same_width_chunks` never puts rows of two widths in one chunk (no padding at all), and
+    `tagged` calls ``forward(rows, tags)`` with the (B, K) tags its rows were submitted with
+    (``submit(rows, tag=...)``: which token each row's output is about).
     """
 
     def __init__(self, forward: Forward, pad_id: int, batch_size: int = 512, max_pending_rows: int | None = None,
-                 max_tokens: int | None = None):
+                 max_tokens: int | None = None, isolate_rng: bool = True, same_width_chunks: bool = False,
+                 tagged: bool = False):
+        """`isolate_rng`: give every task its own view of numpy's global RNG (saved when it stops,
+        restored when it resumes: ~60 us each, at every model call). Tasks that draw from no global
+        RNG (our shap explainers have their own RandomState) pass False."""
         check_chunking(batch_size, max_tokens)
+        self.isolate_rng = bool(isolate_rng)
+        self.same_width_chunks = bool(same_width_chunks)
+        self.tagged = bool(tagged)
         self.forward = forward
         self.pad_id = int(pad_id)
         self.batch_size = int(batch_size)
@@ -102,19 +117,24 @@ class RowBatcher:
         self._driver: greenlet.greenlet | None = None
 
     # ---- called from tasks ---------------------------------------------------------------------
-    def submit(self, rows: Sequence[Sequence[int]] | np.ndarray) -> np.ndarray:
-        """Evaluate `rows` (N, T) for the calling task; returns once the batched forward ran."""
+    def submit(self, rows: Sequence[Sequence[int]] | np.ndarray, tag: Sequence[int] | None = None) -> np.ndarray:
+        """Evaluate `rows` (N, T) for the calling task; returns once the batched forward ran. A
+        tagged batcher needs the `tag` (K,) its forward gets beside each of these rows."""
         if self._current is None or self._driver is None:
             raise RuntimeError("RowBatcher.submit: call it from a task that RowBatcher.run runs")
-        request = _Request(self._current, np.asarray(rows, dtype=np.int64))
+        if (tag is not None) != self.tagged:
+            raise ValueError("RowBatcher.submit: a tagged batcher needs a tag with every submit, an untagged one none")
+        request = _Request(self._current, np.asarray(rows, dtype=np.int64),
+                           None if tag is None else np.asarray(tag, dtype=np.int64).reshape(-1))
         if request.rows.ndim != 2 or len(request.rows) == 0:
             raise ValueError(f"RowBatcher.submit: rows must be a non-empty (N, T) array, got shape "
                              f"{request.rows.shape}")
-        rng_state = np.random.get_state()
+        rng_state = np.random.get_state() if self.isolate_rng else None
         self._pending.append(request)
         self._pending_rows += len(request.rows)
         self._driver.switch()  # back to the driver, until the forward of these rows ran
-        np.random.set_state(rng_state)
+        if rng_state is not None:
+            np.random.set_state(rng_state)
         if request.error is not None:
             raise request.error
         assert request.out is not None
@@ -128,17 +148,21 @@ class RowBatcher:
         n_rows = sum(len(req.rows) for req in requests)
         ids = np.full((n_rows, requests[order[-1]].rows.shape[1]), self.pad_id, dtype=np.int64)  # (R, T_max)
         widths = np.empty(n_rows, dtype=np.int64)  # (R,)
+        tags = np.empty((n_rows, len(requests[0].tag)), dtype=np.int64) if self.tagged else None  # (R, K)
         starts = [0] * len(requests)
         pos = 0
         for k in order:
             rows = requests[k].rows  # (N, T)
             ids[pos : pos + len(rows), : rows.shape[1]] = rows
             widths[pos : pos + len(rows)] = rows.shape[1]
+            if tags is not None:
+                tags[pos : pos + len(rows)] = requests[k].tag
             starts[k] = pos
             pos += len(rows)
         outputs = []
-        for start, end in chunk_bounds(widths, self.batch_size, self.max_tokens):  # padded to its widest row
-            out = np.asarray(self.forward(np.ascontiguousarray(ids[start:end, : widths[end - 1]])))  # (B, C)
+        for start, end in self._chunks(widths):  # padded to its widest row
+            chunk = np.ascontiguousarray(ids[start:end, : widths[end - 1]])  # (B, T)
+            out = np.asarray(self.forward(chunk) if tags is None else self.forward(chunk, tags[start:end]))  # (B, C)
             if out.shape[0] != end - start:
                 raise ValueError(f"RowBatcher: forward returned {out.shape[0]} rows for {end - start}")
             outputs.append(out)
@@ -149,6 +173,14 @@ class RowBatcher:
         self.stats.row_counts.append(n_rows)
         for k, req in enumerate(requests):
             req.out = output[starts[k] : starts[k] + len(req.rows)].copy()  # (N, C)
+
+    def _chunks(self, widths: np.ndarray) -> list[tuple[int, int]]:
+        """`chunk_bounds` of rows sorted by width; with `same_width_chunks`, of each width apart."""
+        if not self.same_width_chunks:
+            return chunk_bounds(widths, self.batch_size, self.max_tokens)
+        edges = [0, *np.flatnonzero(np.diff(widths)) + 1, len(widths)]
+        return [(first + start, first + end) for first, last in zip(edges[:-1], edges[1:])
+                for start, end in chunk_bounds(widths[first:last], self.batch_size, self.max_tokens)]
 
     # ---- driver ------------------------------------------------------------------------------
     def run(self, tasks: Sequence[Callable[[ModelFn], Any]], rng_seed: int | None = None) -> list[Any]:

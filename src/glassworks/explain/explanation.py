@@ -8,8 +8,7 @@ method's score for it means something, it is kept in extras["cls_score"].
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -20,21 +19,6 @@ from glassworks.explain.types import ExampleInput, ExampleSkipped, Explanation, 
 
 # (model, example, predicted target) -> ((T,) scores with [CLS] still in them, extras for the Explanation)
 ScoreFn = Callable[[nn.Module, ExampleInput, int], tuple[np.ndarray, dict]]
-
-
-@contextmanager
-def eval_forward(model: nn.Module) -> Iterator[torch.device]:
-    """Eval mode for the block (explanations must not see dropout), yielding the model's device.
-
-    The caller's train/eval mode is restored afterwards, even when the forward raises.
-    """
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    try:
-        yield device
-    finally:
-        model.train(was_training)
 
 
 def embedding_leaf(model: nn.Module, ids: list[int], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,9 +28,16 @@ import torch
 from torch import nn
 
 from glassworks.explain.attention import attention_rollout, grad_weighted_relevance
-from glassworks.explain.explanation import embedding_leaf, eval_forward
-from glassworks.explain.generation_target import GenerationStep, explained_output_tensor, step_outputs
-from glassworks.explain.predict import max_tokens_setting, resolve_max_tokens
+from glassworks.explain.explanation import embedding_leaf
+from glassworks.explain.batcher import RowBatcher
+from glassworks.explain.generation_target import (
+    GenerationStep,
+    explained_output_tensor,
+    last_position_values,
+    step_outputs,
+    step_targets,
+)
+from glassworks.explain.predict import eval_forward, max_tokens_setting, resolve_max_tokens
 from glassworks.explain.shap import DenseMaskPartition, Exact, TokenIdMasker
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
@@ -69,6 +77,7 @@ class GenerationShap:
     mask_id: int = 3
     exact_max_positions: int = 12
     max_batch_tokens: int | str | None = "auto"  # padded tokens a forward may take besides batch_size rows
+    concurrent_steps: int = 16  # steps explained at once, their masked prefixes sharing forwards (1: one at a time)
 
     def __post_init__(self) -> None:
         self.max_batch_tokens = max_tokens_setting(self.max_batch_tokens, "explain.shap.max_batch_tokens")
@@ -80,17 +89,49 @@ class GenerationShap:
             raise ValueError(f"explain.shap.batch_size must be >= 1, got {self.batch_size}")
         if not 1 <= self.exact_max_positions <= 20:
             raise ValueError(f"explain.shap.exact_max_positions must be in [1, 20], got {self.exact_max_positions}")
+        if self.concurrent_steps < 1:
+            raise ValueError(f"explain.shap.concurrent_steps must be >= 1, got {self.concurrent_steps}")
 
-    def explain(self, model: nn.Module, step: GenerationStep) -> tuple[np.ndarray, float, dict]:
-        """(T_s,) Shapley/Owen values, the base value, extras (n_evals)."""
-        ids = np.asarray(step.prefix_ids, dtype=np.int64)  # (T_s,)
-        n_features = len(ids) - 1
+    def check(self, step: GenerationStep) -> None:
+        """Raise when Exact would need more than 2**exact_max_positions evaluations for `step`."""
+        n_features = step.n_positions - 1
         if self.algorithm == "exact" and n_features > self.exact_max_positions:
             raise ValueError(
                 f"explain.shap.exact_max_positions={self.exact_max_positions} but example {step.example_id} "
                 f"step {step.step} has {n_features} positions after [BOS]; use algorithm=partition")
-        n_evals = 0
+
+    def explain(self, model: nn.Module, step: GenerationStep) -> tuple[np.ndarray, float, dict]:
+        """(T_s,) Shapley/Owen values, the base value, extras (n_evals), for one step alone."""
+        self.check(step)
         max_tokens = resolve_max_tokens(model, self.max_batch_tokens)  # once, not per model call
+        return self._explain_with(lambda full: step_outputs(model, full, step, self.batch_size, max_tokens), step)
+
+    def explain_many(self, model: nn.Module, steps: list[GenerationStep]) -> list[tuple[np.ndarray, float, dict]]:
+        """``explain`` of every step, ``concurrent_steps`` at a time with their masked prefixes
+        gathered into shared forwards (``RowBatcher``: prefixes of one width share a forward, each
+        row scored for its own step's token): the values of one step at a time, up to the last
+        bits of a differently shaped batch."""
+        for step in steps:
+            self.check(step)
+        if self.concurrent_steps == 1 or len(steps) <= 1:
+            return [self.explain(model, step) for step in steps]
+        max_tokens = resolve_max_tokens(model, self.max_batch_tokens)
+        batcher = RowBatcher(lambda rows, targets: last_position_values(model, rows, targets)[:, None],
+                             pad_id=0, batch_size=self.batch_size, max_tokens=max_tokens, isolate_rng=False,
+                             same_width_chunks=True, tagged=True)
+
+        def one(step: GenerationStep, submit) -> tuple[np.ndarray, float, dict]:
+            targets = step_targets(step)
+            return self._explain_with(lambda full: submit(full, tag=targets)[:, 0], step)
+
+        return batcher.map(one, steps, self.concurrent_steps)
+
+    def _explain_with(self, outputs: Callable[[np.ndarray], np.ndarray],
+                      step: GenerationStep) -> tuple[np.ndarray, float, dict]:
+        """SHAP of one step, `outputs` scoring full prefixes (N, T_s) -> (N,)."""
+        ids = np.asarray(step.prefix_ids, dtype=np.int64)  # (T_s,)
+        n_features = len(ids) - 1
+        n_evals = 0
 
         def fn(rows: np.ndarray) -> np.ndarray:
             # shap's masked rows (N, M) lack [BOS]; put it back and score the step.
@@ -98,27 +139,18 @@ class GenerationShap:
             rows = np.asarray(rows, dtype=np.int64)
             full = np.concatenate([np.full((len(rows), 1), ids[0]), rows], axis=1)  # (N, T_s)
             n_evals += len(rows)
-            return step_outputs(model, full, step, self.batch_size, max_tokens)  # (N,)
+            return outputs(full)  # (N,)
 
         if n_features == 0:
             value = float(fn(ids[None, 1:])[0])
             return np.zeros(1), value, {"n_evals": n_evals}
         masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
-        rng_state = np.random.get_state()
-        try:
-            # Partition breaks ties with numpy's global RNG: seed it, give the caller its state back.
-            np.random.seed(self.seed)
-            if self.algorithm == "partition":
-                explainer = DenseMaskPartition(fn, masker)
-                max_evals = self.max_evals
-            else:
-                explainer = Exact(fn, masker)
-                max_evals = 2**n_features
-            result = explainer(ids[None, 1:], max_evals=max_evals, batch_size=self.batch_size, silent=True)
-        finally:
-            np.random.set_state(rng_state)
-        values = np.asarray(result.values[0], dtype=np.float64).reshape(n_features)  # (M,)
-        base = float(np.asarray(result.base_values[0], dtype=np.float64).reshape(-1)[0])
+        explainer_cls, max_evals = ((DenseMaskPartition, self.max_evals) if self.algorithm == "partition"
+                                    else (Exact, 2**n_features))
+        # Partition breaks ties with its own RandomState(seed): numpy's global RNG is left alone.
+        values, base = explainer_cls(fn, masker, seed=self.seed).row_values(ids[1:], max_evals, self.batch_size)
+        values = values.reshape(n_features)  # (M,)
+        base = float(base.reshape(-1)[0])
         return np.concatenate([[0.0], values]), base, {"n_evals": n_evals}
 
 
@@ -136,6 +168,7 @@ class GenerationMethodConfig:
     seed: int = 0
     exact_max_positions: int = 12
     max_batch_tokens: int | str | None = "auto"
+    concurrent_steps: int = 16
 
     def __post_init__(self) -> None:
         if self.method not in GENERATION_METHODS:
@@ -148,7 +181,7 @@ class GenerationMethodConfig:
     def shap_config(self, mask_id: int) -> GenerationShap:
         return GenerationShap(algorithm=self.algorithm, max_evals=self.max_evals, batch_size=self.batch_size,
                               seed=self.seed, mask_id=mask_id, exact_max_positions=self.exact_max_positions,
-                              max_batch_tokens=self.max_batch_tokens)
+                              max_batch_tokens=self.max_batch_tokens, concurrent_steps=self.concurrent_steps)
 
 
 def _attentions_and_grads(model: nn.Module, step: GenerationStep, need_grads: bool):
@@ -217,13 +250,21 @@ class GenerationExplainer:
         self.shap = shap_config or GenerationShap()
         self.seed = int(seed)
 
-    def explain_step(self, model: nn.Module, step: GenerationStep) -> list[StepAttribution]:
+    def explain_step(self, model: nn.Module, step: GenerationStep,
+                     shap_result: tuple[np.ndarray, float, dict, float] | None = None) -> list[StepAttribution]:
+        """Every method on one step; `shap_result` (scores, base, extras, seconds): SHAP already
+        computed with the other steps (``explain``)."""
         full = float(step_outputs(model, np.asarray([step.prefix_ids]), step)[0])
         results = []
         for method in self.methods:
             start = time.perf_counter()
             base: float | None = None
             extras: dict = {}
+            if method == "shap" and shap_result is not None:
+                scores, base, extras, seconds = shap_result
+                results.append(StepAttribution(method, step.example_id, step.step, np.asarray(scores, dtype=np.float64),
+                                               full, base, seconds, extras))
+                continue
             if method == "shap":
                 scores, base, extras = self.shap.explain(model, step)
             elif method == EXPLAIN_BASELINE:
@@ -240,7 +281,16 @@ class GenerationExplainer:
         return results
 
     def explain(self, model: nn.Module, steps: list[GenerationStep]) -> list[StepAttribution]:
+        """Every method on every step. SHAP runs first for all steps together (their masked prefixes
+        share forwards, ``GenerationShap.explain_many``); a step's SHAP seconds are the shared
+        time over the steps."""
+        shap_results: list = [None] * len(steps)
+        if "shap" in self.methods and steps:
+            start = time.perf_counter()
+            explained = self.shap.explain_many(model, steps)
+            seconds = (time.perf_counter() - start) / len(steps)
+            shap_results = [(*result, seconds) for result in explained]
         out = []
-        for step in steps:
-            out.extend(self.explain_step(model, step))
+        for step, shap_result in zip(steps, shap_results, strict=True):
+            out.extend(self.explain_step(model, step, shap_result))
         return out

@@ -16,7 +16,7 @@ from torch import nn
 
 from glassworks.data.lm_tasks import LMExample
 from glassworks.data.lm_vocab import WordVocab
-from glassworks.explain.predict import AUTO, Auto, resolve_max_tokens, rows_per_chunk
+from glassworks.explain.predict import AUTO, Auto, eval_forward, resolve_max_tokens, rows_per_chunk
 from glassworks.models.generation import check_fits, generate
 
 
@@ -86,23 +86,32 @@ def step_outputs(model: nn.Module, rows: np.ndarray, step: GenerationStep, batch
     rows = np.asarray(rows, dtype=np.int64)
     if rows.ndim != 2 or rows.shape[1] != step.n_positions:
         raise ValueError(f"step_outputs: rows must be (N, {step.n_positions}), got {rows.shape}")
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    out = []
-    try:
-        with torch.no_grad():
-            step_rows = rows_per_chunk(rows.shape[1], batch_size, resolve_max_tokens(model, max_tokens))
-            for start in range(0, len(rows), step_rows):
-                ids = torch.as_tensor(rows[start : start + step_rows], device=device)  # (B, T_s)
-                logp = model(ids, last_only=True).logits[:, -1].float().log_softmax(dim=-1)  # (B, V)
-                value = logp[:, step.token_id]
-                if step.foil_id is not None:
-                    value = value - logp[:, step.foil_id]
-                out.append(value.double().cpu().numpy())
-    finally:
-        model.train(was_training)
+    step_rows = rows_per_chunk(rows.shape[1], batch_size, resolve_max_tokens(model, max_tokens))
+    targets = np.tile(step_targets(step), (min(step_rows, len(rows)), 1))  # (B, 2)
+    out = [last_position_values(model, rows[start : start + step_rows], targets[: min(step_rows, len(rows) - start)])
+           for start in range(0, len(rows), step_rows)]
     return np.concatenate(out) if out else np.zeros(0)
+
+
+def step_targets(step: GenerationStep) -> np.ndarray:
+    """(2,) int64 what a step's output is about: its token, and its foil or -1 (none)."""
+    return np.array([step.token_id, -1 if step.foil_id is None else step.foil_id], dtype=np.int64)
+
+
+def last_position_values(model: nn.Module, rows: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """One forward: rows (B, T) ids of one width -> (B,) float64 ``log p(token)`` at the last
+    position, minus ``log p(foil)`` where a row's foil is not -1; targets (B, 2) from
+    ``step_targets`` (rows of several steps of one width can share a forward). Eval mode, no grad."""
+    with eval_forward(model) as device, torch.no_grad():
+        ids = torch.as_tensor(np.asarray(rows, dtype=np.int64), device=device)  # (B, T)
+        logp = model(ids, last_only=True).logits[:, -1].float().log_softmax(dim=-1)  # (B, V)
+        target = torch.as_tensor(targets, device=device)  # (B, 2)
+        value = logp.gather(1, target[:, :1])[:, 0]  # (B,)
+        contrastive = target[:, 1] >= 0
+        if bool(contrastive.any()):
+            foil = logp.gather(1, target[:, 1:].clamp(min=0))[:, 0]  # (B,)
+            value = torch.where(contrastive, value - foil, value)
+        return value.double().cpu().numpy()
 
 
 def explained_output_tensor(logits: torch.Tensor, step: GenerationStep) -> torch.Tensor:

@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from glassworks.explain.explanation import embedding_leaf, eval_forward, explain_each
+from glassworks.explain.explanation import embedding_leaf, explain_each
+from glassworks.explain.predict import eval_forward
 from glassworks.explain.types import ExampleInput, Explanation
 
 

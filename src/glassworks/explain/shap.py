@@ -9,6 +9,7 @@ explained at once with their masked rows gathered into shared forward passes
 
 from __future__ import annotations
 
+import functools
 import heapq
 import logging
 import time
@@ -37,6 +38,27 @@ log = logging.getLogger(__name__)
 ShapAlgorithm = Literal["partition", "exact", "permutation"]
 ShapOutput = Literal["probability", "logit"]
 _OUTPUTS = ("probability", "logit")
+
+
+def _per_tree(fn: Callable[[np.ndarray], Any]) -> Callable[[np.ndarray], Any]:
+    """`fn(clustering)` remembered by the clustering's bytes (read-only when an array): every
+    example of one length has the same tree, so its masks and counts are built once."""
+    cache: dict[tuple, Any] = {}
+
+    @functools.wraps(fn)
+    def cached(clustering: np.ndarray) -> Any:
+        clustering = np.asarray(clustering)
+        key = (clustering.shape, clustering.dtype.str, clustering.tobytes())
+        if key not in cache:
+            if len(cache) >= 512:  # lengths seen in one process: bounded all the same
+                cache.clear()
+            result = fn(clustering)
+            if isinstance(result, np.ndarray):
+                result.flags.writeable = False
+            cache[key] = result
+        return cache[key]
+
+    return cached
 
 
 def contiguous_partition_tree(n: int) -> np.ndarray:
@@ -75,6 +97,14 @@ def contiguous_partition_tree(n: int) -> np.ndarray:
     for pos, old in enumerate(order):
         lref, rref, height, count = nodes[old]
         tree[pos] = (resolve(lref), resolve(rref), float(height), float(count))
+    return tree
+
+
+@functools.lru_cache(maxsize=512)
+def _shared_tree(n: int) -> np.ndarray:
+    """`contiguous_partition_tree(n)`, built once a length and read-only (shap only reads it)."""
+    tree = contiguous_partition_tree(n)
+    tree.flags.writeable = False
     return tree
 
 
@@ -126,7 +156,7 @@ class TokenIdMasker(shap.maskers.Masker):
         return 1, len(x)
 
     def _row_clustering(self, x) -> np.ndarray:
-        return contiguous_partition_tree(len(x))  # (M-1, 4)
+        return _shared_tree(len(x))  # (M-1, 4)
 
     def mask_shapes(self, x) -> list[tuple[int]]:
         return [(len(x),)]
@@ -149,9 +179,20 @@ class _HeapQueue:
         return not self.queue
 
 
-class _NumpyFastMax:
-    """numpy, except that ``max(a)`` is ``a.max()``: the same reduction without ``np.max``'s
-    Python dispatch (~2 us a call; Partition calls it four times a node)."""
+class _NumpyOwnRng:
+    """numpy, except that ``random`` is one explainer's own ``RandomState`` and ``max(a)`` is
+    ``a.max()`` (the same reduction without ``np.max``'s Python dispatch, ~2 us a call; Partition
+    calls it four times a node).
+
+    shap's Partition breaks priority ties with ``np.random.randn()`` and Permutation shuffles with
+    ``np.random.shuffle``: run with this as their ``np``, they draw the same stream from a
+    ``RandomState(seed)`` as from the global one after ``np.random.seed(seed)``, and numpy's global
+    RNG is never touched. So examples explained together need not save and restore it at every
+    model call (``RowBatcher(isolate_rng=False)``; ~60 us a save and as much a restore).
+    """
+
+    def __init__(self, rng: np.random.RandomState) -> None:
+        self.random = rng
 
     def __getattr__(self, name: str) -> Any:
         return getattr(np, name)
@@ -163,8 +204,10 @@ class _NumpyFastMax:
 
 def _with_globals(fn: Callable, **replaced: Any) -> Callable:
     """``fn``'s own code object run with some of its module's globals replaced."""
-    return types.FunctionType(fn.__code__, {**fn.__globals__, **replaced}, fn.__name__, fn.__defaults__,
-                              fn.__closure__)
+    own = types.FunctionType(fn.__code__, {**fn.__globals__, **replaced}, fn.__name__, fn.__defaults__,
+                             fn.__closure__)
+    own.__kwdefaults__ = fn.__kwdefaults__
+    return own
 
 
 class RowsAtOnceMaskedModel(MaskedModel):
@@ -195,6 +238,7 @@ def _rows_at_once(explain_row: Callable, **replaced: Any) -> Callable:
     return _with_globals(explain_row, MaskedModel=RowsAtOnceMaskedModel, **replaced)
 
 
+@_per_tree
 def dense_coalition_masks(clustering: np.ndarray) -> np.ndarray:
     """shap's ``make_masks`` as a dense bool array (2M-1, M), built with numpy, nothing compiled.
 
@@ -214,32 +258,122 @@ def dense_coalition_masks(clustering: np.ndarray) -> np.ndarray:
     return masks
 
 
-def _uncompiled(kernel: Any) -> Callable:
-    """A numba kernel's own Python code (``py_func``), recursing into itself, never compiled.
+@_per_tree
+def _credit_plan(clustering: np.ndarray) -> tuple[int, list[tuple[int, int, int, int, int, int]]]:
+    """(M, [(node, left, right, left size, right size, size)] from the root down) for ``lower_credit``."""
+    m = clustering.shape[0] + 1
+    plan = []
+    for j in range(m - 2, -1, -1):  # a linkage row comes after its children's: the root first
+        left, right, group = int(clustering[j, 0]), int(clustering[j, 1]), int(clustering[j, 3])
+        lsize = int(clustering[left - m, 3]) if left >= m else 1
+        rsize = int(clustering[right - m, 3]) if right >= m else 1
+        if lsize + rsize != group:
+            raise ValueError(f"shap clustering: row {j} holds {group} leaves but its children {lsize} + {rsize}")
+        plan.append((m + j, left, right, lsize, rsize, group))
+    return m, plan
 
-    shap's kernels are ``@njit`` without a disk cache, so their first call compiles them in every
-    process: ~5 s on 2 cores for Partition's, most of a default explain stage. The ones our
-    Partition path calls do O(M) work an example, which in Python is far less than that.
-    """
-    fn = getattr(kernel, "py_func", kernel)  # a shap without numba: already plain Python
-    own = _with_globals(fn)
-    own.__globals__[fn.__name__] = own  # its own namespace: recursive calls come here, not to numba
-    return own
+
+def lower_credit(i: int, value: float, m: int, values: np.ndarray, clustering: np.ndarray) -> None:
+    """shap's ``lower_credit`` from the root: each internal node's value is pushed down to its two
+    children in proportion to their sizes, recursively; the same float operations in the same
+    order per node, as a loop (shap's is a numba kernel that compiles for ~5 s in every process,
+    and its Python recursion costs ~0.14 ms an example at 16 tokens, this ~0.02)."""
+    if i != 2 * m - 2:
+        raise ValueError(f"lower_credit: starts at the root {2 * m - 2}, got node {i}")
+    values[i] += value
+    if m < 2:
+        return
+    _, plan = _credit_plan(clustering)
+    for node, left, right, lsize, rsize, group in plan:
+        values[left] += values[node] * lsize / group
+        values[right] += values[node] * rsize / group
 
 
-class Exact(shap.explainers.Exact):
-    """shap's Exact, its masked rows built at once."""
+class _RowValues:
+    """One row's values from a shap explainer, the way every explainer here is called; the
+    explainer's random draws come from its own ``rng``, a ``RandomState(seed)``."""
+
+    seed: int = 0
+
+    @functools.cached_property
+    def rng(self) -> np.random.RandomState:
+        """Made on first use: a RandomState takes ~170 us to seed, as long as a 16-token example's
+        level walk, which draws nothing."""
+        return np.random.RandomState(self.seed)
+
+    def row_values(self, row: np.ndarray, max_evals: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """row (M,) -> SHAP values (M,) or (M, C) and base values () or (C,), as float64."""
+        result = self(row[None, :], max_evals=max_evals, batch_size=batch_size, silent=True)
+        return np.asarray(result.values[0], dtype=np.float64), np.asarray(result.base_values[0], dtype=np.float64)
+
+
+class Exact(_RowValues, shap.explainers.Exact):
+    """shap's Exact, its masked rows built at once (it draws no random numbers)."""
 
     explain_row = _rows_at_once(shap.explainers.Exact.explain_row)
 
-
-class Permutation(shap.explainers.Permutation):
-    """shap's Permutation, its masked rows built at once."""
-
-    explain_row = _rows_at_once(shap.explainers.Permutation.explain_row)
+    def __init__(self, model: Any, masker: Any, seed: int = 0) -> None:
+        super().__init__(model, masker)
+        self.seed = int(seed)
 
 
-class DenseMaskPartition(shap.explainers.Partition):
+class Permutation(_RowValues, shap.explainers.Permutation):
+    """shap's Permutation, its masked rows built at once, shuffling with its own ``RandomState(seed)``.
+
+    shap's constructor seeds numpy's global RNG with `seed`: that state is given back afterwards.
+    """
+
+    def __init__(self, model: Any, masker: Any, seed: int = 0) -> None:
+        state = np.random.get_state()
+        try:
+            super().__init__(model, masker, seed=seed)
+        finally:
+            np.random.set_state(state)
+        self.seed = int(seed)
+        self.explain_row = types.MethodType(
+            _rows_at_once(shap.explainers.Permutation.explain_row, np=_NumpyOwnRng(self.rng)), self)
+
+
+@_per_tree
+def _descent(clustering: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For every node of a linkage (2M-1 of them): whether shap's walk descends into it (an internal
+    node whose distance is not negative) and its two children ((-1, -1) for a leaf)."""
+    clustering = np.asarray(clustering)  # (M-1, 4)
+    m = clustering.shape[0] + 1
+    descends = np.zeros(2 * m - 1, dtype=bool)  # (2M-1,)
+    descends[m:] = clustering[:, 2] >= 0 if clustering.shape[1] >= 3 else True
+    children = np.full((2 * m - 1, 2), -1, dtype=np.int64)  # (2M-1, 2)
+    children[m:] = clustering[:, :2]
+    return descends, children
+
+
+class _TieBreaks:
+    """The stream of ``randn()`` draws of a ``RandomState(seed)``, drawn once a process.
+
+    Partition's walk draws four a node it expands, in order, from an RNG seeded anew for every
+    example: the k-th draw of an example is always the k-th of this stream. (``randn(n)`` draws the
+    same numbers as n calls of ``randn()``; seeding a RandomState takes ~170 us, as long as a
+    16-token example's whole walk.)"""
+
+    _streams: dict[int, tuple[np.random.RandomState, np.ndarray]] = {}
+
+    @classmethod
+    def take(cls, seed: int, start: int, n: int) -> np.ndarray:
+        rng, drawn = cls._streams.get(seed) or (np.random.RandomState(seed), np.empty(0))
+        if len(drawn) < start + n:
+            drawn = np.concatenate([drawn, rng.randn(max(start + n - len(drawn), 1024))])
+        cls._streams[seed] = rng, drawn
+        return drawn[start:start + n]
+
+
+def shap_walk(rng: np.random.RandomState) -> Callable:
+    """shap's own ``Partition.owen``, its ``queue.PriorityQueue`` replaced by the same heap without
+    locks and its ``np`` by ``_NumpyOwnRng(rng)``."""
+    return _with_globals(shap.explainers.Partition.owen, queue=types.SimpleNamespace(PriorityQueue=_HeapQueue),
+                         np=_NumpyOwnRng(rng))
+
+
+class DenseMaskPartition(_RowValues, shap.explainers.Partition):
     """shap's Partition explainer with its coalition masks held as a dense bool array.
 
     Partition rebuilds ``_mask_matrix`` (one row per node of the hierarchy, (2M-1, M)) for every
@@ -250,20 +384,119 @@ class DenseMaskPartition(shap.explainers.Partition):
     same model calls, the same values (tests/unit/test_shap_dense_masks.py), shap's algorithm
     untouched. (2M-1) x M booleans are 0.5 MB at 512 tokens.
 
-    ``owen`` (the tree walk) is shap's own code, run with two of its module's names replaced: its
-    ``queue.PriorityQueue`` by the same heap without locks (a put and a get took ~7 us each under
-    a lock, 4 puts and a get a node) and ``np.max`` by ``ndarray.max``. The same nodes are expanded
-    in the same order, with the same values: 8.5% less time at 25 tokens (10 examples, 0.783 s ->
-    0.716 s, interleaved), values array-equal. ``explain_row`` is shap's own too, with its masked
-    rows built at once (``RowsAtOnceMaskedModel``), its masks built dense by numpy
-    (``dense_coalition_masks``) and its ``lower_credit`` run as Python: nothing of Partition is
-    compiled by numba, so no process pays the ~5 s compilation of its kernels.
+    The tree walk (``owen``) takes shap's batches of nodes one sort at a time in numpy instead of
+    one heap operation a node in Python: the same model calls, the same values bit for bit, its
+    tie-breaks drawn from the stream of ``RandomState(seed)`` (never numpy's global RNG), ~5 ms
+    less an example at 16 tokens. ``explain_row`` is shap's own, with its masked rows built at once
+    (``RowsAtOnceMaskedModel``), its masks built dense by numpy (``dense_coalition_masks``) and
+    its ``lower_credit`` a loop: nothing of Partition is compiled by numba, so no process pays the
+    ~5 s compilation of its kernels. ``row_values`` calls ``explain_row`` without
+    ``Explainer.__call__``'s packing. tests/unit/test_shap_dense_masks.py holds each of these
+    against ``shap.explainers.Partition``.
     """
 
-    owen = _with_globals(shap.explainers.Partition.owen, queue=types.SimpleNamespace(PriorityQueue=_HeapQueue),
-                         np=_NumpyFastMax())
+    def __init__(self, model: Any, masker: Any, seed: int = 0) -> None:
+        super().__init__(model, masker)
+        self.seed = int(seed)
+
+    def shap_owen(self, *args: Any) -> Any:
+        """shap's own walk (``shap_walk``), tie-breaks drawn from this explainer's RNG."""
+        return shap_walk(self.rng)(self, *args)
+
+    def owen(self, fm, f00, f11, max_evals, output_indexes, fixed_context, batch_size, silent):
+        """shap's tree walk, a batch of nodes at a time in numpy: the same model calls with the
+        same rows in the same order, and the same values bit for bit.
+
+        shap keeps the nodes to expand in a priority queue (priority ``-max|f_high - f_low| *
+        weight``, ties broken by a ``randn()`` drawn as the node is queued) and repeats: pop nodes
+        in priority order while the batch has fewer than ``batch_size`` rows and the evaluations
+        stay under ``max_evals`` (a leaf popped adds its credit, an internal node two rows), run
+        the batch through the model, queue four children a node; once the budget is spent, every
+        node left adds its credit in priority order. Between two model calls nothing is queued, so
+        a batch is a prefix of the queue sorted by (priority, tie-break): here each batch is one
+        ``lexsort``, its rows and children built with array operations, the tie-breaks taken from
+        the seed's stream in shap's order (``_TieBreaks``). A Python loop of ~30 us a node becomes
+        ~20 numpy calls a batch: 5 ms -> 0.3 ms an example at 16 tokens. shap's own code
+        (``shap_owen``) runs for a fixed context or a batch size that is not a number.
+        """
+        if fixed_context is not None or not isinstance(batch_size, int | np.integer):
+            return self.shap_owen(fm, f00, f11, max_evals, output_indexes, fixed_context, batch_size, silent)
+        base_value = f00
+        if output_indexes is not None:
+            f00, f11 = f00[output_indexes], f11[output_indexes]
+        m = len(fm)
+        masks = self._mask_matrix  # (2M-1, M) bool
+        descends, children = _descent(self._clustering)  # (2M-1,), (2M-1, 2)
+        # The queue, K nodes: coalition kept so far (K, M), outputs without and with the node
+        # (K, ...), node (K,), weight (K,), priority (K,), tie-break (K,).
+        context = np.zeros((1, m), dtype=bool)
+        low, high = np.asarray(f00)[None], np.asarray(f11)[None]
+        node = np.array([len(self.dvalues) - 1])
+        weight, priority, tie = np.ones(1), np.zeros(1), np.zeros(1)
+        eval_count = draws = 0
+
+        def credit(rows: slice | np.ndarray) -> None:  # dvalues[node] += (high - low) * weight, in order
+            delta = (high[rows] - low[rows]) * weight[rows].reshape((-1,) + (1,) * (low.ndim - 1))
+            np.add.at(self.dvalues, node[rows], delta)
+
+        while len(node):
+            order = np.lexsort((tie, priority))  # the order shap's heap pops them
+            context, low, high, node, weight, priority, tie = (
+                a[order] for a in (context, low, high, node, weight, priority, tie))
+            if eval_count >= max_evals:  # budget spent: every node left keeps its credit
+                credit(slice(None))
+                break
+            internal = descends[node]  # (K,)
+            before = 2 * (np.cumsum(internal) - internal)  # rows in the batch before each pop
+            fits = (before < batch_size) & (eval_count + before < max_evals)
+            n_pop = len(node) if fits.all() else int(np.argmin(fits))
+            popped_leaf = np.flatnonzero(~internal[:n_pop])
+            if len(popped_leaf):
+                credit(popped_leaf)
+            grown = np.flatnonzero(internal[:n_pop])  # (E,) expanded, in pop order
+            if len(grown):
+                left, right = children[node[grown]].T  # (E,) each
+                ctx = context[grown]
+                m10, m01 = ctx | masks[left], ctx | masks[right]  # (E, M)
+                rows = np.stack([m10, m01], axis=1).reshape(-1, m)  # (2E, M): shap's m10, m01 pairs
+                fout = fm(rows)
+                if output_indexes is not None:
+                    fout = fout[:, output_indexes]
+                eval_count += len(rows)
+                f10, f01 = fout[0::2], fout[1::2]  # (E, ...)
+                lo, hi, w = low[grown], high[grown], weight[grown] / 2
+                # Four children a node, queued in shap's order, a tie-break drawn for each.
+                kids_low = np.stack([lo, lo, f01, f10], axis=1)  # (E, 4, ...)
+                kids_high = np.stack([f10, f01, hi, hi], axis=1)
+                spread = np.abs(kids_high - kids_low).reshape(len(grown), 4, -1).max(axis=2)  # (E, 4)
+                n_kids = 4 * len(grown)
+                kid_tie = _TieBreaks.take(self.seed, draws, n_kids)
+                draws += n_kids
+                rest = slice(n_pop, None)
+                context = np.concatenate([context[rest], np.stack([ctx, ctx, m01, m10], axis=1).reshape(-1, m)])
+                low = np.concatenate([low[rest], kids_low.reshape((n_kids,) + low.shape[1:])])
+                high = np.concatenate([high[rest], kids_high.reshape((n_kids,) + high.shape[1:])])
+                node = np.concatenate([node[rest], np.stack([left, right, left, right], axis=1).ravel()])
+                weight = np.concatenate([weight[rest], np.repeat(w, 4)])
+                priority = np.concatenate([priority[rest], (-spread * w[:, None]).ravel()])
+                tie = np.concatenate([tie[rest], kid_tie])
+            else:
+                context, low, high, node, weight, priority, tie = (
+                    a[n_pop:] for a in (context, low, high, node, weight, priority, tie))
+        self.last_eval_count = eval_count
+        return output_indexes, base_value
+
     explain_row = _rows_at_once(shap.explainers.Partition.explain_row, make_masks=dense_coalition_masks,
-                                lower_credit=_uncompiled(shap.explainers._partition.lower_credit))
+                                lower_credit=lower_credit)
+
+    def row_values(self, row: np.ndarray, max_evals: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+        """shap's ``explain_row`` of one row, without ``Explainer.__call__`` around it: that call
+        packs the row into an ``Explanation`` (slicer objects, ``pack_values``), ~0.7 ms an example,
+        a third of a 16-token example's Python. Its values and base values are ``explain_row``'s,
+        called with ``Partition.__call__``'s defaults."""
+        out = self.explain_row(row, max_evals=max_evals, main_effects=False, error_bounds=False,
+                               batch_size=batch_size, outputs=None, silent=True, fixed_context=None)
+        return np.asarray(out["values"], dtype=np.float64), np.asarray(out["expected_values"], dtype=np.float64)
 
     @property
     def _mask_matrix(self) -> np.ndarray:
@@ -279,13 +512,27 @@ Evaluate = Callable[[np.ndarray], np.ndarray]
 
 
 class _BatchedIdModel:
-    """The function shap calls: masked id rows (N, M) -> outputs (N, C), counting evaluations."""
+    """The function shap calls: masked id rows (N, M) -> outputs (N, C), counting evaluations.
+
+    Rows evaluated with ``remember`` answer later calls of that one row without a forward:
+    Partition asks for the fully hidden and the full row one call each, which with cross-example
+    batching were two forwards of one row an example (16 at a time) besides ours of the full row.
+    """
 
     def __init__(self, evaluate: Evaluate, cls_id: int, output: ShapOutput) -> None:
         self.evaluate = evaluate
         self.cls_id = cls_id
         self.output = output
         self.n_evals = 0
+        self._remembered: dict[bytes, np.ndarray] = {}  # a row's bytes -> its logits (C,)
+
+    def remember(self, rows: np.ndarray) -> np.ndarray:
+        """logits (N, C) of rows (N, M), in one call; single-row calls of these rows reuse them."""
+        rows = np.asarray(rows, dtype=np.int64)  # (N, M)
+        logits = self.logits(rows)  # (N, C)
+        for row, out in zip(rows, logits, strict=True):
+            self._remembered[row.tobytes()] = out
+        return logits
 
     def logits(self, rows: np.ndarray) -> np.ndarray:
         rows = np.asarray(rows, dtype=np.int64)  # (N, M)
@@ -295,7 +542,9 @@ class _BatchedIdModel:
         return self.evaluate(ids)  # (N, C)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        logits = self.logits(rows)  # (N, C)
+        rows = np.asarray(rows, dtype=np.int64)  # (N, M)
+        known = self._remembered.get(rows.tobytes()) if len(rows) == 1 else None
+        logits = known[None, :] if known is not None else self.logits(rows)  # (N, C)
         return logits if self.output == "logit" else softmax(logits)
 
 
@@ -364,11 +613,8 @@ class ShapExplainer:
         return TokenIdMasker(mask_id, hierarchical=self.algorithm == "partition", keep_ids=keep_ids)
 
     def _shap_explainer(self, fn: _BatchedIdModel, masker: TokenIdMasker):
-        if self.algorithm == "partition":
-            return DenseMaskPartition(fn, masker)
-        if self.algorithm == "exact":
-            return Exact(fn, masker)
-        return Permutation(fn, masker, seed=self.seed)
+        explainer_cls = {"partition": DenseMaskPartition, "exact": Exact, "permutation": Permutation}[self.algorithm]
+        return explainer_cls(fn, masker, seed=self.seed)
 
     def _check_length(self, example: ExampleInput, n_features: int) -> None:
         """A limit hit by one example skips that example (counted by the runner), never the run."""
@@ -423,8 +669,9 @@ class ShapExplainer:
 
     def _explain_batched(self, model: nn.Module, pad_id: int, examples: list[ExampleInput],
                          masker: TokenIdMasker, max_tokens: int | None) -> list[Explanation]:
+        # Our shap explainers draw from their own RandomState: no global RNG to keep apart per task.
         batcher = RowBatcher(self._direct(model, pad_id, max_tokens), pad_id=pad_id, batch_size=self.batch_size,
-                             max_tokens=max_tokens)
+                             max_tokens=max_tokens, isolate_rng=False)
         explanations = batcher.map(lambda example, submit: self._explain_one(submit, example, masker), examples,
                                    self.concurrent_examples)
         for expl in explanations:  # an example's own wall time includes waiting for the others: the shared time
@@ -440,35 +687,26 @@ class ShapExplainer:
         ids = np.asarray(example.ids, dtype=np.int64)  # (T,)
         cls_id = int(ids[0])
         fn = _BatchedIdModel(evaluate, cls_id, self.output)
-        full_logits = fn.logits(ids[None, 1:])[0]  # (C,) logits on the full input
+        n_features = len(ids) - 1
+        first = [ids[1:]]  # the full input, and for Partition its fully hidden row: one call
+        if self.algorithm == "partition" and n_features:
+            first.append(masker.masked_rows(np.zeros(n_features, dtype=bool), ids[1:]))
+        full_logits = fn.remember(np.stack(first))[0]  # (C,) logits on the full input
         probs = softmax(full_logits[None, :])[0]  # (C,)
         full = probs if self.output == "probability" else full_logits  # explained output
         target = int(np.argmax(probs))
         n_classes = full.shape[0]
-        n_features = len(ids) - 1
 
         if n_features == 0:
             # Only [CLS]: nothing to attribute, every output is the base value.
             class_scores = np.zeros((1, n_classes))  # (T, C)
             base_values = full.copy()  # (C,)
         else:
-            # Partition breaks priority ties with numpy's global RNG and Permutation shuffles with it
-            # (and reseeds it in its constructor): seed it per example, so results don't depend on
-            # batch order, and give the caller back the state it had.
-            rng_state = np.random.get_state()
-            try:
-                explainer = self._shap_explainer(fn, masker)
-                np.random.seed(self.seed)
-                result = explainer(
-                    ids[None, 1:],
-                    max_evals=self._max_evals_for(n_features),
-                    batch_size=self.batch_size,
-                    silent=True,
-                )
-            finally:
-                np.random.set_state(rng_state)
-            values = np.asarray(result.values[0], dtype=np.float64)  # (M, C)
-            base_values = np.asarray(result.base_values[0], dtype=np.float64).reshape(-1)  # (C,)
+            # Each explainer draws from its own RandomState(seed): results don't depend on the
+            # order examples are explained in, and numpy's global RNG is left alone.
+            values, base_values = self._shap_explainer(fn, masker).row_values(
+                ids[1:], self._max_evals_for(n_features), self.batch_size)  # (M, C), (C,)
+            base_values = base_values.reshape(-1)  # (C,)
             class_scores = np.concatenate([np.zeros((1, n_classes)), values], axis=0)  # (T, C)
 
         self.last_n_evals = fn.n_evals

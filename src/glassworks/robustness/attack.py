@@ -218,8 +218,9 @@ class SubstitutionAttack:
 
         if self.concurrent_examples == 1 or len(todo) <= 1:
             return [one(item, None) for item in todo]
+        # The search draws no random numbers: no global RNG to keep apart per example.
         batcher = RowBatcher(lambda rows: self._evaluate(model, rows, pad_id), pad_id=pad_id,
-                             batch_size=self.batch_size)
+                             batch_size=self.batch_size, isolate_rng=False)
         records = batcher.map(one, todo, self.concurrent_examples)
         for record in records:  # an attack's own wall time includes waiting for the others: the shared time
             record.seconds = batcher.stats.seconds / len(records)
