@@ -59,7 +59,7 @@ def test_exact_equals_brute_force_shapley(model):
     probs = predict_proba(model, [ex.ids], PAD)[0]
     assert result.target == int(np.argmax(probs))
     assert result.model_output == pytest.approx(float(probs.max()), abs=1e-9)
-    assert result.extras["n_evals"] == 2**7 + 1  # every coalition once, plus the full input
+    assert result.extras["n_evals"] == 2**7  # every coalition once (the full input among them, evaluated first)
 
 
 @pytest.mark.parametrize(
@@ -170,7 +170,9 @@ def test_partition_tree_is_a_balanced_contiguous_linkage(n):
     assert tree[-1, 2] == math.ceil(math.log2(n))  # balanced: height is the minimum possible
 
 
-def test_shap_model_calls_are_batched(model, monkeypatch):
+@pytest.fixture
+def forward_rows(monkeypatch) -> list[int]:
+    """The rows of every model call the SHAP explainer makes, in order (the real forwards run)."""
     import glassworks.explain.shap as shap_module
 
     calls: list[int] = []
@@ -181,9 +183,14 @@ def test_shap_model_calls_are_batched(model, monkeypatch):
         return real(model, ids, pad_id, batch_size, max_tokens)
 
     monkeypatch.setattr(shap_module, "predict_logits", counting)
+    return calls
+
+
+def test_shap_model_calls_are_batched(model, forward_rows):
+    calls = forward_rows
     explainer = ShapExplainer(algorithm="exact", batch_size=64)
     explainer.explain(model, [example(9)])
-    assert sum(calls) == explainer.last_n_evals == 2**8 + 1
+    assert sum(calls) == explainer.last_n_evals == 2**8
     assert max(calls) == 64  # shap hands over whole batches, not single rows
 
 
@@ -237,7 +244,18 @@ def test_two_examples_share_forwards_and_the_last_ones_evals_are_reported(model)
     assert explainer.last_batch_stats is None
     a, b = explainer.explain(model, [example(4, example_id=0), example(6, seed=1, example_id=1)])
     assert explainer.last_batch_stats is not None and explainer.last_batch_stats.rows >= 2**3 + 2**5
-    assert (a.extras["n_evals"], b.extras["n_evals"]) == (2**3 + 1, 2**5 + 1)
+    assert (a.extras["n_evals"], b.extras["n_evals"]) == (2**3, 2**5)
     assert explainer.last_n_evals == b.extras["n_evals"]
     explainer.explain(model, [example(5)])  # one at a time again: no stats left from the last call
     assert explainer.last_batch_stats is None
+
+
+@pytest.mark.parametrize("n_tokens, max_evals, calls_expected", [(17, 500, 1), (64, 500, 2)])
+def test_partition_asks_for_what_its_walk_needs_in_advance_in_one_forward(model, forward_rows, n_tokens, max_evals,
+                                                                          calls_expected):
+    """At 16 tokens the budget covers the whole tree, so every row goes in the first call; at 64
+    the first four levels do, and the rows the priorities pick come in one more."""
+    calls = forward_rows
+    explainer = ShapExplainer(algorithm="partition", max_evals=max_evals, batch_size=512)
+    explainer.explain(model, [example(n_tokens)])
+    assert len(calls) == calls_expected and sum(calls) == explainer.last_n_evals <= max_evals + 1

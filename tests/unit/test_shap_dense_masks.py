@@ -16,6 +16,7 @@ from glassworks.explain.shap import (
     TokenIdMasker,
     contiguous_partition_tree,
     lower_credit,
+    partition_rows_ahead,
     shap_walk,
 )
 
@@ -167,3 +168,21 @@ def test_lower_credit_matches_shaps_bit_for_bit(n_tokens):
     np.testing.assert_array_equal(ours, theirs)
     with pytest.raises(ValueError, match="starts at the root"):
         lower_credit(0, 0, n_tokens, ours, clustering)
+
+
+@pytest.mark.parametrize("n_tokens, max_evals, batch_size, levels", [
+    (16, 500, 64, 3), (16, 500, 512, 4), (25, 500, 512, 5), (64, 500, 512, 4), (25, 100, 512, 3), (1, 50, 64, 0)])
+def test_rows_ahead_are_the_rows_of_shaps_whole_level_batches(n_tokens, max_evals, batch_size, levels):
+    """The empty coalition, then each level shap's walk takes whole (up to the batch size and the
+    budget): the rows of shap's own first calls, whatever the model."""
+    model = RecordingModel(n_tokens, 0)
+    ids = np.arange(10, 10 + n_tokens, dtype=np.int64)
+    masker = TokenIdMasker(MASK_ID, hierarchical=True)
+    np.random.seed(0)
+    shap.explainers.Partition(model, masker)(ids[None, :], max_evals=max_evals, batch_size=batch_size, silent=True)
+    calls = model.rows  # [f00], [f11], then one call a batch
+    ahead = masker.masked_rows(partition_rows_ahead(masker.clustering(ids), max_evals, batch_size), ids)
+    expected = np.concatenate([calls[0], *calls[2:2 + levels]])
+    assert sorted(map(tuple, ahead.tolist())) == sorted(map(tuple, expected.tolist()))
+    if len(calls) > 2 + levels:  # the next batch is not a whole level: its rows depend on the outputs
+        assert len(calls[2 + levels]) < 2 * 4 ** levels

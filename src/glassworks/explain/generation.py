@@ -38,7 +38,7 @@ from glassworks.explain.generation_target import (
     step_targets,
 )
 from glassworks.explain.predict import eval_forward, max_tokens_setting, resolve_max_tokens
-from glassworks.explain.shap import DenseMaskPartition, Exact, TokenIdMasker
+from glassworks.explain.shap import DenseMaskPartition, Exact, RowMemory, TokenIdMasker, partition_rows_ahead
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
 
@@ -132,19 +132,27 @@ class GenerationShap:
         ids = np.asarray(step.prefix_ids, dtype=np.int64)  # (T_s,)
         n_features = len(ids) - 1
         n_evals = 0
+        memory = RowMemory()
 
-        def fn(rows: np.ndarray) -> np.ndarray:
+        def evaluate(rows: np.ndarray) -> np.ndarray:
             # shap's masked rows (N, M) lack [BOS]; put it back and score the step.
             nonlocal n_evals
-            rows = np.asarray(rows, dtype=np.int64)
             full = np.concatenate([np.full((len(rows), 1), ids[0]), rows], axis=1)  # (N, T_s)
             n_evals += len(rows)
             return outputs(full)  # (N,)
+
+        def fn(rows: np.ndarray) -> np.ndarray:
+            return memory.outputs(np.asarray(rows, dtype=np.int64), evaluate)  # (N,)
 
         if n_features == 0:
             value = float(fn(ids[None, 1:])[0])
             return np.zeros(1), value, {"n_evals": n_evals}
         masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
+        if self.algorithm == "partition":  # the full prefix and the rows the walk will ask for: one call
+            ahead = np.concatenate([np.ones((1, n_features), dtype=bool), partition_rows_ahead(
+                masker.clustering(ids[1:]), self.max_evals, self.batch_size)])  # (R, M)
+            rows = masker.masked_rows(ahead, ids[1:])  # (R, M)
+            memory.remember(rows, evaluate(rows))
         explainer_cls, max_evals = ((DenseMaskPartition, self.max_evals) if self.algorithm == "partition"
                                     else (Exact, 2**n_features))
         # Partition breaks ties with its own RandomState(seed): numpy's global RNG is left alone.

@@ -347,6 +347,39 @@ def _descent(clustering: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return descends, children
 
 
+def partition_rows_ahead(clustering: np.ndarray, max_evals: int, batch_size: int) -> np.ndarray:
+    """The coalitions (R, M) Partition asks the model for whatever its outputs are: the empty one
+    (its base value), then every level of the tree that its walk expands whole.
+
+    The walk's first batch is the root; while a level's nodes fit one batch and the budget, the
+    batch is that whole level and the next queue holds just their children, so which rows it asks
+    for does not depend on the model's outputs until the first level the budget cuts. Evaluated
+    in one call ahead of the walk (``_BatchedIdModel.remember``), they make one forward of what
+    were one per level: at 16 tokens the whole tree (170 rows), at 64 the first four levels.
+    `max_evals` is the explainer's (the walk's is 2 less).
+    """
+    descends, children = _descent(clustering)  # (2M-1,), (2M-1, 2)
+    masks = dense_coalition_masks(clustering)  # (2M-1, M)
+    m = masks.shape[1]
+    budget = max_evals - 2
+    planned = [np.zeros((1, m), dtype=bool)]
+    context, node = np.zeros((1, m), dtype=bool), np.array([2 * m - 2])
+    evals = 0
+    while len(node):
+        internal = descends[node]
+        context, node = context[internal], node[internal]  # leaves ask for nothing
+        last_before = 2 * (len(node) - 1)  # rows in the batch before its last internal node
+        if not len(node) or last_before >= batch_size or evals + last_before >= budget:
+            break
+        left, right = children[node].T  # (K,) each
+        m10, m01 = context | masks[left], context | masks[right]  # (K, M)
+        planned.append(np.stack([m10, m01], axis=1).reshape(-1, m))
+        evals += 2 * len(node)
+        context = np.concatenate([context, context, m01, m10])
+        node = np.concatenate([left, right, left, right])
+    return np.concatenate(planned)  # (R, M)
+
+
 class _TieBreaks:
     """The stream of ``randn()`` draws of a ``RandomState(seed)``, drawn once a process.
 
@@ -511,27 +544,56 @@ class DenseMaskPartition(_RowValues, shap.explainers.Partition):
 Evaluate = Callable[[np.ndarray], np.ndarray]
 
 
-class _BatchedIdModel:
-    """The function shap calls: masked id rows (N, M) -> outputs (N, C), counting evaluations.
+def _row_keys(rows: np.ndarray) -> np.ndarray:
+    """(N, M) int64 rows -> (N,) opaque keys that compare equal exactly when the rows do."""
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    return rows.view(np.dtype((np.void, rows.shape[1] * 8))).ravel()
 
-    Rows evaluated with ``remember`` answer later calls of that one row without a forward:
-    Partition asks for the fully hidden and the full row one call each, which with cross-example
-    batching were two forwards of one row an example (16 at a time) besides ours of the full row.
-    """
+
+class RowMemory:
+    """Outputs of rows evaluated ahead, found again by the rows themselves: a call's rows are
+    looked up with one sorted search (not a dictionary lookup a row) and only the others are
+    evaluated (see ``partition_rows_ahead``)."""
+
+    def __init__(self) -> None:
+        self._keys: np.ndarray | None = None  # (R,) sorted keys of the remembered rows
+        self._outputs: np.ndarray | None = None  # (R, ...) their outputs, in that order
+
+    def remember(self, rows: np.ndarray, outputs: np.ndarray) -> None:
+        keys = _row_keys(rows)
+        order = np.argsort(keys, kind="stable")
+        self._keys, self._outputs = keys[order], np.asarray(outputs)[order]
+
+    def outputs(self, rows: np.ndarray, evaluate: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        """outputs (N, ...) of rows (N, M): remembered ones from memory, `evaluate(the rest)`."""
+        if self._keys is None:
+            return evaluate(rows)
+        query = _row_keys(rows)
+        at = np.minimum(np.searchsorted(self._keys, query), len(self._keys) - 1)  # (N,)
+        hit = self._keys[at] == query  # (N,)
+        if not hit.any():
+            return evaluate(rows)
+        out = self._outputs[at]  # (N, ...): right where hit
+        if not hit.all():
+            out[~hit] = evaluate(rows[~hit])
+        return out
+
+
+class _BatchedIdModel:
+    """The function shap calls: masked id rows (N, M) -> outputs (N, C), counting evaluations;
+    rows evaluated ahead with ``remember`` are not evaluated again (``RowMemory``)."""
 
     def __init__(self, evaluate: Evaluate, cls_id: int, output: ShapOutput) -> None:
         self.evaluate = evaluate
         self.cls_id = cls_id
         self.output = output
         self.n_evals = 0
-        self._remembered: dict[bytes, np.ndarray] = {}  # a row's bytes -> its logits (C,)
+        self.memory = RowMemory()
 
     def remember(self, rows: np.ndarray) -> np.ndarray:
-        """logits (N, C) of rows (N, M), in one call; single-row calls of these rows reuse them."""
-        rows = np.asarray(rows, dtype=np.int64)  # (N, M)
+        """logits (N, C) of rows (N, M), in one call; later calls of these rows reuse them."""
         logits = self.logits(rows)  # (N, C)
-        for row, out in zip(rows, logits, strict=True):
-            self._remembered[row.tobytes()] = out
+        self.memory.remember(rows, logits)
         return logits
 
     def logits(self, rows: np.ndarray) -> np.ndarray:
@@ -542,9 +604,7 @@ class _BatchedIdModel:
         return self.evaluate(ids)  # (N, C)
 
     def __call__(self, rows: np.ndarray) -> np.ndarray:
-        rows = np.asarray(rows, dtype=np.int64)  # (N, M)
-        known = self._remembered.get(rows.tobytes()) if len(rows) == 1 else None
-        logits = known[None, :] if known is not None else self.logits(rows)  # (N, C)
+        logits = self.memory.outputs(np.asarray(rows, dtype=np.int64), self.logits)  # (N, C)
         return logits if self.output == "logit" else softmax(logits)
 
 
@@ -688,10 +748,11 @@ class ShapExplainer:
         cls_id = int(ids[0])
         fn = _BatchedIdModel(evaluate, cls_id, self.output)
         n_features = len(ids) - 1
-        first = [ids[1:]]  # the full input, and for Partition its fully hidden row: one call
+        first = ids[None, 1:]  # the full input, and for Partition the rows its walk will ask for: one call
         if self.algorithm == "partition" and n_features:
-            first.append(masker.masked_rows(np.zeros(n_features, dtype=bool), ids[1:]))
-        full_logits = fn.remember(np.stack(first))[0]  # (C,) logits on the full input
+            ahead = partition_rows_ahead(masker.clustering(ids[1:]), self.max_evals, self.batch_size)  # (R, M)
+            first = np.concatenate([first, masker.masked_rows(ahead, ids[1:])])
+        full_logits = fn.remember(first)[0]  # (C,) logits on the full input
         probs = softmax(full_logits[None, :])[0]  # (C,)
         full = probs if self.output == "probability" else full_logits  # explained output
         target = int(np.argmax(probs))
