@@ -38,7 +38,7 @@ from glassworks.explain.generation_target import (
     step_targets,
 )
 from glassworks.explain.predict import eval_forward, max_tokens_setting, resolve_max_tokens
-from glassworks.explain.shap import DenseMaskPartition, Exact, RowMemory, TokenIdMasker, partition_rows_ahead
+from glassworks.explain.shap import DenseMaskPartition, Exact, RowMemory, TokenIdMasker, partition_first_rows
 from glassworks.tracking.contract import EXPLAIN_BASELINE
 from glassworks.validation import ConfigError
 
@@ -149,10 +149,8 @@ class GenerationShap:
             return np.zeros(1), value, {"n_evals": n_evals}
         masker = TokenIdMasker(self.mask_id, hierarchical=self.algorithm == "partition")
         if self.algorithm == "partition":  # the full prefix and the rows the walk will ask for: one call
-            ahead = np.concatenate([np.ones((1, n_features), dtype=bool), partition_rows_ahead(
-                masker.clustering(ids[1:]), self.max_evals, self.batch_size)])  # (R, M)
-            rows = masker.masked_rows(ahead, ids[1:])  # (R, M)
-            memory.remember(rows, evaluate(rows))
+            first = partition_first_rows(masker, ids[1:], self.max_evals, self.batch_size)  # (1 + R, M)
+            memory.remember(first, evaluate(first))
         explainer_cls, max_evals = ((DenseMaskPartition, self.max_evals) if self.algorithm == "partition"
                                     else (Exact, 2**n_features))
         # Partition breaks ties with its own RandomState(seed): numpy's global RNG is left alone.
@@ -268,12 +266,10 @@ class GenerationExplainer:
             start = time.perf_counter()
             base: float | None = None
             extras: dict = {}
+            seconds: float | None = None  # None: this method's own time here
             if method == "shap" and shap_result is not None:
                 scores, base, extras, seconds = shap_result
-                results.append(StepAttribution(method, step.example_id, step.step, np.asarray(scores, dtype=np.float64),
-                                               full, base, seconds, extras))
-                continue
-            if method == "shap":
+            elif method == "shap":
                 scores, base, extras = self.shap.explain(model, step)
             elif method == EXPLAIN_BASELINE:
                 scores = random_scores(self.seed, step)
@@ -284,8 +280,9 @@ class GenerationExplainer:
                 # [BOS] is never masked: its score means nothing to the metrics; keep the raw one.
                 extras["bos_score"] = float(scores[0])
                 scores[0] = 0.0
-            results.append(StepAttribution(method, step.example_id, step.step, scores, full, base,
-                                           time.perf_counter() - start, extras))
+            if seconds is None:
+                seconds = time.perf_counter() - start
+            results.append(StepAttribution(method, step.example_id, step.step, scores, full, base, seconds, extras))
         return results
 
     def explain(self, model: nn.Module, steps: list[GenerationStep]) -> list[StepAttribution]:

@@ -259,8 +259,8 @@ def dense_coalition_masks(clustering: np.ndarray) -> np.ndarray:
 
 
 @_per_tree
-def _credit_plan(clustering: np.ndarray) -> tuple[int, list[tuple[int, int, int, int, int, int]]]:
-    """(M, [(node, left, right, left size, right size, size)] from the root down) for ``lower_credit``."""
+def _credit_plan(clustering: np.ndarray) -> list[tuple[int, int, int, int, int, int]]:
+    """[(node, left, right, left size, right size, size)] from the root down, for ``lower_credit``."""
     m = clustering.shape[0] + 1
     plan = []
     for j in range(m - 2, -1, -1):  # a linkage row comes after its children's: the root first
@@ -270,7 +270,7 @@ def _credit_plan(clustering: np.ndarray) -> tuple[int, list[tuple[int, int, int,
         if lsize + rsize != group:
             raise ValueError(f"shap clustering: row {j} holds {group} leaves but its children {lsize} + {rsize}")
         plan.append((m + j, left, right, lsize, rsize, group))
-    return m, plan
+    return plan
 
 
 def lower_credit(i: int, value: float, m: int, values: np.ndarray, clustering: np.ndarray) -> None:
@@ -283,8 +283,7 @@ def lower_credit(i: int, value: float, m: int, values: np.ndarray, clustering: n
     values[i] += value
     if m < 2:
         return
-    _, plan = _credit_plan(clustering)
-    for node, left, right, lsize, rsize, group in plan:
+    for node, left, right, lsize, rsize, group in _credit_plan(clustering):
         values[left] += values[node] * lsize / group
         values[right] += values[node] * rsize / group
 
@@ -297,8 +296,9 @@ class _RowValues:
 
     @functools.cached_property
     def rng(self) -> np.random.RandomState:
-        """Made on first use: a RandomState takes ~170 us to seed, as long as a 16-token example's
-        level walk, which draws nothing."""
+        """Made on first use (Permutation's shuffles, shap's own Partition walk): a RandomState takes
+        ~170 us to seed, as long as a 16-token example's whole walk, whose tie-breaks come from
+        ``_TieBreaks`` instead."""
         return np.random.RandomState(self.seed)
 
     def row_values(self, row: np.ndarray, max_evals: int, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -347,6 +347,20 @@ def _descent(clustering: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return descends, children
 
 
+def _grow(context: np.ndarray, node: np.ndarray, masks: np.ndarray,
+          children: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Expand E internal nodes as shap's walk does: (rows (2E, M), each node's m10 and m01 pair in
+    turn; the four children's contexts (4E, M) and nodes (4E,), node by node in shap's queueing
+    order: left and right in the node's context, then left in m01's and right in m10's)."""
+    m = masks.shape[1]
+    left, right = children[node].T  # (E,) each
+    m10, m01 = context | masks[left], context | masks[right]  # (E, M): each child added
+    rows = np.stack([m10, m01], axis=1).reshape(-1, m)  # (2E, M)
+    kid_context = np.stack([context, context, m01, m10], axis=1).reshape(-1, m)  # (4E, M)
+    kid_node = np.stack([left, right, left, right], axis=1).ravel()  # (4E,)
+    return rows, kid_context, kid_node
+
+
 def partition_rows_ahead(clustering: np.ndarray, max_evals: int, batch_size: int) -> np.ndarray:
     """The coalitions (R, M) Partition asks the model for whatever its outputs are: the empty one
     (its base value), then every level of the tree that its walk expands whole.
@@ -371,12 +385,9 @@ def partition_rows_ahead(clustering: np.ndarray, max_evals: int, batch_size: int
         last_before = 2 * (len(node) - 1)  # rows in the batch before its last internal node
         if not len(node) or last_before >= batch_size or evals + last_before >= budget:
             break
-        left, right = children[node].T  # (K,) each
-        m10, m01 = context | masks[left], context | masks[right]  # (K, M)
-        planned.append(np.stack([m10, m01], axis=1).reshape(-1, m))
-        evals += 2 * len(node)
-        context = np.concatenate([context, context, m01, m10])
-        node = np.concatenate([left, right, left, right])
+        rows, context, node = _grow(context, node, masks, children)
+        planned.append(rows)
+        evals += len(rows)
     return np.concatenate(planned)  # (R, M)
 
 
@@ -488,10 +499,7 @@ class DenseMaskPartition(_RowValues, shap.explainers.Partition):
                 credit(popped_leaf)
             grown = np.flatnonzero(internal[:n_pop])  # (E,) expanded, in pop order
             if len(grown):
-                left, right = children[node[grown]].T  # (E,) each
-                ctx = context[grown]
-                m10, m01 = ctx | masks[left], ctx | masks[right]  # (E, M)
-                rows = np.stack([m10, m01], axis=1).reshape(-1, m)  # (2E, M): shap's m10, m01 pairs
+                rows, kid_context, kid_node = _grow(context[grown], node[grown], masks, children)
                 fout = fm(rows)
                 if output_indexes is not None:
                     fout = fout[:, output_indexes]
@@ -506,10 +514,10 @@ class DenseMaskPartition(_RowValues, shap.explainers.Partition):
                 kid_tie = _TieBreaks.take(self.seed, draws, n_kids)
                 draws += n_kids
                 rest = slice(n_pop, None)
-                context = np.concatenate([context[rest], np.stack([ctx, ctx, m01, m10], axis=1).reshape(-1, m)])
+                context = np.concatenate([context[rest], kid_context])
                 low = np.concatenate([low[rest], kids_low.reshape((n_kids,) + low.shape[1:])])
                 high = np.concatenate([high[rest], kids_high.reshape((n_kids,) + high.shape[1:])])
-                node = np.concatenate([node[rest], np.stack([left, right, left, right], axis=1).ravel()])
+                node = np.concatenate([node[rest], kid_node])
                 weight = np.concatenate([weight[rest], np.repeat(w, 4)])
                 priority = np.concatenate([priority[rest], (-spread * w[:, None]).ravel()])
                 tie = np.concatenate([tie[rest], kid_tie])
@@ -542,6 +550,13 @@ class DenseMaskPartition(_RowValues, shap.explainers.Partition):
 
 # evaluate(ids) -> logits: full id rows (N, T) with [CLS] -> (N, C) raw logits.
 Evaluate = Callable[[np.ndarray], np.ndarray]
+
+
+def partition_first_rows(masker: TokenIdMasker, row: np.ndarray, max_evals: int, batch_size: int) -> np.ndarray:
+    """row (M,) -> (1 + R, M): the full row, then the masked rows Partition's walk will ask for
+    (``partition_rows_ahead``): what an example sends in its first call."""
+    ahead = partition_rows_ahead(masker.clustering(row), max_evals, batch_size)  # (R, M)
+    return np.concatenate([row[None, :], masker.masked_rows(ahead, row)])
 
 
 def _row_keys(rows: np.ndarray) -> np.ndarray:
@@ -750,8 +765,7 @@ class ShapExplainer:
         n_features = len(ids) - 1
         first = ids[None, 1:]  # the full input, and for Partition the rows its walk will ask for: one call
         if self.algorithm == "partition" and n_features:
-            ahead = partition_rows_ahead(masker.clustering(ids[1:]), self.max_evals, self.batch_size)  # (R, M)
-            first = np.concatenate([first, masker.masked_rows(ahead, ids[1:])])
+            first = partition_first_rows(masker, ids[1:], self.max_evals, self.batch_size)  # (1 + R, M)
         full_logits = fn.remember(first)[0]  # (C,) logits on the full input
         probs = softmax(full_logits[None, :])[0]  # (C,)
         full = probs if self.output == "probability" else full_logits  # explained output
