@@ -217,3 +217,13 @@ def test_explainer_times_shap_across_the_steps_it_shares(model, generated, attri
     shap_rows = [a for a in attributions if a.method == "shap"]
     assert [(a.example_id, a.step) for a in shap_rows] == [(s.example_id, s.step) for s in steps]
     assert len({a.seconds for a in shap_rows}) == 1 and shap_rows[0].seconds > 0
+
+
+def test_a_bad_concurrent_steps_names_the_key():
+    from glassworks.explain.generation import GenerationMethodConfig
+    from glassworks.validation import ConfigError
+
+    with pytest.raises(ValueError, match=r"explain.shap.concurrent_steps must be >= 1, got 0"):
+        GenerationShap(concurrent_steps=0)
+    with pytest.raises(ConfigError, match="concurrent_steps"):
+        GenerationMethodConfig(method="shap", concurrent_steps=0)
