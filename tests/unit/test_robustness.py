@@ -456,3 +456,20 @@ def test_examples_a_method_skipped_are_counted_not_failed(model, tmp_path, caplo
     assert result.metrics["perfect/n_skipped"] == 1 and result.metrics[f"{RANDOM_ORDER}/n_skipped"] == 0
     assert "another class" not in caplog.text and "no explainer named" not in caplog.text
     assert len(result.records["perfect"]) == 5
+
+
+def test_the_console_line_says_no_attack_succeeded_instead_of_nan_edits(model, tmp_path, caplog):
+    """Examples without the evidence token, substitutes drawn from noise words only: no edit can
+    flip the prediction, mean_edits is NaN (it counts successes), and the console line says why
+    rather than printing "edits nan"."""
+    examples = [e for e in _examples(24, seed=13) if e.label == 0][:6]
+    vocab = {id_to_token(i): i for i in range(VOCAB)}
+    attack = SubstitutionAttack(max_edits=2, n_candidates=4, word_list=[id_to_token(i) for i in NOISE])
+    runner = RobustnessRunner(curve_k=3, attack=attack, n_stability=0, mask_id=MASK, pad_id=PAD,
+                              special_ids=SPECIAL_IDS)
+    with caplog.at_level("INFO", logger="glassworks.robustness.runner"):
+        result = runner.run(model, examples, {"perfect": PerfectExplainer().explain(model, examples)}, {},
+                            id_to_token, ["absent", "present"], tmp_path / "out", token_to_id=vocab)
+    assert result.metrics["perfect/attack_success"] == 0 and math.isnan(result.metrics["perfect/mean_edits"])
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("robustness perfect"))
+    assert "edits – (no attack succeeded)" in line and "stability –" in line and "nan" not in line

@@ -17,6 +17,7 @@ from torch import nn
 from glassworks.explain.baseline import RandomExplainer
 from glassworks.explain.predict import predict_proba
 from glassworks.explain.types import ExampleInput, Explainer, Explanation
+from glassworks.render.numbers import fmt
 from glassworks.robustness.attack import AttackRecord, SubstitutionAttack, attack_summary, attack_table
 from glassworks.robustness.curves import FLIP_KS, Curves, perturbation_curves
 from glassworks.robustness.neighbours import TokenToId
@@ -172,9 +173,12 @@ class RobustnessRunner:
                 log.warning("robustness: no explainer named %r was given; its stability is NaN", method)
             metrics[f"{method}/stability"] = float(stab)
             log.info(
-                "robustness %-16s deletion_auc %.3f  flip@1 %.2f  attack_success %.2f  edits %.2f  stability %.3f  %.1f s",
+                "robustness %-16s deletion_auc %.3f  flip@1 %.2f  attack_success %.2f  edits %s  stability %s  %.1f s",
                 method, metrics[f"{method}/deletion_auc"], metrics[f"{method}/{flip_rate_key(1)}"],
-                summary["attack_success"], summary["mean_edits"], stab, time.perf_counter() - t0,
+                summary["attack_success"],
+                # mean_edits counts successful attacks only: NaN when none succeeded, not a number of edits
+                fmt(summary["mean_edits"], 2) if math.isfinite(summary["mean_edits"]) else "– (no attack succeeded)",
+                fmt(stab, 3) if math.isfinite(stab) else "–", time.perf_counter() - t0,
             )  # fmt: skip
         metrics["seconds_per_example"] = (time.perf_counter() - start) / len(examples)
 
