@@ -13,6 +13,7 @@ import torch
 
 from glassworks.explain.attention import FlowExplainer, GradAttentionExplainer, RawAttentionExplainer, RolloutExplainer
 from glassworks.explain.gradient import InputXGradientExplainer
+from glassworks.explain.predict import predict_proba
 from glassworks.explain.runner import TABLE_COLUMNS, ExplainResult, ExplainRunner
 from glassworks.explain.shap import ShapExplainer
 from glassworks.explain.types import ExampleInput, Explanation
@@ -204,3 +205,16 @@ def test_progress_lines_only_for_a_method_still_running_after_a_second(model, tm
     with caplog.at_level("INFO", logger="glassworks.explain.runner"):
         runner.run(model, _examples(), LABELS, tmp_path / "slow")
     assert [line.split()[2] for line in progress(caplog.records) if "explain rollout" in line] == ["1/4", "2/4", "3/4"]
+
+
+def test_the_first_line_counts_right_and_wrong_predictions(model, tmp_path, caplog):
+    """The sample to explain holds misclassified examples on purpose: the first line gives the
+    counts, never an "accuracy" that reads like test/acc gone wrong."""
+    examples = _examples()
+    predicted = predict_proba(model, [e.ids for e in examples], PAD).argmax(axis=1)
+    wrong = sum(int(p != e.label) for p, e in zip(predicted, examples, strict=True))
+    runner = ExplainRunner([RolloutExplainer(pad_id=PAD)], mask_id=MASK, pad_id=PAD, n_heatmaps=0)
+    with caplog.at_level("INFO", logger="glassworks.explain.runner"):
+        runner.run(model, examples, LABELS, tmp_path / "explanations")
+    assert f"explain: 4 examples ({4 - wrong} predicted right, {wrong} wrong), 2 methods" in caplog.text
+    assert "accuracy" not in caplog.text
