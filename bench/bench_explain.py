@@ -63,10 +63,10 @@ def train_default_model(tmp: Path, epochs: int):
     """The default config's model, trained and logged like pipeline.run's train stage."""
     from pipeline.stage import build_job, open_run
     from pipeline.train import train
-    from tests.conftest import compose_config
+    from pipeline.compose import config_at
 
-    cfg = compose_config(tmp, ["trainer=cpu", f"trainer.max_epochs={epochs}", "logger.system_metrics=false"],
-                         config_name="run", tiny=False)
+    cfg = config_at(tmp, ["trainer=cpu", f"trainer.max_epochs={epochs}", "logger.system_metrics=false"],
+                    config_name="run")
     job = build_job(cfg)
     open_run(job)
     with job.tracker.lifecycle("train"):

@@ -32,7 +32,7 @@ from glassworks.explain.shap import ShapExplainer  # noqa: E402
 from glassworks.explain.types import ExampleInput  # noqa: E402
 from pipeline.stage import build_job  # noqa: E402
 from pipeline.train import train  # noqa: E402
-from tests.conftest import compose_config  # noqa: E402
+from pipeline.compose import config_at  # noqa: E402
 
 OVERRIDES = ["model=minilm", "logger=none", "trainer=cpu", "callbacks=none", "test=false",
              "data.source.n_train=2000", "data.source.n_validation=32", "data.source.n_test=32",
@@ -41,13 +41,13 @@ OVERRIDES = ["model=minilm", "logger=none", "trainer=cpu", "callbacks=none", "te
 
 
 def ours(tmp: Path, steps: int) -> float:
-    cfg = compose_config(tmp, [*OVERRIDES, f"+trainer.max_steps={steps}"], tiny=False)
+    cfg = config_at(tmp, [*OVERRIDES, f"+trainer.max_steps={steps}"])
     result = train(build_job(cfg))
     return result.train_steps / result.fit_seconds
 
 
 def hand_loop(tmp: Path, steps: int) -> float:
-    cfg = compose_config(tmp, OVERRIDES, tiny=False)
+    cfg = config_at(tmp, OVERRIDES)
     job = build_job(cfg)
     dm = job.datamodule
     net = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id).train()
@@ -106,7 +106,7 @@ def main() -> None:
         print(f"MiniLM train, {args.steps} steps of 32 x <=32 tokens: ours / hand loop = "
               f"{statistics.median(ratios):.2f} (median of {args.repeats}; aim >= 0.95)")
 
-        job = build_job(compose_config(Path(tmp) / "shap", OVERRIDES, tiny=False))
+        job = build_job(config_at(Path(tmp) / "shap", OVERRIDES))
         dm = job.datamodule
         model = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id).eval()
         shap_vs_floor(model, dm.tokenizer, 16, 1, 64)  # untimed first call (torch's first forwards)

@@ -27,14 +27,14 @@ from glassworks.explain.predict import token_budget  # noqa: E402
 from glassworks.explain.shap import ShapExplainer  # noqa: E402
 from glassworks.explain.types import ExampleInput  # noqa: E402
 from pipeline.stage import build_job  # noqa: E402
-from tests.conftest import compose_config  # noqa: E402
+from pipeline.compose import config_at  # noqa: E402
 
 DEFAULTS = {"default": ([16, 64, 128], 40, 500), "minilm": ([64, 128], 4, 300)}
 
 
 def build_model(which: str, tmp: Path):
     overrides = ["logger=none", "trainer=cpu", "callbacks=none", "test=false"]
-    job = build_job(compose_config(tmp, overrides + (["model=minilm"] if which == "minilm" else []), tiny=False))
+    job = build_job(config_at(tmp, overrides + (["model=minilm"] if which == "minilm" else [])))
     dm = job.datamodule
     return job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id).eval(), dm.vocab_size
 

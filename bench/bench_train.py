@@ -40,7 +40,7 @@ import torch.nn.functional as F  # noqa: E402
 from bench.results import emit  # noqa: E402
 from pipeline.stage import build_job, open_run  # noqa: E402
 from pipeline.train import train  # noqa: E402
-from tests.conftest import compose_config  # noqa: E402
+from pipeline.compose import config_at  # noqa: E402
 
 # The default config but for the test split and early stopping (a fixed number of steps); the
 # progress bar is the default one (until 2026-12-01 this nulled it, and Lightning then added its
@@ -94,8 +94,7 @@ def pipeline_run(tmp: Path, code: Path) -> dict[str, float]:
 
 
 def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[str, ...] = ()) -> tuple[float, int]:
-    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", *logger_overrides(logger), *extra],
-                         tiny=False)
+    cfg = config_at(tmp, [*COMMON, f"trainer.max_epochs={epochs}", *logger_overrides(logger), *extra])
     job = build_job(cfg)
     open_run(job)
     with job.tracker.lifecycle("train"):
@@ -116,7 +115,7 @@ def _masked(batch: dict[str, torch.Tensor], mask_prob: float, mask_id: int) -> t
 def _recipe(tmp: Path, epochs: int):
     """What the plain loop and bare Lightning both start from: the default job's model, optimizer
     and schedule factories, loaders and [MASK] settings, and its trainer's determinism."""
-    cfg = compose_config(tmp, [*COMMON, f"trainer.max_epochs={epochs}", "logger=none"], tiny=False)
+    cfg = config_at(tmp, [*COMMON, f"trainer.max_epochs={epochs}", "logger=none"])
     job = build_job(cfg)
     dm = job.datamodule
     model = job.model_config.build(dm.vocab_size, dm.n_classes, dm.tokenizer.pad_id)

@@ -17,16 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
-import pipeline  # noqa: F401  (registers the config resolvers)
+from pipeline.compose import config_at  # importing pipeline registers the config resolvers
 from glassworks.testing.forkserver import ForkedProcess, ForkServer
 
 ROOT = Path(__file__).resolve().parents[1]
-CONF = ROOT / "conf"
 # The system temp folder, for what must be outside pytest's private (0700) temp root (PostgreSQL's
 # data, which runs as the postgres user); read before _library_temp_files_under_basetemp.
 SYSTEM_TEMP = tempfile.gettempdir()
@@ -112,20 +108,10 @@ def _no_global_tracking_uri(monkeypatch):
 
 def compose_config(tmp_path: Path, overrides: Sequence[str] = (), config_name: str = "train",
                    tiny: bool = True) -> DictConfig:
-    """Compose the real config tree as Hydra's main would, rooted in ``tmp_path``."""
-    GlobalHydra.instance().clear()
-    # logger.tracking_uri reads MLFLOW_TRACKING_URI: a test composes against its own store only
-    # (module-scoped fixtures run outside the autouse fixture below).
-    os.environ.pop("MLFLOW_TRACKING_URI", None)
-    base = [f"paths.root_dir={tmp_path}", f"paths.output_dir={tmp_path / 'out'}"]
+    """Compose the real config tree as Hydra's main would, rooted in ``tmp_path``; `tiny`: with
+    the TINY overrides whose keys the config has."""
     tiny_overrides = [o for o in (TINY if tiny else []) if _applies(o, overrides)]
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*base, *tiny_overrides, *overrides],
-                      return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
+    return config_at(tmp_path, [*tiny_overrides, *overrides], config_name)
 
 
 def _applies(tiny_override: str, overrides: Sequence[str]) -> bool:

@@ -10,10 +10,11 @@ from mlflow import MlflowClient
 from mlflow.entities import ViewType
 from omegaconf import OmegaConf
 
+from pipeline.compose import CONF
 from pipeline.defaults import default_config
 from pipeline.job import LATER_STAGES
 from pipeline.stage import UserError, build_job
-from tests.conftest import CONF, compose_config, run_cli
+from tests.conftest import compose_config, run_cli
 
 GROUP_OPTIONS = [
     (group, path.stem)
