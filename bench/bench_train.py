@@ -8,7 +8,11 @@ Prints, measured side by side in this one process:
    minimal LightningModule: no logger, callbacks, progress bar, summary or checkpoints), which
    splits the gap into Lightning's own loop (bare/plain) and what glassworks adds (ours/bare);
 3. tracking overhead: logger=mlflow vs logger=none, same config (ratio);
-4. resume checkpoints (every 50 steps and each validation, atomic writes) vs none (ratio).
+4. resume checkpoints (every 50 steps and each validation, atomic writes) vs none (ratio);
+   and for every variant where a fit's time went (``Phases``): inside the training steps,
+   between them (data loading, callbacks' batch hooks, logging), and the rest (validation,
+   checkpoints, each epoch's end, the fit's start and end), seconds a fit, so what ours adds to
+   bare Lightning shows where it is (on a drifting host the rest is the steadiest of the three).
 5. with ``--run-wall-vs REV``: the default ``python -m pipeline.run`` (train, explain, robustness,
    report; imports included) wall time of this tree against git revision REV (checked out in a
    temporary folder by git archive), interleaved, with the run's test/acc and SHAP comprehensiveness.
@@ -52,6 +56,52 @@ def logger_overrides(logger: str) -> list[str]:
     return [f"logger={logger}"] + (["logger.system_metrics=false"] if logger == "mlflow" else [])
 
 
+class Phases:
+    """Where one fit's wall time went: `inside` the training steps (forward, backward, optimizer
+    step, and the module's own batch hooks), `between` two steps of one epoch (data loading,
+    every callback's batch hooks, the logging), and the `rest` of `total` (validation, checkpoints,
+    each epoch's end, the fit's start and end). In a Lightning fit `first` goes first in the
+    callback list (its batch-end hook runs before the others') and `last` goes last (its
+    batch-start hook runs after the others', Lightning moving only Checkpoint callbacks, such as
+    the resume one, behind it). The plain loop stamps the same phases by hand."""
+
+    def __init__(self) -> None:
+        self.inside = self.between = self.total = 0.0
+        self._started: float | None = None
+        self._ended: float | None = None
+        phases = self
+
+        class First(pl.Callback):
+            def on_train_epoch_start(self, trainer, pl_module) -> None:
+                phases.epoch_started()
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                phases.batch_ended()
+
+        class Last(pl.Callback):
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                phases.batch_started()
+
+        self.first, self.last = First(), Last()
+
+    def batch_started(self) -> None:
+        now = time.perf_counter()
+        if self._ended is not None:
+            self.between += now - self._ended
+        self._started = now
+
+    def batch_ended(self) -> None:
+        self._ended = time.perf_counter()
+        self.inside += self._ended - self._started
+
+    def epoch_started(self) -> None:
+        self._ended = None  # the gap across an epoch's end belongs to the rest
+
+    def seconds(self) -> dict[str, float]:
+        return {"inside_s": self.inside, "between_s": self.between,
+                "rest_s": self.total - self.inside - self.between}
+
+
 def end_to_end(tmp: Path) -> tuple[float, str]:
     tmp.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GLASSWORKS_ROOT": str(tmp), "PYTHONPATH": str(ROOT)}
@@ -93,12 +143,17 @@ def pipeline_run(tmp: Path, code: Path) -> dict[str, float]:
             **{k.replace("/", "_"): v for k, v in m.items() if k.startswith("time/")}}
 
 
-def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[str, ...] = ()) -> tuple[float, int]:
+def lightning_steps_per_sec(tmp: Path, epochs: int, logger: str, extra: tuple[str, ...] = (),
+                            phases: Phases | None = None) -> tuple[float, int]:
     cfg = config_at(tmp, [*COMMON, f"trainer.max_epochs={epochs}", *logger_overrides(logger), *extra])
     job = build_job(cfg)
+    if phases is not None:
+        job.callbacks = [phases.first, *job.callbacks, phases.last]
     open_run(job)
     with job.tracker.lifecycle("train"):
         result = train(job)
+    if phases is not None:
+        phases.total = result.fit_seconds
     return result.train_steps / result.fit_seconds, result.train_steps
 
 
@@ -144,7 +199,7 @@ class _BareModule(pl.LightningModule):
                                                    "interval": "step"}}
 
 
-def bare_lightning_steps_per_sec(tmp: Path, epochs: int) -> float:
+def bare_lightning_steps_per_sec(tmp: Path, epochs: int, phases: Phases | None = None) -> float:
     """The plain loop's recipe run by Lightning with nothing of ours around it: no logger, no
     callbacks, no progress bar, no model summary, no checkpoints (Lightning's own loop)."""
     job, model, train_loader, val_loader, mask_prob, mask_id, deterministic = _recipe(tmp, epochs)
@@ -152,13 +207,17 @@ def bare_lightning_steps_per_sec(tmp: Path, epochs: int) -> float:
     module = _BareModule(model, job.optimizer, job.scheduler, steps, mask_prob, mask_id)
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=epochs, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
-                         deterministic=deterministic, num_sanity_val_steps=0, default_root_dir=str(tmp))
+                         deterministic=deterministic, num_sanity_val_steps=0, default_root_dir=str(tmp),
+                         callbacks=[phases.first, phases.last] if phases is not None else None)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader)
-    return steps / (time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    if phases is not None:
+        phases.total = seconds
+    return steps / seconds
 
 
-def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
+def plain_loop_steps_per_sec(tmp: Path, epochs: int, phases: Phases | None = None) -> float:
     """The same work written by hand: the same recipe ([MASK] corruption of `mask_token_prob` of
     the tokens, AdamW + warmup-cosine, gradient clipping, deterministic kernels as the trainer
     config asks), train and validate each epoch."""
@@ -168,10 +227,14 @@ def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
     sched = job.scheduler(opt, total_steps=steps)
     deterministic = torch.are_deterministic_algorithms_enabled()
     torch.use_deterministic_algorithms(deterministic_cfg)
+    if phases is None:
+        phases = Phases()
     start = time.perf_counter()
     for _ in range(epochs):
         model.train()
+        phases.epoch_started()
         for batch in train_loader:
+            phases.batch_started()
             ids = _masked(batch, mask_prob, mask_id)
             loss = F.cross_entropy(model(ids, batch["attention_mask"]).logits, batch["labels"])
             opt.zero_grad()
@@ -179,12 +242,14 @@ def plain_loop_steps_per_sec(tmp: Path, epochs: int) -> float:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
             sched.step()
+            phases.batch_ended()
         model.eval()
         with torch.no_grad():
             correct = sum((model(b["input_ids"], b["attention_mask"]).logits.argmax(-1) == b["labels"]).sum()
                           for b in val_loader)
         del correct
     seconds = time.perf_counter() - start
+    phases.total = seconds
     torch.use_deterministic_algorithms(deterministic)
     return steps / seconds
 
@@ -202,28 +267,33 @@ PAIRED = {"ours_mlflow_over_plain_loop": ("ours_mlflow", "plain_loop", 0.97),
           "resume_checkpoint_on_over_off": ("ours_mlflow", "ours_no_resume", None)}
 
 
-def measure(name: str, tmp: Path, epochs: int) -> float:
-    """Training steps per second of one variant (VARIANTS) trained for `epochs` in `tmp`."""
+def measure(name: str, tmp: Path, epochs: int, phases: Phases) -> float:
+    """Training steps per second of one variant (VARIANTS) trained for `epochs` in `tmp`; where
+    the fit's time went into `phases`."""
     if name == "plain_loop":
-        return plain_loop_steps_per_sec(tmp, epochs)
+        return plain_loop_steps_per_sec(tmp, epochs, phases)
     if name == "bare_lightning":
-        return bare_lightning_steps_per_sec(tmp, epochs)
+        return bare_lightning_steps_per_sec(tmp, epochs, phases)
     logger = "none" if name == "ours_no_logger" else "mlflow"
     extra = ("callbacks.resume_checkpoint=null",) if name == "ours_no_resume" else ()
-    return lightning_steps_per_sec(tmp, epochs, logger, extra)[0]
+    return lightning_steps_per_sec(tmp, epochs, logger, extra, phases)[0]
 
 
-def interleaved_rounds(tmp: Path, epochs: int, repeats: int) -> list[dict[str, float]]:
+def interleaved_rounds(tmp: Path, epochs: int,
+                       repeats: int) -> tuple[list[dict[str, float]], list[dict[str, dict[str, float]]]]:
     """`repeats` rounds, each measuring every variant once; round i starts at variant i (mod 5),
     so no variant always runs first or after the same neighbour. On a shared 2-core host a plain
     loop's steps/s drifts by 10-20% over minutes (same code, run after run): a ratio of two
-    variants measured in one round cancels most of that drift, a ratio of two medians does not."""
+    variants measured in one round cancels most of that drift, a ratio of two medians does not.
+    Returns each round's steps/s and its ``Phases.seconds()`` by variant."""
     names = list(VARIANTS)
-    rounds = []
+    rounds, phase_rounds = [], []
     for i in range(repeats):
         order = names[i % len(names):] + names[: i % len(names)]
-        rounds.append({name: measure(name, tmp / f"{name}{i}", epochs) for name in order})
-    return rounds
+        phases = {name: Phases() for name in order}
+        rounds.append({name: measure(name, tmp / f"{name}{i}", epochs, phases[name]) for name in order})
+        phase_rounds.append({name: p.seconds() for name, p in phases.items()})
+    return rounds, phase_rounds
 
 
 def paired(rounds: list[dict[str, float]], num: str, den: str) -> tuple[float, float, float]:
@@ -250,11 +320,16 @@ def main() -> None:
             wall, acc = end_to_end(tmp / "e2e")
             print(f"default pipeline.train end to end: {wall:.1f} s wall, test/acc={acc}")
             absolute.update({"pipeline_train_wall_s": round(wall, 2), "pipeline_train_test_acc": float(acc)})
-            rounds = interleaved_rounds(tmp, args.epochs, args.repeats)
+            rounds, phase_rounds = interleaved_rounds(tmp, args.epochs, args.repeats)
             medians = {name: med(r[name] for r in rounds) for name in VARIANTS}
-            print(f"{'variant':<38}{'steps/s (median)':>18}")
+            phase_keys = list(phase_rounds[0][next(iter(VARIANTS))])
+            phase_medians = {name: {k: med(r[name][k] for r in phase_rounds) for k in phase_keys}
+                             for name in VARIANTS}
+            print(f"{'variant':<38}{'steps/s (median)':>18}   seconds a fit (medians): inside the steps, "
+                  "between them, the rest (validation, checkpoints, epoch ends, start and end)")
             for name, label in VARIANTS.items():
-                print(f"{label:<38}{medians[name]:>18.1f}")
+                inside, between, rest = (phase_medians[name][k] for k in phase_keys)
+                print(f"{label:<38}{medians[name]:>18.1f}   {inside:8.3f} {between:8.3f} {rest:8.3f}")
             print(f"paired ratios: each round runs every variant once, in a rotating order; the median of "
                   f"{args.repeats} rounds [lowest, highest]")
             for key, (num, den, aim) in PAIRED.items():
@@ -263,6 +338,7 @@ def main() -> None:
                 ratios[key] = median
                 absolute[f"{key}_lowest"], absolute[f"{key}_highest"] = low, high
             absolute.update({f"{name}_steps_per_s": medians[name] for name in VARIANTS})
+            absolute.update({f"{name}_{k}": v for name in VARIANTS for k, v in phase_medians[name].items()})
         if args.run_wall_vs:
             before = tmp / "before"  # REV's files (git archive: no worktree, no change to .git)
             before.mkdir()
