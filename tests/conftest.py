@@ -51,8 +51,9 @@ def pytest_configure(config):
     intra-op thread. Two xdist workers each running a pipeline with torch's default of one thread
     per core oversubscribe 2 cores, and OpenMP's barrier then waits on a descheduled thread: a
     default-size training ran at 3 it/s instead of 35 next to one other busy process. A test (or
-    CI) that exports its own OMP_NUM_THREADS keeps it. Here, not at import: the benchmarks import
-    this module for compose_config and must keep torch's default for what they time."""
+    CI) that exports its own OMP_NUM_THREADS keeps it. Here, not at import: only a pytest run sets
+    it, never a process that merely imports this module (the benchmarks compose through
+    pipeline.compose and keep torch's default for what they time)."""
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     os.environ.setdefault("MKL_NUM_THREADS", "1")
     if hasattr(config, "workerinput") or not config.getoption("numprocesses", None):
