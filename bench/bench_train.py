@@ -97,9 +97,10 @@ class Phases:
     def epoch_started(self) -> None:
         self._ended = None  # the gap across an epoch's end belongs to the rest
 
+    KEYS = ("inside_s", "between_s", "rest_s")  # seconds(), in the order the table prints them
+
     def seconds(self) -> dict[str, float]:
-        return {"inside_s": self.inside, "between_s": self.between,
-                "rest_s": self.total - self.inside - self.between}
+        return dict(zip(self.KEYS, (self.inside, self.between, self.total - self.inside - self.between), strict=True))
 
 
 def end_to_end(tmp: Path) -> tuple[float, str]:
@@ -322,14 +323,13 @@ def main() -> None:
             absolute.update({"pipeline_train_wall_s": round(wall, 2), "pipeline_train_test_acc": float(acc)})
             rounds, phase_rounds = interleaved_rounds(tmp, args.epochs, args.repeats)
             medians = {name: med(r[name] for r in rounds) for name in VARIANTS}
-            phase_keys = list(phase_rounds[0][next(iter(VARIANTS))])
-            phase_medians = {name: {k: med(r[name][k] for r in phase_rounds) for k in phase_keys}
+            phase_medians = {name: {k: med(r[name][k] for r in phase_rounds) for k in Phases.KEYS}
                              for name in VARIANTS}
             print(f"{'variant':<38}{'steps/s (median)':>18}   seconds a fit (medians): inside the steps, "
                   "between them, the rest (validation, checkpoints, epoch ends, start and end)")
             for name, label in VARIANTS.items():
-                inside, between, rest = (phase_medians[name][k] for k in phase_keys)
-                print(f"{label:<38}{medians[name]:>18.1f}   {inside:8.3f} {between:8.3f} {rest:8.3f}")
+                phase_cells = " ".join(f"{phase_medians[name][k]:8.3f}" for k in Phases.KEYS)
+                print(f"{label:<38}{medians[name]:>18.1f}   {phase_cells}")
             print(f"paired ratios: each round runs every variant once, in a rotating order; the median of "
                   f"{args.repeats} rounds [lowest, highest]")
             for key, (num, den, aim) in PAIRED.items():
