@@ -10,7 +10,12 @@ store and reads the run back:
   FLOPs per token = 6 x non-embedding parameters + 12 x layers x d_model x sequence length
   (Kaplan et al. 2020; forward + backward);
 - peak memory: the highest GPU memory MLflow's system metrics sampled during the run;
-- explain rows/s: explained examples / the explain stage's seconds (on the GPU).
+- explain rows/s: explained examples / the explain stage's seconds (on the GPU);
+- checkpoint writes off the training thread: the train stage's seconds of ``model=small
+  trainer=gpu`` over 2 epochs with a resume checkpoint every 50 steps, written in line
+  (``trainer.plugins.0.asynchronous=false``) and as by default (``auto``: off the thread when the
+  weights live on the GPU), and their ratio (on 2 CPU cores, where auto writes in line, the two
+  took as long: glassworks.training.checkpoint_io).
 """
 
 from __future__ import annotations
@@ -88,6 +93,7 @@ def run_variant(label: str, overrides: list[str], workdir: Path) -> dict[str, st
         f"{label} peak GPU memory": f"{max(memory) / 1024:.2f} GiB (system-metric samples, GPU 0)" if memory else "n/a",
         f"{label} explain rows/s": f"{rows / explain_s:.1f} ({rows} rows in {explain_s:.1f} s)" if explain_s else "n/a",
         f"{label} test/acc, wall": f"{metrics.get('test/acc', float('nan')):.4f}, {wall:.0f} s",
+        f"{label} train stage s": f"{metrics.get(C.stage_time_key('train'), float('nan')):.2f}",
     }
 
 
@@ -106,13 +112,25 @@ def main() -> int:
     models = ["small", *[m for m in os.environ.get("GPU_CHECK_MODELS", "").split(",") if m]]
     variants = [(f"model={m} trainer=gpu", [f"model={m}", "trainer=gpu", *common]) for m in models]
     variants.append(("model=small trainer=ddp", ["model=small", "trainer=ddp", *common]))
+    writes = ["model=small", "trainer=gpu", *common, "trainer.max_epochs=2",
+              "callbacks.resume_checkpoint.every_n_train_steps=50", "callbacks.resume_checkpoint.min_interval_s=0"]
+    variants += [("checkpoints in line", [*writes, "trainer.plugins.0.asynchronous=false"]),
+                 ("checkpoints auto", writes)]
     figures: dict[str, str] = {"device": torch.cuda.get_device_name(0), "devices": str(torch.cuda.device_count())}
     with tempfile.TemporaryDirectory(prefix="glassworks-gpu-check-") as tmp:
         for label, overrides in variants:
             for key, value in run_variant(label, overrides, Path(tmp)).items():
                 print(f"{key}: {value}", flush=True)
                 figures[key] = value
-    emit("gpu_check", {}, figures)  # no CPU baseline on the device: absolute figures only
+    ratios = {}
+    try:
+        ratios["checkpoints_auto_over_in_line_train_s"] = (float(figures["checkpoints auto train stage s"])
+                                                           / float(figures["checkpoints in line train stage s"]))
+        print(f"checkpoint writes off the thread / in line, train stage seconds: "
+              f"{ratios['checkpoints_auto_over_in_line_train_s']:.3f}")
+    except (KeyError, ValueError, ZeroDivisionError):
+        pass  # a variant failed: its line says why
+    emit("gpu_check", ratios, figures)  # the other figures are absolute: no CPU baseline on the device
     return 0
 
 

@@ -1,7 +1,9 @@
 """Fault injection for the fault-injection tests, loaded by Python at start-up when this folder
 is on PYTHONPATH. Inactive unless GLASSWORKS_FAULT is set; then exactly one fault fires:
 
-  step:N          SIGKILL right after optimizer step N
+  step:N          SIGKILL right after optimizer step N, once the checkpoint writes asked for
+                  before it have landed (off the training thread one may still be running: see
+                  glassworks.training.checkpoint_io), so the file a resume finds is known
   signal:NAME:N   send this process signal NAME after step N (a graceful stop)
   save:N          SIGKILL in the middle of writing the N-th resume.ckpt (after ~64 KB)
   explain:N       SIGKILL when the explain stage starts its N-th method
@@ -43,7 +45,7 @@ def _call_after_step(module: type, step: int, action) -> None:
     def on_train_batch_end(self, outputs, batch, batch_idx):
         original(self, outputs, batch, batch_idx)
         if self.trainer.global_step == step:
-            action()
+            action(self.trainer)
 
     module.on_train_batch_end = on_train_batch_end
 
@@ -137,8 +139,13 @@ def _raise_in(stage: str) -> None:
         raise SystemExit(f"GLASSWORKS_FAULT=raise:{stage}: unknown stage")
 
 
+def _kill_after_writes(trainer) -> None:
+    trainer.strategy.checkpoint_io.wait()
+    _die()
+
+
 def _raise_on_rank(rank: int, step: int) -> None:
-    def fail() -> None:
+    def fail(trainer) -> None:
         import torch.distributed as dist
 
         if dist.is_initialized() and dist.get_rank() == rank:
@@ -152,7 +159,7 @@ def _probe_collector(folder: str) -> None:
     import json
     from pathlib import Path
 
-    def record() -> None:
+    def record(trainer) -> None:
         import torch.distributed as dist
 
         from glassworks.startup import collector_paused
@@ -170,10 +177,10 @@ if GC_PROBE:
 if FAULT:
     kind, _, arg = FAULT.partition(":")
     if kind == "step":
-        _after_step(int(arg), _die)
+        _after_step(int(arg), _kill_after_writes)
     elif kind == "signal":
         name, _, step = arg.partition(":")
-        _after_step(int(step), lambda: os.kill(os.getpid(), getattr(signal, name)))
+        _after_step(int(step), lambda trainer: os.kill(os.getpid(), getattr(signal, name)))
     elif kind == "save":
         _during_save(int(arg))
     elif kind == "explain":

@@ -14,7 +14,8 @@ from mlflow.entities import Metric
 
 from glassworks.data.sampler import EpochShuffleSampler
 from glassworks.tracking.tracker import MLflowTracker
-from glassworks.training.checkpoint_io import AtomicCheckpointIO, remove_partial_writes
+from glassworks.training.checkpoint_io import (AtomicCheckpointIO, CheckpointWriteError, on_accelerator,
+                                                 remove_partial_writes)
 from glassworks.training.resume import ResumeCheckpoint, capture_rng, restore_rng
 from glassworks.validation import ConfigError
 
@@ -81,7 +82,7 @@ class _Unpicklable:
 
 
 def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path):
-    io = AtomicCheckpointIO()
+    io = AtomicCheckpointIO(asynchronous=False)
     path = tmp_path / "ckpts" / "resume.ckpt"
     io.save_checkpoint({"step": torch.tensor(1)}, path)
     with pytest.raises(RuntimeError, match="write interrupted"):
@@ -91,6 +92,49 @@ def test_a_failed_write_keeps_the_previous_checkpoint(tmp_path):
     leftover = path.parent / ".resume.ckpt.123.tmp"  # what a SIGKILL mid-write leaves
     leftover.write_bytes(b"PK\x03\x04 truncated")
     assert remove_partial_writes(path.parent) == [leftover] and not leftover.exists()
+
+
+def test_a_write_off_the_training_thread_saves_the_state_it_was_given(tmp_path):
+    io = AtomicCheckpointIO(asynchronous=True, max_pending=2)
+    weight = torch.zeros(1000)
+    paths = [tmp_path / "ckpts" / f"{name}.ckpt" for name in ("best", "last", "resume")]
+    for step, path in enumerate(paths, start=1):
+        weight += 1  # what the next optimizer step does, in place, while earlier writes may still run
+        io.save_checkpoint({"state_dict": {"w": weight}, "global_step": step}, path)
+    io.save_checkpoint({"state_dict": {"w": weight + 1}, "global_step": 4}, paths[2])  # resume.ckpt again
+    assert len(io._pending) <= 2  # the third save waited for the oldest write
+    io.remove_checkpoint(paths[0])  # waits for its write first: nothing comes back afterwards
+    assert io.load_checkpoint(paths[2], weights_only=True)["global_step"] == 4  # loading waits too
+    io.teardown()
+    assert not paths[0].exists()
+    last = torch.load(paths[1], weights_only=True)
+    assert last["global_step"] == 2 and torch.equal(last["state_dict"]["w"], torch.full((1000,), 2.0))
+    assert torch.equal(torch.load(paths[2], weights_only=True)["state_dict"]["w"], torch.full((1000,), 4.0))
+    assert sorted(p.name for p in paths[0].parent.iterdir()) == ["last.ckpt", "resume.ckpt"]
+
+
+def test_a_failed_write_off_the_training_thread_raises_at_the_next_save_naming_the_file(tmp_path):
+    io = AtomicCheckpointIO(asynchronous=True)
+    path = tmp_path / "resume.ckpt"
+    io.save_checkpoint({"step": torch.tensor(1)}, path)
+    io.save_checkpoint({"step": torch.tensor(2), "x": _Unpicklable()}, path)
+    with pytest.raises(CheckpointWriteError, match=f"writing checkpoint {path} failed: write interrupted"):
+        io.wait()
+    assert int(torch.load(path, weights_only=True)["step"]) == 1  # the previous one, whole
+    io.save_checkpoint({"step": torch.tensor(3)}, path)  # the failure was reported once
+    io.teardown()
+    assert int(torch.load(path, weights_only=True)["step"]) == 3
+    with pytest.raises(ConfigError, match="max_pending"):
+        AtomicCheckpointIO(max_pending=0)
+    with pytest.raises(ConfigError, match="asynchronous: must be true, false or auto, got 'yes'"):
+        AtomicCheckpointIO(asynchronous="yes")
+
+
+def test_auto_writes_off_the_training_thread_only_for_weights_on_an_accelerator():
+    # On the CPU the writer thread takes the training's own cores (no gain measured on 2 cores).
+    assert not on_accelerator({"state_dict": {"w": torch.zeros(2)}, "global_step": 1})
+    assert on_accelerator({"state_dict": {"w": torch.zeros(2, device="meta")}})
+    assert not on_accelerator({"global_step": 1})
 
 
 def test_resume_checkpoint_rejects_a_bad_interval(tmp_path):
