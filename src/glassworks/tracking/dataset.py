@@ -6,10 +6,12 @@ import warnings
 from typing import Any
 
 import mlflow.data
+import numpy as np
 from mlflow.data.code_dataset_source import CodeDatasetSource
 from mlflow.data.dataset_source_registry import resolve_dataset_source
 from mlflow.entities import DatasetInput, InputTag
 from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
 
 from glassworks.tracking import contract as C
 
@@ -38,6 +40,28 @@ def stored_digest(digest: str) -> str:
     return digest[:36]
 
 
+def representative_rows(frame: Any) -> Any:
+    """The rows of `frame` that decide MLflow's schema of it: in each column the first missing
+    value and the first present one (at most two rows a column, in frame order)."""
+    picks: set[int] = set()
+    for column in frame.columns:
+        missing = frame[column].isna().to_numpy()  # (N,)
+        for wanted in (True, False):
+            hits = np.flatnonzero(missing == wanted)
+            if len(hits):
+                picks.add(int(hits[0]))
+    return frame.iloc[sorted(picks)]
+
+
+def frame_schema(frame: Any) -> Any:
+    """MLflow's schema of a split's frame (text, label, rationale), inferred from its
+    :func:`representative_rows`: the same schema as from every row, since within a column the
+    present values are of one type (the data validation checked each row), and what a column's
+    rows decide beyond the type is only whether it may miss a value. MLflow's inference visits every
+    row (the rationale lists element by element): 1.4-4.9 s for 100,000 rows, at every run's start."""
+    return infer_signature(representative_rows(frame)).inputs
+
+
 def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) -> list[DatasetInput]:
     """One input per split; the digest is the DataModule's, identical for identical data."""
     inputs = []
@@ -51,7 +75,9 @@ def dataset_inputs(frames: dict[str, Any], name: str, source: str, digest: str) 
                 frame, source=_source(source), targets="label", name=split_dataset_name(name, split),
                 digest=stored_digest(digest),
             )
-            entity = dataset._to_mlflow_entity()  # the schema is inferred here, lazily
+            # `schema` is a cached property that would infer it from every row: filled in first.
+            dataset.__dict__["schema"] = frame_schema(frame)
+            entity = dataset._to_mlflow_entity()
         tags = [InputTag(key=C.TAG_DATASET_CONTEXT, value=split)]
         inputs.append(DatasetInput(dataset=entity, tags=tags))
     return inputs
