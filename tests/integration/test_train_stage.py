@@ -75,6 +75,10 @@ def test_run_contract_artifacts_and_inputs(trained):
     assert "config/config.yaml" in config_files and "config/overrides.txt" in config_files
     checkpoints = {Path(a.path).name for a in client.list_artifacts(run_id, "checkpoints")}
     assert "last.ckpt" in checkpoints and len(checkpoints) >= 2
+    # On disk last.ckpt links to the best (the same state, written once); the artifact is a copy.
+    best = Path(trained["result"].best_checkpoint)
+    last = best.parent / "last.ckpt"
+    assert last.is_symlink() and last.resolve() == best.resolve()
     run = client.get_run(run_id)
     contexts = {t.value for d in run.inputs.dataset_inputs for t in d.tags}
     assert contexts == {"train", "validation", "test"}

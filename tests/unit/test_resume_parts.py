@@ -101,6 +101,7 @@ def test_a_write_off_the_training_thread_saves_the_state_it_was_given(tmp_path):
     for step, path in enumerate(paths, start=1):
         weight += 1  # what the next optimizer step does, in place, while earlier writes may still run
         io.save_checkpoint({"state_dict": {"w": weight}, "global_step": step}, path)
+        assert path.parent.is_dir()  # at once: Lightning may link last.ckpt to the file before it lands
     io.save_checkpoint({"state_dict": {"w": weight + 1}, "global_step": 4}, paths[2])  # resume.ckpt again
     assert len(io._pending) <= 2  # the third save waited for the oldest write
     io.remove_checkpoint(paths[0])  # waits for its write first: nothing comes back afterwards

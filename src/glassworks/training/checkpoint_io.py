@@ -5,7 +5,8 @@ file in the same folder, fsync it, and ``os.replace`` it over the target: the re
 on POSIX, so a kill at any moment leaves the previous checkpoint intact and loadable.
 
 Writing is slow next to a training step: a MiniLM checkpoint (weights and AdamW state, 260 MB)
-takes ~0.4-1 s on 2 CPU cores, and an epoch's end writes three (the best, last.ckpt, resume.ckpt).
+takes ~0.4-1 s on 2 CPU cores, and an epoch's end writes two (the best and resume.ckpt; last.ckpt
+links to the best).
 Off the training thread, the training thread only copies the checkpoint's tensors to host memory
 (the snapshot: the next optimizer step changes the weights in place) and one writer thread
 serializes, fsyncs and renames while training goes on. That pays where training leaves the CPU
@@ -70,6 +71,9 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             write_atomically(checkpoint, path)
             return
         self._collect()
+        # The folder now, not on the writer thread: Lightning links last.ckpt to the file just asked
+        # for (save_last: link) before that file lands, and a link needs its folder.
+        path.parent.mkdir(parents=True, exist_ok=True)
         snapshot = apply_to_collection(checkpoint, torch.Tensor, host_copy)
         while len(self._pending) >= self.max_pending:
             self._finish_oldest()
