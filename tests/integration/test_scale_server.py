@@ -93,7 +93,7 @@ def test_parallel_sweep_against_postgres_server(server, tmp_path):
 
 
 def _start_job(tmp_path: Path, uri: str, *overrides: str) -> Any:
-    return start_cli("pipeline.train", f"logger.tracking_uri={uri}", *SMALL, "logger.flush_every_n_steps=2",
+    return start_cli("pipeline.train", f"logger.tracking_uri={uri}", *SMALL, "logger.flush_every_n_steps=2", "logger.flush_min_interval_s=0",
                      "trainer.log_every_n_steps=2", *overrides, cwd=tmp_path, log=tmp_path / "job.log")
 
 

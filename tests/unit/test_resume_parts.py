@@ -13,6 +13,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 
 from glassworks.data.sampler import EpochShuffleSampler
+from glassworks.tracking.lightning_logger import MLflowRunLogger
 from glassworks.tracking.tracker import MLflowTracker
 from glassworks.training.checkpoint_io import (AtomicCheckpointIO, CheckpointWriteError, on_accelerator,
                                                  remove_partial_writes)
@@ -173,7 +174,7 @@ def test_the_logger_sends_from_its_own_thread_and_ending_the_run_waits_for_nothi
     MLflow's own queue (``log_batch(synchronous=False)``) is never started: its thread notices the
     end of a run only after its 1 s ``queue.get`` timeout, which ``set_terminated`` waited out."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
-    tracker = MLflowTracker(tracking_uri=uri, system_metrics=False, flush_every_n_steps=2)
+    tracker = MLflowTracker(tracking_uri=uri, system_metrics=False, flush_every_n_steps=2, flush_min_interval_s=0)
     run_id = tracker.start("sender", {})
     logger = tracker.lightning_logger()
     for step in range(1, 9):
@@ -187,3 +188,31 @@ def test_the_logger_sends_from_its_own_thread_and_ending_the_run_waits_for_nothi
 
     history = MlflowClient(uri).get_metric_history(run_id, "train/loss")
     assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, 9)]
+
+
+def test_the_logger_sends_once_enough_steps_and_seconds_have_passed(tmp_path):
+    """A batch every flush_every_n_steps steps, but no sooner than flush_min_interval_s after the
+    last: what sending costs stays bounded however short the steps are."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MLflowTracker(tracking_uri=uri, system_metrics=False)
+    run_id = tracker.start("interval", {})
+    now = [0.0]
+    logger = MLflowRunLogger(uri, run_id, flush_every_n_steps=2, flush_min_interval_s=5.0, clock=lambda: now[0])
+    for step in range(1, 9):  # 0.5 s a step: steps 2, 4, 6 are due by count, not by time
+        now[0] = step * 0.5
+        logger.log_metrics({"train/loss": 1.0 / step}, step=step)
+    assert logger.n_requests == 0
+    now[0] = 5.0
+    logger.log_metrics({"train/loss": 0.1}, step=10)  # 10 steps and 5 s since the start
+    assert logger.n_requests == 1
+    now[0] = 20.0
+    logger.log_metrics({"train/loss": 0.05}, step=11)  # 15 s later but 1 step: not yet
+    assert logger.n_requests == 1
+    logger.persist()  # a checkpoint sends everything, due or not
+    assert logger.n_requests == 2
+    logger.finalize("success")
+    tracker.end("FINISHED")
+    history = MlflowClient(uri).get_metric_history(run_id, "train/loss")
+    assert sorted(m.step for m in history) == [*range(1, 9), 10, 11]
+    with pytest.raises(ConfigError, match="flush_min_interval_s"):
+        MLflowTracker(tracking_uri=uri, flush_min_interval_s=-1)

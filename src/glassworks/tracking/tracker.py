@@ -49,6 +49,7 @@ class MLflowTracker(Validated):
     tracking_uri: str | None = None
     experiment_name: str = "glassworks"
     flush_every_n_steps: int = 50
+    flush_min_interval_s: float = 5.0
     system_metrics: bool = True
     system_metrics_interval_s: float = 5.0
     log_model: bool = True
@@ -62,6 +63,7 @@ class MLflowTracker(Validated):
     def validate(self) -> None:
         self.require(bool(self.experiment_name.strip()), "experiment_name", "must not be empty")
         self.require(self.flush_every_n_steps > 0, "flush_every_n_steps", "must be > 0")
+        self.require(self.flush_min_interval_s >= 0, "flush_min_interval_s", "must be >= 0")
         self.require(self.system_metrics_interval_s > 0, "system_metrics_interval_s", "must be > 0")
         self.require(self.server_timeout_s > 0, "server_timeout_s", "must be > 0")
         self.uri = resolve_tracking_uri(self.tracking_uri, self.store_dir)
@@ -282,7 +284,7 @@ class MLflowTracker(Validated):
         from glassworks.tracking.lightning_logger import MLflowRunLogger
 
         return MLflowRunLogger(self.uri, self.run_id, self.flush_every_n_steps, self._logged,
-                               server_timeout_s=self.server_timeout_s)
+                               server_timeout_s=self.server_timeout_s, flush_min_interval_s=self.flush_min_interval_s)
 
     @property
     def ui_command(self) -> str:
