@@ -76,16 +76,16 @@ def restored_updates(metric: Metric) -> bool:
 
 
 def summed_states(metric: Metric, prefix: str) -> dict[str, Tensor]:
-    """`metric`'s count states summed over the process group's ranks (one all-reduce each), keyed
-    as in the module's state_dict; nothing without a group of several ranks. Collective: every
-    rank must call it. Only for metrics whose states are counts reduced by sum (accuracy, F1)."""
-    if group_rank_and_size()[1] <= 1:
-        return {}
+    """`metric`'s count states summed over the process group's ranks (one all-reduce each; a single
+    process's own), keyed as in the module's state_dict. Collective: every rank must call it. Only
+    for metrics whose states are counts reduced by sum (accuracy, F1)."""
+    several = group_rank_and_size()[1] > 1
     summed = {}
     for name, state in metric.metric_state.items():
         if isinstance(state, Tensor):
             total = state.detach().clone()
-            torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
+            if several:
+                torch.distributed.all_reduce(total, op=torch.distributed.ReduceOp.SUM)
             summed[prefix + name] = total.cpu()
     return summed
 
@@ -162,6 +162,12 @@ class TextClassifier(pl.LightningModule):
         # the same epoch accuracy as an uninterrupted one.
         self.train_acc.persistent(True)
 
+        # The training batches' predicted classes and labels not yet counted into train_acc, counted
+        # in one update when the epoch ends or a checkpoint is taken (_count_train_predictions).
+        # Its state is integer counts, so one update of the concatenated batches gives the same state
+        # as one a step; a torchmetrics update a step was ~2% of a default fit (bench_train.py).
+        self._uncounted: list[tuple[Tensor, Tensor]] = []
+
         # Throughput bookkeeping (not state: reset every epoch).
         self._epoch_tokens: Tensor | None = None
         self._epoch_step_seconds = 0.0
@@ -204,9 +210,9 @@ class TextClassifier(pl.LightningModule):
         # Summed on device: calling .item() every step would force a GPU sync.
         if self._epoch_tokens is not None:
             self._epoch_tokens += batch["attention_mask"].sum()
-        # update(), not forward(): forward also computes the batch's accuracy (a second pass over
-        # the metric state each step), which on_step=False never shows.
-        self.train_acc.update(logits, batch["labels"])
+        # Counted later, all at once (see _uncounted); update(), not forward(): forward also computes
+        # the batch's accuracy, which on_step=False never shows.
+        self._uncounted.append((logits.detach().argmax(dim=-1), batch["labels"]))  # (B,), (B,)
         if logs_this_step(self.trainer):
             self.log("train/loss", loss, on_step=True, on_epoch=False, prog_bar=True,
                      batch_size=batch_size)
@@ -220,7 +226,17 @@ class TextClassifier(pl.LightningModule):
         # device per step; over an epoch the queue back-pressure makes the sum a fair estimate.
         self._epoch_step_seconds += time.perf_counter() - self._batch_started
 
+    def _count_train_predictions(self) -> None:
+        """train_acc.update with every training batch predicted since the last count."""
+        if self._uncounted:
+            predicted, labels = (torch.cat(parts) for parts in zip(*self._uncounted, strict=True))
+            self._uncounted = []
+            self.train_acc.update(predicted, labels)
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning took the state_dict before this hook: the train_acc entries are written again
+        # below, with every step trained so far counted.
+        self._count_train_predictions()
         # Under DDP each rank counts its own shard's train/acc and the file (written by rank 0)
         # would hold rank 0's counts alone, which every rank of a resumed fit then loads: the
         # epoch's accuracy counted rank 0's part once per rank and the others' not at all. The file
@@ -232,6 +248,7 @@ class TextClassifier(pl.LightningModule):
         checkpoint["state_dict"].update(rank_zero_states(checkpoint["state_dict"], self.train_acc, "train_acc."))
 
     def on_train_epoch_end(self) -> None:
+        self._count_train_predictions()
         # Every rank or none: compute() and sync_dist are collectives, and after a DDP resume
         # into this epoch's end only rank 0 holds counts (on_load_checkpoint).
         (counted,) = agree(self.trainer, self.train_acc.update_called or restored_updates(self.train_acc))
