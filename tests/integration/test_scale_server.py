@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -16,8 +17,10 @@ from typing import Any
 
 import pytest
 from mlflow import MlflowClient
+from mlflow.entities import LoggedModelStatus
 
-from glassworks.tracking.logged_model import run_model_id
+from glassworks.tracking.logged_model import log_run_model, run_model_id
+from glassworks.tracking.tracker import MLflowTracker
 
 from tests.conftest import ROOT, SYSTEM_TEMP, run_cli, start_cli
 
@@ -173,3 +176,34 @@ def test_server_gone_past_timeout_fails_clearly_then_resumes(server, tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert client.get_run(run_id).info.status == "FINISHED"
     _assert_every_point_once(client, run_id, epochs)
+
+
+def test_the_model_is_logged_through_a_server_restart(server):
+    """The train stage logs the model after the fit: a server restarting at that moment is waited
+    for (up to logger.server_timeout_s), as every other write of the run is. Until 2026-12-02 the
+    model's calls retried only a locked sqlite store, and a job that finished training during a
+    restart failed in create_logged_model (test_job_survives_server_restart, when the restart fell
+    there)."""
+    uri, state_dir = server
+    tracker = MLflowTracker(tracking_uri=uri, experiment_name="model-restart", system_metrics=False)
+    run_id = tracker.start("model", {})
+    tracker.log_metrics({"test/acc": 0.75}, step=1)
+
+    def save(path: Path, model: Any) -> None:
+        path.mkdir(parents=True)
+        model.save(str(path / "MLmodel"))
+
+    _kill_server(state_dir)
+    restarted: list[subprocess.CompletedProcess[str]] = []
+    restarter = threading.Thread(target=lambda: (time.sleep(2), restarted.append(_script(state_dir, "start"))))
+    restarter.start()
+    try:
+        model_id = log_run_model(tracker, save, "test-model")
+    finally:
+        restarter.join()
+    assert restarted[0].returncode == 0, restarted[0].stderr
+    tracker.end("FINISHED")
+    client = MlflowClient(uri)
+    assert run_model_id(client, run_id) == model_id
+    model = client.get_logged_model(model_id)
+    assert model.status == LoggedModelStatus.READY and {m.key for m in model.metrics} == {"test/acc"}

@@ -54,28 +54,30 @@ def logged_model_uri(model_id: str) -> str:
 
 def log_run_model(tracker: Any, save: Callable[[Path, Model], None], model_type: str) -> str:
     """Log the model ``save(path, mlflow_model)`` writes (an ``mlflow.pyfunc.save_model`` folder
-    carrying ``mlflow_model``) as the run's LoggedModel ``model``; returns its model id."""
-    client, run_id = tracker.client, tracker.run_id
-    run = with_retry(lambda: client.get_run(run_id), "reading run")
+    carrying ``mlflow_model``) as the run's LoggedModel ``model``; returns its model id. Every call
+    waits for an unreachable tracking server up to ``logger.server_timeout_s``, as the tracker's own
+    writes do (a connection dropped while the model was being created may leave a second, never
+    finalized LoggedModel beside the one the run links)."""
+    client, run_id, retry = tracker.client, tracker.run_id, tracker.retry
+    run = retry(lambda: client.get_run(run_id), "reading run")
     # Like log_model: the model carries the run's params (the flattened config) on its own page.
-    model = with_retry(lambda: client.create_logged_model(
+    model = retry(lambda: client.create_logged_model(
         run.info.experiment_id, name=C.MODEL_NAME, source_run_id=run_id, params=dict(run.data.params),
         model_type=model_type), "creating logged model")
-    with_retry(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]),
+    retry(lambda: client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)]),
                "linking logged model")
     tmp = scratch_dir("logged-model")
     try:
         local = tmp / C.MODEL_NAME
         save(local, Model(artifact_path=model.artifact_location, run_id=run_id, model_id=model.model_id,
                           model_uuid=model.model_id))
-        with_retry(lambda: client.log_model_artifacts(model.model_id, str(local)), "logging model artifacts")
+        retry(lambda: client.log_model_artifacts(model.model_id, str(local)), "logging model artifacts")
     except BaseException:
         client.finalize_logged_model(model.model_id, LoggedModelStatus.FAILED)
         raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    with_retry(lambda: client.finalize_logged_model(model.model_id, LoggedModelStatus.READY),
-               "finalizing logged model")
+    retry(lambda: client.finalize_logged_model(model.model_id, LoggedModelStatus.READY), "finalizing logged model")
     link_test_metrics(tracker, model.model_id)
     log.info("logged model %s (%s)", logged_model_uri(model.model_id), run_model_uri(run_id))
     return model.model_id
@@ -84,19 +86,19 @@ def log_run_model(tracker: Any, save: Callable[[Path, Model], None], model_type:
 def link_test_metrics(tracker: Any, model_id: str) -> None:
     """The run's latest ``test/*`` values again, tagged with the model and the test split's
     dataset: the LoggedModel's page and the runs table's model column show them."""
-    client, run_id = tracker.client, tracker.run_id
-    run = with_retry(lambda: client.get_run(run_id), "reading run")
+    client, run_id, retry = tracker.client, tracker.run_id, tracker.retry
+    run = retry(lambda: client.get_run(run_id), "reading run")
     name, digest = run.data.tags.get(C.TAG_DATA_NAME), run.data.tags.get(C.TAG_DATA_DIGEST)
     dataset = {"dataset_name": split_dataset_name(name, "test"), "dataset_digest": stored_digest(digest)} \
         if name and digest else {}
     metrics = []
     for key in [k for k in run.data.metrics if k.startswith(LINKED_METRIC_PREFIX)]:
-        last = max(with_retry(lambda k=key: client.get_metric_history(run_id, k), "reading metrics"),
+        last = max(retry(lambda k=key: client.get_metric_history(run_id, k), "reading metrics"),
                    key=lambda m: (m.step, m.timestamp))
         metrics.append(Metric(key, last.value, last.timestamp, last.step, model_id=model_id, run_id=run_id,
                               **dataset))
     if metrics:
-        with_retry(lambda: client.log_batch(run_id, metrics=metrics), "linking metrics to the model")
+        retry(lambda: client.log_batch(run_id, metrics=metrics), "linking metrics to the model")
 
 
 def run_model_location(client: MlflowClient, run_id: str) -> str | None:

@@ -75,7 +75,9 @@ class MLflowTracker(Validated):
         if self.uri.startswith(("http://", "https://")):
             short_http_retries()
 
-    def _retry(self, fn: Callable[[], T], what: str) -> T:
+    def retry(self, fn: Callable[[], T], what: str) -> T:
+        """``fn()`` (a call of this tracker's client), retried on a locked store and, up to
+        ``server_timeout_s``, on an unreachable tracking server (see ``with_retry``)."""
         return with_retry(fn, what, timeout_s=self.server_timeout_s)
 
     # The client holds a sqlalchemy engine: rebuild it lazily after pickling (DDP spawn).
@@ -115,20 +117,20 @@ class MLflowTracker(Validated):
     def attach(self, run_id: str, resume: bool = False) -> str:
         """Log into an existing run: a later stage, or (``resume``) a killed job continuing,
         which skips the metric points the run already holds and clears the kill's error tags."""
-        run = self._retry(lambda: self.client.get_run(run_id), "reading run")
+        run = self.retry(lambda: self.client.get_run(run_id), "reading run")
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
         if resume:
-            self._logged = self._retry(lambda: logged_points(self.client, run), "reading metrics")
+            self._logged = self.retry(lambda: logged_points(self.client, run), "reading metrics")
             for key in (C.TAG_ERROR, C.TAG_FAILED_STAGE):
                 if key in run.data.tags:
-                    self._retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
+                    self.retry(lambda k=key: self.client.delete_tag(run_id, k), "clearing tags")
             resumes = int(run.data.tags.get(C.TAG_RESUMES, "0")) + 1
             self.set_tags({C.TAG_RESUMES: resumes,
                            f"{C.TAG_RESUME_PREFIX}{resumes}": f"was {run.info.status} at "
                            f"{time.strftime('%Y-%m-%d %H:%M:%S')}"})
         if run.info.status != "RUNNING":
-            self._retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
+            self.retry(lambda: self.client.update_run(run_id, status="RUNNING"), "reopening run")
         self._start_system_metrics(resume=True)
         return self.run_id
 
@@ -143,7 +145,7 @@ class MLflowTracker(Validated):
                 tags[C.TAG_FAILED_STAGE] = stage
             self.set_tags(tags)
             self.log_text("".join(traceback.format_exception(error))[-100_000:], C.ERROR_TRACEBACK)
-        self._retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending run")
+        self.retry(lambda: self.client.set_terminated(self.run_id, status=status), "ending run")
 
     @contextmanager
     def lifecycle(self, stage: str = "run") -> Iterator[MLflowTracker]:
@@ -211,13 +213,13 @@ class MLflowTracker(Validated):
         params = [Param(k, v) for k, v in flatten(config).items()]
         for i in range(0, len(params), _MAX_PARAMS):
             chunk = params[i : i + _MAX_PARAMS]
-            self._retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
+            self.retry(lambda: self.client.log_batch(self.run_id, params=chunk), "logging params")
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         items = [RunTag(k, str(v)[:5000]) for k, v in tags.items()]
         for i in range(0, len(items), _MAX_TAGS):
             chunk = items[i : i + _MAX_TAGS]
-            self._retry(lambda: self.client.log_batch(self.run_id, tags=chunk), "logging tags")
+            self.retry(lambda: self.client.log_batch(self.run_id, tags=chunk), "logging tags")
 
     def log_metrics(self, metrics: Mapping[str, float], step: int = 0) -> None:
         now = int(time.time() * 1000)
@@ -227,20 +229,20 @@ class MLflowTracker(Validated):
         metrics = unlogged(metrics, self._logged)
         for i in range(0, len(metrics), _MAX_METRICS):
             chunk = metrics[i : i + _MAX_METRICS]
-            self._retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
+            self.retry(lambda: self.client.log_batch(self.run_id, metrics=chunk), "logging metrics")
 
     # Artifact calls read the run from the store (and log_table/log_inputs write to it), so
     # they retry on a store locked by parallel sweep jobs like every other write.
     def log_artifacts(self, local_dir: str | Path, artifact_path: str | None = None) -> None:
-        self._retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path),
+        self.retry(lambda: self.client.log_artifacts(self.run_id, str(local_dir), artifact_path),
                    "logging artifacts")
 
     def log_artifact(self, local_path: str | Path, artifact_path: str | None = None) -> None:
-        self._retry(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path),
+        self.retry(lambda: self.client.log_artifact(self.run_id, str(local_path), artifact_path),
                    "logging artifact")
 
     def log_text(self, text: str, artifact_file: str) -> None:
-        self._retry(lambda: self.client.log_text(self.run_id, text, artifact_file), "logging text")
+        self.retry(lambda: self.client.log_text(self.run_id, text, artifact_file), "logging text")
 
     def log_dict(self, data: Mapping[str, Any], artifact_file: str) -> None:
         self.log_text(json.dumps(data, indent=2, default=str), artifact_file)
@@ -262,16 +264,16 @@ class MLflowTracker(Validated):
             if entry not in logged:
                 self.client.set_tag(self.run_id, _LOGGED_ARTIFACTS, json.dumps([*logged, entry]))
 
-        self._retry(tag, "tagging table")
+        self.retry(tag, "tagging table")
 
     def log_inputs(self, datasets: list[Any]) -> None:
-        self._retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
+        self.retry(lambda: self.client.log_inputs(self.run_id, datasets=datasets), "logging inputs")
 
     def download(self, artifact_path: str, run_id: str | None = None) -> Path:
         """An artifact of the tracker's run (or of ``run_id``: a derived run reads its parent's)."""
         target = scratch_dir("download")
         source = run_id or self.run_id
-        return Path(self._retry(lambda: self.client.download_artifacts(source, artifact_path, str(target)),
+        return Path(self.retry(lambda: self.client.download_artifacts(source, artifact_path, str(target)),
                                "downloading artifact"))
 
     def artifact_uri(self, artifact_path: str = "") -> str:
