@@ -99,11 +99,12 @@ class MLflowRunLogger(Logger):
             if key == "epoch":
                 continue
             self._buffer.append(Metric(key, float(value), now, step))
+        clock = self._clock()
         due = (step - self._last_flush_step >= self._flush_every
-               and self._clock() - self._last_flush_time >= self._flush_min_interval_s)
+               and clock - self._last_flush_time >= self._flush_min_interval_s)
         if due or len(self._buffer) >= BATCH_LIMIT:
             self.flush()
-            self._last_flush_step, self._last_flush_time = step, self._clock()
+            self._last_flush_step, self._last_flush_time = step, clock
 
     def flush(self) -> None:
         if not self._buffer:
