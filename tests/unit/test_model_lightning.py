@@ -93,6 +93,29 @@ def test_test_and_predict(fitted) -> None:
     torch.testing.assert_close(probs.sum(-1), torch.ones(40))
 
 
+def test_evaluation_metrics_are_the_whole_splits(fitted) -> None:
+    """val/* logged once an epoch are the split's: the loss a mean over examples (the last batch
+    of 100 holds 4), accuracy and F1 macro-averaged over every example."""
+    trainer, module, _ = fitted
+    loader = _loader(100, seed=6, shuffle=False)
+    (logged,) = trainer.validate(module, loader, verbose=False)
+    module.eval()
+    with torch.no_grad():
+        batches = list(loader)
+        logits = torch.cat([module(b["input_ids"], b["attention_mask"]).logits for b in batches])  # (N, K)
+    labels = torch.cat([b["labels"] for b in batches])  # (N,)
+    predicted = logits.argmax(-1)
+    recall = torch.stack([(predicted[labels == k] == k).float().mean() for k in (0, 1)])
+    precision = torch.stack([(labels[predicted == k] == k).float().mean() for k in (0, 1)])
+    f1 = (2 * precision * recall / (precision + recall)).mean()
+    assert logged["val/loss"] == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels)), rel=1e-5)
+    assert logged["val/acc"] == pytest.approx(float(recall.mean()), rel=1e-6)
+    assert logged["val/f1"] == pytest.approx(float(f1), rel=1e-6)
+    # Logged again from fresh state: the metrics were reset after the epoch.
+    (again,) = trainer.validate(module, loader, verbose=False)
+    assert again == pytest.approx(logged)
+
+
 def test_scheduler_runs_per_step(fitted) -> None:
     trainer, _, _ = fitted
     (config,) = trainer.lr_scheduler_configs
