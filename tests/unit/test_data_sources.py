@@ -351,6 +351,49 @@ def test_unreadable_parquet_and_unknown_extension(tmp_path):
         FilesSource(train=str(_csv(tmp_path / "train.xlsx", "x"))).load()
 
 
+def test_csv_delimiter_is_read_from_the_header_line(tmp_path):
+    """An Excel export where the decimal separator is a comma: ';'-separated, a BOM, CRLF line ends,
+    texts holding commas. It reads as the comma file does; so does a '|' file, and a comma file
+    whose texts hold semicolons stays comma-separated."""
+    texts = [f"good, or bad {i}" if i % 2 else f"fine; really {i}" for i in range(12)]
+    labels = ["pos", "neg"] * 6
+    comma = tmp_path / "comma.csv"
+    pd.DataFrame({"text": texts, "label": labels}).to_csv(comma, index=False)
+    excel = tmp_path / "excel.csv"
+    excel.write_bytes("text;label\r\n".encode("utf-8-sig")
+                      + "".join(f'"{t}";{lab}\r\n' for t, lab in zip(texts, labels)).encode())
+    piped = tmp_path / "piped.csv"
+    piped.write_text("label|text\n" + "".join(f"{lab}|{t}\n" for t, lab in zip(texts, labels)))
+    expected = FilesSource(train=str(comma)).load().splits["train"]
+    assert expected["text"][:2] == ["fine; really 0", "good, or bad 1"]
+    for path in (excel, piped):
+        got = FilesSource(train=str(path)).load().splits["train"]
+        assert got["text"] == expected["text"] and got["label"] == expected["label"], path.name
+    # Given explicitly, it is used as given: the ';' file read with commas has no 'text' column.
+    with pytest.raises(DataError, match="available columns: 'text;label'"):
+        FilesSource(train=str(excel), delimiter=",").load()
+    assert FilesSource(train=str(piped), delimiter="|").load().splits["train"]["text"] == expected["text"]
+
+
+def test_csv_delimiter_guess_with_a_misnamed_column_lists_the_real_columns(tmp_path):
+    path = _csv(tmp_path / "train.csv", "sentence;sentiment\n" + GOOD_ROWS.replace(",", ";"))
+    with pytest.raises(DataError) as err:
+        FilesSource(train=str(path)).load()
+    assert "'sentence', 'sentiment'" in str(err.value) and "text_column=sentence" in str(err.value)
+    loaded = FilesSource(train=str(path), text_column="sentence", label_column="sentiment").load()
+    assert loaded.splits["train"]["text"][0] == "good text 0"
+
+
+def test_delimiter_config(tmp_path):
+    tsv = _csv(tmp_path / "train.txt", "text\tlabel\n" + GOOD_ROWS.replace(",", "\t"))
+    for typed in ("\\t", "tab", "\t"):
+        source = FilesSource(train=str(tsv), format="csv", delimiter=typed)
+        assert source.delimiter == "\t" and source.load().splits["train"]["text"][0] == "good text 0"
+    for bad in ("", ";;", '"', "\n"):
+        with pytest.raises(ConfigError, match="delimiter"):
+            FilesSource(train="x.csv", delimiter=bad)
+
+
 def test_files_config_errors():
     with pytest.raises(ConfigError, match="val_fraction"):
         FilesSource(train="x.csv", val_fraction=0.0)

@@ -4,6 +4,7 @@ numbers, turning every read failure into a :class:`DataError` that names the fil
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import json
 import logging
@@ -70,11 +71,35 @@ def _read_text(path: Path, key: str, header_lines: int) -> str:
         ) from e
 
 
-def _read_csv(path: Path, key: str, columns: list[str], label_column: str) -> Table:
+# What a spreadsheet may separate a CSV file's fields with: Excel writes ';' where the decimal
+# separator is a comma (most of Europe), and '|' and tabs are common exports too.
+DELIMITERS = (",", "\t", ";", "|")
+
+
+def csv_delimiter(header: str, suffix: str, columns: list[str]) -> str:
+    """The delimiter of a CSV file whose first line is `header`: a tab for ``.tsv``; otherwise the
+    first of DELIMITERS whose header names every one of `columns`, or, when none does (a column
+    is misnamed, and the error will list the header's names), the one that splits the header
+    into the most fields (a comma on a tie)."""
+    if suffix == ".tsv":
+        return "\t"
+    fields = {d: next(csv.reader([header], delimiter=d), []) for d in DELIMITERS}
+    for d in DELIMITERS:
+        if all(c in fields[d] for c in columns):
+            return d
+    return max(DELIMITERS, key=lambda d: len(fields[d]))  # max keeps the first on a tie
+
+
+def _read_csv(path: Path, key: str, columns: list[str], label_column: str, delimiter: str | None) -> Table:
     import pandas as pd
 
     text = _read_text(path, key, header_lines=1)
-    sep = "\t" if path.suffix.lower() == ".tsv" else ","
+    sep = delimiter
+    if sep is None:
+        sep = csv_delimiter(text.split("\n", 1)[0].rstrip("\r"), path.suffix.lower(), columns)
+        if sep != ("\t" if path.suffix.lower() == ".tsv" else ","):
+            logger.info("%s: reading fields separated by %r (its header line; "
+                        "data.source.delimiter sets it)", path, sep)
     try:
         # dtype=str: a text column of digits must stay text; only empty cells count as missing
         # (so a review that reads "NA" or "null" is kept as text).
@@ -139,9 +164,11 @@ def _read_parquet(path: Path, key: str, columns: list[str]) -> Table:
 
 
 def read_table(
-    path: str | Path, *, key: str, fmt: str | None, columns: list[str], label_column: str
+    path: str | Path, *, key: str, fmt: str | None, columns: list[str], label_column: str,
+    delimiter: str | None = None,
 ) -> Table:
-    """Read ``columns`` (those present) of the file configured under ``key``."""
+    """Read ``columns`` (those present) of the file configured under ``key``; a CSV file's fields
+    separated by `delimiter`, or when None by the one its header line shows (:func:`csv_delimiter`)."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError("file not found", key=key, origin=str(p))
@@ -150,7 +177,7 @@ def read_table(
     fmt = infer_format(p, fmt, key)
     logger.debug("reading %s as %s", p, fmt)
     if fmt == "csv":
-        return _read_csv(p, key, columns, label_column)
+        return _read_csv(p, key, columns, label_column, delimiter)
     if fmt == "jsonl":
         return _read_jsonl(p, key, columns)
     return _read_parquet(p, key, columns)

@@ -161,6 +161,8 @@ class FilesSource(Validated):
     validation: str | Path | None = None
     test: str | Path | None = None
     format: Literal["csv", "jsonl", "parquet"] | None = None
+    # CSV only; None: a tab for .tsv, else the one of , TAB ; | that the header line shows.
+    delimiter: str | None = None
     text_column: str = "text"
     label_column: str = "label"
     rationale_column: str | None = None
@@ -179,6 +181,10 @@ class FilesSource(Validated):
             "label_column",
             f"must differ from text_column ({self.text_column!r})",
         )
+        if self.delimiter in ("\\t", "tab"):  # as typed on a command line: data.source.delimiter='\t'
+            self.delimiter = "\t"
+        self.require(self.delimiter is None or (len(self.delimiter) == 1 and self.delimiter not in "\"\r\n"),
+                     "delimiter", f"must be one character other than a quote or newline, got {self.delimiter!r}")
         _validate_label_names(self, self.label_names)
         _validate_carving(self, self.val_fraction, self.test_fraction)
 
@@ -202,9 +208,8 @@ class FilesSource(Validated):
             path = getattr(self, split)
             if path is None:
                 continue
-            table = read_table(
-                path, key=split, fmt=self.format, columns=columns, label_column=self.label_column
-            )
+            table = read_table(path, key=split, fmt=self.format, columns=columns,
+                               label_column=self.label_column, delimiter=self.delimiter)
             require_columns(
                 table.columns,
                 {
