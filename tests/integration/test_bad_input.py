@@ -126,7 +126,7 @@ BEFORE_ANY_RUN = [
     ("empty-file", "train", ["data=files", "data.source.train={tmp}/empty_file.csv"],
      ["empty_file.csv (train)", "file is empty"]),
     ("undecodable", "train", ["data=files", "data.source.train={tmp}/bad_utf8.csv"],
-     ["bad_utf8.csv (train), row 2", "not valid UTF-8", "line 3"]),
+     ["bad_utf8.csv (train), row 2", "not valid UTF-8", "line 3", "data.source.encoding=cp1252"]),
     ("invalid-json", "train", ["data=files", "data.source.train={tmp}/bad.jsonl"],
      ["bad.jsonl (train), row 2", "invalid JSON on line 2"]),
     ("missing-label-column", "train", ["data=files", "data.source.train={tmp}/no_label.csv"],

@@ -394,6 +394,55 @@ def test_delimiter_config(tmp_path):
             FilesSource(train="x.csv", delimiter=bad)
 
 
+def test_cp1252_file_fails_naming_the_encoding_and_reads_with_it(tmp_path):
+    """Excel on Windows saves CSV as cp1252: UTF-8 fails at the first accent and says which key
+    reads it; with data.source.encoding=cp1252 the texts are the file's."""
+    path = tmp_path / "train.csv"
+    path.write_bytes("text,label\n".encode() + "".join(f"café crème {i},{'ab'[i % 2]}\n" for i in range(10)).encode("cp1252"))
+    with pytest.raises(DataError, match=r"row 1: not valid UTF-8.*data\.source\.encoding=cp1252"):
+        FilesSource(train=str(path)).load()
+    assert FilesSource(train=str(path), encoding="cp1252").load().splits["train"]["text"][0].startswith("café crème")
+    with pytest.raises(ConfigError, match="encoding"):
+        FilesSource(train=str(path), encoding="no-such-codec")
+
+
+def test_json_array_file_reads_as_its_records(tmp_path):
+    """pandas' to_json(orient="records") writes one array, not JSON Lines: both read the same."""
+    frame = _frame(["pos", "neg"] * 6)
+    lines = _write(frame, tmp_path / "lines.jsonl")
+    array = tmp_path / "array.json"
+    frame.to_json(array, orient="records", indent=1)
+    expected = FilesSource(train=str(lines)).load().splits["train"]
+    got = FilesSource(train=str(array)).load().splits["train"]
+    assert got["text"] == expected["text"] and got["label"] == expected["label"]
+    array.write_text(json.dumps([{"text": "a", "label": "x"}, ["not", "an", "object"]]))
+    with pytest.raises(DataError, match=r"row 2: element 2 of the array is a JSON list, expected an object"):
+        FilesSource(train=str(array)).load()
+    array.write_text('[{"text": "a", "label": "x"},\n {"text": }]')
+    with pytest.raises(DataError, match=r"invalid JSON at line 2, column 11: Expecting value"):
+        FilesSource(train=str(array)).load()
+
+
+def test_labels_with_surrounding_spaces_are_one_class_and_case_clashes_warned(tmp_path, caplog):
+    """"negative " (a spreadsheet's trailing space) is the class "negative"; "Positive" beside
+    "positive" stays a class of its own, with a warning naming both and their counts."""
+    rows = "".join(f"text {i},{'negative ' if i % 4 == 0 else ' positive' if i % 4 == 1 else ['negative', 'positive'][i % 2]}\n"
+                   for i in range(20))
+    path = _csv(tmp_path / "train.csv", "text,label\n" + rows)
+    with caplog.at_level("WARNING", logger="glassworks.data.validation"):
+        loaded = FilesSource(train=str(path)).load()
+    assert loaded.label_names == ["negative", "positive"]
+    assert "10 labels had surrounding whitespace, removed (first: row 1, 'negative ')" in caplog.text
+    path = _csv(tmp_path / "case.csv", "text,label\n" + GOOD_ROWS + "shouted,A\nshouted again,A\n")
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="glassworks.data.validation"):
+        loaded = FilesSource(train=str(path), val_fraction=0.2, test_fraction=0.2).load()
+    assert loaded.label_names == ["A", "a", "b"]
+    assert "differ only in case are separate classes: 'A' (2 rows) / 'a' (5 rows)" in caplog.text
+    with pytest.raises(DataError, match=r"row 3, column 'label': missing label \(whitespace only\)"):
+        FilesSource(train=str(_csv(tmp_path / "blank.csv", 'text,label\nt 1,a\nt 2,b\nt 3," "\n'))).load()
+
+
 def test_files_config_errors():
     with pytest.raises(ConfigError, match="val_fraction"):
         FilesSource(train="x.csv", val_fraction=0.0)

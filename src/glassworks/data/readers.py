@@ -51,22 +51,27 @@ def infer_format(path: Path, explicit: str | None, key: str) -> str:
     )
 
 
-def _read_text(path: Path, key: str, header_lines: int) -> str:
-    """Decode the whole file as UTF-8, reporting the line/data row of the first bad byte."""
+def _read_text(path: Path, key: str, header_lines: int, encoding: str) -> str:
+    """Decode the whole file (a UTF-8 byte order mark dropped), reporting the line/data row of
+    the first byte `encoding` cannot decode."""
     try:
         raw = path.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read file: {e.strerror or e}", key=key, origin=str(path)) from e
-    if raw.startswith(codecs.BOM_UTF8):
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    if utf8 and raw.startswith(codecs.BOM_UTF8):
         raw = raw[len(codecs.BOM_UTF8):]
     try:
-        return raw.decode("utf-8")
+        return raw.decode(encoding)
     except UnicodeDecodeError as e:
         line = raw[: e.start].count(b"\n") + 1
         row = line - header_lines
+        # Excel on Windows saves "CSV" in the machine's code page (cp1252 in Western Europe and
+        # the Americas), where every byte decodes: the likeliest other encoding to name.
+        hint = "; if the file is in another encoding, name it: data.source.encoding=cp1252 (Excel on Windows)" if utf8 else ""
         raise DataError(
-            f"not valid UTF-8: byte {raw[e.start:e.start + 1]!r} at line {line} "
-            f"(data row {row}, byte offset {e.start}): {e.reason}",
+            f"not valid {'UTF-8' if utf8 else encoding}: byte {raw[e.start:e.start + 1]!r} at line {line} "
+            f"(data row {row}, byte offset {e.start}): {e.reason}{hint}",
             key=key, origin=str(path), row=row if row >= 1 else None,
         ) from e
 
@@ -90,10 +95,11 @@ def csv_delimiter(header: str, suffix: str, columns: list[str]) -> str:
     return max(DELIMITERS, key=lambda d: len(fields[d]))  # max keeps the first on a tie
 
 
-def _read_csv(path: Path, key: str, columns: list[str], label_column: str, delimiter: str | None) -> Table:
+def _read_csv(path: Path, key: str, columns: list[str], label_column: str, delimiter: str | None,
+              encoding: str) -> Table:
     import pandas as pd
 
-    text = _read_text(path, key, header_lines=1)
+    text = _read_text(path, key, header_lines=1, encoding=encoding)
     sep = delimiter
     if sep is None:
         sep = csv_delimiter(text.split("\n", 1)[0].rstrip("\r"), path.suffix.lower(), columns)
@@ -121,11 +127,15 @@ def _read_csv(path: Path, key: str, columns: list[str], label_column: str, delim
     return Table(str(path), available, data, list(range(1, len(frame) + 1)))
 
 
-def _read_jsonl(path: Path, key: str, columns: list[str]) -> Table:
-    text = _read_text(path, key, header_lines=0)
+def _read_jsonl(path: Path, key: str, columns: list[str], encoding: str) -> Table:
+    """JSON Lines (one object a line, rows are line numbers), or for a file whose first character
+    is '[' one JSON array of objects (what ``DataFrame.to_json(orient="records")`` writes; rows
+    are 1-based element numbers)."""
+    text = _read_text(path, key, header_lines=0, encoding=encoding)
+    if text.lstrip().startswith("["):
+        return _read_json_array(path, key, columns, text)
     records: list[dict[str, Any]] = []
     rows: list[int] = []
-    available: dict[str, None] = {}
     # split("\n"), not splitlines(): JSON strings may legally hold U+2028 and friends.
     for line_no, line in enumerate(text.split("\n"), start=1):
         line = line.strip()
@@ -138,14 +148,35 @@ def _read_jsonl(path: Path, key: str, columns: list[str]) -> Table:
                 f"invalid JSON on line {line_no}: {e.msg} (char {e.pos})",
                 key=key, origin=str(path), row=line_no,
             ) from e
-        if not isinstance(record, dict):
-            raise DataError(
-                f"line {line_no} is a JSON {type(record).__name__}, expected an object",
-                key=key, origin=str(path), row=line_no,
-            )
-        available.update(dict.fromkeys(record))
+        _require_object(record, f"line {line_no}", path, key, line_no)
         records.append(record)
         rows.append(line_no)
+    return _records_table(path, columns, records, rows)
+
+
+def _read_json_array(path: Path, key: str, columns: list[str], text: str) -> Table:
+    try:
+        records = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}",
+                        key=key, origin=str(path)) from e
+    if not isinstance(records, list):  # '[' then something else: json.loads raised above
+        raise DataError("expected a JSON array of objects", key=key, origin=str(path))
+    for i, record in enumerate(records, start=1):
+        _require_object(record, f"element {i} of the array", path, key, i)
+    return _records_table(path, columns, records, list(range(1, len(records) + 1)))
+
+
+def _require_object(record: Any, where: str, path: Path, key: str, row: int) -> None:
+    if not isinstance(record, dict):
+        raise DataError(f"{where} is a JSON {type(record).__name__}, expected an object",
+                        key=key, origin=str(path), row=row)
+
+
+def _records_table(path: Path, columns: list[str], records: list[dict[str, Any]], rows: list[int]) -> Table:
+    available: dict[str, None] = {}
+    for record in records:
+        available.update(dict.fromkeys(record))
     data = {c: [r.get(c) for r in records] for c in columns if c in available}
     return Table(str(path), list(available), data, rows)
 
@@ -165,10 +196,11 @@ def _read_parquet(path: Path, key: str, columns: list[str]) -> Table:
 
 def read_table(
     path: str | Path, *, key: str, fmt: str | None, columns: list[str], label_column: str,
-    delimiter: str | None = None,
+    delimiter: str | None = None, encoding: str = "utf-8",
 ) -> Table:
     """Read ``columns`` (those present) of the file configured under ``key``; a CSV file's fields
-    separated by `delimiter`, or when None by the one its header line shows (:func:`csv_delimiter`)."""
+    separated by `delimiter`, or when None by the one its header line shows (:func:`csv_delimiter`);
+    CSV and JSON text decoded from `encoding`."""
     p = Path(path).expanduser()
     if not p.exists():
         raise DataError("file not found", key=key, origin=str(p))
@@ -177,7 +209,7 @@ def read_table(
     fmt = infer_format(p, fmt, key)
     logger.debug("reading %s as %s", p, fmt)
     if fmt == "csv":
-        return _read_csv(p, key, columns, label_column, delimiter)
+        return _read_csv(p, key, columns, label_column, delimiter, encoding)
     if fmt == "jsonl":
-        return _read_jsonl(p, key, columns)
+        return _read_jsonl(p, key, columns, encoding)
     return _read_parquet(p, key, columns)

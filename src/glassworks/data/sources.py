@@ -6,6 +6,7 @@ the same checks and messages whatever its origin. Hydra instantiates them via ``
 
 from __future__ import annotations
 
+import codecs
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -163,6 +164,7 @@ class FilesSource(Validated):
     format: Literal["csv", "jsonl", "parquet"] | None = None
     # CSV only; None: a tab for .tsv, else the one of , TAB ; | that the header line shows.
     delimiter: str | None = None
+    encoding: str = "utf-8"  # of CSV and JSON files (a UTF-8 byte order mark is dropped)
     text_column: str = "text"
     label_column: str = "label"
     rationale_column: str | None = None
@@ -185,6 +187,10 @@ class FilesSource(Validated):
             self.delimiter = "\t"
         self.require(self.delimiter is None or (len(self.delimiter) == 1 and self.delimiter not in "\"\r\n"),
                      "delimiter", f"must be one character other than a quote or newline, got {self.delimiter!r}")
+        try:
+            codecs.lookup(self.encoding)
+        except LookupError:
+            self.require(False, "encoding", f"unknown encoding {self.encoding!r} (e.g. utf-8, cp1252, latin-1)")
         _validate_label_names(self, self.label_names)
         _validate_carving(self, self.val_fraction, self.test_fraction)
 
@@ -209,7 +215,8 @@ class FilesSource(Validated):
             if path is None:
                 continue
             table = read_table(path, key=split, fmt=self.format, columns=columns,
-                               label_column=self.label_column, delimiter=self.delimiter)
+                               label_column=self.label_column, delimiter=self.delimiter,
+                               encoding=self.encoding)
             require_columns(
                 table.columns,
                 {

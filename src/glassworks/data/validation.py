@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -149,6 +150,37 @@ def _parse_rationale(value: Any) -> list[int] | None:
     return out
 
 
+def _stripped_labels(rs: RawSplit, split: str) -> RawSplit:
+    """`rs` with its string labels' surrounding whitespace removed: "positive " written by a
+    spreadsheet is the class "positive", not a second one. A label of spaces alone is missing."""
+    labels = [label.strip() for label in rs.labels]
+    changed = [i for i, (a, b) in enumerate(zip(rs.labels, labels)) if a != b]
+    if not changed:
+        return rs
+    for i in changed:
+        if not labels[i]:
+            raise DataError(f"missing label (whitespace only) in the {split} split",
+                            origin=rs.origin, row=rs.row(i), column=rs.label_column)
+    logger.warning("%s: %d labels had surrounding whitespace, removed (first: row %d, %r)",
+                   rs.origin, len(changed), rs.row(changed[0]), rs.labels[changed[0]])
+    return dataclasses.replace(rs, labels=labels)
+
+
+def _warn_labels_differing_in_case(raw: dict[str, RawSplit]) -> None:
+    """Warn about string labels that differ only in case ("Positive" and "positive"): they are
+    separate classes, which is almost never meant; the file, or label_names, decides."""
+    counts = Counter(label for rs in raw.values() for label in rs.labels)
+    spellings: dict[str, list[str]] = {}
+    for label in sorted(counts):
+        spellings.setdefault(label.casefold(), []).append(label)
+    clashes = [group for group in spellings.values() if len(group) > 1]
+    if clashes:
+        logger.warning(
+            "labels that differ only in case are separate classes: %s; if each group is one class, "
+            "write it one way in the data",
+            "; ".join(" / ".join(f"{label!r} ({counts[label]} rows)" for label in group) for group in clashes))
+
+
 def _carve_counts(n: int, fractions: list[float]) -> list[int]:
     """Per-class sizes of the carved splits: every carved split gets at least one example of the
     class when the class is big enough for that, and train always keeps at least one."""
@@ -222,6 +254,8 @@ def build_loaded_data(
     kind = first_kind[0]
 
     if kind == "str":
+        raw = {split: _stripped_labels(rs, split) for split, rs in raw.items()}
+        _warn_labels_differing_in_case(raw)
         names = list(label_names) if label_names is not None else sorted(
             {label for rs in raw.values() for label in rs.labels}
         )
