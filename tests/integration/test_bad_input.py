@@ -9,6 +9,7 @@ command, without ~10 s of startup); a few run the real command line.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -257,6 +258,44 @@ def test_label_only_outside_train_is_warned(files, caplog):
         job = build_job(cfg)
     assert job.datamodule.label_names == ["neg", "neutral", "pos"]
     assert "classes with no training example: ['neutral']" in caplog.text
+
+
+def _sentences(phrases: dict[str, list[str]], filler: list[str], n: int) -> str:
+    """A CSV of `n` rows: each text 3 random filler phrases and one of its label's phrases, no spaces
+    (few texts repeat: a word-level vocabulary of min_frequency 2 holds few whole sentences)."""
+    labels, rng = sorted(phrases), random.Random(0)
+    rows = []
+    for i in range(n):
+        label = labels[i % len(labels)]
+        parts = rng.choices(filler, k=3)
+        parts.insert(rng.randrange(4), rng.choice(phrases[label]))
+        rows.append(f"{''.join(parts)},{label}\n")
+    return "text,label\n" + "".join(rows)
+
+
+def test_text_without_spaces_is_read_by_character_and_unknown_tokens_counted(tmp_path, caplog):
+    """Chinese needs no spaces: its characters are the tokens, no [UNK] (a sentence was one token,
+    and a Chinese review set trained to chance, test/acc 0.50; now 0.98). Thai has no spaces either
+    and is not split: nearly every token is [UNK], warned, counted and reported; bpe reads it."""
+    zh = tmp_path / "zh.csv"
+    zh.write_text(_sentences({"好评": ["这部电影很好看", "我非常喜欢"], "差评": ["这部电影很无聊", "我非常讨厌"]},
+                             ["今天", "我们", "一起", "去了", "电影院", "朋友"], 80))
+    th = tmp_path / "th.csv"
+    th.write_text(_sentences({"pos": ["หนังดีมาก", "ชอบมาก"], "neg": ["หนังแย่มาก", "น่าเบื่อมาก"]},
+                             ["วันนี้", "เรา", "ไป", "ดู", "กับ", "เพื่อน"], 80))
+    with caplog.at_level(logging.WARNING):
+        job = build_job(compose_config(tmp_path, ["data=files", f"data.source.train={zh}"]))
+    assert job.datamodule.stats["unk_rate_per_split"] == {"train": 0.0, "validation": 0.0, "test": 0.0}
+    assert job.datamodule.tokenizer.encode("很无聊").tokens[1:] == ["很", "无", "聊"]
+    assert "[UNK]" not in caplog.text
+    with caplog.at_level(logging.WARNING):
+        job = build_job(compose_config(tmp_path, ["data=files", f"data.source.train={th}"]))
+    stats = job.datamodule.stats
+    assert stats["unk_rate"] > 0.9
+    assert "of the validation split's tokens are [UNK]" in caplog.text and "data.tokenizer.kind=bpe" in caplog.text
+    assert ("[UNK] tokens (validation)", f"{100 * stats['unk_rate']:.1f}%") in _report_data_items(stats)
+    job = build_job(compose_config(tmp_path, ["data=files", f"data.source.train={th}", "data.tokenizer.kind=bpe"]))
+    assert job.datamodule.stats["unk_rate"] < 0.05
 
 
 def _report_data_items(stats: dict) -> list[tuple[str, str]]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import pickle
+import re
 
 import pytest
 
 from glassworks.data import TextTokenizer, TokenizerConfig, token_rationale
+from glassworks.data.words import word_spans, words
 from glassworks.validation import ConfigError
 
 TEXTS = [
@@ -117,3 +119,25 @@ def test_config_errors(kwargs, key):
     with pytest.raises(ConfigError) as err:
         TokenizerConfig(**kwargs)
     assert err.value.key == key
+
+
+def test_cjk_characters_are_tokens_and_words_of_their_own(tok):
+    """Chinese and Japanese are written without spaces: each of their characters is a token and
+    a word (data/words.py), so a sentence is not one unknown token; other text is as before."""
+    texts = ["这部电影很无聊。", "这部电影很好看！", "日本語のテキスト and English, too"]
+    cjk = TextTokenizer.train(texts * 2, TokenizerConfig(kind=tok.config.kind, vocab_size=120))
+    enc = cjk.encode("这部电影很无聊。")
+    assert enc.tokens[1:] == list("这部电影很无聊。") and enc.word_ids[1:] == list(range(8))
+    assert cjk.unk_id not in cjk.encode("电影很好看").ids
+    mixed = cjk.encode("日本語 and English, too")
+    assert mixed.tokens[1:4] == ["日", "本", "語"] and mixed.word_ids[1:] == [0, 1, 2, 3, 4, 4, 5]
+
+
+@pytest.mark.parametrize("text", [TEXTS[0], "  tabs\tand\nnewlines  ", "naïve café — “quoted” 🙂 x²", "한국어 문장입니다", ""])
+def test_words_are_whitespace_words_without_cjk(text):
+    assert words(text) == text.split() and word_spans(text) == [(m.start(), m.end()) for m in re.finditer(r"\S+", text)]
+
+
+def test_words_split_cjk_characters():
+    assert words("我喜欢这部电影, really") == ["我", "喜", "欢", "这", "部", "电", "影", ",", "really"]
+    assert words("カタカナとひらがな𠀀") == list("カタカナとひらがな𠀀")  # kana and a supplementary-plane ideograph

@@ -22,6 +22,10 @@ from glassworks.validation import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# A validation split with more [UNK] tokens than this is warned about: real English text measured
+# 7-12% at min_frequency 2 (data/stats.json's unk_rate), Thai without a subword vocabulary 100%.
+UNK_RATE_WARNING = 0.25
+
 
 class PadCollator:
     """Pads a list of examples to the longest one in the batch (not to max_length): short
@@ -51,7 +55,11 @@ class _TokenizeBatch:
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
         ids, full = self.tokenizer.encode_ids(batch["text"], self.max_length)
-        return {"input_ids": ids, "n_tokens": full}
+        unk, specials = self.tokenizer.unk_id, set(self.tokenizer.special_ids) - {self.tokenizer.unk_id}
+        return {"input_ids": ids, "n_tokens": full,
+                # per text: its kept tokens that are [UNK], and those that are not special tokens
+                "n_unk": [row.count(unk) for row in ids],
+                "n_text_tokens": [sum(i not in specials for i in row) for row in ids]}
 
 
 def column(ds: Dataset, name: str) -> list[Any]:
@@ -146,7 +154,7 @@ class TextDataModule(ResumableTrainOrder, pl.LightningDataModule):
             for split in SPLITS:
                 # An explicit fingerprint spares datasets from hashing the tokenizer per split.
                 fingerprint = hashlib.sha256(
-                    f"{digest}:{split}:{tok_hash}:{self.max_length}".encode()
+                    f"{digest}:{split}:{tok_hash}:{self.max_length}:unk".encode()
                 ).hexdigest()[:32]
                 encoded[split] = loaded.splits[split].map(
                     fn, batched=True, batch_size=1000, remove_columns=["text", "rationale"],
@@ -198,8 +206,21 @@ class TextDataModule(ResumableTrainOrder, pl.LightningDataModule):
             logger.warning(
                 "%d validation/test texts also appear in an earlier split (%s)", n_dupes, dupes
             )
+        # Words the tokenizer maps to [UNK] (unseen in training, rarer than min_frequency, or a
+        # script the vocabulary lacks) are invisible to the model and to every explanation.
+        unk_rates = {s: sum(column(encoded[s], "n_unk")) / max(1, sum(column(encoded[s], "n_text_tokens")))
+                     for s in SPLITS}
+        if unk_rates["validation"] > UNK_RATE_WARNING:
+            logger.warning(
+                "%.0f%% of the validation split's tokens are [UNK] (train %.0f%%): the model sees little of "
+                "those texts%s", 100 * unk_rates["validation"], 100 * unk_rates["train"],
+                "; a subword vocabulary (data.tokenizer.kind=bpe) or a lower data.tokenizer.min_frequency "
+                "keeps more" if isinstance(self.tokenizer_config, TokenizerConfig) else
+                "; the pretrained vocabulary does not cover this text")
         all_n = [n for s in SPLITS for n in n_tokens[s]]
         return {
+            "unk_rate": unk_rates["validation"],
+            "unk_rate_per_split": unk_rates,
             "sizes": sizes,
             "class_counts": class_counts,
             "n_truncated": n_trunc,

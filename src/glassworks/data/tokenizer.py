@@ -6,12 +6,12 @@ from __future__ import annotations
 import bisect
 import json
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Literal
 
 from tokenizers import (
+    Regex,
     Tokenizer,
     decoders,
     models,
@@ -21,6 +21,7 @@ from tokenizers import (
     trainers,
 )
 
+from glassworks.data.words import CJK, word_spans
 from glassworks.validation import Validated
 
 logger = logging.getLogger(__name__)
@@ -30,7 +31,6 @@ SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, CLS, MASK)  # ids 0..3, in this ord
 TOKENIZER_FILE = "tokenizer.json"
 META_FILE = "tokenizer_meta.json"
 _FORMAT_VERSION = 1
-_WORD = re.compile(r"\S+")  # same words as str.split()
 
 
 @dataclass
@@ -60,7 +60,7 @@ class TokenizerConfig(Validated):
 @dataclass
 class Encoded:
     """One encoded text. ``offsets`` are char spans in the original text ([CLS]: (0, 0));
-    ``word_ids[i]`` is the index into ``text.split()`` of token i (None for [CLS])."""
+    ``word_ids[i]`` is the index into ``words(text)`` of token i (None for [CLS])."""
 
     ids: list[int]
     tokens: list[str]
@@ -70,8 +70,8 @@ class Encoded:
 
 def _word_ids(text: str, offsets: list[tuple[int, int]]) -> list[int | None]:
     # From char offsets, not the pre-tokenizer's word ids: Whitespace splits "great," into two
-    # pre-tokens, but both belong to one whitespace word of the text (the rationale's unit).
-    spans = [(m.start(), m.end()) for m in _WORD.finditer(text)]
+    # pre-tokens, but both belong to one word of the text (the rationale's unit, data/words.py).
+    spans = word_spans(text)
     starts = [s for s, _ in spans]
     out: list[int | None] = []
     for start, end in offsets:
@@ -122,7 +122,10 @@ class TextTokenizer:
             tok.decoder = decoders.WordPiece(prefix="##")
         if config.lowercase:
             tok.normalizer = normalizers.Lowercase()
-        tok.pre_tokenizer = pre_tokenizers.Whitespace()
+        # Words and punctuation, and each CJK character on its own (data/words.py): a Chinese
+        # sentence is otherwise one pre-token, and a word-level vocabulary of whole sentences.
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [pre_tokenizers.Whitespace(), pre_tokenizers.Split(Regex(f"[{CJK}]"), behavior="isolated")])
         tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
         tok.post_processor = processors.TemplateProcessing(
             single=f"{CLS} $A", special_tokens=[(CLS, SPECIAL_TOKENS.index(CLS))]

@@ -17,6 +17,7 @@ import numpy as np
 from datasets import Dataset, DatasetDict, Features, List, Value
 
 from glassworks.data.errors import DataError
+from glassworks.data.words import words
 
 logger = logging.getLogger(__name__)
 
@@ -311,10 +312,11 @@ def build_loaded_data(
                     f"rationale {value!r} is not a list of 0/1 values",
                     origin=rs.origin, row=rs.row(i), column=rs.rationale_column,
                 )
-            n_words = len(text.split())
+            n_words = len(words(text))
             if len(r) != n_words:
                 raise DataError(
-                    f"rationale has {len(r)} values but the text has {n_words} whitespace words",
+                    f"rationale has {len(r)} values but the text has {n_words} words "
+                    "(separated by spaces; each CJK character is one)",
                     origin=rs.origin, row=rs.row(i), column=rs.rationale_column,
                 )
             parsed.append(r)

@@ -16,7 +16,7 @@ class ExampleInput:
     ids: list[int]  # token ids, starting with [CLS], no padding
     tokens: list[str]  # same length as ids
     rationale: list[int] | None  # per-token 0/1 ground truth (None when the data has none)
-    # word_ids[i]: index into text.split() of token i, None for specials; None when unknown
+    # word_ids[i]: index into data.words.words(text) of token i, None for specials; None when unknown
     # (explain/word_units.py aggregates wordpieces to words with it)
     word_ids: list[int | None] | None = None
 

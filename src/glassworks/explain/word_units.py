@@ -3,8 +3,9 @@ whitespace word they came from, the unit of a rationale and of what a reader see
 
 Scores are summed, so additive methods stay additive: SHAP's local accuracy (sum of scores +
 base value = model output) holds for the word scores of every example, because the special
-tokens ([CLS], [SEP]) carry no SHAP value. ``word_ids[i]`` is the index into ``text.split()`` of
-token i, None for special tokens (``Encoded.word_ids``).
+tokens ([CLS], [SEP]) carry no SHAP value. ``word_ids[i]`` is the index into ``words(text)``
+(data/words.py: whitespace words, CJK characters one by one) of token i, None for special tokens
+(``Encoded.word_ids``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from glassworks.data.words import words
 from glassworks.explain.metrics import average_precision
 from glassworks.explain.types import ExampleInput, Explanation
 
@@ -94,13 +96,13 @@ class WordView:
 
 
 def word_view(example: ExampleInput, scores: np.ndarray) -> WordView:
-    """The word view of one method's (T,) `scores` on `example` (words from ``text.split()``)."""
+    """The word view of one method's (T,) `scores` on `example` (words from ``words(text)``)."""
     scores = np.asarray(scores, dtype=np.float64)  # (T,)
     if example.word_ids is None or len(example.word_ids) != len(scores):
         return WordView(list(example.tokens), scores, list(example.rationale) if example.rationale else None)
-    words = example.text.split()
+    text_words = words(example.text)
     kept = sorted({int(w) for w in example.word_ids if w is not None})
-    shown = [words[w] if w < len(words) else str(w) for w in kept]
+    shown = [text_words[w] if w < len(text_words) else str(w) for w in kept]
     rationale = None
     if example.rationale is not None and len(example.rationale) == len(scores):
         rationale = [0, *word_rationale(example.rationale, example.word_ids).tolist()]

@@ -261,6 +261,8 @@ def _data_section(record: RunRecord, stats: Mapping[str, Any] | None, label_name
         labels = {"n_truncated": "truncated to max_length", "n_duplicates_across_splits": "texts in two splits",
                   "max_tokens": "longest text (tokens)", "mean_tokens": "mean length (tokens)"}
         extra = [(label, fmt(stats[k], 1)) for k, label in labels.items() if k in stats]
+        if "unk_rate" in stats:
+            extra.append(("[UNK] tokens (validation)", f"{100 * stats['unk_rate']:.1f}%"))
         if extra:
             blocks.append(KeyValues(extra))
     else:
