@@ -153,6 +153,26 @@ def test_files_int_labels_and_label_names(tmp_path, ext):
     assert named.splits["train"]["label"] == loaded.splits["train"]["label"]
 
 
+def test_integer_labels_are_the_classes_their_values_name(tmp_path, caplog):
+    """Star ratings 1..5 are five classes named "1".."5" (there used to be a sixth, empty class
+    "0"); labels 0..C-1 are their own classes as before."""
+    def read(values: list[int], name: str):
+        loaded = FilesSource(train=str(_write(_frame(values), tmp_path / name))).load()
+        value_of = dict(zip(TEXTS, values))
+        for split in ("train", "validation", "test"):  # every example keeps its own value
+            rows = loaded.splits[split]
+            assert [loaded.label_names[y] for y in rows["label"]] == [str(value_of[t]) for t in rows["text"]]
+        return loaded
+
+    with caplog.at_level("INFO", logger="glassworks.data.validation"):
+        assert read([1, 2, 3, 4, 5] * 8, "ratings.csv").label_names == ["1", "2", "3", "4", "5"]
+    assert "integer labels 1..5 are classes 0..4, named by their values" in caplog.text
+    assert read([0, 2, 7] * 8, "gaps.csv").label_names == ["0", "2", "7"]
+    plain = read([2, 0, 1] * 8, "plain.csv")
+    assert plain.label_names == ["0", "1", "2"]
+    assert plain.splits["train"]["label"][:3] == [2, 0, 1]
+
+
 def test_files_string_labels_keep_given_label_order(tmp_path):
     train = _write(_frame(["pos", "neg"] * 10), tmp_path / "train.csv")
     loaded = FilesSource(train=str(train), label_names=["pos", "neg"]).load()

@@ -156,7 +156,8 @@ class SyntheticSource(Validated):
 class FilesSource(Validated):
     """Local CSV/TSV, JSONL or Parquet files. Missing validation/test splits are carved from
     train by a seeded, stratified split. Labels: strings (names sorted unless ``label_names``)
-    or integers 0..C-1 (names "0", "1", ... unless ``label_names``)."""
+    or integers (classes in the order of their values, named by them unless ``label_names``; with
+    ``label_names`` integers 0..C-1 index them)."""
 
     train: str | Path
     validation: str | Path | None = None

@@ -151,6 +151,13 @@ def _parse_rationale(value: Any) -> list[int] | None:
     return out
 
 
+def _value_list(values: list[int]) -> str:
+    """[1, 2, 3, 4, 5] -> "1..5"; [0, 2, 7] -> "0, 2, 7"."""
+    if values == list(range(values[0], values[0] + len(values))):
+        return f"{values[0]}..{values[-1]}"
+    return ", ".join(map(str, values))
+
+
 def _stripped_labels(rs: RawSplit, split: str) -> RawSplit:
     """`rs` with its string labels' surrounding whitespace removed: "positive " written by a
     spreadsheet is the class "positive", not a second one. A label of spaces alone is missing."""
@@ -254,6 +261,7 @@ def build_loaded_data(
     assert first_kind is not None
     kind = first_kind[0]
 
+    index: dict[Any, int] = {}  # label -> class, unless an integer label is its own class
     if kind == "str":
         raw = {split: _stripped_labels(rs, split) for split, rs in raw.items()}
         _warn_labels_differing_in_case(raw)
@@ -269,19 +277,24 @@ def build_loaded_data(
                 for i, label in enumerate(rs.labels):
                     if int(label) < 0:
                         raise DataError(
-                            f"negative label {label!r}; integer labels must be 0..C-1 "
-                            "(or give label_names)",
+                            f"negative label {label!r}: integer labels must not be negative "
+                            "(a -1 usually marks an unlabelled split, e.g. GLUE test)",
                             origin=rs.origin, row=rs.row(i), column=rs.label_column,
                         )
-            top = max(int(label) for rs in raw.values() for label in rs.labels)
-            names = [str(i) for i in range(top + 1)]
+            values = sorted({int(label) for rs in raw.values() for label in rs.labels})
+            names = [str(v) for v in values]
+            if values != list(range(len(values))):
+                # Star ratings 1..5 are five classes, not six with an empty class 0.
+                logger.info("integer labels %s are classes 0..%d, named by their values",
+                            _value_list(values), len(values) - 1)
+                index = {v: i for i, v in enumerate(values)}
 
     mapped: dict[str, list[int]] = {}
     for split, rs in raw.items():
         ints: list[int] = []
         for i, label in enumerate(rs.labels):
-            if kind == "str":
-                value = index.get(label)
+            if kind == "str" or index:
+                value = index.get(label if kind == "str" else int(label))
             else:
                 value = int(label) if 0 <= int(label) < len(names) else None
             if value is None:
