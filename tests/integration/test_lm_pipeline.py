@@ -115,6 +115,27 @@ def test_empty_corpus_fails_before_any_run(tmp_path):
         build_job(cfg)
 
 
+def test_a_text_corpus_runs_end_to_end_with_experiment_lm_text(tmp_path):
+    """The README's command for any corpus: experiment=lm_text picks the LM groups and monitors
+    val/loss (a corpus has no answer to reach). A Chinese corpus is read character by character
+    (data/words.py), as the classifier's tokenizer reads it: a vocabulary of characters, not of
+    whole sentences."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("今天天气很好。我们一起去公园散步。公园里有很多人。\nThe park is full of people today.\n" * 40,
+                      encoding="utf-8")
+    overrides = ["experiment=lm_text", f"data.source.train={corpus}", "data.source.block_words=16",
+                 "trainer.max_epochs=1", "trainer=cpu", "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
+                 "explain.n_examples=2", "explain.n_heatmaps=1", "explain.shap.max_evals=64", "robustness.curve_k=4"]
+    vocab = build_job(compose_config(tmp_path, overrides, config_name="run", tiny=False)).datamodule.vocab
+    assert {"公", "园", "the", "park"} <= set(vocab.tokens) and "今天天气很好。我们一起去公园散步。" not in vocab.tokens
+    done = run_cli("pipeline.run", *overrides, cwd=tmp_path, env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    (run,) = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    assert run.info.status == "FINISHED" and run.data.tags["experiment"] == "lm_text"
+    assert {"val/loss", "val/perplexity", "test/answer_acc", "explain/shap/comprehensiveness"} <= set(run.data.metrics)
+
+
 def test_vocabulary_mismatch_with_a_pretrained_causal_lm_fails_before_any_run(tmp_path):
     transformers = pytest.importorskip("transformers")
     folder = tmp_path / "tiny-gpt2"  # lm_recall's vocabulary has 30 tokens, this model 40

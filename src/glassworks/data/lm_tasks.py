@@ -26,6 +26,7 @@ from typing import ClassVar, Literal
 
 from glassworks.data.errors import DataError
 from glassworks.data.lm_vocab import LM_SPECIAL_TOKENS, WordVocab
+from glassworks.data.words import words
 from glassworks.validation import Validated
 
 LM_SPLITS: tuple[str, ...] = ("train", "validation", "test")
@@ -254,7 +255,8 @@ class AgreementTask(Validated):
 
 @dataclass
 class TextFilesSource(Validated):
-    """Plain-text files (a path or glob each), cut into blocks of ``block_words`` whitespace words;
+    """Plain-text files (a path or glob each), cut into blocks of ``block_words`` words (data/words.py:
+    whitespace words, each CJK character one);
     the last ``n_answer`` words of a block are its answer (continuation), with no gold evidence.
     Without validation/test files, those splits are carved from train's blocks."""
 
@@ -297,9 +299,9 @@ class TextFilesSource(Validated):
                 text = p.read_text(encoding="utf-8")
             except UnicodeDecodeError as e:
                 raise DataError(f"not UTF-8 text ({e.reason} at byte {e.start})", origin=str(p), key=key) from e
-            words = (text.lower() if self.lowercase else text).split()
-            for start in range(0, len(words) - 1, self.block_words):
-                block = words[start : start + self.block_words]
+            text_words = words(text.lower() if self.lowercase else text)
+            for start in range(0, len(text_words) - 1, self.block_words):
+                block = text_words[start : start + self.block_words]
                 if len(block) < 2:
                     continue
                 n_answer = min(self.n_answer, len(block) - 1)

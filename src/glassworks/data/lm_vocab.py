@@ -1,4 +1,4 @@
-"""A word-level vocabulary for language-model tasks: whitespace words, fixed specials.
+"""A word-level vocabulary for language-model tasks: words (data/words.py), fixed specials.
 
 The synthetic LM tasks are sequences of symbols, so tokens are the whitespace words of the text
 and every symbol of a task is in the vocabulary, whether or not the train split happens to use
@@ -12,6 +12,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from glassworks.data.words import words
+
 PAD, UNK, BOS, MASK, EOS = "[PAD]", "[UNK]", "[BOS]", "[MASK]", "[EOS]"
 # ids 0..4 in this order; [MASK] = 3 as in the classifier tokenizer, so masking code agrees.
 LM_SPECIAL_TOKENS: tuple[str, ...] = (PAD, UNK, BOS, MASK, EOS)
@@ -20,7 +22,7 @@ _FORMAT_VERSION = 1
 
 
 class WordVocab:
-    """Token <-> id over whitespace words; unknown words map to [UNK]."""
+    """Token <-> id over words; unknown words map to [UNK]."""
 
     def __init__(self, tokens: Sequence[str]) -> None:
         tokens = list(tokens)
@@ -54,10 +56,10 @@ class WordVocab:
         """The most frequent words of ``texts`` (ties by first occurrence), specials first."""
         counts: Counter[str] = Counter()
         for text in texts:
-            counts.update(text.split())
+            counts.update(words(text))
         room = max_size - len(LM_SPECIAL_TOKENS)
-        words = [w for w, n in counts.most_common() if n >= min_frequency and w not in LM_SPECIAL_TOKENS]
-        return cls.from_symbols(words[:room])
+        frequent = [w for w, n in counts.most_common() if n >= min_frequency and w not in LM_SPECIAL_TOKENS]
+        return cls.from_symbols(frequent[:room])
 
     @property
     def vocab_size(self) -> int:
@@ -104,8 +106,8 @@ class WordVocab:
         return [self.bos_id, *ids] if bos else ids
 
     def encode(self, text: str, bos: bool = True) -> list[int]:
-        """[BOS] + one id per whitespace word of ``text``."""
-        return self.encode_words(text.split(), bos=bos)
+        """[BOS] + one id per word of ``text`` (data/words.py: whitespace words, CJK characters)."""
+        return self.encode_words(words(text), bos=bos)
 
     def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
         specials = self.special_ids if skip_special_tokens else frozenset()
