@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.loggers import CSVLogger
 from pytorch_lightning.loggers.logger import Logger
-from pytorch_lightning.strategies import DDPStrategy
+from glassworks.training.distributed import ddp_strategy
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -327,7 +327,7 @@ def test_ranks_save_together_when_only_one_rank_finds_a_write_due(tmp_path):
     # gradient all-reduce: a hang (here: an error after the process group's 60 s timeout).
     pl.seed_everything(0, verbose=False)
     callback = ResumeCheckpoint(str(tmp_path / "resume"), every_n_train_steps=EVERY, min_interval_s=600)
-    strategy = DDPStrategy(start_method="spawn", process_group_backend="gloo", timeout=timedelta(seconds=60))
+    strategy = ddp_strategy(process_group_backend="gloo", timeout=timedelta(seconds=60))  # spawns
     trainer = pl.Trainer(max_steps=6, logger=False, callbacks=[_FastClockOnRankOne(), callback], strategy=strategy,
                          limit_val_batches=0, enable_progress_bar=False, enable_model_summary=False,
                          accelerator="cpu", devices=2, default_root_dir=str(tmp_path))

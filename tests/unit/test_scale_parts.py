@@ -3,7 +3,10 @@ and how long a write waits for an unreachable tracking server."""
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import time
 
 import pytest
@@ -60,6 +63,42 @@ def test_srun_ranks(launch_env):
 
 def test_spawned_ddp_keeps_spawning(launch_env):
     assert ddp_strategy(process_group_backend="gloo")._start_method == "spawn"
+
+
+_EXIT_SCRIPT = """
+import atexit, os
+import pytorch_lightning as pl, torch, torch.distributed as dist
+from torch.utils.data import DataLoader, TensorDataset
+from glassworks.training.distributed import ddp_strategy
+
+class Tiny(pl.LightningModule):
+    def __init__(self):
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+    def training_step(self, batch, batch_idx):
+        return self.layer(batch[0]).pow(2).mean()
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+# atexit runs last-registered first: this line runs after whatever the fit registered.
+atexit.register(lambda: print("process group at exit:", dist.is_initialized(), flush=True))
+trainer = pl.Trainer(strategy=ddp_strategy(start_method="popen", process_group_backend="gloo"), devices=1,
+                     accelerator="cpu", max_steps=2, logger=False, enable_checkpointing=False,
+                     enable_progress_bar=False, enable_model_summary=False, default_root_dir=os.environ["ROOT"])
+trainer.fit(Tiny(), DataLoader(TensorDataset(torch.randn(8, 2)), batch_size=4))
+print("process group after fit:", dist.is_initialized(), flush=True)
+"""
+
+
+def test_a_rank_leaves_its_gloo_process_group_before_the_interpreter_finalizes(launch_env, tmp_path):
+    # Lightning destroys only NCCL groups at exit; a gloo group left to finalization can abort the
+    # rank (SIGABRT) after its fit finished, which fails the launcher's join.
+    env = {**os.environ, "ROOT": str(tmp_path), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_closed_port())}
+    out = subprocess.run([sys.executable, "-c", _EXIT_SCRIPT], env=env, capture_output=True, text=True,
+                         timeout=120, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "process group after fit: True" in out.stdout  # the fit leaves it for what follows
+    assert "process group at exit: False" in out.stdout
 
 
 def _closed_port() -> int:

@@ -16,6 +16,7 @@ others waiting in another collective.
 
 from __future__ import annotations
 
+import atexit
 import os
 import socket
 from dataclasses import dataclass
@@ -79,7 +80,8 @@ def distributed_tags(world_size: int, num_nodes: int, launch: LaunchRank) -> dic
 
 class RankStrategy(DDPStrategy):
     """Lightning's DDP. A rank that it spawned imported the pipeline with the cyclic collector off
-    (:mod:`glassworks.startup`); the rank's work starts in ``setup_environment``."""
+    (:mod:`glassworks.startup`); the rank's work starts in ``setup_environment``, and it leaves the
+    process group when the process exits (:func:`_leave_process_group_at_exit`)."""
 
     def __init__(self, start_method: str = "spawn", **kwargs: Any) -> None:
         super().__init__(start_method=start_method, **kwargs)
@@ -88,6 +90,20 @@ class RankStrategy(DDPStrategy):
     def setup_environment(self) -> None:
         rank_started()
         super().setup_environment()
+        atexit.unregister(_leave_process_group_at_exit)  # once, however many fits the process runs
+        atexit.register(_leave_process_group_at_exit)
+
+
+def _leave_process_group_at_exit() -> None:
+    """Destroy the process group while the interpreter is still whole. Lightning does this at exit
+    for NCCL only: a gloo group left to the interpreter's finalization can abort the process
+    ("terminate called without an active exception", SIGABRT: gloo's threads release work holding
+    tensors after Python is gone; pytorch/pytorch#190489), and a spawned rank that aborts after its
+    fit finished fails the launcher's join, so the whole train stage. Local, no collective."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def ddp_strategy(start_method: str = "spawn", **kwargs: Any) -> DDPStrategy:
