@@ -2,24 +2,24 @@
 
 Lightning's ``RichProgressBar`` updates its task and re-reads every logged metric after each batch,
 and its render thread wakes ``refresh_rate`` times a second (100 by default). At the default
-model's ~10 ms CPU steps that is 2.5% of the fit on 2 cores (bench/bench_train.py; the render
-thread competes with the training threads for the CPU). Nobody reads more than a few updates a
+model's ~10 ms CPU steps that was 2.5% of the fit on 2 cores (bench/bench_train.py). Nobody reads more than a few updates a
 second, so :class:`ProgressBar` hands a batch to Lightning's bar only when a draw is due: the first
 and the last batch of every bar always, the rest at most ``refresh_rate`` (10) times a second per
 bar. Counts, speeds and metrics shown are Lightning's own.
 
-Lightning's render thread wakes 100 times a second to check whether a draw was asked for, and
-stopping the bar (the end of every fit and test) waits for its next wake. :class:`_DrawOnRequest`
-takes its place: it sleeps until a draw is asked for (at most ``refresh_rate`` times a second) or
-the bar stops. Measured on a default 3-epoch fit (2 cores, logger=mlflow): the render thread's
-context switches 144-158 -> 35-38 a second, the training thread's involuntary ones (preempted)
-115-157 -> 37-42 a second, the render thread's CPU 38 -> 23 ms a fit (the rest is ~90 draws of
-0.25 ms); steps/s within what paired rounds resolve (two runs of 8 rounds: 1.021 and 0.991).
+Lightning's bar draws from a render thread that wakes 100 times a second to check whether a draw
+was asked for; on a 2-core CPU run each wake preempts a training thread. This bar has no render
+thread: a draw (~0.25 ms, at most ``refresh_rate`` a second) happens on the training thread when a
+batch end is due. Measured on a default 3-epoch fit (2 cores, logger=mlflow): the training
+thread was preempted 115-157 times a second with Lightning's thread, 37-42 with a thread woken only
+to draw, 7-15 without one (a plain PyTorch loop: 6.5); steps/s 1.010 of Lightning's bar, median of
+12 paired rounds [0.949, 1.083] (the woken thread: 1.010 too), so within the host's noise; kept for
+the preemptions, for one draw a batch end where Lightning asks twice, and because stopping the bar
+(each fit and test) no longer joins a thread.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,43 +28,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.callbacks.progress.rich_progress import RichProgressBarTheme
-from pytorch_lightning.callbacks.progress.rich_progress import _RefreshThread as _PollingThread
 
 from glassworks.validation import ConfigError
-
-
-class _DrawOnRequest(_PollingThread):
-    """Lightning's render thread, woken by a draw request instead of polling. Lightning's bar asks
-    for a draw by setting ``refresh_cond`` (``CustomProgress.soft_refresh``, which checks for its
-    own thread class: hence the subclass); here that setter wakes the thread."""
-
-    def __init__(self, live: Any) -> None:
-        self._asked = threading.Event()  # before Lightning's __init__, which sets refresh_cond
-        super().__init__(live, live.refresh_per_second)
-
-    @property
-    def refresh_cond(self) -> bool:
-        return self._asked.is_set()
-
-    @refresh_cond.setter
-    def refresh_cond(self, asked: bool) -> None:
-        if asked:
-            self._asked.set()
-        else:
-            self._asked.clear()
-
-    def stop(self) -> None:
-        self.done.set()
-        self._asked.set()
-
-    def run(self) -> None:
-        while True:
-            self._asked.wait()
-            self._asked.clear()  # a draw asked for while this one renders is drawn next
-            with self.live._lock:
-                if self.done.is_set():  # stopped: Live.stop drew the last frame itself
-                    return
-                self.live.refresh()
 
 
 class ProgressBar(RichProgressBar):
@@ -91,29 +56,28 @@ class ProgressBar(RichProgressBar):
         super()._init_progress(trainer)
         live = self.progress.live if self.progress is not None else None
         polling = getattr(live, "_refresh_thread", None)
-        if isinstance(polling, _PollingThread) and not isinstance(polling, _DrawOnRequest):
+        if polling is not None:  # Lightning's render thread: draws happen in refresh() instead
             polling.stop()  # it exits at its next poll (1/refresh_rate s); nothing waits for it
-            live._refresh_thread = _DrawOnRequest(live)
-            live._refresh_thread.start()
+            live._refresh_thread, live.auto_refresh = None, False
 
     def refresh(self, hard: bool = False) -> None:
+        """Draw now, on the calling (training) thread: there is no render thread to ask."""
         if self._held is not None:  # inside _one_draw
             self._held.append(hard)
         else:
-            super().refresh(hard)
+            super().refresh(hard=True)
 
     @contextmanager
     def _one_draw(self) -> Iterator[None]:
-        """Lightning's batch-end hook asks for a draw twice (after the count, after the metrics);
-        between them it reads tensors, which lets the render thread in to draw the first: one draw
-        asked for, after both."""
+        """Lightning's batch-end hook asks for a draw twice (after the count, after the metrics):
+        one draw, after both."""
         self._held = []
         try:
             yield
         finally:
             held, self._held = self._held, None
             if held:
-                super().refresh(hard=any(held))
+                super().refresh(hard=True)
 
     def _due(self, task_id: Any, done: int) -> bool:
         """Whether the bar `task_id`, now at `done` batches, should be drawn: always when it does not
