@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import functools
 import io
+import logging
+import re
+import sys
 import threading
 import time
 
@@ -128,6 +131,33 @@ def test_the_bar_is_drawn_on_the_training_thread_and_no_thread_polls():
     due = sum(len(counts) for counts in bar.drawn.values())
     assert len(watch.drawn_by) < 2 * due, (len(watch.drawn_by), bar.drawn)
     assert "40/40" in out.getvalue()
+
+
+class _LogMidFit(pl.Callback):
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if batch_idx == 3:
+            logging.getLogger("glassworks.test_progress_bar").warning("a warning in the middle of a fit")
+
+
+def test_log_lines_during_a_fit_print_above_the_bar_and_handlers_get_their_stream_back(capsys):
+    # A handler keeps the stream it was made with; Rich's live display swaps sys.stderr for a proxy
+    # that prints above the bar, so a line written to the old stream landed inside the bar.
+    handler = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("glassworks.test_progress_bar")
+    logger.addHandler(handler)
+    try:
+        out = io.StringIO()
+        bar = ProgressBar(refresh_rate=10, console_kwargs={"file": out, "force_terminal": True, "width": 100})
+        module = TextClassifier(model_spec=SPEC, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+        trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                             enable_model_summary=False, num_sanity_val_steps=0, callbacks=[bar, _LogMidFit()])
+        trainer.fit(module, _loader(16), _loader(4))
+        assert handler.stream is sys.stderr  # restored when the bar stopped
+    finally:
+        logger.removeHandler(handler)
+    lines = [re.sub(r"\x1b\[[0-9;?]*[a-zA-Z]", "", line).strip() for line in out.getvalue().splitlines()]
+    assert "a warning in the middle of a fit" in lines, [line for line in lines if "warning" in line]  # a line of its own
+    assert "a warning in the middle of a fit" not in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad", [-1, 2.5, "fast", True])

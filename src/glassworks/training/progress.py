@@ -16,10 +16,16 @@ to draw, 7-15 without one (a plain PyTorch loop: 6.5); steps/s 1.010 of Lightnin
 12 paired rounds [0.949, 1.083] (the woken thread: 1.010 too), so within the host's noise; kept for
 the preemptions, for one draw a batch end where Lightning asks twice, and because stopping the bar
 (each fit and test) no longer joins a thread.
+
+In a terminal, log lines written while a bar is live (Lightning's "`Trainer.fit` stopped", a warning
+during a fit) print above it on lines of their own (:func:`_log_above_the_bar`); they landed inside
+the bar's last line.
 """
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,8 +34,27 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import RichProgressBar
 from pytorch_lightning.callbacks.progress.rich_progress import RichProgressBarTheme
+from rich.file_proxy import FileProxy
 
 from glassworks.validation import ConfigError
+
+
+def _log_above_the_bar() -> list[tuple[logging.StreamHandler, Any]]:
+    """While the bar is live in a terminal, Rich swaps ``sys.stdout``/``sys.stderr`` for proxies that
+    print above it; a logging handler keeps the stream it was made with, and its lines (Lightning's
+    "`Trainer.fit` stopped", any warning during a fit) landed inside the bar's last line. Points
+    every console handler of the process at the proxy of its stream; returns (handler, old stream)
+    to restore when the bar stops. Nothing to do outside a terminal (no proxies)."""
+    proxies = {id(p.rich_proxied_file): p for p in (sys.stdout, sys.stderr) if isinstance(p, FileProxy)}
+    if not proxies:
+        return []
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(lg, logging.Logger))]
+    rerouted = []
+    for handler in {h for lg in loggers for h in lg.handlers}:
+        if isinstance(handler, logging.StreamHandler) and id(handler.stream) in proxies:
+            rerouted.append((handler, handler.setStream(proxies[id(handler.stream)])))
+    return rerouted
 
 
 class ProgressBar(RichProgressBar):
@@ -51,6 +76,7 @@ class ProgressBar(RichProgressBar):
         self._clock = clock
         self._next_draw: dict[Any, float] = {}  # bar's task id -> clock time its next draw is due
         self._held: list[bool] | None = None  # draws asked for inside _one_draw (hard or not)
+        self._rerouted: list[tuple[logging.StreamHandler, Any]] = []  # (handler, its own stream)
 
     def _init_progress(self, trainer: pl.Trainer) -> None:
         super()._init_progress(trainer)
@@ -59,6 +85,14 @@ class ProgressBar(RichProgressBar):
         if polling is not None:  # Lightning's render thread: draws happen in refresh() instead
             polling.stop()  # it exits at its next poll (1/refresh_rate s); nothing waits for it
             live._refresh_thread, live.auto_refresh = None, False
+        if live is not None and not self._rerouted:
+            self._rerouted = _log_above_the_bar()
+
+    def _stop_progress(self) -> None:
+        for handler, stream in self._rerouted:
+            handler.setStream(stream)
+        self._rerouted = []
+        super()._stop_progress()
 
     def refresh(self, hard: bool = False) -> None:
         """Draw now, on the calling (training) thread: there is no render thread to ask."""
