@@ -35,8 +35,12 @@ log = logging.getLogger("glassworks.run")
 
 
 def headline(task: Any, metrics: dict[str, Any]) -> str:
-    """The task's headline metrics as ``key=value`` (nan: not measured in this run)."""
-    return ", ".join(f"{key}={float(metrics.get(key, float('nan'))):.4f}" for key in task.headline_metrics)
+    """The task's headline metrics this run measured as ``key=value``, then the ones it did not
+    (a text corpus has no answers to score and no gold evidence; test=false, no test split)."""
+    measured = [f"{key}={float(metrics[key]):.4f}" for key in task.headline_metrics if key in metrics]
+    missing = [key for key in task.headline_metrics if key not in metrics]
+    return (", ".join(measured) or "no headline metric") + (
+        f" (not measured in this run: {', '.join(missing)})" if missing else "")
 
 
 def _no_metrics(_: Any) -> dict[str, float]:

@@ -40,8 +40,8 @@ def main(cfg: DictConfig) -> float | None:
             else:
                 metrics = train(job, resume=resumed is not None).metrics
                 mark_done(job.tracker, "train", done)
-        print_run_location(job.tracker, done="pipeline.train finished: " + str(
-            {k: round(v, 4) for k, v in metrics.items() if k.startswith("test/")}))
+        tested = ", ".join(f"{k}={v:.4f}" for k, v in metrics.items() if k.startswith("test/"))
+        print_run_location(job.tracker, done="pipeline.train finished: " + (tested or "no test split evaluated"))
     return objective(cfg, metrics)
 
 

@@ -73,7 +73,7 @@ def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
 
 
 def test_pyfunc_returns_generated_text(lm_run):
-    client, run_id = lm_run["client"], lm_run["run"].info.run_id
+    run_id = lm_run["run"].info.run_id
     local = download_run_model(lm_run["uri"], run_id)
     assert not list(Path(local).rglob("*.pkl"))  # models from code: nothing to unpickle
     model = mlflow.pyfunc.load_model(str(local))
@@ -161,9 +161,14 @@ def test_last_line_prints_the_tasks_headline_metrics():
     from pipeline.run import headline
 
     metrics = {"test/answer_acc": 1.0, "val/perplexity": 1.25, "explain/shap/hit_at_1": 0.9, "test/acc": 0.5}
-    assert headline(LMTask(), metrics) == ("test/answer_acc=1.0000, val/perplexity=1.2500, "
-                                           "explain/shap/hit_at_1=0.9000, explain/random_order/hit_at_1=nan")
+    assert headline(LMTask(), metrics) == ("test/answer_acc=1.0000, val/perplexity=1.2500, explain/shap/hit_at_1=0.9000 "
+                                           "(not measured in this run: explain/random_order/hit_at_1)")
     assert headline(ClassifyTask(), metrics) == "test/acc=0.5000"
+    # a text corpus: no answers to score, no gold evidence
+    assert headline(LMTask(), {"val/perplexity": 3.5}) == (
+        "val/perplexity=3.5000 (not measured in this run: test/answer_acc, explain/shap/hit_at_1, "
+        "explain/random_order/hit_at_1)")
+    assert headline(ClassifyTask(), {}) == "no headline metric (not measured in this run: test/acc)"
 
 
 def test_lm_task_implements_the_protocol():
