@@ -1,21 +1,20 @@
 """The console progress bar: Lightning's Rich bar, drawn at a human's pace.
 
-Lightning's ``RichProgressBar`` updates its task and re-reads every logged metric after each batch,
-and its render thread wakes ``refresh_rate`` times a second (100 by default). At the default
-model's ~10 ms CPU steps that was 2.5% of the fit on 2 cores (bench/bench_train.py). Nobody reads more than a few updates a
-second, so :class:`ProgressBar` hands a batch to Lightning's bar only when a draw is due: the first
-and the last batch of every bar always, the rest at most ``refresh_rate`` (10) times a second per
-bar. Counts, speeds and metrics shown are Lightning's own.
+Lightning's ``RichProgressBar`` updates its task and re-reads every logged metric after each batch
+(2.5% of a fit of the default model's ~10 ms CPU steps on 2 cores, bench/bench_train.py). Nobody
+reads more than a few updates a second, so :class:`ProgressBar` hands a batch to Lightning's bar
+only when a draw is due: the first and the last batch of every bar always, the rest at most
+``refresh_rate`` (10) times a second per bar. Counts, speeds and metrics shown are Lightning's own.
 
 Lightning's bar draws from a render thread that wakes 100 times a second to check whether a draw
 was asked for; on a 2-core CPU run each wake preempts a training thread. This bar has no render
-thread: a draw (~0.25 ms, at most ``refresh_rate`` a second) happens on the training thread when a
-batch end is due. Measured on a default 3-epoch fit (2 cores, logger=mlflow): the training
-thread was preempted 115-157 times a second with Lightning's thread, 37-42 with a thread woken only
-to draw, 7-15 without one (a plain PyTorch loop: 6.5); steps/s 1.010 of Lightning's bar, median of
-12 paired rounds [0.949, 1.083] (the woken thread: 1.010 too), so within the host's noise; kept for
-the preemptions, for one draw a batch end where Lightning asks twice, and because stopping the bar
-(each fit and test) no longer joins a thread.
+thread: a draw (~0.25 ms) happens on the training thread when a batch end is due. Measured on a
+default 3-epoch fit (2 cores, logger=mlflow): the training thread was preempted 115-157 times a
+second with Lightning's thread, 37-42 with a thread woken only to draw, 7-15 without one (a plain
+PyTorch loop: 6.5); steps/s 1.010 of Lightning's bar, median of 12 paired rounds [0.949, 1.083]
+(the woken thread: 1.010 too), so within the host's noise; kept for the preemptions, for one draw
+a batch end where Lightning asks twice, and because stopping the bar (each fit and test) no longer
+joins a thread.
 
 In a terminal, log lines written while a bar is live (Lightning's "`Trainer.fit` stopped", a warning
 during a fit) print above it on lines of their own (:func:`_log_above_the_bar`); they landed inside
@@ -75,7 +74,7 @@ class ProgressBar(RichProgressBar):
         self.draws_per_second = refresh_rate
         self._clock = clock
         self._next_draw: dict[Any, float] = {}  # bar's task id -> clock time its next draw is due
-        self._held: list[bool] | None = None  # draws asked for inside _one_draw (hard or not)
+        self._held: bool | None = None  # inside _one_draw: whether a draw was asked for; else None
         self._rerouted: list[tuple[logging.StreamHandler, Any]] = []  # (handler, its own stream)
 
     def _init_progress(self, trainer: pl.Trainer) -> None:
@@ -96,8 +95,8 @@ class ProgressBar(RichProgressBar):
 
     def refresh(self, hard: bool = False) -> None:
         """Draw now, on the calling (training) thread: there is no render thread to ask."""
-        if self._held is not None:  # inside _one_draw
-            self._held.append(hard)
+        if self._held is not None:
+            self._held = True
         else:
             super().refresh(hard=True)
 
@@ -105,12 +104,12 @@ class ProgressBar(RichProgressBar):
     def _one_draw(self) -> Iterator[None]:
         """Lightning's batch-end hook asks for a draw twice (after the count, after the metrics):
         one draw, after both."""
-        self._held = []
+        self._held = False
         try:
             yield
         finally:
-            held, self._held = self._held, None
-            if held:
+            asked, self._held = self._held, None
+            if asked:
                 super().refresh(hard=True)
 
     def _due(self, task_id: Any, done: int) -> bool:
