@@ -6,6 +6,14 @@ caller reads the downloaded files). ``scratch_session()`` around a whole command
 ``glassworks-<pid>-*`` folder in the system temp dir; :func:`scratch_dir` hands out subfolders of
 it, and the session removes the lot on success, failure or Ctrl-C. Outside a session (library use,
 tests of one function) :func:`scratch_dir` makes a plain temp folder, as ``mkdtemp`` would.
+
+A command killed with SIGKILL (``kill -9``, the OOM killer, a lost node) runs no cleanup, and its
+folder stays: ~1.3 MB for a default run, the downloaded model and its explanations. So a session
+holds an exclusive ``flock`` on a file in its folder for as long as it lives, which the kernel
+drops with the process however it dies, and each new session removes the folders whose lock it
+can take (:func:`remove_abandoned`): their owners are gone. A folder in use is never touched: its
+lock is held (by the command, or by a child it forked that still runs), and a folder without a
+lock file (being made, or made by another version) is left alone.
 """
 
 from __future__ import annotations
@@ -14,12 +22,19 @@ import logging
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 PREFIX = "glassworks-"  # every temp folder the project makes starts with it
+OWNER_LOCK = ".owner.lock"  # in a session folder: locked for as long as its command lives
+
+try:  # POSIX; elsewhere folders of killed commands stay, as before
+    import fcntl
+except ImportError:  # pragma: no cover - Windows
+    fcntl = None  # type: ignore[assignment]
 
 _session: list[Path] = []  # the open session's folder; nested sessions reuse the outer one
 
@@ -30,14 +45,65 @@ def scratch_session() -> Iterator[Path]:
     if _session:
         yield _session[-1]
         return
+    remove_abandoned()
     root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
+    lock = _hold_owner_lock(root)
     _session.append(root)
     try:
         yield root
     finally:
         _session.pop()
         shutil.rmtree(root, ignore_errors=True)
+        if lock is not None:
+            os.close(lock)  # after the folder went: a sweeping session never sees it unlocked
         log.debug("removed scratch folder %s", root)
+
+
+def _hold_owner_lock(root: Path) -> int | None:
+    """Lock a new file, then give it its name: no other session can open ``OWNER_LOCK`` before it
+    is locked and mistake the folder for an abandoned one. Returns the descriptor to keep open."""
+    if fcntl is None:
+        return None
+    staging = root / f"{OWNER_LOCK}.{os.getpid()}"
+    fd = os.open(staging, os.O_CREAT | os.O_RDWR, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    os.rename(staging, root / OWNER_LOCK)  # the same inode: the lock goes with it
+    return fd
+
+
+def remove_abandoned(parent: Path | None = None) -> list[Path]:
+    """Remove the session folders in `parent` (the system temp folder) whose command is gone:
+    ours (same user), with an ``OWNER_LOCK`` nobody holds. Returns the folders removed."""
+    if fcntl is None:
+        return []
+    parent = Path(parent if parent is not None else tempfile.gettempdir())
+    removed: list[Path] = []
+    start = time.perf_counter()
+    try:
+        entries = [e for e in os.scandir(parent) if e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    for entry in entries:
+        try:
+            if entry.stat(follow_symlinks=False).st_uid != os.getuid():
+                continue
+            fd = os.open(Path(entry.path) / OWNER_LOCK, os.O_RDWR)
+        except OSError:  # not a session folder, or not ours to open
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # held: its command (or a child of it) still runs
+            os.close(fd)
+            continue
+        try:  # removed while locked: a session ends by removing its folder, then unlocking
+            shutil.rmtree(entry.path, ignore_errors=True)
+        finally:
+            os.close(fd)
+        removed.append(Path(entry.path))
+    if removed:
+        log.info("removed %d scratch folder(s) left in %s by commands that were killed (%.2f s)",
+                 len(removed), parent, time.perf_counter() - start)
+    return removed
 
 
 def scratch_dir(what: str) -> Path:

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import tempfile
+import time
+from pathlib import Path
 
 import pytest
 
-from glassworks.scratch import scratch_dir, scratch_session
+from glassworks.scratch import OWNER_LOCK, remove_abandoned, scratch_dir, scratch_session
 
 
 @pytest.fixture
@@ -35,3 +40,54 @@ def test_session_removes_everything_on_success_and_failure(tmpdir_env):
 def test_outside_a_session_it_is_a_plain_temp_folder(tmpdir_env):
     path = scratch_dir("model")
     assert path.parent == tmpdir_env and path.name.startswith("glassworks-model-")
+
+
+# A command's session, in a process of its own: prints its folder, then waits for a line on stdin;
+# with "fork", a child that inherits the lock (a DataLoader worker, say) outlives it by a line.
+SESSION_SCRIPT = """
+import os, sys
+from glassworks.scratch import scratch_dir, scratch_session
+with scratch_session() as root:
+    (scratch_dir("explain") / "model.bin").write_bytes(b"x" * 1000)
+    if sys.argv[1] == "fork" and os.fork() == 0:
+        sys.stdin.readline()
+        os._exit(0)
+    print(root, flush=True)
+    sys.stdin.readline()
+"""
+
+
+def _start_session(tmp_path, mode: str = "plain") -> tuple[subprocess.Popen, Path]:
+    env = {**os.environ, "TMPDIR": str(tmp_path)}
+    proc = subprocess.Popen([sys.executable, "-c", SESSION_SCRIPT, mode], env=env, text=True,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    return proc, Path(proc.stdout.readline().strip())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_a_new_session_removes_the_folders_of_killed_commands_and_no_other(tmpdir_env):
+    killed, killed_root = _start_session(tmpdir_env)
+    running, running_root = _start_session(tmpdir_env)
+    orphaned, orphaned_root = _start_session(tmpdir_env, "fork")  # its forked child outlives it
+    stranger = tmpdir_env / "glassworks-model-abc"  # scratch_dir outside a session: the caller's
+    stranger.mkdir()
+    for proc in (killed, orphaned):
+        proc.kill()  # SIGKILL: no finally, no atexit
+        proc.wait()
+    assert killed_root.is_dir() and (killed_root / OWNER_LOCK).is_file()
+
+    with scratch_session() as root:
+        assert not killed_root.exists()
+        assert running_root.is_dir() and orphaned_root.is_dir() and stranger.is_dir()
+        assert root.is_dir()
+        assert remove_abandoned() == []  # this session's own folder is locked too
+
+    running.communicate("\n")  # ends normally: removes its own folder
+    assert running.returncode == 0 and not running_root.exists()
+    orphaned.stdin.close()  # the forked child reads EOF and exits: now nobody holds the lock
+    deadline = time.monotonic() + 30
+    while orphaned_root.exists() and time.monotonic() < deadline:
+        remove_abandoned()
+        time.sleep(0.05)
+    assert not orphaned_root.exists()
+    assert sorted(p.name for p in tmpdir_env.iterdir()) == [stranger.name]
