@@ -52,13 +52,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", choices=sorted(DEFAULTS), default="default")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1),
+                        help="torch intra-op threads (the budget depends on them)")
     args = parser.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     lengths, n, max_evals = DEFAULTS[args.model]
     with tempfile.TemporaryDirectory() as tmp:
         model, vocab_size = build_model(args.model, Path(tmp))
     ShapExplainer(max_evals=50).explain(model, examples(2, 8, vocab_size))  # untimed: torch's first forwards
-    ratios, absolute = {}, {"budget_tokens": token_budget(model), "examples": n, "max_evals": max_evals}
+    ratios, absolute = {}, {"budget_tokens": token_budget(model), "examples": n, "max_evals": max_evals,
+                            "threads": torch.get_num_threads()}
     for n_tokens in lengths:
         exs = examples(n, n_tokens, vocab_size)
         seconds = {"uncapped": [], "auto": []}

@@ -10,7 +10,7 @@ import torch
 
 from glassworks.explain.batcher import RowBatcher
 from glassworks.explain.predict import (
-    CPU_ACTIVATION_BUDGET,
+    CPU_ACTIVATION_BUDGET_PER_THREAD,
     chunk_bounds,
     predict_logits,
     rows_per_chunk,
@@ -186,10 +186,20 @@ def test_rows_of_one_width_chunk_as_rows_of_mixed_widths_would(width, n, batch_s
     assert chunk_bounds(mixed, batch_size, max_tokens) == same
 
 
-def test_the_cpu_token_budget_follows_the_models_width(model):
+def test_the_cpu_token_budget_follows_the_models_width_and_the_threads(model):
     width = model.tok_emb.embedding_dim
     assert token_width(model) == width
-    assert token_budget(model) == CPU_ACTIVATION_BUDGET // width
+    threads = torch.get_num_threads()
+    try:
+        budgets = {}
+        for n in (1, 2, 8):
+            torch.set_num_threads(n)
+            budgets[n] = token_budget(model)
+    finally:
+        torch.set_num_threads(threads)
+    # one thread's caches hold half the rows; past two threads nothing was measured: two's budget
+    assert budgets == {1: CPU_ACTIVATION_BUDGET_PER_THREAD // width, 2: 2 * CPU_ACTIVATION_BUDGET_PER_THREAD // width,
+                       8: 2 * CPU_ACTIVATION_BUDGET_PER_THREAD // width}
 
 
 def test_the_token_width_of_a_factorized_embedding_is_its_layers_width():
@@ -198,7 +208,8 @@ def test_the_token_width_of_a_factorized_embedding_is_its_layers_width():
     albert = AlbertModel(AlbertConfig(vocab_size=50, embedding_size=8, hidden_size=32, num_hidden_layers=1,
                                       num_attention_heads=2, intermediate_size=64))
     assert albert.embeddings.word_embeddings.embedding_dim == 8
-    assert token_width(albert) == 32 and token_budget(albert) == CPU_ACTIVATION_BUDGET // 32
+    assert token_width(albert) == 32
+    assert token_budget(albert) == CPU_ACTIVATION_BUDGET_PER_THREAD * min(torch.get_num_threads(), 2) // 32
 
 
 @pytest.mark.parametrize("value", ["many", 0, -5, 2.5])

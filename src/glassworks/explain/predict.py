@@ -11,11 +11,15 @@ import torch
 from torch import nn
 
 # On a CPU, one forward's cost per row stays flat while the batch's activations fit the caches
-# and grows up to ~1.7x beyond (bench/README.md, "token budget"): the default model (width 64)
-# was fastest up to ~8K tokens a forward, MiniLM (width 384) up to ~1-2K. So a CPU forward takes
-# at most CPU_ACTIVATION_BUDGET / width tokens (rows x padded width) on top of `batch_size` rows.
-# A GPU wants the largest batch that fits: no token cap there.
-CPU_ACTIVATION_BUDGET: Final = 2**19
+# and grows up to ~1.7x beyond (bench/README.md, "token budget"): on 2 threads the default model
+# (width 64) was fastest up to ~8K tokens a forward, MiniLM (width 384) up to ~1-2K; on 1 thread
+# the default model's cost per row rose ~1.45x past ~6K tokens (T = 17, 65 and 129 alike). So a
+# CPU forward takes at most CPU_ACTIVATION_BUDGET_PER_THREAD x threads / width tokens (rows x
+# padded width) on top of `batch_size` rows, counting at most MEASURED_THREADS threads (more
+# were never measured: they keep 2 threads' budget). A GPU wants the largest batch that fits:
+# no token cap there.
+CPU_ACTIVATION_BUDGET_PER_THREAD: Final = 2**18
+MEASURED_THREADS: Final = 2
 
 
 class Auto:
@@ -39,10 +43,12 @@ def token_width(model: nn.Module) -> int:
 
 
 def token_budget(model: nn.Module) -> int | None:
-    """Most tokens (rows x padded width) one forward of `model` should take; None: no cap (GPU)."""
+    """Most tokens (rows x padded width) one forward of `model` should take with torch's current
+    thread count; None: no cap (GPU)."""
     if next(model.parameters()).device.type != "cpu":
         return None
-    return max(1, CPU_ACTIVATION_BUDGET // token_width(model))
+    threads = min(max(torch.get_num_threads(), 1), MEASURED_THREADS)  # read now: torch_threads may have changed it
+    return max(1, CPU_ACTIVATION_BUDGET_PER_THREAD * threads // token_width(model))
 
 
 def max_tokens_setting(value: int | str | None, key: str) -> int | None | Auto:
