@@ -155,6 +155,15 @@ def test_bad_torch_threads_fail_before_any_run(tmp_path, value, expected):
         build_job(cfg)
 
 
+@pytest.mark.parametrize("config_name", ["explain", "robustness"])
+def test_the_later_stages_take_torch_threads_too(tmp_path, config_name):
+    """pipeline.explain|robustness run_id=... torch_threads=1: the derived stages set it (the
+    explain stage on a shared machine is faster with 1, README Performance), and check it."""
+    cfg = compose_config(tmp_path, ["run_id=abc", "torch_threads=0"], config_name=config_name, tiny=False)
+    with pytest.raises(UserError, match=r"torch_threads: must be >= 1"):
+        build_job(cfg, with_data=False)
+
+
 def test_last_line_prints_the_tasks_headline_metrics():
     from glassworks.tasks.classify import ClassifyTask
     from glassworks.tasks.lm import LMTask
