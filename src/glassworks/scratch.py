@@ -4,8 +4,10 @@ A stage downloads the run's model, writes its artifacts locally before logging t
 config back; each of those needs a local folder that outlives the function that made it (the
 caller reads the downloaded files). ``scratch_session()`` around a whole command makes one
 ``glassworks-<pid>-*`` folder in the system temp dir; :func:`scratch_dir` hands out subfolders of
-it, and the session removes the lot on success, failure or Ctrl-C. Outside a session (library use,
-tests of one function) :func:`scratch_dir` makes a plain temp folder, as ``mkdtemp`` would.
+it, and the session removes the lot on success, failure or Ctrl-C. While a session is open, the
+process's ``tempfile`` folder is the session's, so the temp files of the libraries it calls
+(MLflow, torch) go with it too. Outside a session (library use, tests of one function)
+:func:`scratch_dir` makes a plain temp folder, as ``mkdtemp`` would.
 
 A command killed with SIGKILL (``kill -9``, the OOM killer, a lost node) runs no cleanup, and its
 folder stays: ~1.3 MB for a default run, the downloaded model and its explanations. So a session
@@ -49,9 +51,13 @@ def scratch_session() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-"))
     lock = _hold_owner_lock(root)
     _session.append(root)
+    # The libraries' temp files too (MLflow's model folder while it logs one, torch's spawn error
+    # files): a kill -9 mid-log_model left a tmp* folder holding the model's weights in /tmp.
+    previous, tempfile.tempdir = tempfile.tempdir, str(root)
     try:
         yield root
     finally:
+        tempfile.tempdir = previous
         _session.pop()
         shutil.rmtree(root, ignore_errors=True)
         if lock is not None:

@@ -37,6 +37,14 @@ def test_session_removes_everything_on_success_and_failure(tmpdir_env):
     assert list(tmpdir_env.iterdir()) == []
 
 
+def test_a_librarys_temp_files_go_into_the_session(tmpdir_env):
+    with scratch_session() as root:
+        library = Path(tempfile.mkdtemp())  # as MLflow's TempDir, torch's spawn error files
+        assert library.parent == root
+    assert tempfile.gettempdir() == str(tmpdir_env)
+    assert list(tmpdir_env.iterdir()) == []
+
+
 def test_outside_a_session_it_is_a_plain_temp_folder(tmpdir_env):
     path = scratch_dir("model")
     assert path.parent == tmpdir_env and path.name.startswith("glassworks-model-")
@@ -45,10 +53,11 @@ def test_outside_a_session_it_is_a_plain_temp_folder(tmpdir_env):
 # A command's session, in a process of its own: prints its folder, then waits for a line on stdin;
 # with "fork", a child that inherits the lock (a DataLoader worker, say) outlives it by a line.
 SESSION_SCRIPT = """
-import os, sys
+import os, sys, tempfile
 from glassworks.scratch import scratch_dir, scratch_session
 with scratch_session() as root:
     (scratch_dir("explain") / "model.bin").write_bytes(b"x" * 1000)
+    tempfile.mkdtemp()  # a library's temp folder (MLflow's while it logs a model)
     if sys.argv[1] == "fork" and os.fork() == 0:
         sys.stdin.readline()
         os._exit(0)
@@ -80,7 +89,7 @@ def test_a_new_session_removes_the_folders_of_killed_commands_and_no_other(tmpdi
         assert not killed_root.exists()
         assert running_root.is_dir() and orphaned_root.is_dir() and stranger.is_dir()
         assert root.is_dir()
-        assert remove_abandoned() == []  # this session's own folder is locked too
+        assert remove_abandoned(tmpdir_env) == []  # this session's own folder is locked too
 
     running.communicate("\n")  # ends normally: removes its own folder
     assert running.returncode == 0 and not running_root.exists()
