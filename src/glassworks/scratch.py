@@ -5,8 +5,8 @@ config back; each of those needs a local folder that outlives the function that 
 caller reads the downloaded files). ``scratch_session()`` around a whole command makes one
 ``glassworks-<pid>-*`` folder in the system temp dir; :func:`scratch_dir` hands out subfolders of
 it, and the session removes the lot on success, failure or Ctrl-C. While a session is open, the
-process's ``tempfile`` folder is the session's, so the temp files of the libraries it calls
-(MLflow, torch) go with it too. Outside a session (library use, tests of one function)
+process's ``tempfile`` folder and the ``TMPDIR`` of the processes it starts are the session's, so
+the temp files of the libraries it calls (MLflow, torch) and of its DDP ranks go with it too. Outside a session (library use, tests of one function)
 :func:`scratch_dir` makes a plain temp folder, as ``mkdtemp`` would.
 
 A command killed with SIGKILL (``kill -9``, the OOM killer, a lost node) runs no cleanup, and its
@@ -52,12 +52,20 @@ def scratch_session() -> Iterator[Path]:
     lock = _hold_owner_lock(root)
     _session.append(root)
     # The libraries' temp files too (MLflow's model folder while it logs one, torch's spawn error
-    # files): a kill -9 mid-log_model left a tmp* folder holding the model's weights in /tmp.
+    # files): a kill -9 mid-log_model left a tmp* folder holding the model's weights in /tmp. And
+    # those of the processes the command starts (TMPDIR): each spawned DDP fit left an empty
+    # folder there (Lightning's rank 0 hands its weights back through a mkdtemp it never removes).
     previous, tempfile.tempdir = tempfile.tempdir, str(root)
+    previous_env = os.environ.get("TMPDIR")
+    os.environ["TMPDIR"] = str(root)
     try:
         yield root
     finally:
         tempfile.tempdir = previous
+        if previous_env is None:
+            os.environ.pop("TMPDIR", None)
+        else:
+            os.environ["TMPDIR"] = previous_env
         _session.pop()
         shutil.rmtree(root, ignore_errors=True)
         if lock is not None:

@@ -46,7 +46,8 @@ def test_mlflow_models_serve_answers_prompts_with_generated_text(tmp_path):
     port = _free_port()
     # The scoring server execs `uvicorn` from PATH: the venv's bin must be on it (as when activated).
     env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TMPDIR": str(tmp_path)}  # MLflow's server leaves its model download behind when stopped
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "models", "serve", "-m", f"runs:/{run.info.run_id}/model",
          "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],

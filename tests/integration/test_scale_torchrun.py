@@ -32,7 +32,8 @@ def test_two_torchrun_nodes_make_one_run_owned_by_rank_zero(tmp_path):
                  "trainer=ddp_cpu", "trainer.num_nodes=2", "trainer.devices=1", "trainer.max_epochs=1",
                  "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
                  "explain.methods=[raw_attention,rollout]", "explain.n_examples=4", "explain.n_heatmaps=0"]
-    env = cli_env(tmp_path, {"OMP_NUM_THREADS": "1"})
+    # TMPDIR: torchrun's agent keeps a torchelastic_* folder there, which a killed agent leaves.
+    env = cli_env(tmp_path, {"OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
     nodes = []
     try:
         for node in (0, 1):

@@ -213,7 +213,8 @@ def test_mlflow_models_serve_answers_with_probabilities(trained, tmp_path):
         port = sock.getsockname()[1]
     # The scoring server execs `uvicorn` from PATH: the venv's bin must be on it (as when activated).
     env = {**os.environ, "MLFLOW_TRACKING_URI": trained["uri"],
-           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}"}
+           "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ.get('PATH', '')}",
+           "TMPDIR": str(tmp_path)}  # MLflow's server leaves its model download behind when stopped
     mlflow_cli = [sys.executable, "-m", "mlflow"]
     server = subprocess.Popen(
         [*mlflow_cli, "models", "serve", "-m", f"runs:/{trained['run_id']}/model", "--env-manager",

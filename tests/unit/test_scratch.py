@@ -41,7 +41,10 @@ def test_a_librarys_temp_files_go_into_the_session(tmpdir_env):
     with scratch_session() as root:
         library = Path(tempfile.mkdtemp())  # as MLflow's TempDir, torch's spawn error files
         assert library.parent == root
-    assert tempfile.gettempdir() == str(tmpdir_env)
+        child = subprocess.run([sys.executable, "-c", "import tempfile; print(tempfile.mkdtemp())"],
+                               capture_output=True, text=True, check=True)  # a spawned DDP rank, say
+        assert Path(child.stdout.strip()).parent == root
+    assert tempfile.gettempdir() == str(tmpdir_env) and os.environ["TMPDIR"] == str(tmpdir_env)
     assert list(tmpdir_env.iterdir()) == []
 
 
