@@ -8,6 +8,9 @@ A derived run (``pipeline.explain|robustness run_id=...``) killed that way is ma
 any other, and the doctor prints how to make it again; its parent is never touched.
 A run counts as abandoned when it is RUNNING and no metric, param or tag was written for
 ``--stale-minutes`` (default 10), so a pipeline that is alive right now is left alone.
+It also deletes the ``glassworks-<pid>-*`` temp folders of commands that were killed (the next
+command would delete them too), including those of versions from before commands locked their folder, when no
+process with that pid runs (``--dry-run`` only lists them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import time
 from pathlib import Path
 
 from glassworks.render.numbers import fmt_bytes
+from glassworks.scratch import remove_abandoned
 from glassworks.tracking.doctor import (abandoned_runs, folder_bytes, mark_abandoned, orphaned_artifact_dirs,
                                         remove_orphans, started_by)
 from glassworks.tracking import contract as C
@@ -77,6 +81,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"deleted {len(orphans)} orphaned folder(s), {fmt_bytes(freed)} freed")
     else:
         print("delete them with: python -m pipeline.doctor --clean-orphans  (preview: add --dry-run)")
+
+    scratch = {path: folder_bytes(path) for path in remove_abandoned(legacy=True, dry_run=True)}
+    for path, size in scratch.items():
+        print(f"temp folder of a killed command: {path} ({fmt_bytes(size)})")
+    if not scratch:
+        print("no temp folders of killed commands")
+    elif args.dry_run:
+        print(f"would delete {len(scratch)} temp folder(s)")
+    else:
+        removed = remove_abandoned(legacy=True)
+        print(f"deleted {len(removed)} temp folder(s), {fmt_bytes(sum(scratch.get(p, 0) for p in removed))} freed")
     return 0
 
 

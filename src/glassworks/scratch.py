@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -32,6 +33,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 PREFIX = "glassworks-"  # every temp folder the project makes starts with it
 OWNER_LOCK = ".owner.lock"  # in a session folder: locked for as long as its command lives
+SESSION_NAME = re.compile(rf"{re.escape(PREFIX)}(\d+)-")  # a session's folder: glassworks-<pid>-<random>
 
 try:  # POSIX; elsewhere folders of killed commands stay, as before
     import fcntl
@@ -85,39 +87,69 @@ def _hold_owner_lock(root: Path) -> int | None:
     return fd
 
 
-def remove_abandoned(parent: Path | None = None) -> list[Path]:
-    """Remove the session folders in `parent` (the system temp folder) whose command is gone:
-    ours (same user), with an ``OWNER_LOCK`` nobody holds. Returns the folders removed."""
+def remove_abandoned(parent: Path | None = None, *, legacy: bool = False, dry_run: bool = False) -> list[Path]:
+    """Remove the session folders in `parent` (the system temp folder) whose command is gone: ours
+    (same user), with an ``OWNER_LOCK`` nobody holds. `legacy` also takes folders made before the
+    lock existed (no lock file) whose pid in ``glassworks-<pid>-`` runs no process (`pipeline.doctor`
+    does; a session does not). `dry_run`: remove nothing. Returns the folders removed (or found)."""
     if fcntl is None:
         return []
     parent = Path(parent if parent is not None else tempfile.gettempdir())
     removed: list[Path] = []
     start = time.perf_counter()
     try:
-        entries = [e for e in os.scandir(parent) if e.name.startswith(PREFIX) and e.is_dir(follow_symlinks=False)]
+        entries = [e for e in os.scandir(parent) if SESSION_NAME.match(e.name) and e.is_dir(follow_symlinks=False)]
     except OSError:
         return []
     for entry in entries:
         try:
             if entry.stat(follow_symlinks=False).st_uid != os.getuid():
                 continue
-            fd = os.open(Path(entry.path) / OWNER_LOCK, os.O_RDWR)
-        except OSError:  # not a session folder, or not ours to open
+        except OSError:
             continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # held: its command (or a child of it) still runs
-            os.close(fd)
-            continue
-        try:  # removed while locked: a session ends by removing its folder, then unlocking
-            shutil.rmtree(entry.path, ignore_errors=True)
-        finally:
-            os.close(fd)
-        removed.append(Path(entry.path))
-    if removed:
+        with _claimed(Path(entry.path), legacy) as gone:
+            if gone:
+                if not dry_run:  # removed while claimed: a session ends by removing its folder, then unlocking
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(Path(entry.path))
+    if removed and not dry_run:
         log.info("removed %d scratch folder(s) left in %s by commands that were killed (%.2f s)",
                  len(removed), parent, time.perf_counter() - start)
     return removed
+
+
+@contextmanager
+def _claimed(folder: Path, legacy: bool) -> Iterator[bool]:
+    """Whether the command that made session `folder` is gone, its lock held here for the block."""
+    try:
+        fd = os.open(folder / OWNER_LOCK, os.O_RDWR)
+    except FileNotFoundError:  # being made right now, or made before the lock existed
+        pid = int(SESSION_NAME.match(folder.name).group(1))
+        yield legacy and not _running(pid)
+        return
+    except OSError:  # not ours to open
+        yield False
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # held: its command (or a child of it) still runs
+        os.close(fd)
+        yield False
+        return
+    try:
+        yield True
+    finally:
+        os.close(fd)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def scratch_dir(what: str) -> Path:

@@ -2,11 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
 import time
 
+import pytest
 from mlflow import MlflowClient
 
+from glassworks.scratch import OWNER_LOCK
 from glassworks.tracking.store import ensure_experiment, local_tracking_uri
+
+if sys.platform != "win32":
+    import fcntl
 from pipeline.doctor import main
 
 
@@ -62,3 +71,44 @@ def test_doctor_cleans_orphaned_artifacts_after_a_dry_run(tmp_path, capsys):
     assert not orphan.exists() and kept_dir.is_dir()
     assert main(["--store-dir", str(store)]) == 0
     assert "no orphaned artifact folders" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX")
+def test_doctor_deletes_the_temp_folders_of_killed_commands(tmp_path, capsys, monkeypatch):
+    temp = tmp_path / "temp"
+    temp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(temp))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    store = tmp_path / "mlruns"
+    store.mkdir()
+    MlflowClient(local_tracking_uri(store)).search_experiments()
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True)
+    dead_pid = int(gone.stdout)  # a process that ended: its pid runs nothing now
+    killed = temp / f"glassworks-{dead_pid}-aaaa"  # a killed session: its lock file, unlocked
+    (killed / "glassworks-explain-x").mkdir(parents=True)
+    (killed / OWNER_LOCK).write_text("")
+    (killed / "glassworks-explain-x" / "model.bin").write_bytes(b"x" * 4096)
+    legacy = temp / f"glassworks-{dead_pid}-bbbb"  # made before sessions locked their folder
+    legacy.mkdir()
+    running = temp / f"glassworks-{os.getpid()}-cccc"  # a live session: its lock held
+    running.mkdir()
+    (running / OWNER_LOCK).write_text("")
+    being_made = temp / f"glassworks-{os.getpid()}-dddd"  # no lock yet, its pid alive
+    being_made.mkdir()
+    fd = os.open(running / OWNER_LOCK, os.O_RDWR)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    try:
+        assert main(["--dry-run", "--store-dir", str(store)]) == 0
+        out = capsys.readouterr().out
+        assert f"temp folder of a killed command: {killed} (4.0 KB)" in out
+        assert f"temp folder of a killed command: {legacy} (0 B)" in out
+        assert str(running) not in out and str(being_made) not in out
+        assert "would delete 2 temp folder(s)" in out and killed.is_dir() and legacy.is_dir()
+
+        assert main(["--store-dir", str(store)]) == 0
+        assert "deleted 2 temp folder(s), 4.0 KB freed" in capsys.readouterr().out
+        assert sorted(p.name for p in temp.iterdir()) == [running.name, being_made.name]
+    finally:
+        os.close(fd)
