@@ -121,25 +121,27 @@ def remove_abandoned(parent: Path | None = None, *, legacy: bool = False, dry_ru
 @contextmanager
 def _claimed(folder: Path, legacy: bool) -> Iterator[bool]:
     """Whether the command that made session `folder` is gone, its lock held here for the block."""
-    try:
-        fd = os.open(folder / OWNER_LOCK, os.O_RDWR)
-    except FileNotFoundError:  # being made right now, or made before the lock existed
+    fd = _open_lock(folder)
+    if fd is None:  # being made right now, made before the lock existed, or not ours to open
         pid = int(SESSION_NAME.match(folder.name).group(1))
-        yield legacy and not _running(pid)
-        return
-    except OSError:  # not ours to open
-        yield False
+        yield legacy and not (folder / OWNER_LOCK).exists() and not _running(pid)
         return
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        locked = True
     except OSError:  # held: its command (or a child of it) still runs
-        os.close(fd)
-        yield False
-        return
+        locked = False
     try:
-        yield True
+        yield locked
     finally:
         os.close(fd)
+
+
+def _open_lock(folder: Path) -> int | None:
+    try:
+        return os.open(folder / OWNER_LOCK, os.O_RDWR)
+    except OSError:
+        return None
 
 
 def _running(pid: int) -> bool:
