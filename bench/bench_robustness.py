@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench.results import emit  # noqa: E402
+from bench.results import emit, paired  # noqa: E402
 from glassworks.explain.attention import RolloutExplainer  # noqa: E402
 from glassworks.explain.gradient import InputXGradientExplainer  # noqa: E402
 from glassworks.explain.predict import predict_proba  # noqa: E402
@@ -181,48 +181,43 @@ def main() -> None:
         orders = method_orders(examples, expls, method, 0)
         # The stage's attack and the one at a time: `--repeats` rounds, alternating which goes
         # first, each ratio taken within a round (a drifting host hits both alike), the median
-        # counts; the naive one (4-10x slower) once.
-        # The floor: as many rows as the attack scores, of the same width, as plain forwards of
-        # 512 rows (token-capped as the stage's are): the attack's cost above its forward passes.
-        round_ratios, floor_ratios, fast_times, alone_times = [], [], [], []
-        floor_rows = None
+        # counts; the naive one (4-10x slower) once. The floor: as many rows as the attack scores,
+        # of the same width, as plain forwards of 512 rows (token-capped as the stage's are).
+        variants = {"stage": attack, "alone": one_at_a_time}
+        records, forwards, rounds = {}, {}, []
         for r in range(args.repeats):
-            pair = [(attack, fast_times), (one_at_a_time, alone_times)]
-            for variant, times in pair if r % 2 == 0 else pair[::-1]:
-                records, seconds, forwards = measured(variant, orders, method)
-                times.append(seconds)
-                if variant is attack:
-                    fast, fast_f = records, forwards
-                else:
-                    alone, alone_f = records, forwards
-            if floor_rows is None:
-                floor_rows = np.resize(x.numpy(), (sum(rec.n_rows for rec in fast), x.shape[1]))  # (R, T)
-            floor_s = timed(lambda: predict_proba(model, floor_rows, PAD))[1]
-            round_ratios.append(alone_times[-1] / fast_times[-1])
-            floor_ratios.append(fast_times[-1] / floor_s)
-        fast_s, alone_s = statistics.median(fast_times), statistics.median(alone_times)
+            seconds = {}
+            for name in (list(variants) if r % 2 == 0 else list(variants)[::-1]):
+                records[name], seconds[name], forwards[name] = measured(variants[name], orders, method)
+            if r == 0:
+                floor_rows = np.resize(x.numpy(), (sum(rec.n_rows for rec in records["stage"]), x.shape[1]))  # (R, T)
+            seconds["floor"] = timed(lambda: predict_proba(model, floor_rows, PAD))[1]
+            rounds.append(seconds)
+        (fast, fast_f), (alone, alone_f) = ((records[k], forwards[k]) for k in variants)
+        fast_s, alone_s = (statistics.median(r[k] for r in rounds) for k in variants)
+        alone_ratio, alone_low, alone_high = paired(rounds, "alone", "stage")
+        floor_ratio, floor_low, floor_high = paired(rounds, "stage", "floor")
         slow, slow_s, slow_f = measured(naive, orders, method)
         # Same outcome, not bit-identical ids: a batched matmul rounds differently from a one-row one,
         # which can swap near-tied candidates whose probabilities differ by ~1e-9.
         same = all(a.success == b.success and a.n_edits == b.n_edits and a.edited_positions == b.edited_positions
                    and abs(a.prob_after - b.prob_after) < 1e-6
                    for other in (alone, slow) for a, b in zip(fast, other, strict=True))  # fmt: skip
-        alone_ratio = statistics.median(round_ratios)
         print(f"{method:<18}{fast_s:>9.3f}{alone_s:>9.3f}{slow_s:>9.3f}{alone_ratio:>11.2f}x{slow_s / fast_s:>11.1f}x"
               f"{fast_f:>11d}{alone_f:>11d}{slow_f:>11d}{str(same):>14}")
         ratios[f"one_at_a_time_over_stage_attack_{method}"] = alone_ratio
-        absolute[f"one_at_a_time_over_stage_attack_{method}_lowest"] = min(round_ratios)
-        absolute[f"one_at_a_time_over_stage_attack_{method}_highest"] = max(round_ratios)
+        absolute[f"one_at_a_time_over_stage_attack_{method}_lowest"] = alone_low
+        absolute[f"one_at_a_time_over_stage_attack_{method}_highest"] = alone_high
         ratios[f"naive_over_stage_attack_{method}"] = slow_s / fast_s
         absolute[f"forwards_stage_{method}"] = fast_f
         absolute[f"forwards_one_at_a_time_{method}"] = alone_f
         absolute[f"forwards_naive_{method}"] = slow_f
         absolute[f"same_outcome_{method}"] = same
         s = attack_summary(fast)
-        ratios[f"stage_attack_over_floor_{method}"] = statistics.median(floor_ratios)
+        ratios[f"stage_attack_over_floor_{method}"] = floor_ratio
         print(f"{'':<18}success {s['attack_success']:.2f}, mean edits {s['mean_edits']:.2f}, "
               f"{s['model_calls_per_attack']:.1f} model calls/attack; {len(floor_rows)} rows, the stage's attack "
-              f"{statistics.median(floor_ratios):.2f}x their plain forwards [{min(floor_ratios):.2f}, {max(floor_ratios):.2f}]")  # fmt: skip
+              f"{floor_ratio:.2f}x their plain forwards [{floor_low:.2f}, {floor_high:.2f}]")  # fmt: skip
     emit("robustness", ratios, absolute)
 
 

@@ -41,7 +41,7 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
-from bench.results import emit  # noqa: E402
+from bench.results import emit, paired  # noqa: E402
 from pipeline.stage import build_job, open_run  # noqa: E402
 from pipeline.train import train  # noqa: E402
 from pipeline.compose import config_at  # noqa: E402
@@ -295,12 +295,6 @@ def interleaved_rounds(tmp: Path, epochs: int,
         rounds.append({name: measure(name, tmp / f"{name}{i}", epochs, phases[name]) for name in order})
         phase_rounds.append({name: p.seconds() for name, p in phases.items()})
     return rounds, phase_rounds
-
-
-def paired(rounds: list[dict[str, float]], num: str, den: str) -> tuple[float, float, float]:
-    """Median, lowest and highest over rounds of num/den, each ratio within one round."""
-    ratios = [r[num] / r[den] for r in rounds]
-    return statistics.median(ratios), min(ratios), max(ratios)
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import statistics
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
@@ -67,3 +68,10 @@ def line(bench: str, ratios: Mapping[str, object], absolute: Mapping[str, object
 def emit(bench: str, ratios: Mapping[str, object], absolute: Mapping[str, object]) -> None:
     """Print `line(...)`: call it last, so the JSON is the script's final output line."""
     print(line(bench, ratios, absolute), flush=True)
+
+
+def paired(rounds: list[Mapping[str, float]], num: str, den: str) -> tuple[float, float, float]:
+    """Median, lowest and highest over rounds of num/den, each ratio within one round (a drifting
+    host hits both sides of one round alike)."""
+    ratios = [r[num] / r[den] for r in rounds]
+    return statistics.median(ratios), min(ratios), max(ratios)

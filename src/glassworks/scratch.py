@@ -146,11 +146,11 @@ def _open_lock(folder: Path) -> int | None:
 
 def _running(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:  # it exists, as another user's
+        pass
     return True
 
 
