@@ -95,6 +95,25 @@ def test_the_bar_shows_lightnings_metrics_in_a_terminal():
     assert "40/40" in text and "15/15" in text and "it/s" in text and "val/loss" in text
 
 
+def test_the_training_bar_counts_epochs_from_one_as_the_console_lines_do():
+    out = io.StringIO()
+    _fit(ProgressBar(refresh_rate=10, console_kwargs={"file": out, "force_terminal": True, "width": 120}), epochs=2)
+    text = out.getvalue()
+    assert "Epoch 1/2" in text and "Epoch 2/2" in text and "Epoch 0" not in text
+
+
+def test_a_fit_without_an_epoch_limit_shows_the_epoch_alone():
+    out = io.StringIO()
+    bar = ProgressBar(refresh_rate=10, console_kwargs={"file": out, "force_terminal": True, "width": 120})
+    module = TextClassifier(model_spec=SPEC, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    trainer = pl.Trainer(max_epochs=-1, max_steps=50, accelerator="cpu", devices=1, logger=False,
+                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[bar])
+    trainer.fit(module, _loader(80), _loader(30))  # 40 batches an epoch: stops in epoch 2
+    text = out.getvalue()
+    assert "Epoch 2 " in text and "Epoch 2/" not in text and "/-" not in text
+
+
 class _WatchTheDraws(pl.Callback):
     """Which threads draw the bar during a fit, and which render threads are alive at its
     first batch end (once Lightning's, stopped, has had time to exit)."""

@@ -19,6 +19,11 @@ joins a thread.
 In a terminal, log lines written while a bar is live (Lightning's "`Trainer.fit` stopped", a warning
 during a fit) print above it on lines of their own (:func:`_log_above_the_bar`); they landed inside
 the bar's last line.
+
+The training bar counts epochs from 1, as the console's own lines do ("early stopping ended the fit
+after epoch 3 of trainer.max_epochs=4"): the last epoch of a 4-epoch fit reads "Epoch 4/4" where
+Lightning's bar reads "Epoch 3/3" under "`max_epochs=4` reached". The ``epoch`` metric and the
+checkpoint names stay Lightning's 0-based count.
 """
 
 from __future__ import annotations
@@ -86,6 +91,13 @@ class ProgressBar(RichProgressBar):
             live._refresh_thread, live.auto_refresh = None, False
         if live is not None and not self._rerouted:
             self._rerouted = _log_above_the_bar()
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        """"Epoch <n>/<max_epochs>", counted from 1 ("Epoch <n>" when the fit has no epoch limit),
+        padded to the validation bar's description as Lightning pads it."""
+        limit = self.trainer.max_epochs
+        description = f"Epoch {current_epoch + 1}" + (f"/{limit}" if limit is not None and limit >= 0 else "")
+        return f"{description:{len(self.validation_description)}}"
 
     def _stop_progress(self) -> None:
         for handler, stream in self._rerouted:
