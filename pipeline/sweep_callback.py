@@ -24,7 +24,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn, JobStatus
@@ -40,6 +40,10 @@ from glassworks.tracking.params import flatten
 from glassworks.tracking.sweep import INFO_FILE, SWEEP_ENV, JobRecord, SweepInfo, SweepParent, SweepSummary
 from pipeline.hydra_context import sweep_dir
 
+if TYPE_CHECKING:
+    from glassworks.report.output import WrittenReport
+    from glassworks.stages.settings import SweepReportSettings
+
 log = logging.getLogger("glassworks.sweep")
 REPO_DIR = Path(__file__).resolve().parents[1]
 
@@ -47,11 +51,13 @@ REPO_DIR = Path(__file__).resolve().parents[1]
 class MLflowSweepCallback(Callback):
     def __init__(self) -> None:
         self.parent: SweepParent | None = None
+        self.report: SweepReportSettings | None = None  # None: no sweep report (report.sweep.enabled)
+        self.written: WrittenReport | None = None
         self._interrupted = False
 
     # Pickled into joblib workers with Hydra's context: they only need on_job_end.
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "parent": None}
+        return {**self.__dict__, "parent": None, "report": None}
 
     # -- before the first job (the launching process) ----------------------------------------
 
@@ -73,6 +79,15 @@ class MLflowSweepCallback(Callback):
             _fail(f"invalid config logger: {error.__cause__ or error}", 2)
         if not getattr(tracker, "enabled", False):
             return
+        report = config.get("report")  # pipeline.run's sweeps; pipeline.train has no report stage
+        if report is not None and report.get("sweep", {}).get("enabled", True):
+            # Imported here: Hydra loads this callback in every process, which needs neither.
+            from glassworks.validation import UserError
+            from pipeline.plans import sweep_report_settings
+            try:
+                self.report = sweep_report_settings(config)
+            except UserError as error:
+                _fail(str(error), 2)
         try:
             tracker.check()  # a server that is down fails the sweep in seconds, before any job
         except Exception as error:  # noqa: BLE001 - StoreUnreachable, named by its URI
@@ -155,13 +170,28 @@ class MLflowSweepCallback(Callback):
         parent = self.parent
         assert parent is not None and parent.info is not None
         os.environ.pop(SWEEP_ENV, None)
+        # Ctrl-C ends the sweep now; a report of the jobs so far is `pipeline.report sweep_id=`.
+        write = self._write_report if self.report is not None and not self._interrupted else None
         try:
-            summary = parent.close(aborted=aborted, interrupted=self._interrupted)
+            summary = parent.close(aborted=aborted, interrupted=self._interrupted, before_end=write)
         except Exception as error:  # noqa: BLE001 - the parent is already marked FAILED
             print(f"error: sweep {parent.name}: writing the summary failed: {error}", file=sys.stderr)
             return None
-        _report(parent, summary)
+        _report(parent, summary, self.written)
         return summary
+
+    def _write_report(self, parent_run_id: str, status: str) -> None:
+        """The sweep report, written to disk and logged to the parent while it is still open (it
+        shows the `status` the parent ends with). A report that fails is a warning: the children
+        and the summary are the sweep's results."""
+        assert self.parent is not None and self.report is not None
+        from glassworks.stages import report as report_stage  # matplotlib: only when a sweep ends
+
+        try:
+            self.written = report_stage.sweep_report(self.parent.tracker, parent_run_id, self.report, status)
+        except Exception as error:  # noqa: BLE001 - named in one line; the summary stands
+            log.warning("sweep report failed (%s: %s); build it later with python -m pipeline.report "
+                        "sweep_id=%s", type(error).__name__, error, parent_run_id[:8])
 
 
 def swept(overrides: list[str], sweeper_params: Any) -> dict[str, str]:
@@ -224,7 +254,7 @@ def _chain_excepthook(callback: MLflowSweepCallback) -> None:
     sys.excepthook = hook
 
 
-def _report(parent: SweepParent, summary: SweepSummary) -> None:
+def _report(parent: SweepParent, summary: SweepSummary, written: WrittenReport | None) -> None:
     info, tracker = parent.info, parent.tracker
     lines = [f"\nSweep {parent.name}: {summary.n_jobs} jobs, {summary.n_failed} failed"]
     if summary.best_run_id:
@@ -234,6 +264,8 @@ def _report(parent: SweepParent, summary: SweepSummary) -> None:
         lines.append(f"  registered model: models:/{summary.registered_model} "
                      f"(models:/{summary.registered_model.rpartition('/')[0]}/latest)")
     lines += [f"  FAILED {failure}" for failure in summary.failures]
+    if written is not None:
+        lines.append(f"  report: {written.html}")
     lines.append(f"  parent run {info.parent_run_id}: {tracker.run_url()}")
     stream = sys.stderr if summary.n_failed else sys.stdout
     print("\n".join(lines) + "\n", file=stream, flush=True)

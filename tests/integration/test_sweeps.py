@@ -182,6 +182,13 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
     tail = "\n".join(grid["out"].stdout.strip().splitlines()[-6:])
     assert "registered model: models:/glassworks-best/1 (models:/glassworks-best/latest)" in tail
     assert f"parent run {parent_id}: http://127.0.0.1:5000/" in tail
+    # the sweep wrote its own report (report.enabled=false only turns off the children's), logged
+    # to the parent before it ended, and names the status the parent ended with
+    (folder,) = (grid["cwd"] / "reports").glob(f"{parent.info.run_name}-{parent_id[:8]}")
+    assert f"report: {folder / 'report.html'}" in tail
+    assert {"report/report.html", "report/report.md", "report/report.json"} <= files
+    assert "- **status**: FINISHED" in (folder / "report.md").read_text()
+    assert json.loads((folder / "report.json").read_text())["best_run_id"] == best.info.run_id
     versions = client.search_model_versions("name='glassworks-best'")
     assert [v.run_id for v in versions] == [best.info.run_id]
     # the version is the best child's LoggedModel, which lists it (what the UI links them by)
@@ -232,6 +239,9 @@ def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path)
     assert sorted(table["status"]) == ["FAILED", "FAILED", "FAILED", "FINISHED"]
     no_run = table[table["run_id"].isna()]
     assert len(no_run) == 2 and no_run["error"].str.contains("n_heads").all()
+    (folder,) = (cwd / "reports").glob(f"*-{parent_id[:8]}")  # the report of a failed sweep too
+    assert "- **status**: FAILED" in (folder / "report.md").read_text()
+    assert f"report: {folder / 'report.html'}" in out.stderr
 
 
 @pytest.fixture
@@ -246,7 +256,7 @@ def test_optuna_search_through_an_mlflow_server(mlflow_server_url, tmp_path):
     """hparams_search=optuna (no -m: the config makes it a multirun), every write over HTTP."""
     cwd = tmp_path / "work"
     cwd.mkdir()
-    out = sweep(cwd, "hparams_search=optuna", "hydra.sweeper.n_trials=3",
+    out = sweep(cwd, "hparams_search=optuna", "hydra.sweeper.n_trials=3", "report.sweep.enabled=false",
                 f"logger.tracking_uri={mlflow_server_url}", multirun=False)
     assert out.returncode == 0, out.stderr[-4000:]
     assert not (cwd / "mlruns" / "mlflow.db").exists(), "everything goes to the server"
@@ -276,6 +286,8 @@ def test_optuna_search_through_an_mlflow_server(mlflow_server_url, tmp_path):
         assert "explanations" in {a.path for a in client.list_artifacts(trial.info.run_id)}
         assert "MLmodel" in {a.path for a in client.list_logged_model_artifacts(run_model_id(client, trial.info.run_id))}
     assert "sweep/summary.csv" in artifact_files(client, parent_id)
+    assert not client.list_artifacts(parent_id, "report") and not (cwd / "reports").exists()  # report.sweep.enabled=false
+    assert "report: " not in out.stdout
     assert len(summary_csv(client, parent_id, tmp_path)) == 3
     mlflow.set_tracking_uri(mlflow_server_url)
     assert_registered_model_is_the_runs(parent.data.tags["glassworks.sweep.best_run_id"], mlflow_server_url)

@@ -68,10 +68,13 @@ def report(tracker: Any, run_id: str, task: Task, settings: ReportSettings,
     return written
 
 
-def sweep_report(tracker: Any, sweep_id: str, settings: SweepReportSettings) -> WrittenReport:
-    """The sweep report of parent run ``sweep_id``, written and logged to the parent."""
+def sweep_report(tracker: Any, sweep_id: str, settings: SweepReportSettings,
+                 ending_status: str | None = None) -> WrittenReport:
+    """The sweep report of parent run ``sweep_id``, written and logged to the parent. The sweep
+    itself reports as its last step, with the ``ending_status`` its parent is about to end with."""
     client = tracker.client
     parent = load_run(client, sweep_id)
+    parent.status = ending_status or parent.status
     try:
         children = [Child.from_run(r) for r in sweep_children(client, sweep_id, settings.max_children)]
         # The sweep may name its own objective on the parent; the settings are the fallback.

@@ -18,7 +18,7 @@ import os
 import re
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -299,9 +299,12 @@ class SweepParent:
         tracker.log_metrics({"sweep/open_s": time.perf_counter() - began})
         return self.info
 
-    def close(self, aborted: bool = False, interrupted: bool = False) -> SweepSummary:
+    def close(self, aborted: bool = False, interrupted: bool = False,
+              before_end: Callable[[str, str], None] | None = None) -> SweepSummary:
         """Summarise the children into the parent and end it: FINISHED only when every job
-        finished; FAILED otherwise (KILLED on an interrupt). Idempotent."""
+        finished; FAILED otherwise (KILLED on an interrupt). ``before_end(parent run id, status)``
+        runs once the summary is in the parent, before it ends with that status (the sweep report:
+        the sweep's own command writes it, no later one). Idempotent."""
         assert self.info is not None, "close() before open()"
         self.closed = True
         tracker = self.tracker
@@ -318,6 +321,12 @@ class SweepParent:
             status = "FINISHED"
         if status != "FINISHED":
             tracker.set_tags({C.TAG_ERROR: _failure_text(summary, aborted)[:5000]})
+        if before_end is not None:
+            try:
+                before_end(self.info.parent_run_id, status)
+            except BaseException as error:  # Ctrl-C while it runs: the parent still ends
+                tracker.end("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED", error, "sweep report")
+                raise
         tracker.end(status)
         return summary
 
