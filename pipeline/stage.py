@@ -82,8 +82,9 @@ def open_derived(cfg: DictConfig, tracker: Any, run_id: str, stage: str, section
 
 
 def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
-    """What a stage's main returns to the sweeper: ``metrics[cfg.optimized_metric]``."""
-    return objective_value(str(cfg.get("optimized_metric") or "val/acc"), metrics)
+    """What a stage's main returns to the sweeper: ``metrics[cfg.optimized_metric]``; a metric the
+    job did not log is a warning in a sweep only (a single run's return value goes nowhere)."""
+    return objective_value(str(cfg.get("optimized_metric") or "val/acc"), metrics, warn=in_multirun())
 
 
 def logged_config(tracker: Any, run_id: str | None = None) -> DictConfig:

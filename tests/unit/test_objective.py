@@ -40,3 +40,16 @@ def test_sweep_report_picks_through_pick_best():
 def test_objective_value_finds_the_mlflow_name():
     assert objective_value("robustness/shap/flip_rate@5", {"robustness/shap/flip_rate_at_5": 0.25}) == 0.25
     assert objective_value("val/acc", {"val/loss": 1.0}) is None
+
+
+def test_a_missing_objective_names_the_closest_metrics_and_an_absent_namespace(caplog):
+    logged = {"test/acc": 0.9, "test/f1": 0.9, "train/acc": 0.8, "explain/agreement/flow_vs_shap": 0.5,
+              "explain/shap/comprehensiveness": 0.6}
+    with caplog.at_level("WARNING", logger="glassworks.sweep"):
+        assert objective_value("val/acc", logged) is None  # validation never ran (max_epochs=0)
+        assert objective_value("explain/shap/comprehensivness", logged) is None
+        assert objective_value("val/acc", logged, warn=False) is None
+    first, second = (r.getMessage() for r in caplog.records)
+    assert first == ("optimized_metric=val/acc is not among this run's 5 metrics; none under val/ was logged; "
+                     "closest: train/acc, test/acc")
+    assert second.endswith("5 metrics; closest: explain/shap/comprehensiveness")
