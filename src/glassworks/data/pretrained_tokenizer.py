@@ -44,10 +44,12 @@ class PretrainedTokenizerConfig(Validated):
         """Load (never train) the tokenizer; ``texts`` is ignored."""
         from transformers import AutoTokenizer
 
+        from glassworks.hub import offline_when_unreachable
         from glassworks.models.hf_encoder import resolve_pretrained
 
         where = resolve_pretrained(self.pretrained)
-        hf = AutoTokenizer.from_pretrained(where, local_files_only=Path(where).is_dir())
+        with offline_when_unreachable(f"the tokenizer of {self.pretrained}", where):
+            hf = AutoTokenizer.from_pretrained(where, local_files_only=Path(where).is_dir())
         return PretrainedTokenizer(hf, self.pretrained, self.mask_token)
 
 

@@ -23,6 +23,7 @@ from glassworks.data.validation import (
     build_loaded_data,
     require_columns,
 )
+from glassworks.hub import offline_when_unreachable, unreachable_advice
 from glassworks.validation import Validated
 
 logger = logging.getLogger(__name__)
@@ -309,15 +310,16 @@ class HubSource(Validated):
             loaded = datasets.load_from_disk(str(local))
             label = local.name
         else:
-            try:
-                loaded = datasets.load_dataset(
-                    self.name, self.config, cache_dir=self.cache_dir, revision=self.revision
-                )
-            except Exception as e:  # network, auth, missing config: one clear message
-                raise DataError(
-                    f"cannot load: {type(e).__name__}: {e}",
-                    origin=f"hub dataset {self.name!r}", key="name",
-                ) from e
+            with offline_when_unreachable(f"dataset {self.name!r}") as unreachable:
+                try:
+                    loaded = datasets.load_dataset(
+                        self.name, self.config, cache_dir=self.cache_dir, revision=self.revision
+                    )
+                except Exception as e:  # network, auth, missing config: one clear message
+                    why = (unreachable_advice(unreachable, "save it with DatasetDict.save_to_disk on a machine "
+                                              "with a network and set data.source.name=<that folder>")
+                           if unreachable else f"cannot load: {type(e).__name__}: {e}")
+                    raise DataError(why, origin=f"hub dataset {self.name!r}", key="name") from e
             label = self.name if self.config is None else f"{self.name}/{self.config}"
         if isinstance(loaded, datasets.Dataset):
             loaded = {self.train_split: loaded}

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from glassworks.hub import offline_when_unreachable, unreachable_advice
 from glassworks.models.hf_loading import quiet_transformers, report_load
 from glassworks.models.outputs import ClassifierOutput
 from glassworks.validation import ConfigError, Validated
@@ -79,14 +80,18 @@ def load_hf_config(pretrained: str) -> Any:
         if missing:
             raise ConfigError("pretrained", f"{where!r}: folder has no {', no '.join(missing)}")
         return AutoConfig.from_pretrained(str(folder), local_files_only=True)
-    try:
-        return AutoConfig.from_pretrained(where)
-    except Exception as error:  # noqa: BLE001 - OSError/HFValidationError/connection errors
-        raise ConfigError(
-            "pretrained",
-            f"{where!r} is neither a local folder nor a reachable Hugging Face hub id "
-            f"({type(error).__name__}); give a folder with save_pretrained files",
-        ) from error
+    with offline_when_unreachable(f"model.pretrained={where}", where) as unreachable:
+        try:
+            return AutoConfig.from_pretrained(where)
+        except Exception as error:  # noqa: BLE001 - OSError/HFValidationError/connection errors
+            if unreachable:
+                raise ConfigError("pretrained", f"{where!r}: " + unreachable_advice(
+                    unreachable, "give a folder with save_pretrained files")) from error
+            raise ConfigError(
+                "pretrained",
+                f"{where!r} is neither a local folder nor a reachable Hugging Face hub id "
+                f"({type(error).__name__}); give a folder with save_pretrained files",
+            ) from error
 
 
 def _check_sequence_classifier(hf_config: Any, key: str = "pretrained") -> None:
@@ -152,7 +157,8 @@ class HFEncoderConfig(Validated):
         overrides: dict[str, Any] = {"num_labels": n_classes, "pad_token_id": pad_id}
         if self.classifier_dropout is not None:
             overrides["classifier_dropout"] = self.classifier_dropout
-        with quiet_transformers():
+        with quiet_transformers(), offline_when_unreachable(
+                f"model.pretrained={self.pretrained}", self.model_dir):
             net, info = AutoModelForSequenceClassification.from_pretrained(
                 self.model_dir, dtype=torch.float32, attn_implementation="sdpa",
                 local_files_only=Path(self.model_dir).is_dir(), output_loading_info=True,
