@@ -2,8 +2,8 @@
 
 Re-runs the original task (``pipeline.run`` or ``pipeline.train``) from the run's logged
 ``config/config.yaml`` as a NEW run tagged ``glassworks.reproduces=<id>``, then compares every
-final metric of the two runs (timings, throughput and system metrics excluded, see
-``reproduce.exclude``), prints the comparison, and exits 1 when any metric differs beyond
+final metric of the two runs (never the machine's: timings, throughput and system metrics,
+``contract.MACHINE_METRICS``; nor those matching ``reproduce.exclude``), prints the comparison, and exits 1 when any metric differs beyond
 ``reproduce.atol + reproduce.rtol * |original|`` (2 for bad input, as every stage). The table
 lists the differing metrics (``reproduce.show=all``: every metric, the differing ones first).
 
@@ -115,7 +115,7 @@ def print_comparison(console: Console, result: ComparisonResult, original: Any, 
                       highlight=False)
     console.print(f"tolerance: |difference| <= atol + rtol * |original| with atol={atol:g}, rtol={rtol:g}",
                   highlight=False)
-    console.print(f"not compared ({len(result.excluded)} timing / throughput / system metrics): "
+    console.print(f"not compared ({len(result.excluded)}: timing / throughput / system metrics, reproduce.exclude): "
                   + (", ".join(result.excluded) or "none"), highlight=False)
 
 

@@ -427,12 +427,16 @@ def test_report_folder_names_are_plain():
 def test_metric_comparison_rules():
     from glassworks.report.compare import compare_metrics
 
-    result = compare_metrics({"a": 1.0, "b": float("nan"), "c": 2.0, "time/x_s": 1.0, "shap/seconds_per_example": 3.0},
-                             {"a": 1.0 + 5e-7, "b": float("nan"), "time/x_s": 9.0, "shap/seconds_per_example": 1.0})
+    result = compare_metrics({"a": 1.0, "b": float("nan"), "c": 2.0, "time/x_s": 1.0, "shap/seconds_per_example": 3.0,
+                              "explain/shap/seconds_per_step": 0.1, "train/tokens_per_sec": 9.0, "r/x": 1.0},
+                             {"a": 1.0 + 5e-7, "b": float("nan"), "time/x_s": 9.0, "shap/seconds_per_example": 1.0,
+                              "explain/shap/seconds_per_step": 0.2, "train/tokens_per_sec": 7.0, "r/x": 2.0},
+                             exclude=["r/*"])
     rows = {r.key: r for r in result.rows}
     assert rows["a"].ok and rows["a"].status == "close"
     assert rows["b"].ok and not rows["c"].ok and rows["c"].status == "missing in reproduction"
-    assert result.excluded == ["shap/seconds_per_example", "time/x_s"] and not result.ok
+    assert result.excluded == ["explain/shap/seconds_per_step", "r/x", "shap/seconds_per_example", "time/x_s",
+                               "train/tokens_per_sec"] and not result.ok
     assert compare_metrics({"a": 1.0}, {"a": 1.1}, rtol=0.2, atol=0.0).ok
     assert not compare_metrics({"a": 1.0}, {"a": 1.1}).ok
 

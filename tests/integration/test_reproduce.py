@@ -9,7 +9,8 @@ from mlflow import MlflowClient
 
 import pipeline.explain
 import pipeline.reproduce
-from glassworks.report.compare import DEFAULT_EXCLUDE, excluded
+from glassworks.report.compare import excluded
+from glassworks.tracking.contract import MACHINE_METRICS
 from tests.conftest import TINY, run_cli
 from tests.conftest import compose_config, run_snapshot
 
@@ -46,8 +47,8 @@ def test_same_code_and_seed_reproduce_every_metric_exactly(reproduced):
     assert "reproduced: all" in out.stdout
     (new,) = reproduced["runs"]
     assert new.info.status == "FINISHED" and new.info.run_id != original.info.run_id
-    before = {k: v for k, v in original.data.metrics.items() if not excluded(k, DEFAULT_EXCLUDE)}
-    after = {k: v for k, v in new.data.metrics.items() if not excluded(k, DEFAULT_EXCLUDE)}
+    before = {k: v for k, v in original.data.metrics.items() if not excluded(k, MACHINE_METRICS)}
+    after = {k: v for k, v in new.data.metrics.items() if not excluded(k, MACHINE_METRICS)}
     assert before == after  # bit for bit, not within a tolerance
     for stage in ("test/acc", "explain/shap/comprehensiveness", "explain/rollout/rationale_auprc",
                   "robustness/shap/deletion_auc", "robustness/shap/stability", "explain/agreement/rollout_vs_shap"):

@@ -1,8 +1,9 @@
 """Compare the final metrics of a run and its reproduction.
 
-Timing, throughput and system metrics measure the machine, not the model, and are excluded
-(:data:`DEFAULT_EXCLUDE`). Everything else must agree within ``atol + rtol * |original|``;
-a metric present in only one of the two runs is a difference.
+Timing, throughput and system metrics measure the machine, not the model, and are never compared
+(:data:`glassworks.tracking.contract.MACHINE_METRICS`), nor are the patterns a user adds
+(``reproduce.exclude``). Everything else must agree within ``atol + rtol * |original|``; a metric
+present in only one of the two runs is a difference.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-DEFAULT_EXCLUDE: tuple[str, ...] = ("time/*", "system/*", "*/seconds_per_example", "seconds_per_example",
-                                    "train/tokens_per_sec")
+from glassworks.tracking.contract import MACHINE_METRICS
 
 
 @dataclass
@@ -54,9 +54,11 @@ def excluded(key: str, patterns: Sequence[str]) -> bool:
 
 
 def compare_metrics(original: Mapping[str, float], reproduced: Mapping[str, float], rtol: float = 0.0,
-                    atol: float = 1e-6, exclude: Sequence[str] = DEFAULT_EXCLUDE) -> ComparisonResult:
+                    atol: float = 1e-6, exclude: Sequence[str] = ()) -> ComparisonResult:
+    """Every final metric of the two runs, but the machine's and those matching `exclude`."""
     if rtol < 0 or atol < 0:
         raise ValueError(f"reproduce.rtol and reproduce.atol must be >= 0, got rtol={rtol}, atol={atol}")
+    exclude = (*MACHINE_METRICS, *exclude)
     rows, skipped = [], []
     for key in sorted(set(original) | set(reproduced)):
         if excluded(key, exclude):

@@ -235,6 +235,13 @@ SYSTEM_PREFIX = "system"
 AGREEMENT = "agreement"
 
 
+# Metrics that measure the machine, not the model (fnmatch patterns): stage timings, system
+# samples, seconds per explained example (``seconds_per_example``) or generated token
+# (``seconds_per_step``), training throughput. A reproduction never compares them.
+MACHINE_METRICS: tuple[str, ...] = (f"{TIME_PREFIX}/*", f"{SYSTEM_PREFIX}/*", "seconds_per_*", "*/seconds_per_*",
+                                    "*tokens_per_sec")
+
+
 def metric_key(*parts: object) -> str:
     """``metric_key("explain", "shap", "aopc") == "explain/shap/aopc"``."""
     return "/".join(str(p) for p in parts)
