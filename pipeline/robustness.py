@@ -49,12 +49,18 @@ def main(cfg: DictConfig) -> None:
                               required=(C.ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first"))
         with tracker.lifecycle("robustness"):
             start = time.perf_counter()
-            result = robustness(cfg, tracker, model_run_id=source.root_id,
+            task = run_task(tracker, source.root_id)
+            result = robustness(cfg, tracker, task, model_run_id=source.root_id,
                                 explanations_run_id=source.holder_of(C.EXPLANATIONS_DIR))
             tracker.log_metrics({C.stage_time_key("robustness"): time.perf_counter() - start})
-        print_run_location(tracker, done="pipeline.robustness finished: attack success " + str(
-            {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("attack_success")})
-            + f" (run {source.run_id} is unchanged)")
+        print_run_location(tracker, done=f"pipeline.robustness finished: {finished_line(task, result.metrics)} "
+                                         f"(run {source.run_id} is unchanged)")
+
+
+def finished_line(task: Any, metrics: dict[str, float]) -> str:
+    """The task's robustness headline per method: "attack_success {'shap': 0.9, ...}"."""
+    name = task.robustness_headline
+    return f"{name} " + str({k.split("/")[0]: round(v, 3) for k, v in metrics.items() if k.endswith(f"/{name}")})
 
 
 if __name__ == "__main__":

@@ -180,6 +180,17 @@ def test_last_line_prints_the_tasks_headline_metrics():
     assert headline(ClassifyTask(), {}) == "no headline metric (not measured in this run: test/acc)"
 
 
+def test_pipeline_robustness_prints_the_tasks_robustness_headline():
+    from glassworks.tasks.classify import ClassifyTask
+    from glassworks.tasks.lm import LMTask
+    from pipeline.robustness import finished_line
+
+    metrics = {"shap/deletion_auc": 0.31234, "shap/attack_success": 0.9, "random_order/deletion_auc": 0.5,
+               "seconds_per_example": 0.1}
+    assert finished_line(LMTask(), metrics) == "deletion_auc {'shap': 0.312, 'random_order': 0.5}"
+    assert finished_line(ClassifyTask(), metrics) == "attack_success {'shap': 0.9}"
+
+
 def test_lm_task_implements_the_protocol():
     from glassworks.tasks.base import Task
     from glassworks.tasks.lm import LMTask
@@ -197,3 +208,13 @@ def test_batched_greedy_equals_one_by_one_generation():
     model = DecoderConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, max_positions=16).build(12, 0).eval()
     prompts = [[2, 5, 6], [2, 7, 8], [2, 9], [2, 5, 6, 7, 8]]
     assert greedy_batch(model, prompts, 4, eos_id=4) == [generate(model, p, 4, eos_id=4) for p in prompts]
+
+
+def test_an_lm_run_reproduces(lm_run):
+    # Seconds per generated token (explain/<method>/seconds_per_step) measure the machine: they
+    # once made every LM run "NOT reproduced".
+    run_id = lm_run["run"].info.run_id
+    done = run_cli("pipeline.reproduce", f"run_id={run_id[:8]}", cwd=lm_run["tmp"],
+                   env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "reproduced: all" in done.stdout and "explain/shap/seconds_per_step" in done.stdout

@@ -59,6 +59,7 @@ class Task(Protocol):
 
     name: str                # "classify", "lm", ...; shown in the report, never branched on
     headline_metrics: tuple[str, ...]  # what a finished command prints on its last line
+    robustness_headline: str  # the per-method robustness metric a finished pipeline.robustness prints
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> pl.LightningModule: ...

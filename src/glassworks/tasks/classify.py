@@ -35,6 +35,7 @@ N_INPUT_EXAMPLES = 3  # raw texts stored with the pyfunc model as its input exam
 class ClassifyTask:
     name: str = "classify"
     headline_metrics: tuple[str, ...] = ("test/acc",)
+    robustness_headline: str = "attack_success"
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> TextClassifier:

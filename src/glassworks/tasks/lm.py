@@ -70,6 +70,7 @@ class LMTask:
     headline_metrics: tuple[str, ...] = (
         "test/answer_acc", "val/perplexity", C.metric_key(C.EXPLAIN_PREFIX, "shap", "hit_at_1"),
         C.metric_key(C.EXPLAIN_PREFIX, BASELINE, "hit_at_1"))
+    robustness_headline: str = "deletion_auc"  # generated tokens are probed by deletion curves only
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> CausalLM:
