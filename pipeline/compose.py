@@ -35,3 +35,16 @@ def config_at(root: Path, overrides: Sequence[str] = (), config_name: str = "tra
     with open_dict(cfg):
         del cfg["hydra"]
     return cfg
+
+
+def option_node(group: str, option: str) -> DictConfig:
+    """The `group` node of the running command's config composed again with ``group=option``
+    (its other overrides kept: ``explain.methods=[...]`` still applies), inside a Hydra main or
+    after :func:`config_at`. What a derived stage takes when the run's task needs another option
+    than the default one (``pipeline.explain run_id=<an lm run>`` takes ``explain=lm``)."""
+    hydra_cfg = HydraConfig.get()
+    overrides = [*hydra_cfg.overrides.task, f"{group}={option}"]
+    if GlobalHydra.instance().is_initialized():
+        return compose(hydra_cfg.job.config_name, overrides=overrides)[group]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(hydra_cfg.job.config_name, overrides=overrides)[group]

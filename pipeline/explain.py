@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> None:
             result = explain(cfg, tracker, model_run_id=source.root_id)
             tracker.log_metrics({C.stage_time_key("explain"): time.perf_counter() - start})
         scores = {k.split("/")[0]: round(v, 3) for k, v in result.metrics.items() if k.endswith("/comprehensiveness")}
-        print_run_location(tracker, done=f"pipeline.explain finished: {result.table['example_id'].nunique()} "
+        print_run_location(tracker, done=f"pipeline.explain finished: {result.n_examples} "
                                          f"examples, comprehensiveness {scores}; see {C.EXPLAIN_INDEX} in the "
                                          f"derived run below (run {source.run_id} is unchanged)")
 

@@ -8,6 +8,7 @@ name the config key (:class:`glassworks.validation.UserError`).
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +25,7 @@ from glassworks.tasks.base import Task
 from glassworks.tasks.classify import ClassifyTask
 from glassworks.tracking.ranks import for_this_rank
 from glassworks.stages.settings import RobustnessSettings, check_settings
+from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
@@ -43,6 +45,7 @@ _TRAINER_TYPES: dict[str, tuple[type, ...]] = {
 _TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "betas"),
                          ("weight_decay", "weight_decay"), ("momentum", "momentum"))
 
+log = logging.getLogger("glassworks")
 RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
 
 # The sections of the stages after training. conf/train.yaml composes them so that an experiment
@@ -110,6 +113,8 @@ def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
     if tracker.enabled:  # short ids (as report folders show them) become full ones before anything reads them
         _resolve_run_ids(cfg, tracker)
     job = Job(cfg=cfg, tracker=tracker, task=build_task(cfg.get("task")))
+    if tracker.enabled and cfg.get("run_id") and "task" not in cfg and cfg.get("explain") is not None:
+        job.task = _fit_to_the_runs_task(cfg, tracker)  # pipeline.explain|robustness run_id=...
     if "model" in cfg:
         job.model_config = build(cfg.model, "model")
     if "optimizer" in cfg:
@@ -194,6 +199,32 @@ def _set_torch_threads(threads: Any) -> None:
     if threads < 1:
         raise UserError(f"invalid config torch_threads: must be >= 1 (or null for torch's default), got {threads}")
     torch.set_num_threads(threads)
+
+
+def _fit_to_the_runs_task(cfg: DictConfig, tracker: Any) -> Task:
+    """The task of the run a derived stage works on (its root's: the model's), whose explainers
+    the command's ``explain`` node must hold. Each stage option the command line left at its
+    default is the one that task takes (``Task.stage_options``), in place: ``pipeline.explain
+    run_id=<an lm run>`` explains with ``explain=lm``, its other overrides kept."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from glassworks.tracking.derived import derived_source
+    from pipeline.compose import option_node
+
+    root_id = derived_source(tracker, str(cfg.run_id)).root_id
+    logged = OmegaConf.load(tracker.download(C.CONFIG, root_id))
+    task = build_task(logged.get("task"))
+    if not HydraConfig.initialized():
+        return task
+    hydra_cfg = HydraConfig.get()
+    named = {o.split("=", 1)[0].lstrip("+~") for o in hydra_cfg.overrides.task}
+    for group, option in task.stage_options.items():
+        if group in cfg and group not in named and hydra_cfg.runtime.choices.get(group) != option:
+            with open_dict(cfg):
+                cfg[group] = option_node(group, option)
+            log.info("run %s is a task=%s run: %s=%s (name another %s=... to choose)", str(cfg.run_id)[:8],
+                     task.name, group, option, group)
+    return task
 
 
 def _resolve_run_ids(cfg: DictConfig, tracker: Any) -> None:

@@ -12,6 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from glassworks.models.generation import generate
+from glassworks.tasks.lm import LMTask
 from glassworks.tracking import contract as C
 from glassworks.tracking.pyfunc_lm import WEIGHTS_FILE, load_lm_dir
 from glassworks.tracking.logged_model import download_run_model
@@ -218,3 +219,33 @@ def test_an_lm_run_reproduces(lm_run):
                    env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "reproduced: all" in done.stdout and "explain/shap/seconds_per_step" in done.stdout
+
+
+def test_a_derived_stage_on_an_lm_run_takes_the_lm_options_unless_told_otherwise(lm_run):
+    run_id = lm_run["run"].info.run_id
+    cfg = compose_config(lm_run["tmp"], [f"run_id={run_id[:8]}", "explain.methods=[shap,rollout]"],
+                         config_name="explain", tiny=False)
+    assert isinstance(build_job(cfg, with_data=False).task, LMTask)
+    assert cfg.explain.shap._target_ == "glassworks.explain.generation.GenerationMethodConfig"
+    assert list(cfg.explain.methods) == ["shap", "rollout"]  # the command's override still applies
+    assert cfg.explain.seed == cfg.seed == 0  # interpolations resolve in the command's config
+    cfg = compose_config(lm_run["tmp"], [f"run_id={run_id}"], config_name="robustness", tiny=False)
+    build_job(cfg, with_data=False)
+    assert cfg.robustness.attack is None and cfg.explain.shap.method == "shap"  # robustness=lm, explain=lm
+    # an option named on the command line is kept, and checked against the run's task
+    cfg = compose_config(lm_run["tmp"], [f"run_id={run_id}", "explain=default"], config_name="explain", tiny=False)
+    with pytest.raises(UserError, match=r"explain\.shap: ShapExplainer explains a classifier.*task=lm takes explain=lm"):
+        build_job(cfg, with_data=False)
+
+
+def test_pipeline_explain_on_an_lm_run_makes_a_derived_run(lm_run):
+    client, run_id = lm_run["client"], lm_run["run"].info.run_id
+    done = run_cli("pipeline.explain", f"run_id={run_id[:8]}", "explain.methods=[shap]", "explain.n_examples=2",
+                   "explain.n_heatmaps=0", "explain.shap.max_evals=64", cwd=lm_run["tmp"],
+                   env={"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"})
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "is a task=lm run: explain=lm" in done.stdout + done.stderr
+    assert "pipeline.explain finished: 2 examples, comprehensiveness {'shap': " in done.stdout
+    (child,) = client.search_runs([lm_run["run"].info.experiment_id],
+                                  filter_string=f"tags.glassworks.derived_from = '{run_id}' and tags.glassworks.derived_stage = 'explain'")
+    assert child.info.status == "FINISHED" and "explain/shap/hit_at_1" in child.data.metrics

@@ -64,6 +64,11 @@ class ExplainResult:
     explanations: dict[str, list[Explanation]] = field(default_factory=dict)  # method -> per example
     skipped: dict[str, list[int]] = field(default_factory=dict)  # method -> example ids its limit skipped
 
+    @property
+    def n_examples(self) -> int:
+        """Texts explained."""
+        return int(self.table["example_id"].nunique()) if len(self.table) else 0
+
 
 def example_page(example_id: int) -> str:
     """Path of an example's page relative to the output folder."""

@@ -60,6 +60,7 @@ class Task(Protocol):
     name: str                # "classify", "lm", ...; shown in the report, never branched on
     headline_metrics: tuple[str, ...]  # what a finished command prints on its last line
     robustness_headline: str  # the per-method robustness metric a finished pipeline.robustness prints
+    stage_options: Mapping[str, str]  # {"explain": option, "robustness": option}: the config options its stages take
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> pl.LightningModule: ...
@@ -75,7 +76,7 @@ class Task(Protocol):
     def check_explainers(self, explainers: Mapping[str, Any]) -> None: ...
 
     def explain(self, loaded: LoadedModel, datamodule: Any, settings: Any, out_dir: Path,
-                context: dict[str, Any]) -> Any: ...  # .metrics {"<method>/<metric>": float}, .table (DataFrame)
+                context: dict[str, Any]) -> Any: ...  # .metrics {"<method>/<metric>": float}, .table (DataFrame), .n_examples
 
     def robustness(self, loaded: LoadedModel, table: pd.DataFrame, settings: Any,
                    out_dir: Path) -> Any: ...  # .metrics {"<method>/<metric>": float}

@@ -9,7 +9,7 @@ against the random baseline and the attribution-guided robustness probe.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,8 @@ class ClassifyTask:
     name: str = "classify"
     headline_metrics: tuple[str, ...] = ("test/acc",)
     robustness_headline: str = "attack_success"
+    # the explain and robustness options its stages take (conf/explain/<option>.yaml, ...)
+    stage_options: Mapping[str, str] = field(default_factory=lambda: {"explain": "default", "robustness": "default"})
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> TextClassifier:

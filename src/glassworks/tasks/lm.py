@@ -60,8 +60,13 @@ class LoadedCausalLM:
 @dataclass
 class LMResult:
     metrics: dict[str, float]
-    table: pd.DataFrame
+    table: pd.DataFrame  # one row per (example, step, source position, method)
     out_dir: Path
+
+    @property
+    def n_examples(self) -> int:
+        """Prompts explained (each over all its generated tokens)."""
+        return int(self.table["example"].nunique()) if len(self.table) else 0
 
 
 @dataclass
@@ -71,6 +76,8 @@ class LMTask:
         "test/answer_acc", "val/perplexity", C.metric_key(C.EXPLAIN_PREFIX, "shap", "hit_at_1"),
         C.metric_key(C.EXPLAIN_PREFIX, BASELINE, "hit_at_1"))
     robustness_headline: str = "deletion_auc"  # generated tokens are probed by deletion curves only
+    # the explain and robustness options its stages take (conf/explain/<option>.yaml, ...)
+    stage_options: Mapping[str, str] = field(default_factory=lambda: {"explain": "lm", "robustness": "lm"})
 
     def build_module(self, model_config: Any, datamodule: Any, optimizer: Any, scheduler: Any,
                      mask_token_prob: float) -> CausalLM:
