@@ -4,6 +4,7 @@ the defaults" table (``pipeline.report`` and ``pipeline.run`` pass it to the rep
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -16,26 +17,39 @@ log = logging.getLogger("glassworks.report")
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def _compose(config_name: str) -> DictConfig:
+# Override groups that are bundles of settings (conf/experiment/): a run made with one is compared
+# with the bundle's config, so the table shows what the command changed on top of it.
+BASELINE_GROUPS = ("experiment",)
+
+
+def _compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
     if GlobalHydra.instance().is_initialized():  # inside an @hydra.main app: same search path
-        return compose(config_name=config_name)
+        return compose(config_name=config_name, overrides=list(overrides))
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name=config_name)
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
-def default_config(task_name: str) -> DefaultConfig | None:
-    """The task's config composed with no overrides, as plain values for the library.
+def baseline_overrides(overrides: Sequence[str]) -> list[str]:
+    """The run's overrides that choose a bundle (``experiment=lm_recall``): its baseline."""
+    return [o for o in overrides if o.split("=", 1)[0].lstrip("+") in BASELINE_GROUPS]
+
+
+def default_config(task_name: str, overrides: Sequence[str] = ()) -> DefaultConfig | None:
+    """The task's config composed with no overrides but the run's bundle (``experiment=...``,
+    :func:`baseline_overrides` of the run's `overrides`), as plain values for the library.
 
     Keys whose default interpolates a location (``paths.*``, ``hydra:``) or an environment
     variable are skipped: they describe the machine, not choices of the experiment.
     """
+    bundle = baseline_overrides(overrides)
     try:
-        cfg = without_later_stages(_compose(task_name))
+        cfg = without_later_stages(_compose(task_name, bundle))
     except Exception as error:  # noqa: BLE001 - no default config: the report says so instead
-        log.warning("report: could not compose the default %r config: %s", task_name, error)
+        log.warning("report: could not compose the default %r config%s: %s", task_name,
+                    f" with {' '.join(bundle)}" if bundle else "", error)
         return None
     raw = flatten_values(OmegaConf.to_container(cfg, resolve=False))
     values, interpolations, skip = {}, {}, set()
@@ -52,4 +66,5 @@ def default_config(task_name: str) -> DefaultConfig | None:
             skip.add(key)
             continue
         values[key] = OmegaConf.to_container(resolved, resolve=True) if OmegaConf.is_config(resolved) else resolved
-    return DefaultConfig(values, interpolations, skip, name=f"conf/{task_name}.yaml")
+    return DefaultConfig(values, interpolations, skip,
+                         name=f"conf/{task_name}.yaml" + (f" with {' '.join(bundle)}" if bundle else ""))

@@ -71,6 +71,11 @@ def test_attribution_table_heatmaps_and_report_are_logged(lm_run):
     report = next(p for p in (lm_run["tmp"] / "reports").rglob("report.md"))
     text = report.read_text()
     assert "Generation results" in text and "Explanations per generated token" in text
+    # the config is compared with the experiment's own: the table lists what the command changed on top
+    table = text[text.index("Differences from the default config (conf/run.yaml with experiment=lm\\_recall)"):]
+    table = table[:table.index("*Compared key by key")]
+    assert "| data.source.n\\_train | 4000 | 1500 | changed |" in table
+    assert "task.\\_target\\_" not in table and "model.\\_target\\_" not in table
 
 
 def test_pyfunc_returns_generated_text(lm_run):

@@ -62,6 +62,11 @@ class RunRecord:
     def task(self) -> str:
         return self.tags.get(C.TAG_TASK, "run")
 
+    def overrides(self) -> list[str]:
+        """The command line's overrides the run logged (``config/overrides.txt``), one a line."""
+        text = self.artifacts.text(C.CONFIG_OVERRIDES) if self.artifacts else None
+        return [line for line in (text or "").splitlines() if line.strip()]
+
     @property
     def model_run_id(self) -> str:
         """The run whose model, data and training config this record shows."""

@@ -48,15 +48,16 @@ def test_predictions(task: Task, tracker: Any, record: RunRecord,
 
 def report(tracker: Any, run_id: str, task: Task, settings: ReportSettings,
            load_datamodule: Callable[[], Any],
-           default_config: Callable[[str], DefaultConfig | None]) -> WrittenReport:
-    """Build, write and log the report of ``run_id``."""
+           default_config: Callable[[str, list[str]], DefaultConfig | None]) -> WrittenReport:
+    """Build, write and log the report of ``run_id``; ``default_config(task name, the run's
+    command-line overrides)`` is what its config is compared with."""
     record = load_run(tracker.client, run_id)
     for derived in record.derived_runs:
         derived.url = run_ui_url(tracker.uri, derived.experiment_id, derived.run_id)
     try:
         predictions, error = (test_predictions(task, tracker, record, load_datamodule) if settings.confusion_matrix
                               else (None, "disabled (report.confusion_matrix=false)"))
-        doc = build_run_report(record, default_config(record.task), predictions, error,
+        doc = build_run_report(record, default_config(record.task, record.overrides()), predictions, error,
                                RunReportOptions(n_examples=settings.n_examples, top_tokens=settings.top_tokens),
                                task_sections=task.report_sections)
         written = write_report(doc, settings.out_dir, report_dir_name(record.name, record.run_id))
