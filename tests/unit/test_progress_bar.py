@@ -12,6 +12,7 @@ import time
 
 import pytest
 import pytorch_lightning as pl
+import rich
 import torch
 from rich.live import _RefreshThread as RenderThread  # Lightning's subclasses it
 from torch.utils.data import DataLoader
@@ -25,6 +26,17 @@ from pipeline.stage import train_inputs
 from tests.conftest import compose_config
 
 SPEC = TransformerConfig(d_model=16, n_heads=2, n_layers=1, d_ff=32, dropout=0.0, max_positions=8).build(12, 2, 0).spec
+
+
+@pytest.fixture(autouse=True)
+def _rich_global_console_restored():
+    """Lightning's bar calls ``rich.reconfigure(**console_kwargs)``, which rewrites rich's global
+    console in place: with these tests' StringIO, whatever a later test of the process prints
+    through ``rich.get_console()`` (the model table) went into that StringIO."""
+    console = rich.get_console()
+    saved = dict(console.__dict__)
+    yield
+    console.__dict__ = saved
 
 
 class FakeClock:
