@@ -212,8 +212,9 @@ def _fit_to_the_runs_task(cfg: DictConfig, tracker: Any) -> Task:
     from pipeline.compose import option_node
 
     root_id = derived_source(tracker, str(cfg.run_id)).root_id
-    logged = OmegaConf.load(tracker.download(C.CONFIG, root_id))
-    task = build_task(logged.get("task"))
+    if C.CONFIG not in {a.path for a in tracker.client.list_artifacts(root_id, C.CONFIG_DIR)}:
+        return build_task(None)  # no logged config: the stage says what the run lacks
+    task = build_task(OmegaConf.load(tracker.download(C.CONFIG, root_id)).get("task"))
     if not HydraConfig.initialized():
         return task
     hydra_cfg = HydraConfig.get()

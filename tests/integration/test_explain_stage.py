@@ -125,6 +125,9 @@ def test_robustness_shap_guided_attack_is_cheaper_than_random(explained):
 
 def test_explain_rejects_unknown_and_unfinished_runs(explained, tmp_path):
     cfg = compose_config(explained["tmp"], ["run_id=doesnotexist"], config_name="explain", tiny=False)
+    with pytest.raises(UserError, match="run_id=doesnotexist: no such run"):
+        build_job(cfg, with_data=False)  # before any run exists
+    cfg = compose_config(explained["tmp"], [f"run_id={explained['run_id']}"], config_name="explain", tiny=False)
     tracker = build_job(cfg, with_data=False).tracker
     with pytest.raises(UserError, match="doesnotexist"):
         finished_run(tracker, "doesnotexist")
