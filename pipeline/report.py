@@ -24,6 +24,7 @@ from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
 from glassworks.tracking import contract as C
 from glassworks.tracking.derived import derived_line
+from glassworks.tracking.runs import is_sweep_parent
 from pipeline import imports_done
 from pipeline.defaults import default_config
 from pipeline.plans import report_settings, sweep_report_settings
@@ -50,6 +51,13 @@ def sweep_report(cfg: DictConfig, tracker: Any, sweep_id: str) -> WrittenReport:
     return report_stage.sweep_report(tracker, sweep_id, sweep_report_settings(cfg))
 
 
+def _get_run(tracker: Any, key: str, run_id: str) -> Any:
+    try:
+        return tracker.client.get_run(run_id)
+    except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
+        raise UserError(f"{key}={run_id}: no such run in {tracker.uri}") from error
+
+
 def _task(tracker: Any, run_id: str) -> Any:
     try:
         return run_task(tracker, run_id)
@@ -72,13 +80,18 @@ def main(cfg: DictConfig) -> None:
             raise UserError("pipeline.report reads runs from MLflow: logger=none has no runs")
         target = str(cfg.run_id or cfg.sweep_id)
         sweep_running = False
+        if cfg.run_id and is_sweep_parent(_get_run(tracker, "run_id", target)):
+            log.info("run %s is a sweep's parent run: its report is the sweep report (sweep_id=%s)", target[:8], target[:8])
+            with open_dict(cfg):
+                cfg.run_id, cfg.sweep_id = None, target
         if cfg.run_id:
             finished_run(tracker, target)  # a run's report is a record of what it achieved
         else:
-            try:
-                parent = tracker.client.get_run(target)
-            except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
-                raise UserError(f"sweep_id={target}: no such run in {tracker.uri}") from error
+            parent = _get_run(tracker, "sweep_id", target)
+            task = parent.data.tags.get(C.TAG_TASK)
+            if not is_sweep_parent(parent) and task and not task.endswith("-sweep"):
+                raise UserError(f"sweep_id={target}: run {target[:8]} is a pipeline.{task} run, not a sweep's "
+                                f"parent; its report: python -m pipeline.report run_id={target[:8]}")
             # A sweep parent ends FAILED when one job failed: its report is still the summary.
             sweep_running = parent.info.status == "RUNNING"
             if sweep_running:

@@ -199,6 +199,31 @@ def test_grid_sweep_one_parent_four_children_in_parallel(grid, tmp_path):
 
 
 @pytest.mark.slow
+def test_run_commands_given_a_sweeps_parent_say_what_to_give_instead(grid):
+    cwd, client = grid["cwd"], sqlite_client(grid["cwd"])
+    ((parent_id, children),) = [(k, v) for k, v in family(client).items()
+                                if client.get_run(k).data.tags["glassworks.sweep.launcher"] == "joblib"]
+    best = client.get_run(parent_id).data.tags["glassworks.sweep.best_run_id"]
+    before = len(all_runs(client))
+    for command in ("pipeline.explain", "pipeline.robustness", "pipeline.reproduce"):
+        out = run_cli(command, f"run_id={parent_id[:8]}", cwd=cwd)
+        assert out.returncode == 2, (command, out.stderr[-2000:])
+        assert (f"the parent run of sweep {client.get_run(parent_id).info.run_name}, which trains nothing itself; "
+                f"give one of its children (the best: run_id={best[:8]}); python -m pipeline.report "
+                f"sweep_id={parent_id[:8]} lists them all") in out.stderr, (command, out.stderr[-2000:])
+    assert len(all_runs(client)) == before  # refused before any run was made
+    # run_id= of a sweep's parent is its sweep report; sweep_id= of a child is refused
+    out = run_cli("pipeline.report", f"run_id={parent_id[:8]}", cwd=cwd)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "its report is the sweep report" in out.stdout + out.stderr
+    assert f"{parent_id[:8]}/report.html" in out.stdout
+    child = children[0].info.run_id
+    out = run_cli("pipeline.report", f"sweep_id={child[:8]}", cwd=cwd)
+    assert out.returncode == 2 and (f"sweep_id={child}: run {child[:8]} is a pipeline.run run, not a sweep's parent; "
+                                    f"its report: python -m pipeline.report run_id={child[:8]}") in out.stderr
+
+
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="trainer=gpu must fail inside its run: needs a machine without a GPU")
 def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path):
     """Same store as the grid: a second sweep gets its own parent and never touches the first.

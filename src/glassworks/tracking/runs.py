@@ -85,14 +85,25 @@ def open_run(tracker: Any, start: RunStart, datamodule: Any = None) -> str | Non
     return run_id
 
 
+def is_sweep_parent(run: Run) -> bool:
+    """A sweep's parent run: it holds the sweep's summary, its children the trained models."""
+    return run.data.tags.get(C.TAG_SWEEP_ROLE) == "parent"
+
+
 def finished_run(tracker: Any, run_id: str) -> Run:
-    """The run a later stage works on: it must exist and have FINISHED."""
+    """The run a later stage works on: it must exist, be a run that trained (not a sweep's
+    parent) and have FINISHED."""
     if not tracker.enabled:
         raise UserError("this stage reads a run from MLflow: logger=none has no runs")
     try:
         run = tracker.client.get_run(run_id)
     except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
         raise UserError(f"run_id={run_id}: no such run in {redact(tracker.uri)} ({type(error).__name__})") from error
+    if is_sweep_parent(run):
+        best = run.data.tags.get(C.TAG_SWEEP_BEST_RUN_ID)
+        raise UserError(f"run_id={run_id}: the parent run of sweep {run.info.run_name}, which trains nothing itself; "
+                        "give one of its children" + (f" (the best: run_id={best[:8]})" if best else "")
+                        + f"; python -m pipeline.report sweep_id={run_id[:8]} lists them all")
     if run.info.status != "FINISHED":
         task = run.data.tags.get(C.TAG_TASK)
         hint = f"; continue it with python -m pipeline.{task} resume={run_id}" if task in RESUMABLE_TASKS else ""
