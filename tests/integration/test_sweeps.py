@@ -264,6 +264,12 @@ def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path)
     assert sorted(table["status"]) == ["FAILED", "FAILED", "FAILED", "FINISHED"]
     no_run = table[table["run_id"].isna()]
     assert len(no_run) == 2 and no_run["error"].str.contains("n_heads").all()
+    # the parent is not resumed: its unfinished job is, as a run of its own
+    out_resume = run_cli("pipeline.run", f"resume={parent_id[:8]}", cwd=cwd)
+    assert out_resume.returncode == 2 and (
+        f"is the parent run of sweep {parent.info.run_name} (FAILED); a sweep is not resumed, its jobs are: "
+        f"python -m pipeline.run resume={bad.info.run_id[:8]}; or run the sweep again: python -m pipeline.run ") \
+        in out_resume.stderr, out_resume.stderr[-2000:]
     (folder,) = (cwd / "reports").glob(f"*-{parent_id[:8]}")  # the report of a failed sweep too
     assert "- **status**: FAILED" in (folder / "report.md").read_text()
     assert f"report: {folder / 'report.html'}" in out.stderr

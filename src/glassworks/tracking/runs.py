@@ -154,11 +154,29 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
                         f"changed; a derived run is not resumed but made again: {rerun_command(run)}")
     if run.info.status == "FINISHED":
         raise UserError(f"resume={ref}: run {run_id} is FINISHED, nothing to resume")
+    if is_sweep_parent(run):
+        raise UserError(_sweep_not_resumed(client, ref, run))
     started_by = run.data.tags.get(C.TAG_TASK)
     if started_by != task:
         raise UserError(f"resume={ref}: run {run_id} was started by pipeline.{started_by}; "
                         f"resume it with python -m pipeline.{started_by} resume={run_id}")
     return run
+
+
+def _sweep_not_resumed(client: Any, ref: str, parent: Run) -> str:
+    """Why a sweep's parent is not resumed, and what is: its unfinished jobs, each its own run."""
+    unfinished = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=(f"tags.`{C.TAG_SWEEP_ID}` = '{parent.info.run_id}' and tags.`{C.TAG_SWEEP_ROLE}` = 'child' "
+                       "and attributes.status != 'FINISHED'"),
+        order_by=["attributes.start_time ASC"], max_results=100)
+    jobs = ", ".join(f"python -m pipeline.run resume={r.info.run_id[:8]}" for r in unfinished[:5])
+    jobs += f" (and {len(unfinished) - 5} more)" if len(unfinished) > 5 else ""
+    again = parent.data.tags.get(C.TAG_COMMAND)
+    return (f"resume={ref}: run {parent.info.run_id} is the parent run of sweep {parent.info.run_name} "
+            f"({parent.info.status}); a sweep is not resumed, its jobs are"
+            + (f": {jobs}" if jobs else " (none is unfinished)")
+            + (f"; or run the sweep again: {again}" if again else ""))
 
 
 def is_derived(run: Run) -> bool:
