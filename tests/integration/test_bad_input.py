@@ -123,7 +123,7 @@ BEFORE_ANY_RUN = [
      ["{tmp}/nope.csv (train)", "file not found"]),
     ("directory", "train", ["data=files", "data.source.train={tmp}"], ["(train)", "expected a file"]),
     ("unknown-format", "train", ["data=files", "data.source.train={tmp}/notes.txt"],
-     ["notes.txt (train)", "'.txt'", "set `format`"]),
+     ["notes.txt (train)", "'.txt'", "give data.source.format=csv|jsonl|parquet"]),
     ("empty-file", "train", ["data=files", "data.source.train={tmp}/empty_file.csv"],
      ["empty_file.csv (train)", "file is empty"]),
     ("undecodable", "train", ["data=files", "data.source.train={tmp}/bad_utf8.csv"],

@@ -141,3 +141,12 @@ def test_cli_help_and_cfg_job(tmp_path):
     assert shown.returncode == 0 and "d_model: 128" in shown.stdout and "seed: 7" in shown.stdout
     completion = run_cli("pipeline.train", "-sc", "install=bash", cwd=tmp_path)
     assert completion.returncode == 0 and "complete" in completion.stdout
+
+
+def test_a_file_whose_extension_says_nothing_reads_with_data_source_format(tmp_path):
+    rows = "\n".join(f"{'a fine' if i % 2 else 'a dull'} film number {i},{'pos' if i % 2 else 'neg'}" for i in range(60))
+    (tmp_path / "reviews.txt").write_text("text,label\n" + rows + "\n")
+    cfg = compose_config(tmp_path, ["data=files", f"data.source.train={tmp_path / 'reviews.txt'}",
+                                    "data.source.format=csv"])
+    job = build_job(cfg)
+    assert sum(job.datamodule.stats["sizes"].values()) == 60 and job.datamodule.label_names == ["neg", "pos"]

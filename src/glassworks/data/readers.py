@@ -46,7 +46,7 @@ def infer_format(path: Path, explicit: str | None, key: str) -> str:
     known = ", ".join(s for suffixes in FORMATS.values() for s in suffixes)
     raise DataError(
         f"cannot tell the format from the extension {suffix!r} (known: {known}); "
-        "set `format` explicitly",
+        f"give data.source.format={'|'.join(FORMATS)}",
         key=key, origin=str(path),
     )
 
