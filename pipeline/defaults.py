@@ -33,8 +33,9 @@ def _compose(config_name: str, overrides: Sequence[str] = ()) -> DictConfig:
 
 
 def baseline_overrides(overrides: Sequence[str]) -> list[str]:
-    """The run's overrides that choose a bundle (``experiment=lm_recall``): its baseline."""
-    return [o for o in overrides if o.split("=", 1)[0].lstrip("+") in BASELINE_GROUPS]
+    """The run's overrides that choose a bundle (``experiment=lm_recall``; ``+experiment=`` too,
+    which Hydra takes on the command line): its baseline, as the defaults list composes it."""
+    return [o.lstrip("+") for o in overrides if o.split("=", 1)[0].lstrip("+") in BASELINE_GROUPS]
 
 
 def default_config(task_name: str, overrides: Sequence[str] = ()) -> DefaultConfig | None:

@@ -150,3 +150,11 @@ def test_a_file_whose_extension_says_nothing_reads_with_data_source_format(tmp_p
                                     "data.source.format=csv"])
     job = build_job(cfg)
     assert sum(job.datamodule.stats["sizes"].values()) == 60 and job.datamodule.label_names == ["neg", "pos"]
+
+
+@pytest.mark.parametrize("chosen", ["experiment=lm_recall", "+experiment=lm_recall"])
+def test_a_run_made_with_an_experiment_is_compared_with_the_experiments_config(chosen):
+    baseline = default_config("run", [chosen, "seed=3", "trainer.max_epochs=2"])
+    assert baseline is not None and baseline.name == "conf/run.yaml with experiment=lm_recall"
+    assert baseline.values["task._target_"] == "glassworks.tasks.lm.LMTask"
+    assert baseline.values["seed"] == 0 and baseline.values["trainer.max_epochs"] == 6  # only the bundle
