@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import json
 import re
+import shlex
 import sys
 from html.parser import HTMLParser
 from pathlib import Path
@@ -288,3 +289,6 @@ def test_ui_commands_bind_to_localhost(tmp_path):
     for line in commands:
         assert "--host 127.0.0.1" in line, line
     assert "--host 127.0.0.1" in MLflowTracker(store_dir=str(tmp_path / "mlruns")).ui_command
+    # a store under a folder with a space: the printed command survives a copy into a shell
+    spaced = MLflowTracker(store_dir=str(tmp_path / "my runs" / "mlruns")).ui_command
+    assert shlex.split(spaced)[3] == f"sqlite:///{tmp_path / 'my runs' / 'mlruns' / 'mlflow.db'}"

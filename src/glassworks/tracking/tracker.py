@@ -10,6 +10,7 @@ import json
 import re
 import logging
 import posixpath
+import shlex
 import signal
 import tempfile
 import time
@@ -291,7 +292,8 @@ class MLflowTracker(Validated):
     @property
     def ui_command(self) -> str:
         if self.uri.startswith("sqlite:"):
-            return f"mlflow ui --backend-store-uri {self.uri} --host 127.0.0.1 --port 5000"
+            # quoted: a store under a folder with a space must survive a copy into a shell
+            return f"mlflow ui --backend-store-uri {shlex.quote(self.uri)} --host 127.0.0.1 --port 5000"
         return f"open {self.uri}"
 
     def run_url(self, base: str = "http://127.0.0.1:5000") -> str:
