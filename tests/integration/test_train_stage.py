@@ -154,6 +154,16 @@ def test_early_stopping_says_when_it_ended_the_fit(make_cfg, caplog):
     assert not [r for r in caplog.records if "early stopping" in r.getMessage()]
 
 
+@pytest.mark.parametrize("limit", ["trainer.max_steps=3", "trainer.accumulate_grad_batches=2"])
+def test_the_trainers_common_arguments_take_plain_overrides_and_a_fit_may_stop_mid_epoch(make_cfg, limit):
+    # max_steps stops the fit in its first epoch, before any validation: early stopping checks when
+    # a validation ends, so it never asks for a val/acc that does not exist yet.
+    cfg = make_cfg("logger=none", "trainer.max_epochs=1", "data.source.n_train=200", limit)
+    result = train(build_job(cfg))
+    assert result.train_steps == (3 if "max_steps" in limit else math.ceil(math.ceil(200 / 32) / 2))
+    assert "test/acc" in result.metrics
+
+
 def test_fast_dev_run(make_cfg):
     cfg = make_cfg("debug=fast_dev_run", "logger=none")
     job = build_job(cfg)
