@@ -214,7 +214,7 @@ def _fit_to_the_runs_task(cfg: DictConfig, tracker: Any) -> Task:
     root_id = derived_source(tracker, str(cfg.run_id)).root_id
     if C.CONFIG not in {a.path for a in tracker.client.list_artifacts(root_id, C.CONFIG_DIR)}:
         return build_task(None)  # no logged config: the stage says what the run lacks
-    task = build_task(OmegaConf.load(tracker.download(C.CONFIG, root_id)).get("task"))
+    task = run_task(tracker, root_id)
     if not HydraConfig.initialized():
         return task
     hydra_cfg = HydraConfig.get()
@@ -226,6 +226,16 @@ def _fit_to_the_runs_task(cfg: DictConfig, tracker: Any) -> Task:
             log.info("run %s is a task=%s run: %s=%s (name another %s=... to choose)", str(cfg.run_id)[:8],
                      task.name, group, option, group)
     return task
+
+
+def logged_config(tracker: Any, run_id: str | None = None) -> DictConfig:
+    """The config the tracker's run (or ``run_id``) was made with (``config/config.yaml``)."""
+    return OmegaConf.load(tracker.download(C.CONFIG, run_id))
+
+
+def run_task(tracker: Any, run_id: str | None = None) -> Task:
+    """The task of the tracker's run (or ``run_id``), from its logged config."""
+    return build_task(logged_config(tracker, run_id).get("task"))
 
 
 def _resolve_run_ids(cfg: DictConfig, tracker: Any) -> None:

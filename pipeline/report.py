@@ -80,14 +80,15 @@ def main(cfg: DictConfig) -> None:
             raise UserError("pipeline.report reads runs from MLflow: logger=none has no runs")
         target = str(cfg.run_id or cfg.sweep_id)
         sweep_running = False
-        if cfg.run_id and is_sweep_parent(_get_run(tracker, "run_id", target)):
+        run = _get_run(tracker, "run_id" if cfg.run_id else "sweep_id", target)
+        if cfg.run_id and is_sweep_parent(run):
             log.info("run %s is a sweep's parent run: its report is the sweep report (sweep_id=%s)", target[:8], target[:8])
             with open_dict(cfg):
                 cfg.run_id, cfg.sweep_id = None, target
         if cfg.run_id:
             finished_run(tracker, target)  # a run's report is a record of what it achieved
         else:
-            parent = _get_run(tracker, "sweep_id", target)
+            parent = run
             task = parent.data.tags.get(C.TAG_TASK)
             if not is_sweep_parent(parent) and task and not task.endswith("-sweep"):
                 raise UserError(f"sweep_id={target}: run {target[:8]} is a pipeline.{task} run, not a sweep's "

@@ -18,7 +18,6 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
 from glassworks.stages.train import TrainInputs
-from glassworks.tasks.base import Task
 from glassworks.tracking import contract as C
 from glassworks.tracking.derived import DerivedSource, derived_source, open_derived_run
 from glassworks.tracking.metadata import redact
@@ -28,7 +27,8 @@ from glassworks.tracking.runs import open_run as open_library_run
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
 from pipeline.hydra_context import hydra_files, in_multirun, overrides, run_name, sweep_child
-from pipeline.job import Job, build, build_job, build_task, progress_bar_default  # noqa: F401 - the stages' API
+from pipeline.job import (Job, build, build_job, build_task, logged_config,  # noqa: F401 - the stages' API
+                          progress_bar_default, run_task)
 
 log = logging.getLogger("glassworks")
 REPO_DIR = Path(__file__).resolve().parents[1]
@@ -85,16 +85,6 @@ def objective(cfg: DictConfig, metrics: dict[str, float]) -> float | None:
     """What a stage's main returns to the sweeper: ``metrics[cfg.optimized_metric]``; a metric the
     job did not log is a warning in a sweep only (a single run's return value goes nowhere)."""
     return objective_value(str(cfg.get("optimized_metric") or "val/acc"), metrics, warn=in_multirun())
-
-
-def logged_config(tracker: Any, run_id: str | None = None) -> DictConfig:
-    """The config the tracker's run (or ``run_id``) was made with (``config/config.yaml``)."""
-    return OmegaConf.load(tracker.download(C.CONFIG, run_id))
-
-
-def run_task(tracker: Any, run_id: str | None = None) -> Task:
-    """The task of the tracker's run (or ``run_id``), from its logged config."""
-    return build_task(logged_config(tracker, run_id).get("task"))
 
 
 def run_datamodule(tracker: Any, datamodule: Any = None, run_id: str | None = None) -> Any:

@@ -18,6 +18,7 @@ import functools
 import logging
 import os
 import socket
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,8 +71,6 @@ def offline_when_unreachable(what: str, where: str | None = None) -> Iterator[st
     if reason is None:
         yield None
         return
-    import sys
-
     from huggingface_hub import constants
 
     modules = [constants, sys.modules.get("datasets.config")]  # datasets keeps its own copy

@@ -165,11 +165,10 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
 
 def _sweep_not_resumed(client: Any, ref: str, parent: Run) -> str:
     """Why a sweep's parent is not resumed, and what is: its unfinished jobs, each its own run."""
-    unfinished = client.search_runs(
-        [parent.info.experiment_id],
-        filter_string=(f"tags.`{C.TAG_SWEEP_ID}` = '{parent.info.run_id}' and tags.`{C.TAG_SWEEP_ROLE}` = 'child' "
-                       "and attributes.status != 'FINISHED'"),
-        order_by=["attributes.start_time ASC"], max_results=100)
+    from glassworks.tracking.sweep import child_runs  # the sweep's machinery: only on this error path
+
+    unfinished = sorted((r for r in child_runs(client, [parent.info.experiment_id], parent.info.run_id)
+                         if r.info.status != "FINISHED"), key=lambda r: r.info.start_time)
     jobs = ", ".join(f"python -m pipeline.run resume={r.info.run_id[:8]}" for r in unfinished[:5])
     jobs += f" (and {len(unfinished) - 5} more)" if len(unfinished) > 5 else ""
     again = parent.data.tags.get(C.TAG_COMMAND)
