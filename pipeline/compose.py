@@ -16,6 +16,8 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
+from pipeline.arguments import ids_as_text
+
 CONF = Path(__file__).resolve().parents[1] / "conf"
 
 
@@ -30,7 +32,8 @@ def config_at(root: Path, overrides: Sequence[str] = (), config_name: str = "tra
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     base = [f"paths.root_dir={root}", f"paths.output_dir={root / 'out'}"]
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose(config_name, overrides=[*base, *overrides], return_hydra_config=True)
+        cfg = compose(config_name, overrides=[*base, *ids_as_text(overrides)],
+                      return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg["hydra"]

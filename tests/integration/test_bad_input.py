@@ -204,6 +204,11 @@ ON_A_RUN = [
      "run_id={id}: has no logged model runs:/{id}/model; it was trained with logger.log_model=false"),
     ("explain-short-id-no-match", "explain", None, ["run_id=abcd0123"],
      "run_id=abcd0123: no such run (no run id starts with abcd0123) in sqlite:///"),
+    # A prefix that Hydra's grammar would read as a number (the float inf, 1.2e+46) stays the text typed.
+    ("explain-id-reads-as-a-float", "explain", None, ["run_id=57e84031"],
+     "run_id=57e84031: no such run (no run id starts with 57e84031) in sqlite:///"),
+    ("report-sweep-id-reads-as-a-float", "report", None, ["sweep_id=12e45678"],
+     "sweep_id=12e45678: no such run (no run id starts with 12e45678) in sqlite:///"),
     ("explain-no-examples", "explain", "FINISHED", ["run_id={id}", "explain.n_examples=0"],
      "invalid config explain.n_examples: must be >= 1, got 0"),
     ("explain-bad-config", "explain", "FINISHED", ["run_id={id}", "explain.methods=[lime]"],
@@ -331,6 +336,14 @@ def test_cli_explain_unfinished_run(runs):
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert f"run_id={runs['RUNNING']}: run is RUNNING, not FINISHED" in error_line(out.stderr)
     assert store_runs(root) == before  # the RUNNING run is someone else's: left as it was
+
+
+def test_cli_run_id_prefix_that_reads_as_a_number_stays_text(runs):
+    """An 8-character prefix such as 57e84031 is the float inf to Hydra's grammar; about one run
+    id in seventy has such a prefix (CI met one)."""
+    out = run_cli("pipeline.reproduce", "run_id=57e84031", cwd=Path(runs["root"]))
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "run_id=57e84031: no such run (no run id starts with 57e84031)" in error_line(out.stderr)
 
 
 def test_cli_debug_traceback_shows_the_traceback(tmp_path):
