@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-ID_KEYS = ("run_id", "sweep_id", "resume")  # conf/{explain,robustness,report,reproduce,train}.yaml
+RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
 
-_ID_ARGUMENT = re.compile(rf"^(\+{{0,2}})({'|'.join(ID_KEYS)})=(.+)$")
+_ID_ARGUMENT = re.compile(rf"^(\+{{0,2}})({'|'.join(map(re.escape, RUN_ID_KEYS))})=(.+)$")
 _BARE = re.compile(r"[0-9A-Za-z_-]+")
 _YAML_WORDS = {"null", "true", "false"}  # resume=null|false: no resume, kept as Hydra reads them
 

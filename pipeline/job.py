@@ -31,6 +31,7 @@ from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.training.trainer_args import check_trainer_args, check_trainer_values
 from glassworks.validation import ConfigError, UserError
+from pipeline.arguments import RUN_ID_KEYS
 
 # Trainer arguments Lightning range-checks in its constructor but only uses (and trips over, deep
 # inside fit) later: a string here must fail before the run, named by its key.
@@ -46,7 +47,6 @@ _TORCH_ARGUMENT_WORDS = (("learning rate", "lr"), ("epsilon", "eps"), ("beta", "
                          ("weight_decay", "weight_decay"), ("momentum", "momentum"))
 
 log = logging.getLogger("glassworks")
-RUN_ID_KEYS = ("run_id", "sweep_id", "resume", "reproduce.against")  # config keys that name a run
 
 # The sections of the stages after training. conf/train.yaml composes them so that an experiment
 # (which may pick explain=lm or set explain.n_examples) composes under pipeline.train as under

@@ -16,7 +16,8 @@ def test_bare_ids_that_read_as_numbers_are_quoted():
     assert parsed("run_id=57e84031") == float("inf")  # why: Hydra's grammar, unquoted
     for argument, text in [("run_id=57e84031", "57e84031"), ("sweep_id=12e45678", "12e45678"),
                            ("resume=1_000", "1_000"), ("resume=12345678", "12345678"),
-                           ("+run_id=0e1", "0e1"), ("run_id=last", "last")]:
+                           ("+run_id=0e1", "0e1"), ("run_id=last", "last"),
+                           ("reproduce.against=57e84031", "57e84031")]:
         (quoted,) = ids_as_text([argument])
         assert parsed(quoted) == text, argument
 
@@ -30,5 +31,5 @@ def test_a_sweep_over_ids_keeps_the_quotes_in_each_jobs_override():
 
 def test_other_arguments_and_yaml_words_are_left_as_given():
     kept = ["-m", "--multirun", "resume=null", "resume=false", "run_id='57e84031'", "run_id=${oc.env:RUN}",
-            "explain.shap.max_evals=1e3", "hydra.run.dir=x", "my_run_id=57e84031", "run_id=choice(a,b)"]
+            "explain.shap.max_evals=1e3", "hydra.run.dir=x", "my_run_id=57e84031", "reproduceXagainst=1e5", "run_id=choice(a,b)"]
     assert ids_as_text(kept) == kept
