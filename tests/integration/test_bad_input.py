@@ -340,7 +340,7 @@ def test_cli_explain_unfinished_run(runs):
 
 def test_cli_run_id_prefix_that_reads_as_a_number_stays_text(runs):
     """An 8-character prefix such as 57e84031 is the float inf to Hydra's grammar; about one run
-    id in seventy has such a prefix (CI met one)."""
+    id in eighty has such a prefix (CI met one)."""
     out = run_cli("pipeline.reproduce", "run_id=57e84031", cwd=Path(runs["root"]))
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "run_id=57e84031: no such run (no run id starts with 57e84031)" in error_line(out.stderr)
