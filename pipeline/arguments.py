@@ -1,9 +1,9 @@
 """The command line as Hydra should read it.
 
 Hydra's override grammar reads a bare value as YAML would: ``run_id=57e84031`` (an 8-character
-prefix of a run id, as the consoles print them) is the float ``inf``, ``run_id=12e45678`` the
-float 1.2e+46 and ``run_id=1_000`` the int 1000. About one 8-character prefix in eighty is misread so (1.3% of 200,000 random ones).
-The keys that name a run are quoted before Hydra parses them, so they stay the text typed.
+prefix of a run id, as the consoles print them) is the float ``inf`` and ``run_id=12e45678`` the
+float 1.2e+46; 1.3% of 200,000 random prefixes came back as another text. The keys that name a
+run are quoted before Hydra parses them, so they stay the text typed.
 """
 
 from __future__ import annotations
