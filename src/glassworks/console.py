@@ -16,6 +16,11 @@ import warnings
 _DEPENDENCY_WARNINGS = (
     # torch 2.13 deprecated LeafSpec; Lightning 2.6 still builds one for every batch it moves.
     (r"`isinstance\(treespec, LeafSpec\)` is deprecated", FutureWarning, r"pytorch_lightning\.utilities\._pytree"),
+    # Every run resumed mid-epoch: Lightning cannot see that the loader resumes, because the
+    # position lives in the DataModule's state (glassworks.data.sampler.ResumableTrainOrder, mixed
+    # into every DataModule; tested exact). The warning said "unreliable results" of a resume that is exact.
+    (r"You're resuming from a checkpoint that ended before the epoch ended and your dataloader is not resumable",
+     UserWarning, r"pytorch_lightning\.loops\.training_epoch_loop"),
     # One warning per missing glyph per figure when a token is CJK or emoji and the machine has no
     # font for it (matplotlib draws a box); real text makes dozens, the figure is still right.
     (r"Glyph \d+ .* missing from font", UserWarning, r"glassworks\..*|matplotlib\..*"),

@@ -24,7 +24,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MeanMetric
 
 from glassworks.data.lm_datamodule import IGNORE_INDEX
-from glassworks.models.lightning import _plain, logs_this_step
+from glassworks.models.lightning import _plain, log_global, logs_this_step
 from glassworks.models.outputs import CausalLMOutput
 from glassworks.models.registry import build_from_spec
 
@@ -108,10 +108,10 @@ class CausalLM(pl.LightningModule):
         # compute() syncs across DDP ranks; logged once per epoch, after every batch is in.
         if nll.update_count > 0:
             mean = nll.compute()
-            self.log(f"{split}/loss", mean, prog_bar=split == "val")
-            self.log(f"{split}/perplexity", torch.exp(mean))
+            log_global(self, f"{split}/loss", mean, prog_bar=split == "val")
+            log_global(self, f"{split}/perplexity", torch.exp(mean))
         if acc.update_count > 0:
-            self.log(f"{split}/answer_acc", acc.compute(), prog_bar=split == "val")
+            log_global(self, f"{split}/answer_acc", acc.compute(), prog_bar=split == "val")
         nll.reset()
         acc.reset()
 
