@@ -1,5 +1,6 @@
 """Two torchrun "nodes" on loopback train one model with DDP (gloo) and make exactly ONE MLflow run,
-owned by global rank 0, which alone explains, probes and reports after training."""
+owned by global rank 0, which alone explains, probes and reports after training; killed, the job
+continues under torchrun with ``resume=last`` and ends with the uninterrupted job's histories."""
 
 from __future__ import annotations
 
@@ -11,12 +12,20 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
+import torch
 
-from tests.conftest import cli_env
+from tests.conftest import ROOT, cli_env
+from tests.integration.test_resume import NOT_FOR_US, histories, only_run, resume_file
 
 pytestmark = pytest.mark.slow
 TORCHRUN = Path(sys.executable).with_name("torchrun")
+# 400 examples over 2 ranks, batches of 64: 4 steps an epoch, 8 in all; a resume checkpoint every
+# 3 steps and after each validation.
+OVERRIDES = ["data.source.n_train=400", "data.source.n_validation=50", "data.source.n_test=50",
+             "trainer=ddp_cpu", "trainer.num_nodes=2", "trainer.devices=1", "trainer.max_epochs=2",
+             "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
+             "callbacks.resume_checkpoint.every_n_train_steps=3", "callbacks.resume_checkpoint.min_interval_s=0",
+             "explain.methods=[raw_attention,rollout]", "explain.n_examples=4", "explain.n_heatmaps=0"]
 
 
 def _free_port() -> int:
@@ -25,36 +34,50 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_torchrun_nodes_make_one_run_owned_by_rank_zero(tmp_path):
+def _can_hide_folders() -> bool:
+    """Whether a process can get its own mount namespace here (root, or a container that allows it)."""
+    probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    return probe.returncode == 0
+
+
+def torchrun(cwd: Path, *args: str, fault: str | None = None,
+             hidden_from_node1: Path | None = None) -> tuple[list[int], dict[int, str]]:
+    """Both nodes of one job, started together in `cwd`: their exit codes and logs. With
+    `hidden_from_node1`, node 1 runs in its own mount namespace with an empty folder mounted over
+    that one, as a second machine without the shared file system would see it."""
     port = _free_port()
-    store = tmp_path / "mlruns" / "mlflow.db"
-    overrides = ["data.source.n_train=200", "data.source.n_validation=50", "data.source.n_test=50",
-                 "trainer=ddp_cpu", "trainer.num_nodes=2", "trainer.devices=1", "trainer.max_epochs=1",
-                 "callbacks.rich_progress_bar=null", "logger.system_metrics=false",
-                 "explain.methods=[raw_attention,rollout]", "explain.n_examples=4", "explain.n_heatmaps=0"]
     # TMPDIR: torchrun's agent keeps a torchelastic_* folder there, which a killed agent leaves.
-    env = cli_env(tmp_path, {"OMP_NUM_THREADS": "1", "TMPDIR": str(tmp_path)})
-    nodes = []
+    extra = {"OMP_NUM_THREADS": "1", "TMPDIR": str(cwd), "PYTHONPATH": str(ROOT / "tests" / "faults")}
+    env = cli_env(cwd, {**extra, **({"GLASSWORKS_FAULT": fault} if fault else {})})
+    nodes, logs = [], {n: cwd / f"node{n}-{port}.log" for n in (0, 1)}
     try:
         for node in (0, 1):
-            log = open(tmp_path / f"node{node}.log", "w")  # noqa: SIM115 - closed with the process
+            log = open(logs[node], "w")  # noqa: SIM115 - closed with the process
+            hide = (["unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hidden_from_node1)]
+                    if node == 1 and hidden_from_node1 is not None else [])
             nodes.append(subprocess.Popen(
-                [str(TORCHRUN), "--nnodes=2", "--nproc-per-node=1", f"--node-rank={node}",
+                [*hide, str(TORCHRUN), "--nnodes=2", "--nproc-per-node=1", f"--node-rank={node}",
                  "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
-                 "-m", "pipeline.run", *overrides, f"hydra.run.dir={tmp_path / f'node{node}'}"],
-                cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+                 "-m", "pipeline.run", *args, f"hydra.run.dir={cwd / f'node{node}'}"],
+                cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
         codes = [p.wait(timeout=600) for p in nodes]
     finally:
         for p in nodes:  # each torchrun with its workers (its own session), by its id
             if p.poll() is None:
                 os.killpg(p.pid, signal.SIGKILL)
-    logs = {n: (tmp_path / f"node{n}.log").read_text() for n in (0, 1)}
-    assert codes == [0, 0], {n: text[-3000:] for n, text in logs.items()}
+    return codes, {n: path.read_text() for n, path in logs.items()}
 
-    client = MlflowClient(f"sqlite:///{store}")
-    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
-    assert len(runs) == 1, [r.info.run_name for r in runs]
-    run = runs[0]
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("torchrun")
+    codes, logs = torchrun(root, *OVERRIDES)
+    assert codes == [0, 0], {n: text[-3000:] for n, text in logs.items()}
+    return {"root": root, "logs": logs}
+
+
+def test_two_torchrun_nodes_make_one_run_owned_by_rank_zero(uninterrupted):
+    run = only_run(uninterrupted["root"])
     assert run.info.status == "FINISHED"
     tags = run.data.tags
     assert tags["glassworks.dist.world_size"] == "2"
@@ -65,5 +88,42 @@ def test_two_torchrun_nodes_make_one_run_owned_by_rank_zero(tmp_path):
     assert set(tags["glassworks.stages_done"].split(",")) == {"train", "explain", "robustness", "report"}
     assert "test/acc" in run.data.metrics and any(k.startswith("explain/") for k in run.data.metrics)
     # Rank 0 did the later stages once; the other rank trained and stopped.
+    logs = uninterrupted["logs"]
     followers = [text for text in logs.values() if "global rank 1 of 2 (torchrun): training only" in text]
     assert len(followers) == 1 and "MLflow run " not in followers[0]
+    assert not [advice for advice in NOT_FOR_US for text in logs.values() if advice in text]
+
+
+def test_a_torchrun_job_killed_resumes_under_torchrun_exactly(uninterrupted, tmp_path):
+    # Both ranks die after step 5; the last checkpoint is the one written after epoch 1's validation
+    # (step 4), which every rank loads from node 0's folder (on real nodes: a shared file system).
+    codes, _ = torchrun(tmp_path, *OVERRIDES, fault="step:5")
+    assert codes != [0, 0]
+    run_id = only_run(tmp_path).info.run_id
+    checkpoint = torch.load(resume_file(tmp_path), weights_only=True)
+    assert checkpoint["global_step"] == 4
+    # Each rank's own RNG states: the ranks pad their batches to their own longest text, so their
+    # dropout and [MASK] draws differ; restoring rank 0's on both drifted epoch 2's val/loss.
+    (state,) = [s for key, s in checkpoint["callbacks"].items() if key.startswith("ResumeCheckpoint")]
+    assert len(state["rng_by_rank"]) == 2
+
+    resumes = 1
+    if _can_hide_folders():
+        # Node 1 cannot see node 0's folder (no shared file system): every rank fails together at
+        # the fit's start, with one message, instead of rank 1 training from step 0 beside rank 0.
+        codes, logs = torchrun(tmp_path, "resume=last", hidden_from_node1=tmp_path / "node0")
+        assert codes[0] != 0 and codes[1] != 0
+        message = f"resume: global rank(s) [1] of 2 find no {resume_file(tmp_path)}, which the other ranks continue from"
+        assert message in logs[0] and message in logs[1], {n: text[-3000:] for n, text in logs.items()}
+        assert only_run(tmp_path).info.status == "FAILED"
+        resumes += 1
+
+    codes, logs = torchrun(tmp_path, "resume=last")
+    assert codes == [0, 0], {n: text[-3000:] for n, text in logs.items()}
+    run = only_run(tmp_path)  # the same run: no second one was created
+    assert run.info.run_id == run_id and run.info.status == "FINISHED"
+    assert run.data.tags["glassworks.resumes"] == str(resumes)
+    expected, got = histories(uninterrupted["root"]), histories(tmp_path)
+    assert sorted(got) == sorted(expected) and "train/acc" in got
+    assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}
+    assert not [advice for advice in NOT_FOR_US for text in logs.values() if advice in text]

@@ -67,6 +67,8 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     if keeper is not None:
         tracker.set_tags({C.TAG_RESUME_CHECKPOINT: str(keeper.path)})
     ckpt_path = resume_checkpoint(keeper) if resume else None
+    if keeper is not None:
+        keeper.continues = ckpt_path is not None
     start = time.perf_counter()
     with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)

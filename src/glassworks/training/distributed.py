@@ -134,6 +134,19 @@ def group_rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
+def every_ranks(value: Any) -> list[Any]:
+    """`value` of every rank of the process group, in rank order (one all_gather_object; a single
+    process's own, in a list of one). Collective: every rank must call it."""
+    import torch.distributed as dist
+
+    size = group_rank_and_size()[1]
+    if size <= 1:
+        return [value]
+    gathered: list[Any] = [None] * size
+    dist.all_gather_object(gathered, value)
+    return gathered
+
+
 def agree(trainer: pl.Trainer, *flags: bool) -> tuple[bool, ...]:
     """Each flag, True on every rank when it is True on any (one all-reduce of them all; a single
     process returns them as they are). Every rank must take the same branch: a save holds a

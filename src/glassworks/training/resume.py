@@ -30,8 +30,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
-from glassworks.training.distributed import agree
-from glassworks.validation import ConfigError
+from glassworks.training.distributed import agree, every_ranks, group_rank_and_size
+from glassworks.validation import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +98,7 @@ class ResumeCheckpoint(Checkpoint):
         self._between_steps = False
         self._last_saved_step = -1
         self._stop_signal: int | None = None
+        self.continues = False  # the train stage hands Lightning this callback's file (resume=)
         self._previous_handlers: dict[int, Any] = {}
 
     @property
@@ -107,22 +108,53 @@ class ResumeCheckpoint(Checkpoint):
     # -- state that Lightning stores with every checkpoint -------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        # Lightning builds a checkpoint's dict on every rank (rank 0 writes it), so this may gather.
+        # Under DDP each rank's RNGs are its own: the ranks pad their batches to their own longest
+        # text, so dropout and [MASK] draw different amounts. Until 2026-12-03 every rank restored
+        # rank 0's, and a DDP job resumed from an epoch's end drifted (val/loss 0.69334 -> 0.69338).
         trainer = getattr(self, "_trainer", None)
-        return {"rng": capture_rng(), "should_stop": bool(trainer.should_stop) if trainer else False,
-                "callback_metrics": callback_metrics(trainer) if trainer else {}}
+        rng = capture_rng()
+        state = {"rng": rng, "should_stop": bool(trainer.should_stop) if trainer else False,
+                 "callback_metrics": callback_metrics(trainer) if trainer else {}}
+        if group_rank_and_size()[1] > 1:
+            state["rng_by_rank"] = every_ranks(rng)
+        return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._restore = state_dict
 
+    @staticmethod
+    def _rank_rng(restored: dict[str, Any]) -> dict[str, Any]:
+        """This rank's RNG states from a restored file: its own where the file holds every rank's
+        (a DDP write), else the one the file has (one process; files from before 2026-12-03)."""
+        rank, size = group_rank_and_size()
+        by_rank = restored.get("rng_by_rank")
+        return by_rank[rank] if by_rank is not None and len(by_rank) == size else restored["rng"]
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
+        if stage == "fit":
+            self._check_every_rank_continues()
+
+    def _check_every_rank_continues(self) -> None:
+        """Every rank continues from the file, or none does (one all_gather_object at the start of a
+        fit). Under torchrun/srun each node looks for it in node 0's folder, where rank 0 writes
+        it; a node that cannot see that folder would train from step 0 beside ranks at step N, out
+        of step in every collective. All ranks fail here together instead, before any step."""
+        continues = every_ranks(self.continues)
+        if len(set(continues)) > 1:
+            lacking = [rank for rank, found in enumerate(continues) if not found]
+            raise UserError(
+                f"resume: global rank(s) {lacking} of {len(continues)} find no {self.path}, which the other "
+                "ranks continue from; rank 0 alone writes it, so every node must see node 0's "
+                "hydra.run.dir at that path (a file system the nodes share). Nothing was trained")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_saved_time = time.monotonic()  # min_interval_s counts training time from here
         if self._restore is not None:
             # Here, not in load_state_dict: nothing may draw random numbers between this point
             # and the first resumed step, exactly as nothing did after the save.
-            restore_rng(self._restore["rng"])
+            restore_rng(self._rank_rng(self._restore))
             trainer.should_stop = trainer.should_stop or self._restore.get("should_stop", False)
             # A file written after an epoch's validation resumes into that epoch's end, where
             # EarlyStopping and ModelCheckpoint read the validation's metrics (val/acc): without
