@@ -104,26 +104,6 @@ def test_kill_right_after_an_epochs_validation_replays_that_epochs_end(uninterru
     assert_resumed(proc, tmp_path, only_run(tmp_path).info.run_id, uninterrupted, resumes=1)
 
 
-def test_a_ddp_job_killed_mid_epoch_resumes_exactly(tmp_path):
-    # 2 ranks: 7 steps an epoch. Until 2026-12-02 Lightning put its own DistributedSampler in,
-    # which keeps no position (the resumed epoch began its order again), and the checkpoint held
-    # rank 0's train/acc counts alone, which every rank loaded.
-    ddp = [*ARGS, "trainer=ddp_cpu"]
-    uninterrupted = tmp_path / "uninterrupted"
-    uninterrupted.mkdir()
-    assert pipeline(uninterrupted, *ddp).returncode == 0
-    killed = tmp_path / "killed"
-    killed.mkdir()
-    assert pipeline(killed, *ddp, fault="step:6").returncode != 0  # both ranks die; the launcher fails
-    assert torch.load(resume_file(killed), weights_only=True)["global_step"] == 5  # mid-epoch 1
-    proc = pipeline(killed, "resume=last")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert not [advice for advice in NOT_FOR_US if advice in proc.stderr]
-    expected, got = histories(uninterrupted), histories(killed)
-    assert sorted(got) == sorted(expected) and "train/acc" in got
-    assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}
-
-
 # task=lm: 600 examples / 32 = 19 steps an epoch, 38 in all.
 LM_ARGS = ["experiment=lm_recall", "data.source.n_train=600", "data.source.n_validation=60", "data.source.n_test=60",
            "data.batch_size=32",

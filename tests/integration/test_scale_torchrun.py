@@ -1,10 +1,13 @@
 """Two torchrun "nodes" on loopback train one model with DDP (gloo) and make exactly ONE MLflow run,
 owned by global rank 0, which alone explains, probes and reports after training; killed, the job
-continues under torchrun with ``resume=last`` and ends with the uninterrupted job's histories."""
+continues under torchrun with ``resume=last`` and ends with the uninterrupted job's histories. The
+same job with its two ranks spawned by Lightning (``trainer=ddp_cpu``) has the same histories (same
+world size, seeds and sharding): killed mid-epoch, it resumes to them too."""
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -15,7 +18,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, cli_env
-from tests.integration.test_resume import NOT_FOR_US, histories, only_run, resume_file
+from tests.integration.test_resume import NOT_FOR_US, histories, only_run, pipeline, resume_file
 
 pytestmark = pytest.mark.slow
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -41,10 +44,11 @@ def _can_hide_folders() -> bool:
 
 
 def torchrun(cwd: Path, *args: str, fault: str | None = None,
-             hidden_from_node1: Path | None = None) -> tuple[list[int], dict[int, str]]:
-    """Both nodes of one job, started together in `cwd`: their exit codes and logs. With
-    `hidden_from_node1`, node 1 runs in its own mount namespace with an empty folder mounted over
-    that one, as a second machine without the shared file system would see it."""
+             hidden: tuple[int, Path] | None = None) -> tuple[list[int], dict[int, str]]:
+    """Both nodes of one job, started together in `cwd` (node n runs in `cwd`/node<n>): their exit
+    codes and logs. With `hidden` = (node, folder), that node runs in its own mount namespace with
+    an empty folder mounted over `folder`, as a machine without the shared file system sees it.
+    The c10d rendezvous, not the order of the nodes, decides which node's process is global rank 0."""
     port = _free_port()
     # TMPDIR: torchrun's agent keeps a torchelastic_* folder there, which a killed agent leaves.
     extra = {"OMP_NUM_THREADS": "1", "TMPDIR": str(cwd), "PYTHONPATH": str(ROOT / "tests" / "faults")}
@@ -53,10 +57,10 @@ def torchrun(cwd: Path, *args: str, fault: str | None = None,
     try:
         for node in (0, 1):
             log = open(logs[node], "w")  # noqa: SIM115 - closed with the process
-            hide = (["unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hidden_from_node1)]
-                    if node == 1 and hidden_from_node1 is not None else [])
+            hide = (["unshare", "--mount", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(hidden[1])]
+                    if hidden is not None and hidden[0] == node else [])
             nodes.append(subprocess.Popen(
-                [*hide, str(TORCHRUN), "--nnodes=2", "--nproc-per-node=1", f"--node-rank={node}",
+                [*hide, str(TORCHRUN), "--nnodes=2", "--nproc-per-node=1",
                  "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
                  "-m", "pipeline.run", *args, f"hydra.run.dir={cwd / f'node{node}'}"],
                 cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
@@ -96,7 +100,8 @@ def test_two_torchrun_nodes_make_one_run_owned_by_rank_zero(uninterrupted):
 
 def test_a_torchrun_job_killed_resumes_under_torchrun_exactly(uninterrupted, tmp_path):
     # Both ranks die after step 5; the last checkpoint is the one written after epoch 1's validation
-    # (step 4), which every rank loads from node 0's folder (on real nodes: a shared file system).
+    # (step 4), into the folder of the node whose process was global rank 0, which every rank loads
+    # (on real nodes: a shared file system).
     codes, _ = torchrun(tmp_path, *OVERRIDES, fault="step:5")
     assert codes != [0, 0]
     run_id = only_run(tmp_path).info.run_id
@@ -109,12 +114,15 @@ def test_a_torchrun_job_killed_resumes_under_torchrun_exactly(uninterrupted, tmp
 
     resumes = 1
     if _can_hide_folders():
-        # Node 1 cannot see node 0's folder (no shared file system): every rank fails together at
-        # the fit's start, with one message, instead of rank 1 training from step 0 beside rank 0.
-        codes, logs = torchrun(tmp_path, "resume=last", hidden_from_node1=tmp_path / "node0")
+        # The other node cannot see the writer's folder (no shared file system): every rank fails
+        # together at the fit's start, with one message, instead of one training from step 0.
+        writer = resume_file(tmp_path).parents[1]  # <tmp>/node<n>
+        other = 1 - int(writer.name.removeprefix("node"))
+        codes, logs = torchrun(tmp_path, "resume=last", hidden=(other, writer))
         assert codes[0] != 0 and codes[1] != 0
-        message = f"resume: global rank(s) [1] of 2 find no {resume_file(tmp_path)}, which the other ranks continue from"
-        assert message in logs[0] and message in logs[1], {n: text[-3000:] for n, text in logs.items()}
+        message = re.compile(rf"resume: global rank\(s\) \[[01]\] of 2 find no {re.escape(str(resume_file(tmp_path)))}, "
+                             "which the other ranks continue from")
+        assert message.search(logs[0]) and message.search(logs[1]), {n: text[-3000:] for n, text in logs.items()}
         assert only_run(tmp_path).info.status == "FAILED"
         resumes += 1
 
@@ -127,3 +135,18 @@ def test_a_torchrun_job_killed_resumes_under_torchrun_exactly(uninterrupted, tmp
     assert sorted(got) == sorted(expected) and "train/acc" in got
     assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}
     assert not [advice for advice in NOT_FOR_US for text in logs.values() if advice in text]
+
+
+def test_a_spawned_ddp_job_killed_mid_epoch_resumes_exactly(uninterrupted, tmp_path):
+    # Until 2026-12-02 Lightning put its own DistributedSampler in, which keeps no position (the
+    # resumed epoch began its order again), and the checkpoint held rank 0's train/acc counts
+    # alone, which every rank loaded.
+    spawned = [o for o in OVERRIDES if not o.startswith(("trainer.num_nodes=", "trainer.devices="))]  # ddp_cpu: 2
+    assert pipeline(tmp_path, *spawned, fault="step:4").returncode != 0  # both ranks die; the launcher fails
+    assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 3  # mid-epoch 1
+    proc = pipeline(tmp_path, "resume=last")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert not [advice for advice in NOT_FOR_US if advice in proc.stderr]
+    expected, got = histories(uninterrupted["root"]), histories(tmp_path)
+    assert sorted(got) == sorted(expected) and "train/acc" in got
+    assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}

@@ -138,16 +138,16 @@ class ResumeCheckpoint(Checkpoint):
 
     def _check_every_rank_continues(self) -> None:
         """Every rank continues from the file, or none does (one all_gather_object at the start of a
-        fit). Under torchrun/srun each node looks for it in node 0's folder, where rank 0 writes
-        it; a node that cannot see that folder would train from step 0 beside ranks at step N, out
+        fit). Under torchrun/srun each node looks for it in the folder of rank 0's node, which alone
+        writes it; a node that cannot see that folder would train from step 0 beside ranks at step N, out
         of step in every collective. All ranks fail here together instead, before any step."""
         continues = every_ranks(self.continues)
         if len(set(continues)) > 1:
             lacking = [rank for rank, found in enumerate(continues) if not found]
             raise UserError(
                 f"resume: global rank(s) {lacking} of {len(continues)} find no {self.path}, which the other "
-                "ranks continue from; rank 0 alone writes it, so every node must see node 0's "
-                "hydra.run.dir at that path (a file system the nodes share). Nothing was trained")
+                "ranks continue from; global rank 0 alone writes it, into its node's hydra.run.dir, so "
+                "every node must see that folder at that path (a file system the nodes share). Nothing was trained")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_saved_time = time.monotonic()  # min_interval_s counts training time from here
