@@ -15,6 +15,7 @@ import pytorch_lightning as pl
 import rich
 import torch
 from rich.live import _RefreshThread as RenderThread  # Lightning's subclasses it
+from pytorch_lightning.loggers import CSVLogger
 from torch.utils.data import DataLoader
 
 from glassworks.models import TransformerConfig
@@ -105,6 +106,20 @@ def test_the_bar_shows_lightnings_metrics_in_a_terminal():
     assert bar.draws_per_second == 10
     text = out.getvalue()
     assert "40/40" in text and "15/15" in text and "it/s" in text and "val/loss" in text
+
+
+def test_the_bar_leaves_out_the_loggers_version(tmp_path):
+    """Lightning shows ``v_num``, for MLflow the run id's last 4 characters, which no command takes."""
+    out = io.StringIO()
+    bar = ProgressBar(refresh_rate=10, console_kwargs={"file": out, "force_terminal": True, "width": 120})
+    module = TextClassifier(model_spec=SPEC, optimizer=functools.partial(torch.optim.AdamW, lr=1e-3))
+    trainer = pl.Trainer(max_epochs=1, accelerator="cpu", devices=1, logger=CSVLogger(tmp_path),
+                         enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                         callbacks=[bar])
+    assert "v_num" in super(ProgressBar, bar).get_metrics(trainer, module)  # what Lightning's bar would show
+    trainer.fit(module, _loader(80), _loader(30))
+    text = out.getvalue()
+    assert "val/loss" in text and "v_num" not in text
 
 
 def test_the_training_bar_counts_epochs_from_one_as_the_console_lines_do():

@@ -92,6 +92,14 @@ class ProgressBar(RichProgressBar):
         if live is not None and not self._rerouted:
             self._rerouted = _log_above_the_bar()
 
+    def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """Lightning's bar metrics without ``v_num``, the logger's version: for MLflow the last 4
+        characters of the run id ("v_num: e227"), where every console line shows its first 8, and
+        ``run_id=e227`` is no prefix of it."""
+        metrics = super().get_metrics(trainer, pl_module)
+        metrics.pop("v_num", None)
+        return metrics
+
     def _get_train_description(self, current_epoch: int) -> str:
         """"Epoch <n>/<max_epochs>", counted from 1 ("Epoch <n>" when the fit has no epoch limit),
         padded to the validation bar's description as Lightning pads it."""
