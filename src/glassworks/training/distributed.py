@@ -134,7 +134,7 @@ def group_rank_and_size() -> tuple[int, int]:
     return 0, 1
 
 
-def every_ranks(value: Any) -> list[Any]:
+def from_every_rank(value: Any) -> list[Any]:
     """`value` of every rank of the process group, in rank order (one all_gather_object; a single
     process's own, in a list of one). Collective: every rank must call it."""
     import torch.distributed as dist

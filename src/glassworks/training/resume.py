@@ -30,7 +30,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
-from glassworks.training.distributed import agree, every_ranks, group_rank_and_size
+from glassworks.training.distributed import agree, from_every_rank, group_rank_and_size
 from glassworks.validation import ConfigError, UserError
 
 log = logging.getLogger(__name__)
@@ -117,7 +117,7 @@ class ResumeCheckpoint(Checkpoint):
         state = {"rng": rng, "should_stop": bool(trainer.should_stop) if trainer else False,
                  "callback_metrics": callback_metrics(trainer) if trainer else {}}
         if group_rank_and_size()[1] > 1:
-            state["rng_by_rank"] = every_ranks(rng)
+            state["rng_by_rank"] = from_every_rank(rng)
         return state
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -141,7 +141,7 @@ class ResumeCheckpoint(Checkpoint):
         fit). Under torchrun/srun each node looks for it in the folder of rank 0's node, which alone
         writes it; a node that cannot see that folder would train from step 0 beside ranks at step N, out
         of step in every collective. All ranks fail here together instead, before any step."""
-        continues = every_ranks(self.continues)
+        continues = from_every_rank(self.continues)
         if len(set(continues)) > 1:
             lacking = [rank for rank, found in enumerate(continues) if not found]
             raise UserError(
