@@ -51,7 +51,7 @@ def _rank(rank: int, port: int, folder: str) -> None:
         dist.destroy_process_group()
 
 
-def test_a_ddp_checkpoint_counts_from_every_rank_rows_once(tmp_path):
+def test_a_ddp_checkpoint_counts_every_ranks_rows_once(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
