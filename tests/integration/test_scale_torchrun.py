@@ -39,7 +39,10 @@ def _free_port() -> int:
 
 def _can_hide_folders() -> bool:
     """Whether a process can get its own mount namespace here (root, or a container that allows it)."""
-    probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    try:
+        probe = subprocess.run(["unshare", "--mount", "sh", "-c", "mount -t tmpfs tmpfs /mnt"], capture_output=True)
+    except OSError:  # no unshare (util-linux) on this machine
+        return False
     return probe.returncode == 0
 
 
