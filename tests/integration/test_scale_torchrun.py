@@ -126,6 +126,7 @@ def test_a_torchrun_job_killed_resumes_under_torchrun_exactly(uninterrupted, tmp
         message = re.compile(rf"resume: global rank\(s\) \[[01]\] of 2 find no {re.escape(str(resume_file(tmp_path)))}, "
                              "which the other ranks continue from")
         assert message.search(logs[0]) and message.search(logs[1]), {n: text[-3000:] for n, text in logs.items()}
+        assert "training again from the start" not in logs[other]  # it said so before the ranks agreed
         assert only_run(tmp_path).info.status == "FAILED"
         resumes += 1
 

@@ -66,9 +66,10 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     keeper = next((c for c in callbacks if isinstance(c, ResumeCheckpoint)), None)
     if keeper is not None:
         tracker.set_tags({C.TAG_RESUME_CHECKPOINT: str(keeper.path)})
-    ckpt_path = resume_checkpoint(keeper) if resume else None
+    launched = LaunchRank.from_env().launcher != "none"  # torchrun/srun: each rank looks on its own node
+    ckpt_path = resume_checkpoint(keeper, decided_by_all_ranks=launched) if resume else None
     if keeper is not None:
-        keeper.continues = ckpt_path is not None
+        keeper.continues, keeper.resumed = ckpt_path is not None, resume
     start = time.perf_counter()
     with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
@@ -121,8 +122,11 @@ def model_checkpoint(trainer: pl.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.checkpoint_callbacks if isinstance(c, ModelCheckpoint)), None)
 
 
-def resume_checkpoint(keeper: ResumeCheckpoint | None) -> str | None:
-    """The checkpoint ``keeper`` wrote to continue from; None: train from the start (in the same run)."""
+def resume_checkpoint(keeper: ResumeCheckpoint | None, decided_by_all_ranks: bool = False) -> str | None:
+    """The checkpoint ``keeper`` wrote to continue from; None: train from the start (in the same run).
+    `decided_by_all_ranks` (torchrun/srun, where every rank looks for the file on its own node):
+    a missing file is not yet a start from scratch; the ranks agree at the fit's start
+    (``ResumeCheckpoint.setup``), which says so, or stops them all when only some found it."""
     if keeper is None:
         log.warning("callbacks has no resume_checkpoint: training again from the start")
         return None
@@ -131,7 +135,10 @@ def resume_checkpoint(keeper: ResumeCheckpoint | None) -> str | None:
     if keeper.path.is_file():
         log.info("continuing from %s", keeper.path)
         return str(keeper.path)
-    log.warning("no checkpoint in %s yet: training again from the start", keeper.dirpath)
+    if decided_by_all_ranks:
+        log.info("no checkpoint in %s on this node", keeper.dirpath)
+    else:
+        log.warning("no checkpoint in %s yet: training again from the start", keeper.dirpath)
     return None
 
 
