@@ -24,7 +24,7 @@ from glassworks.stages import report as report_stage
 from glassworks.tasks.classify import ClassifyTask
 from glassworks.tracking import contract as C
 from glassworks.tracking.derived import derived_line
-from glassworks.tracking.runs import is_sweep_parent
+from glassworks.tracking.runs import existing_run, is_sweep_parent
 from pipeline import imports_done
 from pipeline.defaults import default_config
 from pipeline.plans import report_settings, sweep_report_settings
@@ -51,13 +51,6 @@ def sweep_report(cfg: DictConfig, tracker: Any, sweep_id: str) -> WrittenReport:
     return report_stage.sweep_report(tracker, sweep_id, sweep_report_settings(cfg))
 
 
-def _get_run(tracker: Any, key: str, run_id: str) -> Any:
-    try:
-        return tracker.client.get_run(run_id)
-    except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
-        raise UserError(f"{key}={run_id}: no such run in {tracker.uri}") from error
-
-
 def _task(tracker: Any, run_id: str) -> Any:
     try:
         return run_task(tracker, run_id)
@@ -80,7 +73,7 @@ def main(cfg: DictConfig) -> None:
             raise UserError("pipeline.report reads runs from MLflow: logger=none has no runs")
         target = str(cfg.run_id or cfg.sweep_id)
         sweep_running = False
-        run = _get_run(tracker, "run_id" if cfg.run_id else "sweep_id", target)
+        run = existing_run(tracker, "run_id" if cfg.run_id else "sweep_id", target)
         if cfg.run_id and is_sweep_parent(run):
             log.info("run %s is a sweep's parent run: its report is the sweep report (sweep_id=%s)", target[:8], target[:8])
             with open_dict(cfg):

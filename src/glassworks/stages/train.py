@@ -69,7 +69,7 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     launched = LaunchRank.from_env().launcher != "none"  # torchrun/srun: each rank looks on its own node
     ckpt_path = resume_checkpoint(keeper, decided_by_all_ranks=launched) if resume else None
     if keeper is not None:
-        keeper.continues, keeper.resumed = ckpt_path is not None, resume
+        keeper.continues, keeper.ranks_decide_start = ckpt_path is not None, resume and launched
     start = time.perf_counter()
     with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)

@@ -90,15 +90,20 @@ def is_sweep_parent(run: Run) -> bool:
     return run.data.tags.get(C.TAG_SWEEP_ROLE) == "parent"
 
 
+def existing_run(tracker: Any, key: str, run_id: str) -> Run:
+    """The run ``key=run_id`` names; a UserError naming the key and the store when there is none."""
+    try:
+        return tracker.client.get_run(run_id)
+    except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
+        raise UserError(f"{key}={run_id}: no such run in {redact(tracker.uri)} ({type(error).__name__})") from error
+
+
 def finished_run(tracker: Any, run_id: str) -> Run:
     """The run a later stage works on: it must exist, be a run that trained (not a sweep's
     parent) and have FINISHED."""
     if not tracker.enabled:
         raise UserError("this stage reads a run from MLflow: logger=none has no runs")
-    try:
-        run = tracker.client.get_run(run_id)
-    except Exception as error:  # noqa: BLE001 - MlflowException or an unreachable store
-        raise UserError(f"run_id={run_id}: no such run in {redact(tracker.uri)} ({type(error).__name__})") from error
+    run = existing_run(tracker, "run_id", run_id)
     if is_sweep_parent(run):
         best = run.data.tags.get(C.TAG_SWEEP_BEST_RUN_ID)
         raise UserError(f"run_id={run_id}: the parent run of sweep {run.info.run_name}, which trains nothing itself; "
@@ -142,11 +147,10 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
         run = runs[0]
     else:
         try:
-            run = client.get_run(resolve_run_id(client, ref, "resume"))
+            run_id = resolve_run_id(client, ref, "resume")
         except RunIdError as error:
             raise UserError(f"{error} in {redact(tracker.uri)}") from error
-        except Exception as error:  # noqa: BLE001 - MlflowException: no such run
-            raise UserError(f"resume={ref}: no such run in {redact(tracker.uri)}") from error
+        run = existing_run(tracker, "resume", run_id)
     run_id = run.info.run_id
     if is_derived(run):
         raise UserError(f"resume={ref}: run {run_id} is a derived {run.data.tags.get(C.TAG_DERIVED_STAGE)} run "

@@ -99,7 +99,7 @@ class ResumeCheckpoint(Checkpoint):
         self._last_saved_step = -1
         self._stop_signal: int | None = None
         self.continues = False  # the train stage hands Lightning this callback's file (resume=)
-        self.resumed = False  # the fit continues a run (resume=), whether or not the file exists
+        self.ranks_decide_start = False  # resume= under torchrun/srun: says "training again" once all ranks agree
         self._previous_handlers: dict[int, Any] = {}
 
     @property
@@ -143,7 +143,7 @@ class ResumeCheckpoint(Checkpoint):
         writes it; a node that cannot see that folder would train from step 0 beside ranks at step N, out
         of step in every collective. All ranks fail here together instead, before any step."""
         continues = from_every_rank(self.continues)
-        if self.resumed and len(continues) > 1 and not any(continues) and group_rank_and_size()[0] == 0:
+        if self.ranks_decide_start and not any(continues) and group_rank_and_size()[0] == 0:
             log.warning("no checkpoint in %s on any node yet: training again from the start", self.dirpath)
         if len(set(continues)) > 1:
             lacking = [rank for rank, found in enumerate(continues) if not found]
