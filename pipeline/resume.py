@@ -17,22 +17,36 @@ from glassworks.tracking import contract as C
 from glassworks.tracking.runs import resumable_run, stages_done
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.scratch import scratch_dir
+from pipeline.requeue import earlier_attempt, in_sweep
 from pipeline.stage import Job, UserError, build, open_run
 
 log = logging.getLogger("glassworks.resume")
 
 
 def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None]:
-    """(config to run, the run to continue); ``cfg`` itself and None when not resuming."""
-    if not cfg.get("resume"):
+    """(config to run, the run to continue); ``cfg`` itself and None when not resuming. A sweep
+    job started again (requeued after a preemption or a time limit) resumes the run its earlier
+    attempt opened, as if given ``resume=<that run>`` (:mod:`pipeline.requeue`)."""
+    sweep = None if cfg.get("resume") else in_sweep()
+    if not cfg.get("resume") and sweep is None:
         return cfg, None
     tracker = build(cfg.logger, "logger")
     if not tracker.enabled:
+        if sweep is not None:
+            return cfg, None
         raise UserError("resume: needs logger=mlflow, the run to continue lives in MLflow")
     try:
         tracker.check()
     except StoreUnreachable as error:
         raise UserError(f"invalid config logger.tracking_uri: {error}") from error
+    if sweep is not None:
+        earlier = earlier_attempt(*sweep, tracker.client)
+        if earlier is None:
+            return cfg, None
+        log.warning("this sweep job ran before as run %s (%s): continuing it (requeued after a "
+                    "preemption or a time limit)", earlier.info.run_id[:8], earlier.info.status)
+        with open_dict(cfg):
+            cfg.resume = earlier.info.run_id
     run = resumable_run(tracker, str(cfg.resume), str(cfg.task_name))
     run_id = run.info.run_id
     try:

@@ -27,6 +27,7 @@ from glassworks.tracking.runs import mark_done, run_metrics
 from pipeline import imports_done
 from pipeline.defaults import default_config
 from pipeline.plans import explain_settings, report_settings, robustness_settings
+from pipeline.requeue import requeued_when_preempted
 from pipeline.resume import resume_config, start_run
 from pipeline.stage import (UserError, build_job, clean_errors, objective, print_run_location, run_datamodule,
                             train_inputs)
@@ -50,7 +51,8 @@ def _no_metrics(_: Any) -> dict[str, float]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="run")
 def main(cfg: DictConfig) -> float | None:
     imports_done()  # a sweep worker (joblib, submitit) starts its job here
-    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
+    # no glassworks-* temp folder outlives the command; a submitit job that is preempted is requeued into its run
+    with clean_errors(cfg), scratch_session(), requeued_when_preempted():
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         tracker = job.tracker

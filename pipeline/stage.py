@@ -27,6 +27,7 @@ from glassworks.tracking.runs import open_run as open_library_run
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
 from pipeline.hydra_context import hydra_files, in_multirun, overrides, run_name, sweep_child
+from pipeline.requeue import preemption_signal
 from pipeline.job import (Job, build, build_job, build_task, logged_config,  # noqa: F401 - the stages' API
                           progress_bar_default, run_task)
 
@@ -45,7 +46,8 @@ def train_inputs(job: Job) -> TrainInputs:
                        optimizer=job.optimizer, scheduler=job.scheduler, callbacks=job.callbacks,
                        make_trainer=functools.partial(build, cfg.trainer, "trainer",
                                                       **progress_bar_default(cfg, job.callbacks)),
-                       mask_token_prob=cfg.mask_token_prob, test=bool(cfg.test))
+                       mask_token_prob=cfg.mask_token_prob, test=bool(cfg.test),
+                       preemption_signal=preemption_signal())
 
 
 def run_start(cfg: DictConfig, tracking_uri: str | None) -> RunStart:

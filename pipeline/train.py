@@ -16,6 +16,7 @@ from glassworks.scratch import scratch_session
 from glassworks.stages import train as train_stage
 from glassworks.tracking.runs import mark_done, run_metrics
 from pipeline import imports_done
+from pipeline.requeue import requeued_when_preempted
 from pipeline.resume import resume_config, start_run
 from pipeline.stage import Job, build_job, clean_errors, objective, print_run_location, train_inputs
 
@@ -30,7 +31,8 @@ def train(job: Job, resume: bool = False) -> train_stage.TrainResult:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     imports_done()  # a sweep worker (joblib, submitit) starts its job here
-    with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
+    # no glassworks-* temp folder outlives the command; a submitit job that is preempted is requeued into its run
+    with clean_errors(cfg), scratch_session(), requeued_when_preempted():
         cfg, resumed = resume_config(cfg)
         job = build_job(cfg)
         done = start_run(job, resumed)

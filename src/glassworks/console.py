@@ -24,6 +24,11 @@ _DEPENDENCY_WARNINGS = (
     # One warning per missing glyph per figure when a token is CJK or emoji and the machine has no
     # font for it (matplotlib draws a box); real text makes dozens, the figure is still right.
     (r"Glyph \d+ .* missing from font", UserWarning, r"glassworks\..*|matplotlib\..*"),
+    # conf/hydra/launcher/submitit_slurm.yaml sets our defaults over hydra-submitit-launcher's config
+    # of the same name, which Hydra validates it against (as wanted) and calls deprecated, at every
+    # start of the sweep and of each job. (The warning's location is wherever Hydra was entered.)
+    (r"\s*'hydra/launcher/submitit_slurm' is validated against ConfigStore schema with the same name",
+     UserWarning, ""),
 )
 # The devices every Trainer lists; the train stage's second Trainer (the test one) printed them again.
 _LIGHTNING_DEVICE_LINES = ("GPU available:", "TPU available:", "HPU available:")

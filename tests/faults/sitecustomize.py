@@ -5,6 +5,7 @@ is on PYTHONPATH. Inactive unless GLASSWORKS_FAULT is set; then exactly one faul
                   before it have landed (off the training thread one may still be running: see
                   glassworks.training.checkpoint_io), so the file a resume finds is known
   signal:NAME:N   send this process signal NAME after step N (a graceful stop)
+  signal:NAME:N:J the same, in job J of a sweep only (its hydra.job.num)
   save:N          SIGKILL in the middle of writing the N-th resume.ckpt (after ~64 KB)
   explain:N       SIGKILL when the explain stage starts its N-th method
   report          SIGKILL when the report stage writes its files
@@ -139,6 +140,12 @@ def _raise_in(stage: str) -> None:
         raise SystemExit(f"GLASSWORKS_FAULT=raise:{stage}: unknown stage")
 
 
+def _sweep_job() -> int | None:
+    from hydra.core.hydra_config import HydraConfig
+
+    return int(HydraConfig.get().job.num) if HydraConfig.initialized() else None
+
+
 def _kill_after_writes(trainer) -> None:
     trainer.strategy.checkpoint_io.wait()
     _die()
@@ -179,8 +186,9 @@ if FAULT:
     if kind == "step":
         _after_step(int(arg), _kill_after_writes)
     elif kind == "signal":
-        name, _, step = arg.partition(":")
-        _after_step(int(step), lambda trainer: os.kill(os.getpid(), getattr(signal, name)))
+        name, step, *job = arg.split(":")
+        _after_step(int(step), lambda trainer: os.kill(os.getpid(), getattr(signal, name))
+                    if not job or _sweep_job() == int(job[0]) else None)
     elif kind == "save":
         _during_save(int(arg))
     elif kind == "explain":

@@ -112,6 +112,15 @@ def test_sweep_configs_compose(tmp_path):
     compose_config(tmp_path, ["hydra/launcher=submitit_slurm"], config_name="run")
     launcher = HydraConfig.get().launcher
     assert launcher._target_.endswith("SlurmLauncher") and launcher.timeout_min > 0
+    assert launcher.max_num_timeout > 0  # a job past its time limit is requeued, and continues its run
+
+
+def test_submitit_slurm_config_starts_without_hydras_deprecation_warning(tmp_path):
+    # conf/hydra/launcher/submitit_slurm.yaml extends the plugin's config of the same name: Hydra
+    # printed that this is deprecated at the start of every sweep and every job.
+    result = run_cli("pipeline.train", "hydra/launcher=submitit_slurm", "--cfg", "hydra", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "max_num_timeout: 3" in result.stdout and "ConfigStore schema" not in result.stderr
 
 
 # -- the real CLI --------------------------------------------------------------------------

@@ -49,6 +49,7 @@ class TrainInputs:
     make_trainer: Callable[..., pl.Trainer]   # the trainer config, completed with these kwargs
     mask_token_prob: float
     test: bool
+    preemption_signal: int | None = None  # a scheduler's stop notice (submitit's SIGUSR2), see ResumeCheckpoint
 
 
 def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResult:
@@ -70,6 +71,7 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
     ckpt_path = resume_checkpoint(keeper, decided_by_all_ranks=launched) if resume else None
     if keeper is not None:
         keeper.continues, keeper.ranks_decide_start = ckpt_path is not None, resume and launched
+        keeper.preemption_signal = inputs.preemption_signal
     start = time.perf_counter()
     with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)):
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)

@@ -25,6 +25,7 @@ from typing import Any
 
 import pandas as pd
 from mlflow import MlflowClient
+from mlflow.entities import Run
 from mlflow.exceptions import MlflowException
 
 from glassworks.report.figures import sweep_plots
@@ -93,6 +94,14 @@ class SweepInfo:
     def child_tags(self, job_num: int) -> dict[str, str]:
         return {PARENT_TAG: self.parent_run_id, SWEEP_TAG: self.parent_run_id,
                 JOB_TAG: str(job_num), ROLE_TAG: "child", C.TAG_SWEEP_NAME: self.name}
+
+    def job_runs(self, client: Any, job_num: int) -> list[Run]:
+        """The runs job ``job_num`` of this sweep opened, newest first: one, unless the job was
+        started again (a requeued job continues its unfinished run instead)."""
+        return client.search_runs(
+            [self.experiment_id], order_by=["attributes.start_time DESC"],
+            filter_string=f"tags.`{SWEEP_TAG}` = '{self.parent_run_id}' and tags.`{JOB_TAG}` = '{job_num}' "
+                          f"and tags.`{ROLE_TAG}` = 'child'")
 
     # -- job records -----------------------------------------------------------------------
 

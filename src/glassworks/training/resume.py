@@ -6,7 +6,8 @@ the epoch's data order. :class:`ResumeCheckpoint` adds the RNG states (the data 
 DataModule's ``state_dict``) and keeps one file, ``<dirpath>/resume.ckpt``, up to date: every
 ``every_n_train_steps`` optimizer steps once ``min_interval_s`` seconds have passed since the last
 write, and after every validation. On SIGTERM or Ctrl-C it finishes the current step, writes that
-file, and only then stops the run.
+file, and only then stops the run. A scheduler's preemption notice (``preemption_signal``: submitit's
+SIGUSR2) stops it the same way, as :class:`Preempted`, for the job to be requeued into the same run.
 
 The file is written between two steps, once the previous step's metrics are logged and flushed:
 a run resumed from it repeats no step and misses none (see glassworks.tracking.history).
@@ -36,6 +37,26 @@ from glassworks.validation import ConfigError, UserError
 log = logging.getLogger(__name__)
 
 FILENAME = "resume.ckpt"
+
+
+class Preempted(KeyboardInterrupt):
+    """The job was told it will be stopped (a cluster preempts it or its time is up): work stopped
+    where it stood, the run ends KILLED, and whoever sent the notice may requeue the job to continue
+    the run. A KeyboardInterrupt, so every layer that tidies up after Ctrl-C does so here too."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+
+def preempted(error: BaseException) -> Preempted | None:
+    """The :class:`Preempted` that ``error`` is or (Lightning turns a KeyboardInterrupt in a fit into
+    ``SystemExit(1)``) that it was raised while handling."""
+    while error is not None:
+        if isinstance(error, Preempted):
+            return error
+        error = error.__context__
+    return None
 
 
 def capture_rng() -> dict[str, Any]:
@@ -100,6 +121,9 @@ class ResumeCheckpoint(Checkpoint):
         self._stop_signal: int | None = None
         self.continues = False  # the train stage hands Lightning this callback's file (resume=)
         self.ranks_decide_start = False  # resume= under torchrun/srun: says "training again" once all ranks agree
+        # A scheduler's notice that the job will be stopped (submitit: SIGUSR2), set by the entry
+        # point: handled like SIGTERM, and the fit ends with Preempted instead of KeyboardInterrupt.
+        self.preemption_signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
 
     @property
@@ -218,11 +242,12 @@ class ResumeCheckpoint(Checkpoint):
         self._last_saved_step = trainer.global_step
         self._last_saved_time = time.monotonic()
 
-    # -- SIGTERM / Ctrl-C: stop at the next step boundary, with a checkpoint ----------------------
+    # -- SIGTERM / Ctrl-C / preemption: stop at the next step boundary, with a checkpoint --------
 
     def _install_signal_handlers(self) -> None:
         self._stop_signal = None
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        signals = (signal.SIGINT, signal.SIGTERM) + ((self.preemption_signal,) if self.preemption_signal else ())
+        for signum in signals:
             try:
                 self._previous_handlers[signum] = signal.signal(signum, self._on_signal)
             except ValueError:  # not the main thread (e.g. a DDP worker thread): keep defaults
@@ -237,8 +262,10 @@ class ResumeCheckpoint(Checkpoint):
 
     def _stop(self, trainer: pl.Trainer) -> None:
         name = signal.Signals(self._stop_signal).name if self._stop_signal else "a signal on another rank"
-        raise KeyboardInterrupt(f"received {name}: stopped at step {trainer.global_step}, "
-                                f"resume from {self.path}")
+        message = f"received {name}: stopped at step {trainer.global_step}, resume from {self.path}"
+        if self._stop_signal is not None and self._stop_signal == self.preemption_signal:
+            raise Preempted(f"preempted ({message})", self._stop_signal)
+        raise KeyboardInterrupt(message)
 
     def _restore_signal_handlers(self) -> None:
         for signum, handler in self._previous_handlers.items():
