@@ -26,7 +26,7 @@ from glassworks.scratch import remove_abandoned
 from glassworks.tracking.doctor import (abandoned_runs, folder_bytes, mark_abandoned, orphaned_artifact_dirs,
                                         remove_orphans, started_by)
 from glassworks.tracking import contract as C
-from glassworks.tracking.runs import RESUMABLE_TASKS, is_derived, rerun_command
+from glassworks.tracking.runs import is_derived, rerun_command
 from glassworks.tracking.store import check_reachable, open_client, resolve_tracking_uri
 from pipeline import imports_done
 
@@ -60,12 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             mark_abandoned(client, run)
         print(f"{verb} KILLED: {run.info.run_id} ({run.info.run_name}), RUNNING since "
               f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(run.info.start_time / 1000))}")
-        task = started_by(run)
+        command = C.resume_command(started_by(run), run.info.run_id)
         if is_derived(run):
             print(f"  a derived run of {run.data.tags.get(C.TAG_DERIVED_FROM)} (left unchanged); make it again with: "
                   f"{rerun_command(run)}")
-        elif task in RESUMABLE_TASKS:
-            print(f"  continue it with: python -m pipeline.{task} resume={run.info.run_id}")
+        elif command:
+            print(f"  continue it with: {command}")
     if not stale:
         print("no abandoned RUNNING runs")
 

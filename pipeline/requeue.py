@@ -30,7 +30,7 @@ from hydra.core.hydra_config import HydraConfig
 from mlflow.entities import Run
 
 from glassworks.tracking.sweep import SweepInfo
-from glassworks.training.resume import Preempted, preempted
+from glassworks.preemption import Preempted, preempted
 from pipeline.hydra_context import in_multirun, sweep_dir
 
 log = logging.getLogger("glassworks.requeue")
@@ -89,7 +89,7 @@ def requeued_when_preempted() -> Iterator[int | None]:
             scheduler(signum, None)  # requeues and exits the process
         except Exception as refused:  # noqa: BLE001 - submitit's UncompletedJobError: not requeued, and why
             log.error("submitit did not requeue the job (%s): its run stays KILLED with its resume "
-                      "checkpoint; continue it with resume=<the run id this job printed>", refused)
+                      "checkpoint; continue it with: %s", refused, stop.resume_command or "resume=<its run id>")
             raise
         raise
     finally:

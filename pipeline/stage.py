@@ -17,6 +17,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
+from glassworks.preemption import preempted
 from glassworks.stages.train import TrainInputs
 from glassworks.tracking import contract as C
 from glassworks.tracking.derived import DerivedSource, derived_source, open_derived_run
@@ -122,6 +123,13 @@ def clean_errors(cfg: DictConfig) -> Iterator[None]:
             # sys.exit would end the whole sweep: as an exception only this job fails.
             raise JobInputError(str(error)) from error
         sys.exit(2)
+    except KeyboardInterrupt as stop:
+        # Ctrl-C (or SIGTERM) outside a fit, where Lightning turns it into exit 1: one line, not
+        # Python's traceback of wherever the stage stood. The run's KILLED line says how to go on.
+        if cfg.get("traceback") or in_multirun() or preempted(stop):
+            raise  # a sweep counts its interrupted jobs; a preempted submitit job is requeued
+        print(f"stopped: {str(stop) or 'Ctrl-C'}", file=sys.stderr)
+        sys.exit(130)
 
 
 def print_run_location(tracker: Any, done: str | None = None, report: Any = None) -> None:

@@ -8,6 +8,7 @@ is on PYTHONPATH. Inactive unless GLASSWORKS_FAULT is set; then exactly one faul
   signal:NAME:N:J the same, in job J of a sweep only (its hydra.job.num)
   save:N          SIGKILL in the middle of writing the N-th resume.ckpt (after ~64 KB)
   explain:N       SIGKILL when the explain stage starts its N-th method
+  explain_signal:NAME:N  send this process signal NAME there instead (Ctrl-C is SIGINT)
   report          SIGKILL when the report stage writes its files
   raise:STAGE     raise RuntimeError inside STAGE (train, explain, robustness or report)
   raise_rank:R:N  raise RuntimeError on DDP rank R after step N (the other ranks are fine)
@@ -87,7 +88,7 @@ def _during_save(nth: int) -> None:
     torch.save = save
 
 
-def _during_explain(nth: int) -> None:
+def _during_explain(nth: int, action=_die) -> None:
     from glassworks.explain.runner import ExplainRunner
 
     original = ExplainRunner._explain
@@ -97,7 +98,7 @@ def _during_explain(nth: int) -> None:
         nonlocal count
         count += 1
         if count == nth:
-            _die()
+            action()
         return original(self, *args, **kwargs)
 
     ExplainRunner._explain = _explain
@@ -193,6 +194,9 @@ if FAULT:
         _during_save(int(arg))
     elif kind == "explain":
         _during_explain(int(arg))
+    elif kind == "explain_signal":
+        name, _, nth = arg.partition(":")
+        _during_explain(int(nth), lambda: os.kill(os.getpid(), getattr(signal, name)))
     elif kind == "report":
         _during_report()
     elif kind == "raise":

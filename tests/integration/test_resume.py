@@ -150,13 +150,20 @@ def test_kill_while_explaining_then_reporting_never_retrains(uninterrupted, tmp_
     assert only_run(tmp_path).data.tags["glassworks.stages_done"] == "train"
     checkpoint = resume_file(tmp_path)
     trained_at = checkpoint.stat().st_mtime_ns
+    # Ctrl-C while explaining: one line and exit 130, not Python's traceback; the run is KILLED and
+    # its last line says how to continue it.
+    proc = pipeline(tmp_path, "resume=last", fault="explain_signal:SIGINT:1")
+    assert proc.returncode == 130 and "Traceback" not in proc.stderr
+    assert proc.stderr.rstrip().endswith("stopped: Ctrl-C")
+    assert f"run {run_id} is KILLED (Ctrl-C); continue it with: python -m pipeline.run resume={run_id}" in proc.stdout
+    assert only_run(tmp_path).info.status == "KILLED"
     assert pipeline(tmp_path, "resume=last", fault="report").returncode == KILLED
     assert only_run(tmp_path).data.tags["glassworks.stages_done"] == "explain,train"
     proc = pipeline(tmp_path, "resume=last")
     assert "train: done before the resume, skipped" in proc.stdout + proc.stderr
     assert "explain: done before the resume, skipped" in proc.stdout + proc.stderr
     assert checkpoint.stat().st_mtime_ns == trained_at  # no training happened since
-    assert_resumed(proc, tmp_path, run_id, uninterrupted, resumes=2)
+    assert_resumed(proc, tmp_path, run_id, uninterrupted, resumes=3)
     assert only_run(tmp_path).data.tags["glassworks.stages_done"] == "explain,report,train"
 
 
@@ -166,6 +173,7 @@ def test_sigterm_stops_after_a_checkpoint_and_resumes(uninterrupted, tmp_path):
     run = only_run(tmp_path)
     assert run.info.status == "KILLED" and run.data.tags["glassworks.failed_stage"] == "train"
     assert "received SIGTERM: stopped at step 7" in run.data.tags["glassworks.error"]
+    assert f"continue it with: python -m pipeline.run resume={run.info.run_id}" in proc.stdout
     assert torch.load(resume_file(tmp_path), weights_only=True)["global_step"] == 7
     proc = pipeline(tmp_path, f"resume={run.info.run_id}")
     assert_resumed(proc, tmp_path, run.info.run_id, uninterrupted, resumes=1)

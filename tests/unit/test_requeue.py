@@ -12,7 +12,7 @@ import pytest
 from mlflow import MlflowClient
 
 from glassworks.tracking.sweep import SweepInfo
-from glassworks.training.resume import Preempted, preempted
+from glassworks.preemption import Preempted, preempted
 from pipeline.requeue import earlier_attempt, preemption_signal, requeued_when_preempted
 
 

@@ -79,6 +79,7 @@ from pathlib import PurePosixPath
 # -- tags: the run ----------------------------------------------------------------------------
 
 TAG_TASK = "glassworks.task"                  # the entry point (task_name), not the ML task
+RESUMABLE_TASKS = ("run", "train")            # entry points whose unfinished runs continue with resume=<id>
 TAG_SEED = "glassworks.seed"
 TAG_COMMAND = "glassworks.command"
 TAG_OVERRIDES = "glassworks.overrides"
@@ -193,6 +194,12 @@ REPORT_HTML = "report/report.html"
 SWEEP_DIR = "sweep"
 SWEEP_SUMMARY = "sweep/summary.json"
 SWEEP_PLOTS_DIR = "sweep/plots"
+
+
+def resume_command(task: str | None, run_id: str) -> str | None:
+    """The command that continues an unfinished run of entry point ``task`` (its ``TAG_TASK``);
+    None for the others (a derived run is made again, not resumed)."""
+    return f"python -m pipeline.{task} resume={run_id}" if task in RESUMABLE_TASKS else None
 
 
 def file_name(artifact_path: str) -> str:

@@ -24,8 +24,6 @@ from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.validation import UserError
 
 log = logging.getLogger("glassworks")
-# pipeline entry points whose killed runs continue with resume=<id>
-RESUMABLE_TASKS = ("run", "train")
 SPLITS = ("train", "validation", "test")
 
 
@@ -110,8 +108,8 @@ def finished_run(tracker: Any, run_id: str) -> Run:
                         "give one of its children" + (f" (the best: run_id={best[:8]})" if best else "")
                         + f"; python -m pipeline.report sweep_id={run_id[:8]} lists them all")
     if run.info.status != "FINISHED":
-        task = run.data.tags.get(C.TAG_TASK)
-        hint = f"; continue it with python -m pipeline.{task} resume={run_id}" if task in RESUMABLE_TASKS else ""
+        command = C.resume_command(run.data.tags.get(C.TAG_TASK), run_id)
+        hint = f"; continue it with {command}" if command else ""
         if is_derived(run):
             hint = f"; it is a derived run, make it again with: {rerun_command(run)}"
         raise UserError(f"run_id={run_id}: run is {run.info.status}, not FINISHED{hint}")
@@ -163,7 +161,7 @@ def resumable_run(tracker: Any, ref: str, task: str) -> Run:
     started_by = run.data.tags.get(C.TAG_TASK)
     if started_by != task:
         raise UserError(f"resume={ref}: run {run_id} was started by pipeline.{started_by}; "
-                        f"resume it with python -m pipeline.{started_by} resume={run_id}")
+                        f"resume it with {C.resume_command(started_by, run_id)}")
     return run
 
 

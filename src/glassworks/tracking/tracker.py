@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
+from glassworks.preemption import preempted
 from glassworks.tracking import contract as C
 from glassworks.tracking.history import logged_points, unlogged
 from glassworks.tracking.metadata import redact
@@ -70,6 +71,7 @@ class MLflowTracker(Validated):
         self.uri = resolve_tracking_uri(self.tracking_uri, self.store_dir)
         self.run_id: str | None = None
         self.experiment_id: str | None = None
+        self.task: str | None = None  # the run's entry point (TAG_TASK): how an interrupted run continues
         self._client: MlflowClient | None = None
         self._monitor: Any = None
         self._logged: set[tuple[str, int]] = set()
@@ -112,6 +114,7 @@ class MLflowTracker(Validated):
             "creating run",
         )
         self.run_id = run.info.run_id
+        self.task = tags.get(C.TAG_TASK)
         self._start_system_metrics()
         return self.run_id
 
@@ -121,6 +124,7 @@ class MLflowTracker(Validated):
         run = self.retry(lambda: self.client.get_run(run_id), "reading run")
         self.run_id = run.info.run_id
         self.experiment_id = run.info.experiment_id
+        self.task = run.data.tags.get(C.TAG_TASK)
         if resume:
             self._logged = self.retry(lambda: logged_points(self.client, run), "reading metrics")
             for key in (C.TAG_ERROR, C.TAG_FAILED_STAGE):
@@ -163,6 +167,8 @@ class MLflowTracker(Validated):
             # Lightning turns a KeyboardInterrupt into sys.exit(1): report the interrupt itself.
             cause = interrupt.__context__ if isinstance(interrupt.__context__, KeyboardInterrupt) else interrupt
             self._end_or_stay_running(status, None if status == "FINISHED" else cause, getattr(self, "stage", stage))
+            if status == "KILLED":
+                self._say_how_to_continue(cause)
             raise
         except StoreUnreachable as error:
             raise self._stays_running(error) from error
@@ -173,6 +179,17 @@ class MLflowTracker(Validated):
             self._end_or_stay_running("FINISHED")
         finally:
             signal.signal(signal.SIGTERM, previous)
+
+    def _say_how_to_continue(self, cause: BaseException) -> None:
+        """The last line of an interrupted job (Ctrl-C, SIGTERM, a preemption): the run is KILLED,
+        and the command that continues it. A preempted job's requeue continues it by itself."""
+        command = C.resume_command(self.task, str(self.run_id))
+        stop = preempted(cause)
+        if stop is not None:
+            stop.resume_command = command
+            return
+        log.warning("run %s is KILLED (%s)%s", self.run_id, str(cause) or "Ctrl-C",
+                    f"; continue it with: {command}" if command else "")
 
     def _stays_running(self, error: StoreUnreachable) -> StoreUnreachable:
         """The store itself is gone: nothing more can be written there. The run stays RUNNING, with

@@ -31,32 +31,13 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import Checkpoint
 
+from glassworks.preemption import Preempted
 from glassworks.training.distributed import agree, from_every_rank, group_rank_and_size
 from glassworks.validation import ConfigError, UserError
 
 log = logging.getLogger(__name__)
 
 FILENAME = "resume.ckpt"
-
-
-class Preempted(KeyboardInterrupt):
-    """The job was told it will be stopped (a cluster preempts it or its time is up): work stopped
-    where it stood, the run ends KILLED, and whoever sent the notice may requeue the job to continue
-    the run. A KeyboardInterrupt, so every layer that tidies up after Ctrl-C does so here too."""
-
-    def __init__(self, message: str, signum: int) -> None:
-        super().__init__(message)
-        self.signum = signum
-
-
-def preempted(error: BaseException) -> Preempted | None:
-    """The :class:`Preempted` that ``error`` is or (Lightning turns a KeyboardInterrupt in a fit into
-    ``SystemExit(1)``) that it was raised while handling."""
-    while error is not None:
-        if isinstance(error, Preempted):
-            return error
-        error = error.__context__
-    return None
 
 
 def capture_rng() -> dict[str, Any]:

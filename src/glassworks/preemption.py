@@ -1,0 +1,29 @@
+"""A job told that it will be stopped (a cluster preempts it, or its time limit is near).
+
+:class:`Preempted` is raised where the work stood (at a training step's end, after the resume
+checkpoint: :class:`glassworks.training.resume.ResumeCheckpoint`); the tracker ends the run KILLED
+and writes on it how to continue, and whoever sent the notice may requeue the job
+(``pipeline.requeue``: submitit).
+"""
+
+from __future__ import annotations
+
+
+class Preempted(KeyboardInterrupt):
+    """A KeyboardInterrupt, so every layer that tidies up after Ctrl-C does so here too.
+    ``resume_command``: how to continue the run by hand, set by the tracker that ended it KILLED."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.resume_command: str | None = None
+
+
+def preempted(error: BaseException | None) -> Preempted | None:
+    """The :class:`Preempted` that ``error`` is or (Lightning turns a KeyboardInterrupt in a fit into
+    ``SystemExit(1)``) that it was raised while handling."""
+    while error is not None:
+        if isinstance(error, Preempted):
+            return error
+        error = error.__context__
+    return None
