@@ -18,6 +18,7 @@ process with ``sys.exit`` where it must. A failed job makes the basic sweeper ra
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import signal
@@ -164,6 +165,7 @@ class MLflowSweepCallback(Callback):
     def _close_at_exit(self) -> None:
         # Reached when the sweeper raised (a failed job in the basic sweeper, Ctrl-C, ...).
         if self.parent is not None and not self.parent.closed:
+            _stop_local_jobs()
             self._close(aborted=True)
 
     def _close(self, aborted: bool) -> SweepSummary | None:
@@ -231,6 +233,36 @@ def _float(value: Any) -> float | None:
         return float(value)
     except (TypeError, ValueError):
         return None
+
+
+def _stop_local_jobs(timeout_s: float = 30.0) -> None:
+    """The jobs of a ``submitit_local`` sweep that stops early (Ctrl-C or SIGTERM to this process, a
+    job that crashed): each is this process's child, a submitit controller that forwards SIGTERM
+    to its job, which ends its run KILLED after its current step. Until 2026-12-03 they trained on
+    after the sweep had ended, into runs it had marked KILLED. A job still starting ignores SIGTERM
+    (submitit's handler until the job's run opens) and is killed after ``timeout_s``."""
+    import psutil
+
+    def controls_a_job(process: psutil.Process) -> bool:
+        try:
+            return "submitit.local._local" in " ".join(process.cmdline())
+        except psutil.Error:  # it ended meanwhile
+            return False
+
+    controllers = [p for p in psutil.Process().children() if controls_a_job(p)]
+    if not controllers:
+        return
+    print(f"stopping the sweep's {len(controllers)} running submitit_local job(s): each ends its run "
+          "KILLED after its current step", file=sys.stderr, flush=True)
+    for process in controllers:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(controllers, timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            for child in process.children(recursive=True):
+                child.kill()
+            process.kill()
 
 
 def _fail(message: str, code: int) -> None:

@@ -5,12 +5,15 @@ requeued by submitit: it continues its own run, to the same histories as its uni
 
 from __future__ import annotations
 
+import signal
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 from mlflow import MlflowClient
 
-from tests.conftest import ROOT, TINY, run_cli
+from tests.conftest import ROOT, TINY, run_cli, start_cli
 from tests.integration.test_resume import NOT_FOR_US, TIMED
 
 pytestmark = pytest.mark.slow
@@ -65,6 +68,42 @@ def test_submitit_sweep_job_preempted_mid_epoch_continues_its_own_run(tmp_path):
     assert f"this sweep job ran before as run {preempted.info.run_id[:8]} (KILLED): continuing it" in log
     assert f"continuing from {sweep_dir / '0' / 'resume' / 'resume.ckpt'}" in log
     assert not [advice for advice in NOT_FOR_US if advice in log]
+
+
+def test_a_sweep_stopped_early_stops_its_submitit_local_jobs(tmp_path):
+    # SIGTERM to the sweep's own process (a scheduler's, or `kill`): its jobs, which are its
+    # children, stop too and each ends its run KILLED after a step. Until 2026-12-03 they trained on
+    # after the sweep had ended, into runs it had marked KILLED.
+    sweep_dir, log = tmp_path / "sweep", tmp_path / "sweep.log"
+    proc = start_cli("pipeline.train", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
+                     f"hydra.sweep.dir={sweep_dir}", *TINY, "data.source.n_train=4000", "trainer.max_epochs=3",
+                     "callbacks.resume_checkpoint.every_n_train_steps=5", "callbacks.resume_checkpoint.min_interval_s=0",
+                     "seed=0,1", cwd=tmp_path, log=log)
+    try:
+        deadline = time.monotonic() + 300
+        while len(list(sweep_dir.glob("*/resume/resume.ckpt"))) < 2:  # both jobs are training
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.2)
+        jobs = psutil.Process(proc.pid).children(recursive=True)
+        assert len([j for j in jobs if "submitit.core._submit" in " ".join(j.cmdline())]) == 2
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=120) == 1
+        _, alive = psutil.wait_procs(jobs, timeout=0.5)  # gone before the sweep's process ended
+        assert alive == []
+    finally:
+        for process in psutil.Process(proc.pid).children(recursive=True) if proc.poll() is None else []:
+            process.kill()
+        if proc.poll() is None:
+            proc.kill()
+    output = log.read_text()
+    assert "stopping the sweep's 2 running submitit_local job(s)" in output
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}")
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert len(runs) == 3 and {r.info.status for r in runs} == {"KILLED"}
+    # Each job stopped itself, with its checkpoint (not marked KILLED by the parent as still running).
+    assert all("received SIGTERM: stopped at step" in c.data.tags["glassworks.error"] for c in children)
 
 
 def _job_log(folder: Path) -> str:
