@@ -188,8 +188,9 @@ class MLflowTracker(Validated):
         if stop is not None:
             stop.resume_command = command
             return
-        log.warning("run %s is KILLED (%s)%s", self.run_id, str(cause) or "Ctrl-C",
-                    f"; continue it with: {command}" if command else "")
+        reason = ((str(cause) or "Ctrl-C") if isinstance(cause, KeyboardInterrupt)
+                  else f"{type(cause).__name__}: {cause}")
+        log.warning("run %s is KILLED (%s)%s", self.run_id, reason, f"; continue it with: {command}" if command else "")
 
     def _stays_running(self, error: StoreUnreachable) -> StoreUnreachable:
         """The store itself is gone: nothing more can be written there. The run stays RUNNING, with
