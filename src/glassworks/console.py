@@ -38,9 +38,13 @@ _LIGHTNING_LOGGERS = ("pytorch_lightning.utilities.rank_zero", "lightning_fabric
 # stage's learning-rate schedule asked for the number of steps, and that a machine has no TPU or
 # HPU (the GPU line stays: it says where the run trains); MLflow validating the model's input
 # example against a signature built from that same example; the system-metrics monitor announcing
-# its start and stop, and that a machine without a GPU has no GPU metrics.
-_LIGHTNING_DROPPED = ("\N{ELECTRIC LIGHT BULB} Tip:", "Loading `train_dataloader` to estimate number of stepping batches",
-                      "TPU available: False", "HPU available: False")
+# its start and stop, and that a machine without a GPU has no GPU metrics. Lightning's "Detected
+# KeyboardInterrupt" after the train stage stopped a fit on SIGTERM or a preemption (our own
+# KeyboardInterrupt): the lines before it name the signal, the run's KILLED line how to continue.
+_LIGHTNING_DROPPED = ("\N{ELECTRIC LIGHT BULB} Tip:",
+                      "Loading `train_dataloader` to estimate number of stepping batches",
+                      "TPU available: False", "HPU available: False",
+                      "\nDetected KeyboardInterrupt, attempting graceful")
 _DROPPED_LOG_LINES: dict[str, tuple[str, ...]] = {
     **{name: _LIGHTNING_DROPPED for name in _LIGHTNING_LOGGERS},
     "mlflow.pyfunc": ("Validating input example against model signature",),

@@ -74,7 +74,8 @@ def test_dependency_info_lines_every_run_printed_are_dropped_and_nothing_else():
                             "Failed to log system metrics: disk full"]) == ["Failed to log system metrics: disk full"]
     stopped = "`Trainer.fit` stopped: `max_epochs=4` reached."
     assert _shown("pytorch_lightning.utilities.rank_zero",
-                  ["Loading `train_dataloader` to estimate number of stepping batches.", stopped]) == [stopped]
+                  ["Loading `train_dataloader` to estimate number of stepping batches.", stopped,
+                   "\nDetected KeyboardInterrupt, attempting graceful shutdown ..."]) == [stopped]
     # A machine without TPUs or HPUs is not told so; one with them is, and the GPU line always shows.
     tpu = "TPU available: True, using: 8 TPU cores"
     assert _shown("lightning_fabric.utilities.rank_zero",
