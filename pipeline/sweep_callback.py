@@ -253,11 +253,14 @@ def _stop_local_jobs(timeout_s: float = 30.0) -> None:
     if not controllers:
         return
     print(f"stopping the sweep's {len(controllers)} running submitit_local job(s): each ends its run "
-          "KILLED after its current step", file=sys.stderr, flush=True)
+          "KILLED after its current step (Ctrl-C again to kill them now)", file=sys.stderr, flush=True)
     for process in controllers:
         with contextlib.suppress(psutil.Error):
             process.terminate()
-    _, alive = psutil.wait_procs(controllers, timeout=timeout_s)
+    try:
+        _, alive = psutil.wait_procs(controllers, timeout=timeout_s)
+    except KeyboardInterrupt:
+        alive = controllers
     for process in alive:
         with contextlib.suppress(psutil.Error):
             for child in process.children(recursive=True):
