@@ -97,4 +97,6 @@ def requeued_when_preempted() -> Iterator[int | None]:
 
 
 def _stop_now(signum: int, frame: Any) -> None:
-    raise Preempted(f"preempted: received {signal.Signals(signum).name} outside training", signum)
+    # Between stages, or while spawned DDP ranks train (the notice reaches this process, not them).
+    raise Preempted(f"preempted: received {signal.Signals(signum).name}, stopped at once "
+                    "(not in a training step of this process)", signum)
