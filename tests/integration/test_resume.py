@@ -51,8 +51,13 @@ def only_run(root: Path) -> Run:
 
 
 def histories(root: Path) -> dict[str, list[tuple[int, float]]]:
-    client = MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}")
-    run = only_run(root)
+    """The metric histories of the only run in ``root``'s store (see :func:`run_histories`)."""
+    return run_histories(MlflowClient(f"sqlite:///{root / 'mlruns' / 'mlflow.db'}"), only_run(root))
+
+
+def run_histories(client: MlflowClient, run: Run) -> dict[str, list[tuple[int, float]]]:
+    """{metric: sorted (step, value)} of ``run``, without wall-clock figures (they differ between
+    any two runs)."""
     return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
             for key in run.data.metrics if not key.startswith(TIMED) and not key.endswith(("seconds_per_example",
                                                                                            "seconds_per_step"))}

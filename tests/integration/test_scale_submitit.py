@@ -14,14 +14,9 @@ import pytest
 from mlflow import MlflowClient
 
 from tests.conftest import ROOT, TINY, run_cli, start_cli
-from tests.integration.test_resume import NOT_FOR_US, TIMED
+from tests.integration.test_resume import NOT_FOR_US, run_histories
 
 pytestmark = pytest.mark.slow
-
-
-def job_histories(client: MlflowClient, run) -> dict[str, list[tuple[int, float]]]:
-    return {key: sorted((m.step, m.value) for m in client.get_metric_history(run.info.run_id, key))
-            for key in run.data.metrics if not key.startswith(TIMED)}
 
 
 def test_submitit_sweep_job_preempted_mid_epoch_continues_its_own_run(tmp_path):
@@ -52,7 +47,7 @@ def test_submitit_sweep_job_preempted_mid_epoch_continues_its_own_run(tmp_path):
     assert preempted.data.tags["glassworks.resumes"] == "1" and "glassworks.resumes" not in twin.data.tags
     assert preempted.data.tags["glassworks.resume.1"].startswith("was KILLED")
     assert "glassworks.error" not in preempted.data.tags
-    got, expected = job_histories(client, preempted), job_histories(client, twin)
+    got, expected = run_histories(client, preempted), run_histories(client, twin)
     assert sorted(got) == sorted(expected) and "test/acc" in got
     assert {k: (v, expected[k]) for k, v in got.items() if v != expected[k]} == {}
 
