@@ -99,17 +99,25 @@ def build(node: DictConfig, key: str, **kwargs: Any) -> Any:
         raise UserError(f"invalid config {where}: {cause or error}") from error
 
 
-def build_job(cfg: DictConfig, with_data: bool = True) -> Job:
-    """Validate everything (config values, cross-group rules, the data) before any run exists."""
-    cfg = without_later_stages(cfg)
-    _check_type("seed", cfg.seed, (int,))
-    pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    _set_torch_threads(cfg.get("torch_threads"))
-    tracker = for_this_rank(build(cfg.logger, "logger"))  # under torchrun/srun only global rank 0 tracks
+def checked_tracker(logger_cfg: DictConfig) -> Any:
+    """The tracker `logger_cfg` (the ``logger`` group) builds, its store checked reachable."""
+    tracker = build(logger_cfg, "logger")
     try:
         tracker.check()
     except StoreUnreachable as error:
         raise UserError(f"invalid config logger.tracking_uri: {error}") from error
+    return tracker
+
+
+def build_job(cfg: DictConfig, with_data: bool = True, tracker: Any = None) -> Job:
+    """Validate everything (config values, cross-group rules, the data) before any run exists.
+    `tracker`: one already built from ``cfg.logger`` by :func:`checked_tracker` (a resumed job's)."""
+    cfg = without_later_stages(cfg)
+    _check_type("seed", cfg.seed, (int,))
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    _set_torch_threads(cfg.get("torch_threads"))
+    # under torchrun/srun only global rank 0 tracks
+    tracker = for_this_rank(tracker if tracker is not None else checked_tracker(cfg.logger))
     if tracker.enabled:  # short ids (as report folders show them) become full ones before anything reads them
         _resolve_run_ids(cfg, tracker)
     job = Job(cfg=cfg, tracker=tracker, task=build_task(cfg.get("task")))

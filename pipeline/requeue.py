@@ -50,7 +50,7 @@ def earlier_attempt(sweep: SweepInfo, job_num: int, client: Any) -> Run | None:
     """The newest unfinished run an earlier attempt of job ``job_num`` opened (the job was requeued
     after a preemption or a time limit); None when this is the job's first attempt, or the earlier
     one finished its run (this attempt then opens a run of its own)."""
-    unfinished = [run for run in sweep.job_runs(client, job_num) if run.info.status != "FINISHED"]
+    unfinished = sweep.job_runs(client, job_num, unfinished=True)
     return unfinished[0] if unfinished else None
 
 

@@ -9,40 +9,37 @@ the run already finished are skipped, so a job killed while explaining does not 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from mlflow.entities import Run
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glassworks.tracking import contract as C
 from glassworks.tracking.runs import resumable_run, stages_done
-from glassworks.tracking.store import StoreUnreachable
 from glassworks.scratch import scratch_dir
 from pipeline.requeue import earlier_attempt, in_sweep
-from pipeline.stage import Job, UserError, build, open_run
+from pipeline.stage import Job, UserError, checked_tracker, open_run
 
 log = logging.getLogger("glassworks.resume")
 
 
-def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None]:
-    """(config to run, the run to continue); ``cfg`` itself and None when not resuming. A sweep
-    job started again (requeued after a preemption or a time limit) resumes the run its earlier
-    attempt opened, as if given ``resume=<that run>`` (:mod:`pipeline.requeue`)."""
+def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None, Any]:
+    """(config to run, the run to continue, the tracker it looked with, for ``build_job``);
+    ``cfg`` itself, None and None when there was nothing to look for. A sweep job started again
+    (requeued after a preemption or a time limit) resumes the run its earlier attempt opened, as
+    if given ``resume=<that run>`` (:mod:`pipeline.requeue`)."""
     sweep = None if cfg.get("resume") else in_sweep()
     if not cfg.get("resume") and sweep is None:
-        return cfg, None
-    tracker = build(cfg.logger, "logger")
+        return cfg, None, None
+    tracker = checked_tracker(cfg.logger)
     if not tracker.enabled:
         if sweep is not None:
-            return cfg, None
+            return cfg, None, tracker
         raise UserError("resume: needs logger=mlflow, the run to continue lives in MLflow")
-    try:
-        tracker.check()
-    except StoreUnreachable as error:
-        raise UserError(f"invalid config logger.tracking_uri: {error}") from error
     if sweep is not None:
         earlier = earlier_attempt(*sweep, tracker.client)
         if earlier is None:
-            return cfg, None
+            return cfg, None, tracker
         log.warning("this sweep job ran before as run %s (%s): continuing it (requeued after a "
                     "preemption or a time limit)", earlier.info.run_id[:8], earlier.info.status)
         with open_dict(cfg):
@@ -61,7 +58,7 @@ def resume_config(cfg: DictConfig) -> tuple[DictConfig, Run | None]:
         logged.resume = run_id
         logged.traceback = bool(cfg.get("traceback", False))
     log.info("resuming run %s (%s, %s)", run_id, run.info.run_name, run.info.status)
-    return logged, run
+    return logged, run, tracker
 
 
 def start_run(job: Job, resumed: Run | None) -> set[str]:

@@ -29,7 +29,7 @@ from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
 from pipeline.hydra_context import hydra_files, in_multirun, overrides, run_name, sweep_child
 from pipeline.requeue import preemption_signal
-from pipeline.job import (Job, build, build_job, build_task, logged_config,  # noqa: F401 - the stages' API
+from pipeline.job import (Job, build, build_job, build_task, checked_tracker, logged_config,  # noqa: F401 - the stages' API
                           progress_bar_default, run_task)
 
 log = logging.getLogger("glassworks")

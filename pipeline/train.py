@@ -33,8 +33,8 @@ def main(cfg: DictConfig) -> float | None:
     imports_done()  # a sweep worker (joblib, submitit) starts its job here
     # no glassworks-* temp folder outlives the command; a submitit job that is preempted is requeued into its run
     with clean_errors(cfg), scratch_session(), requeued_when_preempted():
-        cfg, resumed = resume_config(cfg)
-        job = build_job(cfg)
+        cfg, resumed, tracker = resume_config(cfg)
+        job = build_job(cfg, tracker=tracker)
         done = start_run(job, resumed)
         with job.tracker.lifecycle("train"):
             if "train" in done:

@@ -95,13 +95,15 @@ class SweepInfo:
         return {PARENT_TAG: self.parent_run_id, SWEEP_TAG: self.parent_run_id,
                 JOB_TAG: str(job_num), ROLE_TAG: "child", C.TAG_SWEEP_NAME: self.name}
 
-    def job_runs(self, client: Any, job_num: int) -> list[Run]:
-        """The runs job ``job_num`` of this sweep opened, newest first: one, unless the job was
-        started again (a requeued job continues its unfinished run instead)."""
+    def job_runs(self, client: Any, job_num: int, unfinished: bool = False) -> list[Run]:
+        """The runs job ``job_num`` of this sweep opened (`unfinished`: those not FINISHED), newest
+        first: one, unless the job was started again (a requeued job continues its unfinished run
+        instead)."""
+        status = " and attributes.status != 'FINISHED'" if unfinished else ""
         return client.search_runs(
             [self.experiment_id], order_by=["attributes.start_time DESC"],
             filter_string=f"tags.`{SWEEP_TAG}` = '{self.parent_run_id}' and tags.`{JOB_TAG}` = '{job_num}' "
-                          f"and tags.`{ROLE_TAG}` = 'child'")
+                          f"and tags.`{ROLE_TAG}` = 'child'{status}")
 
     # -- job records -----------------------------------------------------------------------
 
