@@ -34,6 +34,7 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from glassworks.preemption import raise_keyboard_interrupt
 from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import command_line, git_state, redact
 from glassworks.tracking.objective import MODES
@@ -130,7 +131,7 @@ class MLflowSweepCallback(Callback):
         if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             # SIGTERM between jobs would end the process without atexit: make it an interrupt
             # (during a job the tracker's lifecycle does the same for the child run).
-            signal.signal(signal.SIGTERM, _interrupt)
+            signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         print(f"\nSweep {name}: parent MLflow run {info.parent_run_id} in {redact(tracker.uri)}\n"
               f"  swept: {', '.join(f'{k}={v}' for k, v in sweeps.items()) or '(nothing)'}\n")
 
@@ -271,10 +272,6 @@ def _stop_local_jobs(timeout_s: float = 30.0) -> None:
 def _fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
 
 def _chain_excepthook(callback: MLflowSweepCallback) -> None:

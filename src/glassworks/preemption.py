@@ -1,4 +1,5 @@
-"""A job told that it will be stopped (a cluster preempts it, or its time limit is near).
+"""A job told that it will be stopped (a cluster preempts it, or its time limit is near), or
+interrupted (SIGTERM, Ctrl-C).
 
 :class:`Preempted` is raised where the work stood (at a training step's end, after the resume
 checkpoint: :class:`glassworks.training.resume.ResumeCheckpoint`); the tracker ends the run KILLED
@@ -7,6 +8,9 @@ and writes on it how to continue, and whoever sent the notice may requeue the jo
 """
 
 from __future__ import annotations
+
+import signal
+from typing import Any
 
 
 class Preempted(KeyboardInterrupt):
@@ -27,3 +31,10 @@ def preempted(error: BaseException | None) -> Preempted | None:
             return error
         error = error.__context__
     return None
+
+
+def raise_keyboard_interrupt(signum: int, frame: Any) -> None:
+    """A signal handler (for SIGTERM): the signal becomes a KeyboardInterrupt, so a process that
+    would otherwise end at once unwinds, and what tidies up after Ctrl-C (a run ended KILLED, a
+    sweep's parent closed) runs."""
+    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from mlflow import MlflowClient
 from mlflow.entities import Metric, Param, RunStatus, RunTag
 
-from glassworks.preemption import preempted
+from glassworks.preemption import preempted, raise_keyboard_interrupt
 from glassworks.tracking import contract as C
 from glassworks.tracking.history import logged_points, unlogged
 from glassworks.tracking.metadata import redact
@@ -157,7 +157,7 @@ class MLflowTracker(Validated):
         """FINISHED only on success; an exception -> FAILED (error and stage as tags);
         Ctrl-C, SIGTERM or a non-zero exit -> KILLED."""
         previous = signal.getsignal(signal.SIGTERM)
-        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
         self.stage = stage
         try:
             yield self
@@ -361,10 +361,6 @@ def ui_url(base: str, route: str) -> str:
 def metric_name(key: str) -> str:
     """MLflow names allow only [A-Za-z0-9_-. :/]: ``flip_rate@5`` is logged as ``flip_rate_at_5``."""
     return re.sub(r"[^A-Za-z0-9_\-. :/]", "_", key.replace("@", "_at_"))
-
-
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
 
 
 def run_ui_url(uri: str, experiment_id: str | None, run_id: str | None, base: str = "http://127.0.0.1:5000") -> str:
