@@ -21,6 +21,11 @@ def in_multirun() -> bool:
     return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
 
 
+def in_sweep_process() -> bool:
+    """This sweep job runs in the sweep's own process (Hydra's basic launcher), not in a worker."""
+    return in_multirun() and HydraConfig.get().runtime.choices.get("hydra/launcher") == "basic"
+
+
 def sweep_dir(hydra_cfg: Any) -> Path:
     """``hydra.sweep.dir`` as an absolute path (relative ones are relative to the launch directory,
     which a job with ``hydra.job.chdir=true`` no longer runs in)."""

@@ -17,7 +17,7 @@ from hydra.errors import CompactHydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from glassworks.preemption import preempted
+from glassworks.preemption import EXIT_STOPPED, interrupted, preempted, stopped_line
 from glassworks.stages.train import TrainInputs
 from glassworks.tracking import contract as C
 from glassworks.tracking.derived import DerivedSource, derived_source, open_derived_run
@@ -27,7 +27,7 @@ from glassworks.tracking.runs import RunStart, finished_run, require_artifact, r
 from glassworks.tracking.runs import open_run as open_library_run
 from glassworks.tracking.store import StoreUnreachable
 from glassworks.validation import UserError
-from pipeline.hydra_context import hydra_files, in_multirun, overrides, run_name, sweep_child
+from pipeline.hydra_context import hydra_files, in_multirun, in_sweep_process, overrides, run_name, sweep_child
 from pipeline.requeue import preemption_signal
 from pipeline.job import (Job, build, build_job, build_task, checked_tracker, logged_config,  # noqa: F401 - the stages' API
                           progress_bar_default, run_task)
@@ -123,13 +123,21 @@ def clean_errors(cfg: DictConfig) -> Iterator[None]:
             # sys.exit would end the whole sweep: as an exception only this job fails.
             raise JobInputError(str(error)) from error
         sys.exit(2)
-    except KeyboardInterrupt as stop:
-        # Ctrl-C (or SIGTERM) outside a fit, where Lightning turns it into exit 1: one line, not
-        # Python's traceback of wherever the stage stood. The run's KILLED line says how to go on.
-        if cfg.get("traceback") or in_multirun() or preempted(stop):
-            raise  # a sweep counts its interrupted jobs; a preempted submitit job is requeued
-        print(f"stopped: {str(stop) or 'Ctrl-C'}", file=sys.stderr)
-        sys.exit(130)
+    except (KeyboardInterrupt, SystemExit) as error:
+        # Ctrl-C or SIGTERM (inside a fit Lightning turns it into SystemExit(1)): one line and exit
+        # 130, not Python's traceback of wherever the stage stood. The run's KILLED line says how to
+        # go on. Any other SystemExit is left alone.
+        stop = interrupted(error)
+        if stop is None or cfg.get("traceback") or preempted(stop):
+            raise  # a preempted submitit job is requeued
+        if in_multirun():
+            # A sweep counts its interrupted jobs; in the sweep's own process the interrupt ends the
+            # sweep, which says so in one line too (pipeline.sweep_callback).
+            if in_sweep_process() and stop is not error:
+                raise stop from None
+            raise
+        print(stopped_line(stop), file=sys.stderr)
+        sys.exit(EXIT_STOPPED)
 
 
 def print_run_location(tracker: Any, done: str | None = None, report: Any = None) -> None:

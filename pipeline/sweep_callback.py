@@ -34,15 +34,18 @@ from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
-from glassworks.preemption import raise_keyboard_interrupt
+from glassworks.preemption import EXIT_STOPPED, raise_keyboard_interrupt, stopped_line
 from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import command_line, git_state, redact
 from glassworks.tracking.objective import MODES
 from glassworks.tracking.params import flatten
-from glassworks.tracking.sweep import INFO_FILE, SWEEP_ENV, JobRecord, SweepInfo, SweepParent, SweepSummary
+from glassworks.tracking.sweep import (INFO_FILE, SWEEP_ENV, JobRecord, SweepInfo, SweepParent, SweepSummary,
+                                       child_runs)
 from pipeline.hydra_context import sweep_dir
 
 if TYPE_CHECKING:
+    import psutil
+
     from glassworks.report.output import WrittenReport
     from glassworks.stages.settings import SweepReportSettings
 
@@ -56,6 +59,7 @@ class MLflowSweepCallback(Callback):
         self.report: SweepReportSettings | None = None  # None: no sweep report (report.sweep.enabled)
         self.written: WrittenReport | None = None
         self._interrupted = False
+        self._stopping = False  # a joblib sweep's jobs are being stopped (_stop_joblib_jobs)
 
     # Pickled into joblib workers with Hydra's context: they only need on_job_end.
     def __getstate__(self) -> dict[str, Any]:
@@ -127,8 +131,17 @@ class MLflowSweepCallback(Callback):
         os.environ[SWEEP_ENV] = str(Path(info.sweep_dir) / INFO_FILE)
         self.parent = parent
         atexit.register(self._close_at_exit)
-        _chain_excepthook(self)
-        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        _chain_excepthook(self, bool(config.get("traceback")))
+        if str(choices.get("hydra/launcher")) == "joblib":
+            # joblib kills its workers the moment an interrupt reaches its result loop: first let
+            # the jobs end their runs (see _stop_joblib_jobs).
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self._stop_joblib_jobs)
+            # Workers killed that way leave their semaphores to multiprocessing's resource tracker,
+            # which frees them and warns of a leak after the summary. It is a process of its own,
+            # started with this process's -W options.
+            sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
+        elif signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
             # SIGTERM between jobs would end the process without atexit: make it an interrupt
             # (during a job the tracker's lifecycle does the same for the child run).
             signal.signal(signal.SIGTERM, raise_keyboard_interrupt)
@@ -162,6 +175,30 @@ class MLflowSweepCallback(Callback):
         summary = self._close(aborted=False)
         if summary is None or summary.n_failed:
             sys.exit(1)
+
+    def _stop_joblib_jobs(self, signum: int, frame: Any) -> None:
+        """SIGINT or SIGTERM to a joblib sweep's process: its jobs, running in loky's worker
+        processes, end their runs KILLED after their current step (with the resume checkpoint),
+        then the interrupt goes on and joblib kills the workers. Until 2026-12-03 the workers were
+        killed at once: a job killed mid-step left its run to be marked KILLED by the parent,
+        resumable only from its last periodic checkpoint. A second signal (after the first one's
+        echoes, glassworks.training.resume.SAME_STOP_S) stops everything at once."""
+        import psutil
+
+        name = signal.Signals(signum).name
+        if self._stopping:
+            raise KeyboardInterrupt(f"received {name} twice")
+        self._stopping = True
+        parent = self.parent
+        workers = _job_processes("popen_loky_posix")
+        if parent is not None and parent.info is not None and workers:
+            print(f"stopping the sweep's jobs in {len(workers)} joblib worker(s): each ends its run KILLED "
+                  "after its current step (Ctrl-C again to kill them now)", file=sys.stderr, flush=True)
+            for worker in workers:  # the terminal's Ctrl-C reached them too: the same request
+                with contextlib.suppress(psutil.Error):
+                    worker.send_signal(signal.SIGTERM)
+            _wait_for_runs_to_end(parent.tracker.client, parent.info, timeout_s=30.0)
+        raise KeyboardInterrupt("" if signum == signal.SIGINT else f"received signal {name}")
 
     def _close_at_exit(self) -> None:
         # Reached when the sweeper raised (a failed job in the basic sweeper, Ctrl-C, ...).
@@ -244,13 +281,7 @@ def _stop_local_jobs(timeout_s: float = 30.0) -> None:
     (submitit's handler until the job's run opens) and is killed after ``timeout_s``."""
     import psutil
 
-    def controls_a_job(process: psutil.Process) -> bool:
-        try:
-            return "submitit.local._local" in " ".join(process.cmdline())
-        except psutil.Error:  # it ended meanwhile
-            return False
-
-    controllers = [p for p in psutil.Process().children() if controls_a_job(p)]
+    controllers = _job_processes("submitit.local._local")
     if not controllers:
         return
     print(f"stopping the sweep's {len(controllers)} running submitit_local job(s): each ends its run "
@@ -269,33 +300,66 @@ def _stop_local_jobs(timeout_s: float = 30.0) -> None:
             process.kill()
 
 
+def _job_processes(marker: str) -> list[psutil.Process]:
+    """This process's descendants whose command line holds `marker` (a launcher's job processes)."""
+    import psutil  # here: Hydra loads this callback in every job's process, which needs none of it
+
+    def matches(process: psutil.Process) -> bool:
+        try:
+            return marker in " ".join(process.cmdline())
+        except psutil.Error:  # it ended meanwhile
+            return False
+
+    return [p for p in psutil.Process().children(recursive=True) if matches(p)]
+
+
+def _wait_for_runs_to_end(client: Any, info: SweepInfo, timeout_s: float) -> None:
+    """Until no child run of the sweep is RUNNING, or `timeout_s` (a job that never ends its run is
+    marked KILLED when the sweep closes); a second Ctrl-C ends the wait."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        runs = child_runs(client, [info.experiment_id], info.parent_run_id)
+        if not [run for run in runs if run.info.status == "RUNNING"]:
+            return
+        time.sleep(0.2)
+
+
 def _fail(message: str, code: int) -> None:
     print(f"error: {message}", file=sys.stderr)
     sys.exit(code)
 
 
-def _chain_excepthook(callback: MLflowSweepCallback) -> None:
-    """Remember an interrupt (Ctrl-C, SIGTERM during a job) so the parent ends KILLED."""
+def _chain_excepthook(callback: MLflowSweepCallback, traceback: bool) -> None:
+    """Remember an interrupt (Ctrl-C, SIGTERM) that ends the sweep so the parent ends KILLED, and
+    end with one line and exit 130, as a single run does (`traceback`: Python's traceback instead).
+    The summary follows (atexit). Until 2026-12-03 a parallel sweep printed the traceback of
+    wherever its launcher waited (joblib's result loop, submitit's wait)."""
     previous = sys.excepthook
 
     def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
-        if issubclass(kind, KeyboardInterrupt):
-            callback._interrupted = True
-        previous(kind, value, tb)
+        if not issubclass(kind, KeyboardInterrupt):
+            previous(kind, value, tb)
+            return
+        callback._interrupted = True
+        if traceback:
+            previous(kind, value, tb)
+            return
+        print(stopped_line(value), file=sys.stderr, flush=True)
+        sys.exit(EXIT_STOPPED)  # raised in an excepthook, SystemExit sets the exit status
 
     sys.excepthook = hook
 
 
 def _report(parent: SweepParent, summary: SweepSummary, written: WrittenReport | None) -> None:
     info, tracker = parent.info, parent.tracker
-    lines = [f"\nSweep {parent.name}: {summary.n_jobs} jobs, {summary.n_failed} failed"]
+    lines = [f"\nSweep {parent.name}: {summary.outcome}"]
     if summary.best_run_id:
         lines.append(f"  best by {parent.optimized_metric} ({parent.mode}): {summary.best_run_name} "
                      f"({summary.best_run_id}) = {summary.best_value:.4f}")
     if summary.registered_model:
         lines.append(f"  registered model: models:/{summary.registered_model} "
                      f"(models:/{summary.registered_model.rpartition('/')[0]}/latest)")
-    lines += [f"  FAILED {failure}" for failure in summary.failures]
+    lines += [f"  {failure}" for failure in summary.failures]
     if written is not None:
         lines.append(f"  report: {written.html}")
     lines.append(f"  parent run {info.parent_run_id}: {tracker.run_url()}")

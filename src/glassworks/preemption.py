@@ -26,8 +26,18 @@ class Preempted(KeyboardInterrupt):
 def preempted(error: BaseException | None) -> Preempted | None:
     """The :class:`Preempted` that ``error`` is or (Lightning turns a KeyboardInterrupt in a fit into
     ``SystemExit(1)``) that it was raised while handling."""
+    return _in_context(error, Preempted)
+
+
+def interrupted(error: BaseException | None) -> KeyboardInterrupt | None:
+    """The KeyboardInterrupt (Ctrl-C, a signal, a preemption) that ``error`` is or was raised while
+    handling (Lightning's ``SystemExit(1)`` after an interrupt in a fit)."""
+    return _in_context(error, KeyboardInterrupt)
+
+
+def _in_context(error: BaseException | None, kind: type[BaseException]) -> Any:
     while error is not None:
-        if isinstance(error, Preempted):
+        if isinstance(error, kind):
             return error
         error = error.__context__
     return None
@@ -38,3 +48,11 @@ def raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     would otherwise end at once unwinds, and what tidies up after Ctrl-C (a run ended KILLED, a
     sweep's parent closed) runs."""
     raise KeyboardInterrupt(f"received signal {signal.Signals(signum).name}")
+
+
+EXIT_STOPPED = 130  # the shell's code for a process that Ctrl-C (SIGINT) ended
+
+
+def stopped_line(stop: KeyboardInterrupt) -> str:
+    """The one line a command stopped by Ctrl-C or a signal ends with, in place of Python's traceback."""
+    return f"stopped: {str(stop) or 'Ctrl-C'}"

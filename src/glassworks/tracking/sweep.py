@@ -178,6 +178,13 @@ class SweepSummary:
     failures: list[str]
     registered_model: str | None = None  # "<name>/<version>" when the best child's model was registered
 
+    @property
+    def outcome(self) -> str:
+        """``4 jobs, 0 failed``; ``2 jobs, 1 failed, 1 killed``: the jobs that did not finish, by status."""
+        ended = self.table["status"][self.table["status"] != "FINISHED"].value_counts() if self.n_failed else {}
+        counts = [f"{count} {status.lower()}" for status, count in sorted(dict(ended).items())]
+        return f"{self.n_jobs} job{'' if self.n_jobs == 1 else 's'}, " + (", ".join(counts) or "0 failed")
+
 
 def child_runs(client: MlflowClient, experiment_ids: Sequence[str], parent_run_id: str) -> list[Any]:
     runs, token = [], None
@@ -231,7 +238,7 @@ def summarize(client: MlflowClient, info: SweepInfo, records: Sequence[JobRecord
     table = table[_column_order(table, info.swept_keys)]
 
     failed = table[table["status"] != "FINISHED"]
-    failures = [f"job {r.job}: {r.overrides} ({r.status}{': ' + r.error if r.error else ''})"
+    failures = [f"job {r.job} ({r.overrides}) {r.status}{': ' + r.error if r.error else ''}"
                 for r in failed.itertuples()]
     best_id = best_name = best_value = None
     best_metrics: dict[str, float] = {}
@@ -412,7 +419,7 @@ class SweepParent:
         return f"{self.register_model_as}/{version}"
 
     def _note(self, summary: SweepSummary, registered: str | None) -> str:
-        lines = [f"**Sweep {self.name}**: {summary.n_jobs} jobs, {summary.n_failed} failed."]
+        lines = [f"**Sweep {self.name}**: {summary.outcome}."]
         if summary.best_run_id:
             lines.append(f"Best by `{self.optimized_metric}` ({self.mode}): run "
                          f"`{summary.best_run_name}` ({summary.best_run_id}) = {summary.best_value:.4g}.")
@@ -424,7 +431,7 @@ class SweepParent:
 
 
 def _failure_text(summary: SweepSummary, aborted: bool) -> str:
-    head = f"{summary.n_failed} of {summary.n_jobs} jobs failed"
+    head = f"{summary.n_failed} of {summary.n_jobs} jobs did not finish"
     if aborted and not summary.n_failed:
         head = f"the sweep ended before all jobs reported ({summary.n_jobs} did)"
     return "\n".join([head, *summary.failures])

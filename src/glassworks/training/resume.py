@@ -38,6 +38,11 @@ from glassworks.validation import ConfigError, UserError
 log = logging.getLogger(__name__)
 
 FILENAME = "resume.ckpt"
+# After the first signal, one of another kind, or the same one within this many seconds, is the
+# same request to stop: a terminal's Ctrl-C reaches every process of its group, and a launcher
+# between them forwards it (torchrun: SIGINT, right after) or its own (submitit's local controller
+# and a joblib sweep: SIGTERM, later on a busy machine). The first signal again stops at once.
+SAME_STOP_S = 1.0
 
 
 def capture_rng() -> dict[str, Any]:
@@ -100,6 +105,7 @@ class ResumeCheckpoint(Checkpoint):
         self._between_steps = False
         self._last_saved_step = -1
         self._stop_signal: int | None = None
+        self._stop_signalled_at = 0.0  # time.monotonic() of the first signal
         self.continues = False  # the train stage hands Lightning this callback's file (resume=)
         self.ranks_decide_start = False  # resume= under torchrun/srun: says "training again" once all ranks agree
         # A scheduler's notice that the job will be stopped (submitit: SIGUSR2), set by the entry
@@ -235,9 +241,11 @@ class ResumeCheckpoint(Checkpoint):
                 return
 
     def _on_signal(self, signum: int, frame: Any) -> None:
-        if self._stop_signal is not None:  # a second signal: stop now
+        if self._stop_signal is not None:  # a second signal: stop now, unless it echoes the first
+            if signum != self._stop_signal or time.monotonic() - self._stop_signalled_at < SAME_STOP_S:
+                return
             raise KeyboardInterrupt(f"received {signal.Signals(signum).name} twice")
-        self._stop_signal = signum
+        self._stop_signal, self._stop_signalled_at = signum, time.monotonic()
         log.warning("received %s: stopping after the current step (again to stop now)",
                     signal.Signals(signum).name)
 
