@@ -29,7 +29,8 @@ from glassworks.tracking import contract as C
 from glassworks.tracking.metadata import redact
 from glassworks.tracking.run_ids import RunIdError, resolve_run_id
 from glassworks.tracking.store import StoreUnreachable
-from glassworks.training.trainer_args import check_trainer_args, check_trainer_values
+from glassworks.training.distributed import LaunchRank
+from glassworks.training.trainer_args import check_placement, check_trainer_args, check_trainer_values
 from glassworks.validation import ConfigError, UserError
 from pipeline.arguments import RUN_ID_KEYS
 
@@ -142,7 +143,9 @@ def build_job(cfg: DictConfig, with_data: bool = True, tracker: Any = None) -> J
             _check_type(f"trainer.{key}", cfg.trainer[key], types)
     if cfg.get("trainer") is not None:
         try:  # values Lightning refuses (max_epochs=-5) fail here, not once the run exists
-            check_trainer_values(OmegaConf.to_container(cfg.trainer, resolve=True))
+            trainer_args = OmegaConf.to_container(cfg.trainer, resolve=True)
+            check_trainer_values(trainer_args)
+            check_placement(trainer_args, LaunchRank.from_env().external, torch.cuda.device_count())
         except ConfigError as error:
             raise UserError(f"invalid config {error}") from error
     if cfg.get("explain") is not None:

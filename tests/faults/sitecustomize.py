@@ -11,6 +11,7 @@ is on PYTHONPATH. Inactive unless GLASSWORKS_FAULT is set; then exactly one faul
   explain_signal:NAME:N  send this process signal NAME there instead (Ctrl-C is SIGINT)
   report          SIGKILL when the report stage writes its files
   raise:STAGE     raise RuntimeError inside STAGE (train, explain, robustness or report)
+  raise:STAGE:J   the same, in job J of a sweep only
   raise_rank:R:N  raise RuntimeError on DDP rank R after step N (the other ranks are fine)
 
 GLASSWORKS_GC_PROBE=FOLDER (with or without a fault) makes every training process write, after its
@@ -117,26 +118,30 @@ class InjectedFault(RuntimeError):
     pass
 
 
-def _raise_in(stage: str) -> None:
-    def fail(*args, **kwargs):
-        raise InjectedFault(f"injected failure in the {stage} stage")
+def _raise_in(stage: str, job: int | None = None) -> None:
+    def failing(original):
+        def fail(*args, **kwargs):
+            if job is not None and _sweep_job() != job:  # the sweep's other jobs (one process: basic)
+                return original(*args, **kwargs)
+            raise InjectedFault(f"injected failure in the {stage} stage")
+        return fail
 
     if stage == "train":
         from glassworks.models.lightning import TextClassifier
 
-        TextClassifier.training_step = fail
+        TextClassifier.training_step = failing(TextClassifier.training_step)
     elif stage == "explain":
         from glassworks.explain.runner import ExplainRunner
 
-        ExplainRunner.run = fail
+        ExplainRunner.run = failing(ExplainRunner.run)
     elif stage == "robustness":
         from glassworks.robustness import RobustnessRunner
 
-        RobustnessRunner.run = fail
+        RobustnessRunner.run = failing(RobustnessRunner.run)
     elif stage == "report":
         import glassworks.report.output as output
 
-        output.write_report = fail
+        output.write_report = failing(output.write_report)
     else:
         raise SystemExit(f"GLASSWORKS_FAULT=raise:{stage}: unknown stage")
 
@@ -200,7 +205,8 @@ if FAULT:
     elif kind == "report":
         _during_report()
     elif kind == "raise":
-        _raise_in(arg)
+        stage, _, job = arg.partition(":")
+        _raise_in(stage, int(job) if job else None)
     elif kind == "raise_rank":
         rank, _, step = arg.partition(":")
         _raise_on_rank(int(rank), int(step))

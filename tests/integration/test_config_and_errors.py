@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 from hydra.utils import instantiate
 from mlflow import MlflowClient
 from mlflow.entities import ViewType
@@ -123,6 +124,22 @@ def test_cli_bad_value_one_message_exit_2_no_run(tmp_path):
     assert out.returncode == 2
     assert "model" in out.stderr and "n_heads" in out.stderr
     assert "Traceback" not in out.stderr
+    assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    # Lightning's DDP would start the whole command again in a second process: two runs, every
+    # stage twice, and the job killed (until 2026-12-03).
+    (["trainer.devices=2"], "invalid config trainer.devices: 2: 2 processes need the DDP strategy of "
+                            "trainer=ddp_cpu"),
+    # Refused by Lightning only once the run existed, which then stayed behind FAILED.
+    (["trainer=gpu"], "invalid config trainer.accelerator: gpu: this machine has no CUDA device"),
+])
+def test_cli_a_placement_the_machine_cannot_run_fails_before_any_run(tmp_path, overrides, message):
+    if "trainer=gpu" in overrides and torch.cuda.is_available():
+        pytest.skip("needs a machine without a GPU")
+    out = run_cli("pipeline.run", *overrides, cwd=tmp_path)
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
     assert_no_runs(tmp_path / "mlruns" / "mlflow.db")
 
 

@@ -14,7 +14,6 @@ from pathlib import Path
 import mlflow
 import pandas as pd
 import pytest
-import torch
 import yaml
 from hydra.core.hydra_config import HydraConfig
 from mlflow import MlflowClient
@@ -27,7 +26,7 @@ from glassworks.tracking.logged_model import run_model_id
 from glassworks.tracking.pyfunc import load_run_model
 from glassworks.tracking.sweep import child_run_name
 from pipeline.sweep_callback import swept
-from tests.conftest import TINY, compose_config, mlflow_server, run_cli
+from tests.conftest import ROOT, TINY, compose_config, mlflow_server, run_cli
 
 FAST = [*TINY, "trainer.max_epochs=1", "data.source.n_train=200", "explain.n_examples=4",
         "explain.methods=[rollout,input_x_gradient]", "explain.n_heatmaps=0",
@@ -45,8 +44,9 @@ def assert_registered_model_is_the_runs(run_id: str, tracking_uri: str) -> None:
     assert_columns_follow_label_order(predictions, reference, ["negative", "positive"])
 
 
-def sweep(cwd: Path, *overrides: str, multirun: bool = True) -> subprocess.CompletedProcess[str]:
-    out = run_cli("pipeline.run", *(["-m"] if multirun else []), *FAST, *overrides, cwd=cwd)
+def sweep(cwd: Path, *overrides: str, multirun: bool = True,
+          env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    out = run_cli("pipeline.run", *(["-m"] if multirun else []), *FAST, *overrides, cwd=cwd, env=env)
     assert "database is locked" not in out.stderr
     return out
 
@@ -233,15 +233,15 @@ def test_run_commands_given_a_sweeps_parent_say_what_to_give_instead(grid):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(torch.cuda.is_available(), reason="trainer=gpu must fail inside its run: needs a machine without a GPU")
 def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path):
     """Same store as the grid: a second sweep gets its own parent and never touches the first.
-    Jobs: n_heads=3 fails validation (no run), trainer=gpu on a machine without one fails inside
-    its run (Lightning picks the accelerator when the real Trainer is built), and the one good job
-    trains with DDP in 2 processes."""
+    Jobs: n_heads=3 fails validation (no run), job 3 (trainer=cpu) fails inside its run (an
+    injected error in its training step; until 2026-12-03 trainer=gpu on a machine without one
+    did, which now fails validation), and the one good job trains with DDP in 2 processes."""
     cwd, client = grid["cwd"], sqlite_client(grid["cwd"])
     before = family(client)
-    out = sweep(cwd, "trainer=ddp_cpu,gpu", "model.n_heads=3,4", "sweep.register_model_as=null")
+    out = sweep(cwd, "trainer=ddp_cpu,cpu", "model.n_heads=3,4", "sweep.register_model_as=null",
+                env={"PYTHONPATH": str(ROOT / "tests" / "faults"), "GLASSWORKS_FAULT": "raise:train:3"})
     assert out.returncode != 0
     assert "error: invalid config model" in out.stderr and "n_heads (3)" in out.stderr
     assert "Traceback" not in out.stderr
@@ -257,7 +257,7 @@ def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path)
     assert parent.data.tags["glassworks.sweep.failures"].count("n_heads (3)") == 2
     assert "glassworks.sweep.registered_model" not in parent.data.tags
 
-    # n_heads=4: two runs; the DDP one finished, the GPU one FAILED with Lightning's error
+    # n_heads=4: two runs; the DDP one finished, the other FAILED with its error
     assert len(children) == 2
     by_status = {c.info.status: c for c in children}
     assert set(by_status) == {"FINISHED", "FAILED"}
@@ -265,7 +265,7 @@ def test_failed_jobs_and_ddp_in_a_sweep_rerun_makes_a_new_parent(grid, tmp_path)
     assert good.data.params["trainer.devices"] == "2"
     assert good.data.params["trainer.strategy._target_"] == "glassworks.training.distributed.ddp_strategy"
     assert {"val/acc", "test/acc", "explain/rollout/comprehensiveness"} <= set(good.data.metrics)
-    assert "No supported gpu backend found" in bad.data.tags["glassworks.error"]
+    assert "injected failure in the train stage" in bad.data.tags["glassworks.error"]
     assert parent.data.tags["glassworks.sweep.best_run_id"] == good.info.run_id
 
     table = summary_csv(client, parent_id, tmp_path)

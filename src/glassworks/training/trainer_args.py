@@ -79,3 +79,37 @@ def check_trainer_values(args: Mapping[str, Any], prefix: str = "trainer") -> No
     finally:
         for logger, level in zip(quiet, levels):
             logger.setLevel(level)
+
+
+_GPU_ACCELERATORS = ("gpu", "cuda")
+
+
+def check_placement(args: Mapping[str, Any], launched_outside: bool, cuda_devices: int,
+                    prefix: str = "trainer") -> None:
+    """Raise :class:`ConfigError` for a placement the Trainer would only refuse once the run exists
+    (a GPU on a machine without one), or would carry out by starting the whole command again in
+    every process: ``devices`` > 1 without a strategy of ours, not under torchrun/srun
+    (`launched_outside`), where Lightning's DDP re-runs the command line once a rank, each rank
+    opening a run of its own and running every later stage. `cuda_devices`: the machine's count."""
+    accelerator = str(args.get("accelerator") or "auto")
+    if accelerator in _GPU_ACCELERATORS and cuda_devices == 0:
+        raise ConfigError(f"{prefix}.accelerator", f"{accelerator}: this machine has no CUDA device; "
+                          "trainer=default picks what the machine has, trainer=cpu the CPU")
+    if launched_outside:
+        return
+    devices = args.get("devices", "auto")
+    on_gpu = accelerator in _GPU_ACCELERATORS or (accelerator == "auto" and cuda_devices > 0)
+    if isinstance(devices, (list, tuple)):
+        count = len(devices)
+    elif str(devices) in ("-1", "auto"):
+        count = cuda_devices if on_gpu else 1
+    else:
+        count = int(devices) if str(devices).lstrip("-").isdigit() else 1
+    processes = count * int(args.get("num_nodes") or 1)
+    if processes > 1 and str(args.get("strategy") or "auto") in ("auto", "ddp"):
+        nodes = f" on num_nodes={args.get('num_nodes')}" if int(args.get("num_nodes") or 1) > 1 else ""
+        raise ConfigError(f"{prefix}.devices", f"{devices}{nodes}: {processes} processes need "
+                          "the DDP strategy of trainer=ddp_cpu (CPU processes over gloo) or trainer=ddp "
+                          f"(GPUs), which spawn the ranks for training alone: e.g. trainer=ddp_cpu "
+                          f"trainer.devices={devices}. Lightning's own would start this whole command again "
+                          "in every process, each with a run of its own (several nodes: torchrun, README)")
