@@ -18,14 +18,16 @@ import time
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from glassworks.scratch import scratch_session
 from glassworks.robustness import RobustnessResult
 from glassworks.stages import robustness as robustness_stage
 from glassworks.tracking import contract as C
+from glassworks.tracking.derived import DerivedSource, derived_source
 from pipeline import imports_done
 from pipeline.plans import robustness_settings
+from pipeline.hydra_context import overrides
 from pipeline.stage import build_job, clean_errors, open_derived, print_run_location, run_task
 
 log = logging.getLogger("glassworks.robustness")
@@ -45,6 +47,7 @@ def main(cfg: DictConfig) -> None:
     imports_done()  # a sweep worker (joblib, submitit) starts its job here
     with clean_errors(cfg), scratch_session():  # no glassworks-* temp folder outlives the command
         tracker = build_job(cfg, with_data=False).tracker
+        cfg = explained_alike(cfg, tracker, derived_source(tracker, str(cfg.run_id)), overrides())
         source = open_derived(cfg, tracker, str(cfg.run_id), "robustness", ["robustness", "explain"],
                               required=(C.ATTRIBUTIONS, f"run pipeline.explain run_id={cfg.run_id} first"))
         with tracker.lifecycle("robustness"):
@@ -55,6 +58,29 @@ def main(cfg: DictConfig) -> None:
             tracker.log_metrics({C.stage_time_key("robustness"): time.perf_counter() - start})
         print_run_location(tracker, done=f"pipeline.robustness finished: {finished_line(task, result.metrics)} "
                                          f"(run {source.run_id} is unchanged)")
+
+
+def explained_alike(cfg: DictConfig, tracker: Any, source: DerivedSource, given: list[str]) -> DictConfig:
+    """``cfg`` with the ``explain`` settings the probed explanations were made with (a derived
+    explain run's, e.g. ``explain.shap.algorithm=exact``; else the trained run's), and this
+    command's own ``explain.*`` overrides (`given`) on top. Stability explains perturbed copies of
+    the examples with these settings and compares them with the originals: until 2026-12-03 it used
+    this command's defaults, and scored exact-SHAP originals against partition-SHAP copies."""
+    if any(o.lstrip("+~").startswith("explain=") for o in given):
+        return cfg  # another explain group chosen: this command's settings throughout
+    holder = source.holder_of(C.EXPLANATIONS_DIR)
+    logged = OmegaConf.load(tracker.download(C.CONFIG if holder == source.root_id else C.STAGE_CONFIG, holder))
+    if logged.get("explain") is None:
+        return cfg
+    explain = logged.explain
+    for override in given:
+        key = override.lstrip("+~").partition("=")[0]
+        if key.startswith("explain."):
+            OmegaConf.update(explain, key.removeprefix("explain."), OmegaConf.select(cfg, key), force_add=True)
+    cfg = cfg.copy()
+    with open_dict(cfg):
+        cfg.explain = explain
+    return cfg
 
 
 def finished_line(task: Any, metrics: dict[str, float]) -> str:

@@ -24,7 +24,9 @@ import pipeline.run
 from glassworks.report.collect import ArtifactReader
 from glassworks.report.document import fmt
 from glassworks.report.run_report import format_seconds as seconds
+from glassworks.tracking.derived import derived_source
 from glassworks.tracking.store import ensure_experiment
+from pipeline.stage import build_job
 from tests.conftest import ROOT, compose_config, run_cli, run_snapshot
 
 pytestmark = pytest.mark.slow
@@ -281,6 +283,17 @@ def test_derived_runs_nest_and_each_report_shows_its_own_results(piped):
     # its params: the settings that differ from the parent's (seed=3 and max_evals=64 made the parent's)
     assert explained.data.params == {"explain.methods": "['rollout']", "explain.seed": "0", "explain.shap.seed": "0",
                                      "explain.shap.max_evals": "500"}
+    # The probe explained its perturbed copies as the explain run had made the originals (its
+    # max_evals 500, not this command's defaults): no explain setting differs from its parent's.
+    assert not [k for k in probed.data.params if k.startswith("explain.")], probed.data.params
+    cfg = _stage_cfg(piped, "robustness", f"run_id={explained.info.run_id}")
+    tracker = build_job(cfg, with_data=False).tracker
+    source = derived_source(tracker, explained.info.run_id)
+    alike = pipeline.robustness.explained_alike(cfg, tracker, source, [])
+    assert alike.explain.shap.max_evals == 500 and list(alike.explain.methods) == ["rollout"]
+    cfg.explain.shap.max_evals = 32  # given on the command line: explain.shap.max_evals=32
+    alike = pipeline.robustness.explained_alike(cfg, tracker, source, ["explain.shap.max_evals=32"])
+    assert alike.explain.shap.max_evals == 32 and list(alike.explain.methods) == ["rollout"]
 
     # The parent's report: its own results, and the two derived runs listed.
     _, summary, page = _report_of(piped, parent_id)
