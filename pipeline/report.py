@@ -101,7 +101,7 @@ def main(cfg: DictConfig) -> None:
             elif sweep_running:
                 not_logged = f"sweep {target} is still RUNNING; report it again once it ends"
         if not_logged:
-            log.warning("report written to disk only: %s", not_logged)
+            log.info("report written to disk only: %s", not_logged)
             with open_dict(cfg):
                 cfg.report.log_to_run = False
         written = report(cfg, tracker, target) if cfg.run_id else sweep_report(cfg, tracker, target)

@@ -33,7 +33,8 @@ TIMED = ("time/", "system/", "train/tokens_per_sec")
 KILLED = -signal.SIGKILL
 # Lightning's advice that does not apply to these jobs, which every DDP job and every resume printed
 # until 2026-12-03: the epoch values are synced by torchmetrics, the data position by the DataModule.
-NOT_FOR_US = ("sync_dist=True", "your dataloader is not resumable")
+# (the checkpoint folder a resumed fit continues in holds the checkpoints of the fit it continues)
+NOT_FOR_US = ("sync_dist=True", "your dataloader is not resumable", "exists and is not empty")
 
 
 def pipeline(cwd: Path, *args: str, fault: str | None = None):

@@ -45,4 +45,5 @@ def test_no_match_and_non_prefixes(store):
     with pytest.raises(RunIdError, match=f"sweep_id={unused}: no such run"):
         resolve_run_id(client, unused, "sweep_id")
     assert resolve_run_id(client, "nope123") == "nope123"  # not hex: the caller says "no such run"
-    assert resolve_run_id(client, "abc") == "abc"  # too short to be meant as a prefix
+    with pytest.raises(RunIdError, match="run_id=abc: give at least 4 characters of a run id"):
+        resolve_run_id(client, "abc")  # too short to be meant as a prefix (it said "no such run")

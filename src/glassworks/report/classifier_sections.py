@@ -59,13 +59,19 @@ def test_results_section(record: RunRecord, label_names: list[str], predictions:
                             highlight={(i, i + 1) for i in range(n)},
                             caption=f"Confusion matrix, test split ({int(matrix.sum())} examples)"))
         blocks.append(Image("confusion_matrix.png", confusion_png(matrix, names), "confusion matrix"))
+        # test/acc is torchmetrics' macro average: the mean of the recalls of the classes present,
+        # which differs from the share of right answers when the classes are not the same size.
+        support = matrix.sum(axis=1)
+        balanced = float(np.mean(np.diag(matrix)[support > 0] / support[support > 0]))
         logged = m.get("test/acc")
-        agree = logged is not None and abs(logged - accuracy) <= 1.0 / matrix.sum() + 1e-6
+        agree = logged is not None and abs(logged - balanced) <= 1.0 / matrix.sum() + 1e-6
         blocks.append(Paragraph(
-            f"{predictions.source} Accuracy from the matrix: {fmt(accuracy)}"
-            + (f"; logged test/acc: {fmt(logged)}." if logged is not None else "."),
+            f"{predictions.source} From the matrix: {fmt(accuracy)} of the examples right; balanced accuracy "
+            f"(the mean of the recalls) {fmt(balanced)}"
+            + (f", which is what test/acc measures (logged: {fmt(logged)})." if logged is not None else "."),
             "note" if agree or logged is None else "warning"))
-        summary["confusion_matrix"] = {"labels": names, "counts": matrix.tolist(), "accuracy": accuracy}
+        summary["confusion_matrix"] = {"labels": names, "counts": matrix.tolist(), "accuracy": accuracy,
+                                       "balanced_accuracy": balanced}
     elif prediction_error:
         blocks.append(Paragraph(f"No confusion matrix: {prediction_error}", "warning"))
     if not blocks:

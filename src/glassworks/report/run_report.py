@@ -70,7 +70,7 @@ def _label_names(record: RunRecord) -> list[str]:
 def _summary(record: RunRecord, config: Mapping[str, Any]) -> Section:
     m = record.metrics
     cards = []
-    for key, label in (("test/acc", "test accuracy"), ("test/f1", "test macro F1"), ("val/acc", "val accuracy")):
+    for key, label in (("test/acc", "test balanced accuracy"), ("test/f1", "test macro F1"), ("val/acc", "val balanced accuracy")):
         if key in m:
             cards.append(Metric(label, fmt(m[key]), key))
     best = _best_method(m)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,7 +74,10 @@ def train(inputs: TrainInputs, tracker: Any, resume: bool = False) -> TrainResul
         keeper.continues, keeper.ranks_decide_start = ckpt_path is not None, resume and launched
         keeper.preemption_signal = inputs.preemption_signal
     start = time.perf_counter()
-    with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)):
+    with marking_spawned_ranks(getattr(trainer.strategy, "spawns_ranks", False)), warnings.catch_warnings():
+        if ckpt_path is not None:
+            # The checkpoints of the fit this one continues (the same run's folder, as it should be).
+            warnings.filterwarnings("ignore", r"Checkpoint directory .* exists and is not empty")
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     fit_seconds = time.perf_counter() - start
     leave_process_group()

@@ -23,15 +23,17 @@ class RunIdError(ValueError):
 def resolve_run_id(client: MlflowClient, ref: str, key: str = "run_id", min_prefix: int = MIN_PREFIX) -> str:
     """The full id of the one run whose id starts with ``ref`` (every experiment, deleted runs too).
 
-    A full 32-character id, or anything that is no hex prefix of at least `min_prefix` characters,
-    is returned as given (whether it exists is the caller's question); a prefix that matches no
-    run raises, and so does an ambiguous one, listing the candidates.
+    A full 32-character id, or anything that is no hex prefix, is returned as given (whether it
+    exists is the caller's question); a prefix shorter than `min_prefix` raises, a prefix that
+    matches no run raises, and so does an ambiguous one, listing the candidates.
     """
     ref = str(ref).strip().lower()
     if FULL_ID.fullmatch(ref):
         return ref
-    if len(ref) < min_prefix or not re.fullmatch(r"[0-9a-f]+", ref):
+    if not re.fullmatch(r"[0-9a-f]+", ref):
         return ref  # not a prefix of any MLflow id: the caller's lookup says "no such run"
+    if len(ref) < min_prefix:
+        raise RunIdError(f"{key}={ref}: give at least {min_prefix} characters of a run id (or all 32)")
     matches = [run for run in _all_runs(client) if run.info.run_id.startswith(ref)]
     if not matches:
         raise RunIdError(f"{key}={ref}: no such run (no run id starts with {ref})")
