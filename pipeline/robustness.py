@@ -69,6 +69,8 @@ def explained_alike(cfg: DictConfig, tracker: Any, source: DerivedSource, given:
     if any(o.lstrip("+~").startswith("explain=") for o in given):
         return cfg  # another explain group chosen: this command's settings throughout
     holder = source.holder_of(C.EXPLANATIONS_DIR)
+    if not tracker.client.list_artifacts(holder, C.EXPLANATIONS_DIR):
+        return cfg  # nothing explained: open_derived refuses the run, naming the stage to run first
     logged = OmegaConf.load(tracker.download(C.CONFIG if holder == source.root_id else C.STAGE_CONFIG, holder))
     if logged.get("explain") is None:
         return cfg
