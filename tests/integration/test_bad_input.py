@@ -353,6 +353,13 @@ def test_cli_debug_traceback_shows_the_traceback(tmp_path):
     assert store_runs(tmp_path) == {}
 
 
+def test_cli_a_group_option_yaml_reads_as_a_boolean_is_an_unknown_option(tmp_path):
+    """debug=true (YAML's true) failed inside Hydra with a 25-line traceback until 2026-12-03."""
+    out = run_cli("pipeline.run", "debug=true", cwd=tmp_path)
+    assert out.returncode == 1 and "Could not find 'debug/true'" in out.stderr and "traceback" in out.stderr
+    assert "Traceback" not in out.stderr and store_runs(tmp_path) == {}
+
+
 def test_cli_bad_group_option_points_to_debug_traceback(tmp_path):
     """A misspelled group option is Hydra's error (exit 1, its list of options); its hint names the
     project's switch, and that switch really shows the traceback of such an error."""

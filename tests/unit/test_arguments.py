@@ -2,7 +2,7 @@
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 
-from pipeline.arguments import ids_as_text
+from pipeline.arguments import config_groups, group_choices_as_text, ids_as_text
 
 PARSER = OverridesParser.create()
 
@@ -33,3 +33,16 @@ def test_other_arguments_and_yaml_words_are_left_as_given():
     kept = ["-m", "--multirun", "resume=null", "resume=false", "run_id='57e84031'", "run_id=${oc.env:RUN}",
             "explain.shap.max_evals=1e3", "hydra.run.dir=x", "my_run_id=57e84031", "reproduceXagainst=1e5", "run_id=choice(a,b)"]
     assert ids_as_text(kept) == kept
+
+
+def test_group_options_that_read_as_booleans_or_numbers_are_quoted():
+    # debug=true was the boolean true, which Hydra refused with a traceback ("Config group override
+    # must be a string or a list. Got bool"); quoted, it is an option name Hydra looks up.
+    groups = config_groups()
+    assert {"model", "debug", "trainer", "hydra/launcher"} <= groups
+    given = ["debug=true", "+debug=1", "model=1.5", "debug=true,false", "debug=null", "model=small",
+             "hydra/launcher=joblib", "model.n_layers=2", "seed=3", "debug='on'"]
+    assert group_choices_as_text(given, groups) == [
+        "debug='true'", "+debug='1'", "model='1.5'", "debug='true','false'", "debug=null", "model=small",
+        "hydra/launcher=joblib", "model.n_layers=2", "seed=3", "debug='on'"]
+    assert parsed("debug='true'") == "true"
